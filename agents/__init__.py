@@ -1,0 +1,1 @@
+"""Agents: trained policies, ensembles and risk critics that expose their uncertainty."""

@@ -1,0 +1,105 @@
+"""The driving world's settings: every field documented, typed and range-checked."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from takeover.config import option, validate
+from takeover.envs import layout as L
+
+SCENARIOS = ("mixed", "none", *L.HAZARD_NAMES[1:])
+"""``mixed`` draws one hazard per episode; ``none`` is plain traffic."""
+
+
+@dataclass(frozen=True)
+class HighwayConfig:
+    scenario: str = option("mixed", "hazard of each episode", choices=SCENARIOS)
+    action_type: str = option("continuous", "action space", choices=("continuous", "discrete"))
+    lanes: int = option(3, "number of lanes", range=(2, 6))
+    vehicles: int = option(20, "traffic vehicles besides the ego", range=(0, 60))
+    control_hz: float = option(10.0, "agent decisions per simulated second", range=(1.0, 50.0))
+    substeps: int = option(2, "physics sub-steps per control step", range=(1, 20))
+    duration: float = option(30.0, "episode time limit, s", range=(1.0, 3600.0))
+    observe: int = option(8, "nearest vehicles in the observation (K)", range=(1, 32))
+    lane_width: float = option(4.0, "m", range=(2.5, 6.0))
+    ego_speed: tuple[float, float] = option((22.0, 28.0), "initial ego speed range, m/s",
+                                            range=(0.0, 40.0))
+    traffic_speed: tuple[float, float] = option((21.0, 29.0), "desired speeds of traffic, m/s",
+                                                range=(1.0, 40.0))
+    onset: tuple[float, float] = option((5.0, 14.0), "hazard onset time range, s",
+                                        range=(0.0, 3600.0))
+    hazard_window: float = option(5.0, "how long a dynamic hazard counts as active, s",
+                                  range=(0.5, 60.0))
+    sense_range: float = option(80.0, "distance at which a static hazard becomes active, m",
+                                range=(10.0, 500.0))
+    steer_max: float = option(0.07, "steering angle at action +-1, rad", range=(0.01, 0.6))
+    accel_max: float = option(4.0, "acceleration at action +1, m/s^2", range=(0.5, 10.0))
+    brake_max: float = option(8.0, "deceleration at action -1, m/s^2", range=(0.5, 12.0))
+    speed_max: float = option(40.0, "ego speed cap, m/s", range=(5.0, 70.0))
+    reward_speed_range: tuple[float, float] = option((20.0, 30.0),
+                                                     "speed mapped to 0..1 reward, m/s",
+                                                     range=(0.0, 70.0))
+    reward_speed: float = option(1.0, "weight of the speed reward", range=(0.0, None))
+    reward_headway: float = option(0.5, "penalty at zero time headway", range=(0.0, None))
+    reward_jerk: float = option(0.1, "penalty for jerk above jerk_threshold", range=(0.0, None))
+    jerk_threshold: float = option(10.0, "m/s^3", range=(0.1, None))
+    reward_collision: float = option(-5.0, "added on collision", range=(None, 0.0))
+    reward_offroad: float = option(-5.0, "added on leaving the road", range=(None, 0.0))
+
+    def __post_init__(self) -> None:
+        validate(self)
+        for name in ("ego_speed", "traffic_speed", "onset", "reward_speed_range"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"{name}=({lo}, {hi}): the first value must be <= the second")
+        if self.reward_speed_range[0] == self.reward_speed_range[1]:
+            raise ValueError("reward_speed_range must span a non-empty interval, e.g. (20, 30)")
+
+    @property
+    def dt(self) -> float:
+        return 1.0 / self.control_hz
+
+    @property
+    def max_steps(self) -> int:
+        return int(round(self.duration * self.control_hz))
+
+    @property
+    def slots(self) -> int:
+        """Vehicle slots per world: ego, traffic, and room for a hazard's objects."""
+        return 1 + self.vehicles + HAZARD_SLOTS
+
+    def params(self) -> np.ndarray:
+        p = np.zeros(L.PARAM_COLS)
+        p[L.DT] = self.dt
+        p[L.NSUB] = self.substeps
+        p[L.LANE_W] = self.lane_width
+        p[L.N_LANES] = self.lanes
+        p[L.STEER_MAX] = self.steer_max
+        p[L.ACC_MAX] = self.accel_max
+        p[L.BRAKE_MAX] = self.brake_max
+        p[L.V_MAX] = self.speed_max
+        p[L.K_OBS] = self.observe
+        p[L.WHEELBASE] = 2.5
+        p[L.V_LO], p[L.V_HI] = self.reward_speed_range
+        p[L.R_SPEED] = self.reward_speed
+        p[L.R_HEADWAY] = self.reward_headway
+        p[L.R_JERK] = self.reward_jerk
+        p[L.JERK_THR] = self.jerk_threshold
+        p[L.R_COLLISION] = self.reward_collision
+        p[L.R_OFFROAD] = self.reward_offroad
+        p[L.SENSE] = self.sense_range
+        p[L.HZ_WINDOW] = self.hazard_window
+        p[L.DISCRETE] = 1.0 if self.action_type == "discrete" else 0.0
+        p[L.X_SCALE] = 100.0
+        p[L.V_SCALE] = 20.0
+        p[L.B_SAFE] = 4.0
+        p[L.LC_THRESHOLD] = 0.2
+        p[L.RECYCLE_BEHIND] = 120.0
+        p[L.RECYCLE_AHEAD] = 180.0
+        return p
+
+
+HAZARD_SLOTS = 10
+"""Extra slots per world for a hazard's objects (the work zone's cones use the most)."""

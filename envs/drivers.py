@@ -1,0 +1,157 @@
+"""Reference drivers that read the world's true state: baselines for tests and the core of
+the scripted human models (``takeover.supervisor.humans``).
+
+A driver is called with the unwrapped env and returns an action in the env's own action
+space, so it drives either action type.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from takeover.envs import layout as L
+from takeover.envs.highway import HighwayEnv
+
+
+def corridor_leader(veh: np.ndarray, y: float, lateral_margin: float = 0.5) -> tuple[float, float]:
+    """Bumper gap (m) and speed (m/s) of the nearest object ahead of the ego overlapping
+    the corridor at lateral position ``y``; gap is ``inf`` when the corridor is clear."""
+    ego = veh[0]
+    others = veh[1:]
+    present = others[:, L.KIND] != L.EMPTY
+    dx = others[:, L.X] - ego[L.X]
+    overlap = np.abs(others[:, L.Y] - y) < 0.5 * (others[:, L.WID] + ego[L.WID]) + lateral_margin
+    mask = present & overlap & (dx > 0.0)
+    if not mask.any():
+        return math.inf, 0.0
+    j = int(np.argmin(np.where(mask, dx, np.inf)))
+    gap = dx[j] - 0.5 * (others[j, L.LEN] + ego[L.LEN])
+    return float(gap), float(others[j, L.V] * math.cos(others[j, L.PSI]))
+
+
+def corridor_follower_gap(veh: np.ndarray, y: float) -> tuple[float, float]:
+    """Gap (m) and speed (m/s) of the nearest vehicle behind the ego in the corridor at ``y``."""
+    ego = veh[0]
+    others = veh[1:]
+    present = others[:, L.KIND] != L.EMPTY
+    dx = ego[L.X] - others[:, L.X]
+    overlap = np.abs(others[:, L.Y] - y) < 0.5 * (others[:, L.WID] + ego[L.WID]) + 0.5
+    mask = present & overlap & (dx >= 0.0)
+    if not mask.any():
+        return math.inf, 0.0
+    j = int(np.argmin(np.where(mask, dx, np.inf)))
+    return float(dx[j] - 0.5 * (others[j, L.LEN] + ego[L.LEN])), float(others[j, L.V])
+
+
+def idm_accel(v: float, v0: float, gap: float, v_lead: float, *, headway: float, a_max: float,
+              b_comf: float, s0: float) -> float:
+    free = 1.0 - (v / max(v0, 0.1)) ** 4
+    if not math.isfinite(gap):
+        return a_max * free
+    s_star = s0 + max(0.0, v * headway + v * (v - v_lead) / (2.0 * math.sqrt(a_max * b_comf)))
+    return a_max * (free - (s_star / max(gap, 0.1)) ** 2)
+
+
+@dataclass
+class IDMDriver:
+    """A cautious driver: IDM car following in its corridor, and a lane change around a
+    slow or stopped obstacle when the target lane has room (a MOBIL-style safety check).
+
+    The defaults are a careful human: 1.8 s headway, firm braking allowed up to the car's
+    limit, and a lane change when the leader is much slower than desired.
+    """
+
+    desired_speed: float = 25.0
+    headway: float = 1.8
+    a_max: float = 2.0
+    b_comf: float = 3.0
+    s0: float = 5.0
+    change_lanes: bool = True
+    safe_gap_behind: float = 8.0
+    target_lane: float | None = None
+
+    def reset(self) -> None:
+        self.target_lane = None
+
+    def controls(self, env: HighwayEnv) -> tuple[float, float]:
+        """Desired steering angle (rad) and acceleration (m/s^2)."""
+        veh = env.vehicles
+        cfg = env.config
+        ego = veh[0]
+        w = cfg.lane_width
+        lane_now = float(min(max(round(ego[L.Y] / w), 0), cfg.lanes - 1))
+        if self.target_lane is None or abs(ego[L.Y] - self.target_lane * w) < 0.3:
+            self.target_lane = lane_now if self.target_lane is None else self.target_lane
+        v = float(ego[L.V])
+        gap, v_lead = corridor_leader(veh, float(ego[L.Y]))
+        if self.target_lane != lane_now:  # mid-change: also respect the target lane
+            g2, v2 = corridor_leader(veh, self.target_lane * w)
+            if g2 < gap:
+                gap, v_lead = g2, v2
+        kw = dict(headway=self.headway, a_max=self.a_max, b_comf=self.b_comf, s0=self.s0)
+        acc = idm_accel(v, self.desired_speed, gap, v_lead, **kw)
+        if (self.change_lanes and self.target_lane == lane_now and gap < 80.0
+                and v_lead < 0.8 * self.desired_speed):
+            best = acc + 0.5
+            for lane in (lane_now - 1.0, lane_now + 1.0):
+                if not 0 <= lane < cfg.lanes:
+                    continue
+                g_ahead, v_ahead = corridor_leader(veh, lane * w)
+                g_back, v_back = corridor_follower_gap(veh, lane * w)
+                if (g_back < self.safe_gap_behind + max(0.0, v_back - v) * 2.0
+                        or g_ahead < 10.0 + max(0.0, v - v_ahead) * 1.0):
+                    continue
+                a_new = idm_accel(v, self.desired_speed, g_ahead, v_ahead, **kw)
+                if a_new > best:
+                    best, self.target_lane = a_new, lane
+        # lane keeping: steer the heading toward the target lane centre
+        err = float(ego[L.Y] - self.target_lane * w)
+        vv = max(v, 5.0)
+        psi_ref = math.asin(min(max(-0.6 * err / vv, -0.25), 0.25))
+        yaw_rate = 3.0 * (psi_ref - float(ego[L.PSI]))
+        steer = math.atan(yaw_rate * 2.5 / vv)
+        return steer, min(max(acc, -cfg.brake_max), cfg.accel_max)
+
+    def __call__(self, env: HighwayEnv):
+        steer, acc = self.controls(env)
+        cfg = env.config
+        if cfg.action_type == "discrete":
+            return self.meta_action(env, acc)
+        a = np.array([steer / cfg.steer_max,
+                      acc / (cfg.accel_max if acc > 0 else cfg.brake_max)], dtype=np.float32)
+        return np.clip(a, -1.0, 1.0)
+
+    def meta_action(self, env: HighwayEnv, acc: float) -> int:
+        """The meta-action that best realises the desired lane and acceleration."""
+        lane_now = env.vehicles[0, L.Y] / env.config.lane_width
+        tgt_lane = env.world[L.TGT_LANE]
+        if self.target_lane is not None and self.target_lane != tgt_lane:
+            return L.LANE_LEFT if self.target_lane < lane_now else L.LANE_RIGHT
+        tgt_speed = env.world[L.TGT_SPEED]
+        want = env.vehicles[0, L.V] + acc * 1.0  # speed this acceleration reaches in 1 s
+        if want < tgt_speed - 2.5:
+            return L.SLOWER
+        if want > tgt_speed + 2.5:
+            return L.FASTER
+        return L.IDLE
+
+
+@dataclass
+class ConstantSpeedDriver:
+    """Holds its lane and speed whatever happens: the policy every hazard should defeat."""
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, env: HighwayEnv):
+        if env.config.action_type == "discrete":
+            return L.IDLE
+        ego = env.vehicles[0]
+        err = float(ego[L.Y] - round(ego[L.Y] / env.config.lane_width) * env.config.lane_width)
+        v = max(float(ego[L.V]), 1.0)
+        psi_ref = math.asin(min(max(-0.6 * err / v, -0.25), 0.25))
+        steer = math.atan(3.0 * (psi_ref - float(ego[L.PSI])) * 2.5 / v)
+        return np.array([np.clip(steer / env.config.steer_max, -1, 1), 0.0], dtype=np.float32)

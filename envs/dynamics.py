@@ -1,0 +1,464 @@
+"""The step kernel: traffic (IDM + MOBIL), the ego's kinematic bicycle, hazards, collisions,
+observations, rewards and ground truth for a batch of worlds in one compiled call.
+
+Everything runs in numba so that one control step of one world costs a few microseconds and
+a batch of worlds costs one call; Python only builds the ``info`` dict. The kernel draws no
+random numbers: all randomness is fixed at reset, so a step is a pure function of the arrays
+(which is what makes ``get_state``/``set_state`` exact).
+
+References: Treiber, Hennecke & Helbing 2000 (IDM); Kesting, Treiber & Helbing 2007 (MOBIL);
+Kong et al. 2015 (kinematic bicycle model).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from takeover.envs.layout import (
+    ACC, ACC_MAX, ACTIVE, B_SAFE, AMAX, BCOMF, BRAKE_MAX, BRAKING, CONE, CRASHED, CUT_IN, DECEL,
+    DISCRETE, DIST_MAX, DT, EGO_ACC, EMPTY, FASTER, HZ_END, HZ_IDX, HZ_KIND, HZ_ONSET,
+    HZ_SEV, HZ_STATE, HZ_T_ACTIVE, HZ_WINDOW, HZ_X, HZ_XEND, I_ACCEL, I_COLLISION, I_HEADING,
+    I_HEADWAY, I_HZ_ACTIVE, I_HZ_ONSET, I_HZ_SEV, I_JERK, I_LANE, I_MIN_DIST, I_OFFROAD,
+    I_SPEED, I_STEER, I_TIME, I_TTC, I_X, I_Y, JERK, JERK_THR, K_OBS, KIND, LANE,
+    LANE_BOUND, LANE_CLOSURE, LANE_LEFT, LANE_RIGHT, LANE_W, LC_THRESHOLD, LC_TIMER, LEN,
+    MERGE, MODE, N_LANES, NORMAL, NSUB, OFFROAD, OFFSET, OVER, PENDING, POLITE, PREV_ACC, PSI,
+    R_COLLISION, R_HEADWAY, R_JERK, R_OFFROAD, R_SPEED, RAMP_X0, RAMP_X1, RECYCLE_AHEAD,
+    RECYCLE_BEHIND, S0, SENSE, SHADOW, SLOWER, STALLED_CAR, STATIC, STEER, STEER_MAX, STEP,
+    SUDDEN_BRAKE, TGT_LANE, TGT_SPEED, THW, TIME, TTC_MAX, V, V0, V_HI, V_LO, V_MAX,
+    V_SCALE, VY, WHEELBASE, WID, X, X_SCALE, Y, CAR, HZ_DEFICIT,
+)
+
+LAT_SPEED = 1.2  # m/s, lateral speed of an ordinary lane change (~3.3 s per lane)
+LAT_SPEED_HAZARD = 2.8  # m/s, an aggressive cut-in or merge (~1.4 s per lane)
+LC_COOLDOWN = 4.0  # s between two lane changes of one driver
+DISCRETE_SPEED_STEP = 5.0  # m/s per faster/slower meta-action
+DISCRETE_BRAKE = 6.0  # m/s^2, strongest braking of the meta-action speed controller
+
+
+@njit(cache=True)
+def _occupies(y, wid, lane, w):
+    """A vehicle occupies a lane if its body reaches well into it (both lanes mid-change)."""
+    return abs(y - lane * w) < 0.5 * w + 0.5 * wid - 0.3
+
+
+@njit(cache=True)
+def _neighbour(vw, i, lane, w, ahead):
+    """Nearest vehicle ahead of (or behind) slot ``i`` occupying ``lane``; -1 if none."""
+    best = -1
+    best_dx = 1e18
+    xi = vw[i, X]
+    for j in range(vw.shape[0]):
+        if j == i or vw[j, KIND] == EMPTY:
+            continue
+        dx = vw[j, X] - xi if ahead else xi - vw[j, X]
+        if dx < 0.0 or (dx == 0.0 and j < i):
+            continue
+        if dx < best_dx and _occupies(vw[j, Y], vw[j, WID], lane, w):
+            best_dx = dx
+            best = j
+    return best
+
+
+@njit(cache=True)
+def _idm(v, v0, thw, amax, b, s0, gap, v_lead):
+    """IDM acceleration; ``gap`` < 0 means no leader (free road)."""
+    free = 1.0 - (v / max(v0, 0.1)) ** 4
+    if gap < 0.0:
+        return amax * free
+    s = max(gap, 0.1)
+    s_star = s0 + max(0.0, v * thw + v * (v - v_lead) / (2.0 * math.sqrt(amax * b)))
+    return amax * (free - (s_star / s) ** 2)
+
+
+@njit(cache=True)
+def _idm_behind(vw, i, j):
+    """IDM acceleration of slot ``i`` following slot ``j`` (``j`` = -1: free road)."""
+    if vw[i, AMAX] <= 0.0:  # static objects and the ego have no IDM driver
+        return 0.0
+    if j < 0:
+        gap = -1.0
+        vl = 0.0
+    else:
+        gap = vw[j, X] - vw[i, X] - 0.5 * (vw[j, LEN] + vw[i, LEN])
+        vl = vw[j, V] * math.cos(vw[j, PSI])
+    a = _idm(vw[i, V], vw[i, V0], vw[i, THW], vw[i, AMAX], vw[i, BCOMF], vw[i, S0], gap, vl)
+    return max(a, -9.0)
+
+
+@njit(cache=True)
+def _npc_acc(vw, ww, i, w):
+    mode = vw[i, MODE]
+    if mode == STATIC:
+        return 0.0
+    if mode == BRAKING:
+        return -vw[i, DECEL] if vw[i, V] > 0.0 else 0.0
+    if mode == SHADOW:
+        target = vw[0, X] + vw[i, OFFSET]
+        a = 0.8 * (target - vw[i, X]) + 1.5 * (vw[0, V] - vw[i, V])
+        return min(max(a, -4.0), 3.0)
+    cur = round(vw[i, Y] / w)
+    a = _idm_behind(vw, i, _neighbour(vw, i, cur, w, True))
+    tgt = vw[i, LANE]
+    if tgt != cur:
+        a = min(a, _idm_behind(vw, i, _neighbour(vw, i, tgt, w, True)))
+    return a
+
+
+@njit(cache=True)
+def _half_extents(vw, j):
+    c = abs(math.cos(vw[j, PSI]))
+    s = abs(math.sin(vw[j, PSI]))
+    return (0.5 * vw[j, LEN] * c + 0.5 * vw[j, WID] * s,
+            0.5 * vw[j, LEN] * s + 0.5 * vw[j, WID] * c)
+
+
+@njit(cache=True)
+def _ego_collides(vw):
+    hx0, hy0 = _half_extents(vw, 0)
+    for j in range(1, vw.shape[0]):
+        if vw[j, KIND] == EMPTY:
+            continue
+        hx, hy = _half_extents(vw, j)
+        if abs(vw[j, X] - vw[0, X]) < hx0 + hx and abs(vw[j, Y] - vw[0, Y]) < hy0 + hy:
+            return True
+    return False
+
+
+@njit(cache=True)
+def _offroad(vw, ww, p):
+    w = p[LANE_W]
+    y = vw[0, Y]
+    right = (p[N_LANES] - 0.5) * w
+    if ww[RAMP_X0] <= vw[0, X] <= ww[RAMP_X1]:
+        right += w
+    return y < -0.5 * w or y > right
+
+
+@njit(cache=True)
+def _ego_lane(vw, p):
+    lane = round(vw[0, Y] / p[LANE_W])
+    return min(max(lane, 0.0), p[N_LANES] - 1.0)
+
+
+@njit(cache=True)
+def _update_hazard(vw, ww, p):
+    kind = ww[HZ_KIND]
+    state = ww[HZ_STATE]
+    t = ww[TIME]
+    if state == OVER or kind == 0:
+        return
+    if kind == STALLED_CAR or kind == LANE_CLOSURE:
+        ahead = ww[HZ_X] - vw[0, X]
+        if state == PENDING and ahead < p[SENSE]:
+            ww[HZ_STATE] = ACTIVE
+            ww[HZ_T_ACTIVE] = t
+        elif state == ACTIVE and vw[0, X] > ww[HZ_XEND]:
+            ww[HZ_STATE] = OVER
+        return
+    if state == ACTIVE:
+        if t >= ww[HZ_END]:
+            ww[HZ_STATE] = OVER
+        return
+    cue = vw[0, X] >= ww[HZ_X] if kind == MERGE else t >= ww[HZ_ONSET]
+    if not cue:
+        return
+    j = int(ww[HZ_IDX])
+    if kind == SUDDEN_BRAKE:
+        vw[j, MODE] = BRAKING
+    else:  # cut-in or merge: the waiting car moves into the ego's lane, slower than the ego
+        vw[j, MODE] = LANE_BOUND
+        vw[j, LANE] = _ego_lane(vw, p)
+        vw[j, V0] = max(vw[0, V] - ww[HZ_DEFICIT], 3.0)
+        vw[j, V] = min(vw[j, V], vw[j, V0] + 2.0)
+    ww[HZ_STATE] = ACTIVE
+    ww[HZ_T_ACTIVE] = t
+    ww[HZ_END] = t + p[HZ_WINDOW]
+
+
+@njit(cache=True)
+def _ego_controls(vw, ww, a_in, p):
+    """Steering angle (rad) and acceleration (m/s^2) the ego applies this sub-step."""
+    if p[DISCRETE] > 0.5:
+        v = max(vw[0, V], 1.0)
+        err = vw[0, Y] - ww[TGT_LANE] * p[LANE_W]
+        psi_ref = math.asin(min(max(-0.6 * err / v, -0.25), 0.25))
+        yaw_rate = 3.0 * (psi_ref - vw[0, PSI])
+        steer = math.atan(yaw_rate * p[WHEELBASE] / v)
+        acc = min(max(1.0 * (ww[TGT_SPEED] - vw[0, V]), -DISCRETE_BRAKE), p[ACC_MAX])
+        return min(max(steer, -p[STEER_MAX]), p[STEER_MAX]), acc
+    steer = a_in[0] * p[STEER_MAX]
+    acc = a_in[1] * (p[ACC_MAX] if a_in[1] > 0.0 else p[BRAKE_MAX])
+    return steer, acc
+
+
+@njit(cache=True)
+def _apply_meta_action(vw, ww, action, p):
+    a = int(action)
+    if a == FASTER:
+        ww[TGT_SPEED] = min(ww[TGT_SPEED] + DISCRETE_SPEED_STEP, p[V_MAX])
+    elif a == SLOWER:
+        ww[TGT_SPEED] = max(ww[TGT_SPEED] - DISCRETE_SPEED_STEP, 0.0)
+    elif a == LANE_LEFT:
+        ww[TGT_LANE] = max(_ego_lane(vw, p) - 1.0, 0.0)
+    elif a == LANE_RIGHT:
+        ww[TGT_LANE] = min(_ego_lane(vw, p) + 1.0, p[N_LANES] - 1.0)
+
+
+@njit(cache=True)
+def _substep(vw, ww, a_in, p, dt):
+    w = p[LANE_W]
+    m = vw.shape[0]
+    _update_hazard(vw, ww, p)
+    for i in range(1, m):
+        if vw[i, KIND] != EMPTY:
+            vw[i, ACC] = _npc_acc(vw, ww, i, w)
+    steer, acc = _ego_controls(vw, ww, a_in, p)
+    ww[STEER] = steer
+    ww[EGO_ACC] = acc
+    # ego: kinematic bicycle about the centre of gravity (lr = lf = wheelbase / 2)
+    v = vw[0, V]
+    beta = math.atan(0.5 * math.tan(steer))
+    vw[0, X] += v * math.cos(vw[0, PSI] + beta) * dt
+    vw[0, Y] += v * math.sin(vw[0, PSI] + beta) * dt
+    vw[0, PSI] += v / (0.5 * p[WHEELBASE]) * math.sin(beta) * dt
+    vw[0, V] = min(max(v + acc * dt, 0.0), p[V_MAX])
+    vw[0, ACC] = acc
+    hz = int(ww[HZ_IDX])
+    for i in range(1, m):
+        if vw[i, KIND] == EMPTY or vw[i, MODE] == STATIC:
+            continue
+        vw[i, V] = max(vw[i, V] + vw[i, ACC] * dt, 0.0)
+        vw[i, X] += vw[i, V] * dt
+        err = vw[i, LANE] * w - vw[i, Y]
+        lat = LAT_SPEED_HAZARD if (i == hz and ww[HZ_STATE] != PENDING) else LAT_SPEED
+        vy = min(max(1.5 * err, -lat), lat)
+        vw[i, VY] = vy
+        vw[i, Y] += vy * dt
+        vw[i, PSI] = math.atan2(vy, max(vw[i, V], 1.0))
+    ww[TIME] += dt
+    if _ego_collides(vw):
+        ww[CRASHED] = 1.0
+    if _offroad(vw, ww, p):
+        ww[OFFROAD] = 1.0
+
+
+@njit(cache=True)
+def _mobil(vw, p):
+    """MOBIL lane changes for ordinary traffic, decided once per control step."""
+    w = p[LANE_W]
+    n = p[N_LANES]
+    for i in range(1, vw.shape[0]):
+        if vw[i, KIND] != CAR or vw[i, MODE] != NORMAL or vw[i, LC_TIMER] > 0.0:
+            continue
+        cur = vw[i, LANE]
+        if abs(vw[i, Y] - cur * w) > 0.2:
+            continue
+        lead = _neighbour(vw, i, cur, w, True)
+        foll = _neighbour(vw, i, cur, w, False)
+        a_self = _idm_behind(vw, i, lead)
+        best_gain = p[LC_THRESHOLD]
+        best_lane = -1.0
+        for d in (-1.0, 1.0):
+            lane = cur + d
+            if lane < 0.0 or lane > n - 1.0:
+                continue
+            nl = _neighbour(vw, i, lane, w, True)
+            nf = _neighbour(vw, i, lane, w, False)
+            # never change into a gap shorter than the standstill distance
+            if nl >= 0 and vw[nl, X] - vw[i, X] < 0.5 * (vw[nl, LEN] + vw[i, LEN]) + vw[i, S0]:
+                continue
+            if nf >= 0 and vw[i, X] - vw[nf, X] < 0.5 * (vw[nf, LEN] + vw[i, LEN]) + vw[i, S0]:
+                continue
+            a_new = _idm_behind(vw, i, nl)
+            gain = a_new - a_self
+            if nf >= 0:
+                # the new follower must not brake harder than b_safe (the ego counts too)
+                nf_before = _idm_behind(vw, nf, nl) if nf > 0 else 0.0
+                nf_after = _idm_behind(vw, nf, i) if nf > 0 else _ego_idm(vw, i)
+                if nf_after < -p[B_SAFE]:
+                    continue
+                gain += vw[i, POLITE] * (nf_after - nf_before)
+            if foll > 0:
+                gain += vw[i, POLITE] * (_idm_behind(vw, foll, lead) - _idm_behind(vw, foll, i))
+            if gain > best_gain:
+                best_gain = gain
+                best_lane = lane
+        if best_lane >= 0.0:
+            vw[i, LANE] = best_lane
+            vw[i, LC_TIMER] = LC_COOLDOWN
+
+
+@njit(cache=True)
+def _ego_idm(vw, j):
+    """IDM acceleration the ego would need behind ``j``, with a typical driver's parameters
+    (the ego has none of its own): MOBIL's safety check when the ego is the new follower."""
+    gap = vw[j, X] - vw[0, X] - 0.5 * (vw[j, LEN] + vw[0, LEN])
+    v = vw[0, V]
+    return _idm(v, max(v, 1.0), 1.5, 1.5, 2.0, 2.5, gap, vw[j, V] * math.cos(vw[j, PSI]))
+
+
+@njit(cache=True)
+def _recycle(vw, p):
+    """Keep traffic around the ego: ordinary cars far behind reappear ahead and vice versa,
+    in the lane with the most room (deterministic, so snapshots stay exact)."""
+    w = p[LANE_W]
+    xe = vw[0, X]
+    for i in range(1, vw.shape[0]):
+        if vw[i, KIND] != CAR or vw[i, MODE] != NORMAL:
+            continue
+        if vw[i, X] < xe - p[RECYCLE_BEHIND]:
+            x_new = xe + p[RECYCLE_AHEAD]
+        elif vw[i, X] > xe + p[RECYCLE_AHEAD] + 60.0:
+            x_new = xe - p[RECYCLE_BEHIND] + 20.0
+        else:
+            continue
+        best_lane = -1.0
+        best_room = 25.0
+        for lane in range(int(p[N_LANES])):
+            room = 1e9
+            for j in range(vw.shape[0]):
+                if j != i and vw[j, KIND] != EMPTY and _occupies(vw[j, Y], vw[j, WID], lane, w):
+                    room = min(room, abs(vw[j, X] - x_new))
+            if room > best_room:
+                best_room = room
+                best_lane = float(lane)
+        if best_lane >= 0.0:
+            vw[i, X] = x_new
+            vw[i, Y] = best_lane * w
+            vw[i, LANE] = best_lane
+            vw[i, VY] = 0.0
+            vw[i, PSI] = 0.0
+            vw[i, V] = min(vw[i, V0], vw[0, V] + 3.0) if x_new < xe else vw[i, V0]
+
+
+@njit(cache=True)
+def _observe(vw, ww, p, ob, inf):
+    """Fill one world's observation rows and ground-truth row; return the reward pieces."""
+    w = p[LANE_W]
+    m = vw.shape[0]
+    k = int(p[K_OBS])
+    xe, ye, ve, pe = vw[0, X], vw[0, Y], vw[0, V], vw[0, PSI]
+    vxe, vye = ve * math.cos(pe), ve * math.sin(pe)
+    road = p[N_LANES] * w
+    ob[:, :] = 0.0
+    ob[0, 0] = 1.0
+    ob[0, 2] = min(max(2.0 * (ye + 0.5 * w) / road - 1.0, -1.0), 1.0)
+    ob[0, 3] = min(max(vxe / p[V_SCALE], -1.0), 1.0)
+    ob[0, 4] = min(max(vye / p[V_SCALE], -1.0), 1.0)
+    ob[0, 5] = math.cos(pe)
+    ob[0, 6] = math.sin(pe)
+    # nearest K others: selection by repeated minimum (K * M, no allocation)
+    taken = np.zeros(m, dtype=np.bool_)
+    taken[0] = True
+    ttc = TTC_MAX
+    headway = TTC_MAX
+    min_dist = DIST_MAX
+    hx0, hy0 = _half_extents(vw, 0)
+    for j in range(1, m):
+        if vw[j, KIND] == EMPTY:
+            taken[j] = True
+            continue
+        dx = vw[j, X] - xe
+        dy = vw[j, Y] - ye
+        hx, hy = _half_extents(vw, j)
+        box = max(abs(dx) - hx0 - hx, abs(dy) - hy0 - hy, 0.0)
+        min_dist = min(min_dist, box)
+        if dx > 0.0 and abs(dy) < 0.5 * (vw[j, WID] + vw[0, WID]) + 0.3:
+            gap = max(dx - 0.5 * (vw[j, LEN] + vw[0, LEN]), 0.0)
+            closing = vxe - vw[j, V] * math.cos(vw[j, PSI])
+            if closing > 1e-6:
+                ttc = min(ttc, gap / closing)
+            if ve > 0.1:
+                headway = min(headway, gap / ve)
+    for r in range(1, k + 1):
+        best = -1
+        best_d = 1e18
+        for j in range(1, m):
+            if taken[j]:
+                continue
+            dx = vw[j, X] - xe
+            dy = vw[j, Y] - ye
+            d = dx * dx + dy * dy
+            if d < best_d:
+                best_d = d
+                best = j
+        if best < 0:
+            break
+        taken[best] = True
+        vj, pj = vw[best, V], vw[best, PSI]
+        ob[r, 0] = 1.0
+        ob[r, 1] = min(max((vw[best, X] - xe) / p[X_SCALE], -1.0), 1.0)
+        ob[r, 2] = min(max((vw[best, Y] - ye) / road, -1.0), 1.0)
+        ob[r, 3] = min(max((vj * math.cos(pj) - vxe) / p[V_SCALE], -1.0), 1.0)
+        ob[r, 4] = min(max((vj * math.sin(pj) - vye) / p[V_SCALE], -1.0), 1.0)
+        ob[r, 5] = math.cos(pj)
+        ob[r, 6] = math.sin(pj)
+    jerk = ww[JERK]
+    inf[I_TIME] = ww[TIME]
+    inf[I_X] = xe
+    inf[I_Y] = ye
+    inf[I_HEADING] = pe
+    inf[I_SPEED] = ve
+    inf[I_LANE] = _ego_lane(vw, p)
+    inf[I_ACCEL] = ww[EGO_ACC]
+    inf[I_STEER] = ww[STEER]
+    inf[I_JERK] = jerk
+    inf[I_TTC] = ttc
+    inf[I_HEADWAY] = headway
+    inf[I_MIN_DIST] = min_dist
+    inf[I_HZ_ACTIVE] = 1.0 if ww[HZ_STATE] == ACTIVE else 0.0
+    inf[I_HZ_ONSET] = ww[HZ_T_ACTIVE]
+    inf[I_HZ_SEV] = ww[HZ_SEV]
+    inf[I_COLLISION] = ww[CRASHED]
+    inf[I_OFFROAD] = ww[OFFROAD]
+    speed_r = min(max((ve - p[V_LO]) / (p[V_HI] - p[V_LO]), 0.0), 1.0)
+    hw_pen = min(max(1.0 - headway, 0.0), 1.0)
+    jerk_pen = min(max((abs(jerk) - p[JERK_THR]) / p[JERK_THR], 0.0), 1.0)
+    r = p[R_SPEED] * speed_r - p[R_HEADWAY] * hw_pen - p[R_JERK] * jerk_pen
+    if ww[CRASHED] > 0.0:
+        r += p[R_COLLISION]
+    elif ww[OFFROAD] > 0.0:
+        r += p[R_OFFROAD]
+    return r
+
+
+@njit(cache=True)
+def step_worlds(veh, wld, actions, p, obs, info, reward, status):
+    """Advance every world one control step in place.
+
+    ``actions`` is ``(N, 2)`` ([steer, accel] in [-1, 1]) or, for the discrete variant,
+    ``(N, 1)`` meta-action indices. ``status`` receives 0 (running), 1 (collision) or
+    2 (off-road). Worlds already ended are still stepped; the caller resets them.
+    """
+    nsub = int(p[NSUB])
+    dt = p[DT] / nsub
+    for n in range(veh.shape[0]):
+        vw = veh[n]
+        ww = wld[n]
+        a_in = actions[n]
+        if p[DISCRETE] > 0.5:
+            _apply_meta_action(vw, ww, a_in[0], p)
+        for _ in range(nsub):
+            _substep(vw, ww, a_in, p, dt)
+            if ww[CRASHED] > 0.0 or ww[OFFROAD] > 0.0:
+                break
+        ww[STEP] += 1.0
+        ww[JERK] = (ww[EGO_ACC] - ww[PREV_ACC]) / p[DT]
+        ww[PREV_ACC] = ww[EGO_ACC]
+        for i in range(1, vw.shape[0]):
+            if vw[i, LC_TIMER] > 0.0:
+                vw[i, LC_TIMER] -= p[DT]
+        _mobil(vw, p)
+        _recycle(vw, p)
+        reward[n] = _observe(vw, ww, p, obs[n], info[n])
+        status[n] = 1 if ww[CRASHED] > 0.0 else (2 if ww[OFFROAD] > 0.0 else 0)
+
+
+@njit(cache=True)
+def observe_worlds(veh, wld, p, obs, info):
+    """Observations and ground truth without stepping (used after reset)."""
+    for n in range(veh.shape[0]):
+        _observe(veh[n], wld[n], p, obs[n], info[n])

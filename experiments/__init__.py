@@ -1,0 +1,1 @@
+"""Experiments: configs, runs, sweeps, metrics, statistics and reports."""

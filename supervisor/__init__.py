@@ -1,0 +1,1 @@
+"""The supervisor: uncertainty estimators, takeover gates, the handover protocol, humans."""

@@ -1,0 +1,25 @@
+"""The ``takeover`` command line. Each command lives in ``takeover/commands/`` and imports its
+layer lazily, so ``takeover --help`` stays fast and a missing optional extra only affects
+the command that needs it."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="takeover",
+    help="Simulate, supervise and learn from human takeovers of a driving agent.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+# each sub-command registers itself here, one line per command module
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

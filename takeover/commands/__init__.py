@@ -1,0 +1,1 @@
+"""One module per ``takeover`` sub-command; each imports its layer inside the command body."""

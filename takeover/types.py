@@ -1,0 +1,111 @@
+"""The small typed interfaces between the layers (env -> agent -> supervisor -> human).
+
+Each is a frozen dataclass or a ``Protocol``, so a new agent, estimator, gate or human
+model plugs in by writing one class and adding one registry line.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+class Controller(str, enum.Enum):
+    """Who produced the executed action of a step."""
+
+    AGENT = "agent"
+    HUMAN = "human"
+    FALLBACK = "fallback"  # the minimal-risk manoeuvre after an unanswered takeover request
+
+
+class Phase(str, enum.Enum):
+    """The handover protocol's states (see ``takeover.supervisor.handover``)."""
+
+    AGENT = "agent"  # the agent drives
+    TOR = "tor"  # a takeover request is pending; the agent still drives
+    HUMAN = "human"  # the human drives
+    FALLBACK = "fallback"  # minimal-risk manoeuvre: nobody answered the request
+
+
+@dataclass(frozen=True)
+class AgentOutput:
+    """What an agent says about one observation.
+
+    Attributes:
+        action: the action the agent would execute, in the env's action space:
+            ``(A,)`` float32 for Box spaces, an ``int`` for Discrete.
+        member_actions: ``(K, A)`` float32 actions of the K ensemble members for Box
+            spaces, ``(K,)`` int for Discrete; ``None`` for a single policy.
+        probs: ``(K, n)`` (ensemble) or ``(n,)`` action probabilities for Discrete spaces.
+        mean: ``(K, A)`` or ``(A,)`` Gaussian means for Box spaces (before squashing).
+        log_std: same shape as ``mean``; log standard deviations.
+        risk: the risk critic's probability of failure within its horizon, or ``None``.
+        extra: any further estimator inputs (e.g. MC-dropout samples), by name.
+    """
+
+    action: Any
+    member_actions: np.ndarray | None = None
+    probs: np.ndarray | None = None
+    mean: np.ndarray | None = None
+    log_std: np.ndarray | None = None
+    risk: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """A driving policy the supervisor can query."""
+
+    def act(self, obs: np.ndarray) -> AgentOutput: ...
+
+
+@dataclass(frozen=True)
+class HumanView:
+    """What the supervisor tells the human each step.
+
+    Attributes:
+        phase: the protocol state before this step.
+        tor_active: a takeover request is being shown (alert on).
+        tor_elapsed: seconds since the current request was issued (0 when none).
+        urgency: 0..1, how urgent the request is (e.g. predicted risk), shortens reactions.
+        time: simulation time, s.
+    """
+
+    phase: Phase
+    tor_active: bool
+    tor_elapsed: float
+    urgency: float
+    time: float
+
+
+@dataclass(frozen=True)
+class HumanInput:
+    """A human's answer for one step.
+
+    Attributes:
+        action: the human's action in the env's action space, or ``None`` for "no input"
+            (never replaced by a default no-op: a missing input stays missing in the log).
+        wants_control: the human takes (or keeps) control this step.
+        releases: the human hands control back to the agent this step.
+    """
+
+    action: Any = None
+    wants_control: bool = False
+    releases: bool = False
+
+
+NO_INPUT = HumanInput()
+
+
+@runtime_checkable
+class Human(Protocol):
+    """A person at the keyboard, a scripted model, or a replay of a recorded drive."""
+
+    def reset(self, seed: int | None = None) -> None: ...
+
+    def act(self, obs: np.ndarray, info: dict[str, Any], env: Any, view: HumanView) -> HumanInput:
+        """``env`` is the unwrapped env (scripted humans may read its true state)."""
+        ...
