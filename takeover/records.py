@@ -1,0 +1,102 @@
+"""The per-step intervention record and per-run metadata: what every supervised step leaves
+behind, field by field. Storage lives in ``takeover.logio``.
+
+Actions are stored as 1-D float32 arrays in every action space (a Discrete index ``i`` is
+``[i]``), so one schema covers both action types and float bits round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = "1.0"
+"""``major.minor``: readers refuse a newer major version, accept any minor."""
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One control step of a supervised episode.
+
+    Attributes:
+        episode: episode id, unique within a run (e.g. ``"s0007-e0003"``).
+        step: control step index within the episode, from 0.
+        time: simulation time at the end of the step, s.
+        wall_time: Unix time when the step was taken, s.
+        obs: ``(*obs_shape,)`` float32, the observation the decision was made on.
+        agent_action: ``(A,)`` float32, the agent's (ensemble mean) action.
+        member_actions: ``(K, A)`` float32 per-member actions, or ``None``.
+        human_action: ``(A,)`` float32 human action, or ``None`` when the human gave no
+            input (never a fabricated no-op).
+        action: ``(A,)`` float32, the action executed in the env.
+        controller: ``"agent"``, ``"human"`` or ``"fallback"`` (who produced ``action``).
+        phase: handover protocol state after the step (``takeover.types.Phase`` value).
+        transition: why the phase changed this step (e.g. ``"gate_request"``,
+            ``"human_takeover"``, ``"tor_timeout"``), ``""`` if it did not.
+        scores: every estimator's score this step, by estimator name.
+        threshold: the gate's threshold this step (NaN for gates without one).
+        gate_request: the gate asked for the human this step.
+        tor_time: simulation time the pending/last takeover request was issued, or NaN.
+        takeover_time: simulation time the human took control in this intervention, or NaN.
+        reward: env reward.
+        terminated: env terminated (collision / off-road).
+        truncated: env truncated (time limit, user quit).
+        reason: ``info["reason"]`` or ``"user_quit"``; ``""`` while running.
+        info: the env's ground-truth info (scalars and strings only).
+    """
+
+    episode: str
+    step: int
+    time: float
+    wall_time: float
+    obs: np.ndarray
+    agent_action: np.ndarray
+    member_actions: np.ndarray | None
+    human_action: np.ndarray | None
+    action: np.ndarray
+    controller: str
+    phase: str
+    transition: str = ""
+    scores: dict[str, float] = field(default_factory=dict)
+    threshold: float = math.nan
+    gate_request: bool = False
+    tor_time: float = math.nan
+    takeover_time: float = math.nan
+    reward: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    reason: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunMeta:
+    """Provenance of a log: enough to re-run it.
+
+    Attributes:
+        run_id: unique id of the run.
+        seed: the run's base seed.
+        config: the resolved configuration, as plain data.
+        versions: package versions (python, numpy, torch, gymnasium, takeover, ...).
+        git_rev: git revision of the code, ``""`` if unknown.
+        git_dirty: the work tree had uncommitted changes.
+        created: ISO 8601 creation time.
+        schema_version: ``SCHEMA_VERSION`` of the writer.
+    """
+
+    run_id: str
+    seed: int
+    config: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+    git_rev: str = ""
+    git_dirty: bool = False
+    created: str = ""
+    schema_version: str = SCHEMA_VERSION
+
+
+def as_action_array(action: Any) -> np.ndarray:
+    """Any env action (Box array or Discrete index) as the record's 1-D float32 array."""
+    return np.atleast_1d(np.asarray(action, dtype=np.float32)).reshape(-1)
