@@ -16,19 +16,113 @@ import math
 
 import numpy as np
 from numba import njit
-
 from takeover.envs.layout import (
-    ACC, ACC_MAX, ACTIVE, B_SAFE, AMAX, BCOMF, BRAKE_MAX, BRAKING, CONE, CRASHED, CUT_IN, DECEL,
-    DISCRETE, DIST_MAX, DT, EGO_ACC, EMPTY, FASTER, HZ_END, HZ_IDX, HZ_KIND, HZ_ONSET,
-    HZ_SEV, HZ_STATE, HZ_T_ACTIVE, HZ_WINDOW, HZ_X, HZ_XEND, I_ACCEL, I_COLLISION, I_HEADING,
-    I_HEADWAY, I_HZ_ACTIVE, I_HZ_ONSET, I_HZ_SEV, I_JERK, I_LANE, I_MIN_DIST, I_OFFROAD,
-    I_SPEED, I_STEER, I_TIME, I_TTC, I_X, I_Y, JERK, JERK_THR, K_OBS, KIND, LANE,
-    LANE_BOUND, LANE_CLOSURE, LANE_LEFT, LANE_RIGHT, LANE_W, LC_THRESHOLD, LC_TIMER, LEN,
-    MERGE, MODE, N_LANES, NORMAL, NSUB, OFFROAD, OFFSET, OVER, PENDING, POLITE, PREV_ACC, PSI,
-    R_COLLISION, R_HEADWAY, R_JERK, R_OFFROAD, R_SPEED, RAMP_X0, RAMP_X1, RECYCLE_AHEAD,
-    RECYCLE_BEHIND, S0, SENSE, SHADOW, SLOWER, STALLED_CAR, STATIC, STEER, STEER_MAX, STEP,
-    SUDDEN_BRAKE, TGT_LANE, TGT_SPEED, THW, TIME, TTC_MAX, V, V0, V_HI, V_LO, V_MAX,
-    V_SCALE, VY, WHEELBASE, WID, X, X_SCALE, Y, CAR, HZ_DEFICIT,
+    ACC,
+    ACC_MAX,
+    ACTIVE,
+    AMAX,
+    B_SAFE,
+    BCOMF,
+    BRAKE_MAX,
+    BRAKING,
+    CAR,
+    CRASHED,
+    DECEL,
+    DISCRETE,
+    DIST_MAX,
+    DT,
+    EGO_ACC,
+    EMPTY,
+    FASTER,
+    HZ_DEFICIT,
+    HZ_END,
+    HZ_IDX,
+    HZ_KIND,
+    HZ_ONSET,
+    HZ_SEV,
+    HZ_STATE,
+    HZ_T_ACTIVE,
+    HZ_WINDOW,
+    HZ_X,
+    HZ_XEND,
+    I_ACCEL,
+    I_COLLISION,
+    I_HEADING,
+    I_HEADWAY,
+    I_HZ_ACTIVE,
+    I_HZ_ONSET,
+    I_HZ_SEV,
+    I_JERK,
+    I_LANE,
+    I_MIN_DIST,
+    I_OFFROAD,
+    I_SPEED,
+    I_STEER,
+    I_TIME,
+    I_TTC,
+    I_X,
+    I_Y,
+    JERK,
+    JERK_THR,
+    K_OBS,
+    KIND,
+    LANE,
+    LANE_BOUND,
+    LANE_CLOSURE,
+    LANE_LEFT,
+    LANE_RIGHT,
+    LANE_W,
+    LC_THRESHOLD,
+    LC_TIMER,
+    LEN,
+    MERGE,
+    MODE,
+    N_LANES,
+    NORMAL,
+    NSUB,
+    OFFROAD,
+    OFFSET,
+    OVER,
+    PENDING,
+    POLITE,
+    PREV_ACC,
+    PSI,
+    R_COLLISION,
+    R_HEADWAY,
+    R_JERK,
+    R_OFFROAD,
+    R_SPEED,
+    RAMP_X0,
+    RAMP_X1,
+    RECYCLE_AHEAD,
+    RECYCLE_BEHIND,
+    S0,
+    SENSE,
+    SHADOW,
+    SLOWER,
+    STALLED_CAR,
+    STATIC,
+    STEER,
+    STEER_MAX,
+    STEP,
+    SUDDEN_BRAKE,
+    TGT_LANE,
+    TGT_SPEED,
+    THW,
+    TIME,
+    TTC_MAX,
+    V0,
+    V_HI,
+    V_LO,
+    V_MAX,
+    V_SCALE,
+    VY,
+    WHEELBASE,
+    WID,
+    X_SCALE,
+    V,
+    X,
+    Y,
 )
 
 LAT_SPEED = 1.2  # m/s, lateral speed of an ordinary lane change (~3.3 s per lane)
@@ -38,42 +132,53 @@ DISCRETE_SPEED_STEP = 5.0  # m/s per faster/slower meta-action
 DISCRETE_BRAKE = 6.0  # m/s^2, strongest braking of the meta-action speed controller
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def _occupies(y, wid, lane, w):
     """A vehicle occupies a lane if its body reaches well into it (both lanes mid-change)."""
     return abs(y - lane * w) < 0.5 * w + 0.5 * wid - 0.3
 
 
-@njit(cache=True)
-def _neighbour(vw, i, lane, w, ahead):
-    """Nearest vehicle ahead of (or behind) slot ``i`` occupying ``lane``; -1 if none."""
-    best = -1
-    best_dx = 1e18
+@njit(cache=True, error_model="numpy", inline="always")
+def _neighbour(vw, order, rank, i, lane, w, ahead):
+    """Nearest vehicle ahead of (or behind) slot ``i`` occupying ``lane``; -1 if none.
+
+    Walks outward from ``i`` through ``order`` (slots sorted by x at the start of the
+    control step), so a query costs a few steps instead of a pass over every vehicle.
+    """
+    m = order.shape[0]
     xi = vw[i, X]
-    for j in range(vw.shape[0]):
-        if j == i or vw[j, KIND] == EMPTY:
+    r = rank[i] + (1 if ahead else -1)
+    while 0 <= r < m:
+        j = order[r]
+        r += 1 if ahead else -1
+        if vw[j, KIND] == EMPTY:
             continue
         dx = vw[j, X] - xi if ahead else xi - vw[j, X]
-        if dx < 0.0 or (dx == 0.0 and j < i):
-            continue
-        if dx < best_dx and _occupies(vw[j, Y], vw[j, WID], lane, w):
-            best_dx = dx
-            best = j
-    return best
+        if dx >= 0.0 and _occupies(vw[j, Y], vw[j, WID], lane, w):
+            return j
+    return -1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
+def _sort_by_x(vw, order, rank):
+    order[:] = np.argsort(vw[:, X], kind="mergesort")
+    for r in range(order.shape[0]):
+        rank[order[r]] = r
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def _idm(v, v0, thw, amax, b, s0, gap, v_lead):
     """IDM acceleration; ``gap`` < 0 means no leader (free road)."""
-    free = 1.0 - (v / max(v0, 0.1)) ** 4
+    r = v / max(v0, 0.1)
+    r *= r
+    free = 1.0 - r * r
     if gap < 0.0:
         return amax * free
-    s = max(gap, 0.1)
-    s_star = s0 + max(0.0, v * thw + v * (v - v_lead) / (2.0 * math.sqrt(amax * b)))
-    return amax * (free - (s_star / s) ** 2)
+    q = (s0 + max(0.0, v * thw + v * (v - v_lead) / (2.0 * math.sqrt(amax * b)))) / max(gap, 0.1)
+    return amax * (free - q * q)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def _idm_behind(vw, i, j):
     """IDM acceleration of slot ``i`` following slot ``j`` (``j`` = -1: free road)."""
     if vw[i, AMAX] <= 0.0:  # static objects and the ego have no IDM driver
@@ -83,13 +188,13 @@ def _idm_behind(vw, i, j):
         vl = 0.0
     else:
         gap = vw[j, X] - vw[i, X] - 0.5 * (vw[j, LEN] + vw[i, LEN])
-        vl = vw[j, V] * math.cos(vw[j, PSI])
+        vl = vw[j, V] if vw[j, PSI] == 0.0 else vw[j, V] * math.cos(vw[j, PSI])
     a = _idm(vw[i, V], vw[i, V0], vw[i, THW], vw[i, AMAX], vw[i, BCOMF], vw[i, S0], gap, vl)
     return max(a, -9.0)
 
 
-@njit(cache=True)
-def _npc_acc(vw, ww, i, w):
+@njit(cache=True, error_model="numpy", inline="always")
+def _npc_acc(vw, ww, i, w, order, rank):
     mode = vw[i, MODE]
     if mode == STATIC:
         return 0.0
@@ -99,15 +204,15 @@ def _npc_acc(vw, ww, i, w):
         target = vw[0, X] + vw[i, OFFSET]
         a = 0.8 * (target - vw[i, X]) + 1.5 * (vw[0, V] - vw[i, V])
         return min(max(a, -4.0), 3.0)
-    cur = round(vw[i, Y] / w)
-    a = _idm_behind(vw, i, _neighbour(vw, i, cur, w, True))
+    cur = math.floor(vw[i, Y] / w + 0.5)
+    a = _idm_behind(vw, i, _neighbour(vw, order, rank, i, cur, w, True))
     tgt = vw[i, LANE]
     if tgt != cur:
-        a = min(a, _idm_behind(vw, i, _neighbour(vw, i, tgt, w, True)))
+        a = min(a, _idm_behind(vw, i, _neighbour(vw, order, rank, i, tgt, w, True)))
     return a
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def _half_extents(vw, j):
     c = abs(math.cos(vw[j, PSI]))
     s = abs(math.sin(vw[j, PSI]))
@@ -115,11 +220,11 @@ def _half_extents(vw, j):
             0.5 * vw[j, LEN] * s + 0.5 * vw[j, WID] * c)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _ego_collides(vw):
     hx0, hy0 = _half_extents(vw, 0)
     for j in range(1, vw.shape[0]):
-        if vw[j, KIND] == EMPTY:
+        if vw[j, KIND] == EMPTY or abs(vw[j, X] - vw[0, X]) > 12.0:
             continue
         hx, hy = _half_extents(vw, j)
         if abs(vw[j, X] - vw[0, X]) < hx0 + hx and abs(vw[j, Y] - vw[0, Y]) < hy0 + hy:
@@ -127,7 +232,7 @@ def _ego_collides(vw):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _offroad(vw, ww, p):
     w = p[LANE_W]
     y = vw[0, Y]
@@ -137,13 +242,13 @@ def _offroad(vw, ww, p):
     return y < -0.5 * w or y > right
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
 def _ego_lane(vw, p):
     lane = round(vw[0, Y] / p[LANE_W])
     return min(max(lane, 0.0), p[N_LANES] - 1.0)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _update_hazard(vw, ww, p):
     kind = ww[HZ_KIND]
     state = ww[HZ_STATE]
@@ -178,7 +283,7 @@ def _update_hazard(vw, ww, p):
     ww[HZ_END] = t + p[HZ_WINDOW]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _ego_controls(vw, ww, a_in, p):
     """Steering angle (rad) and acceleration (m/s^2) the ego applies this sub-step."""
     if p[DISCRETE] > 0.5:
@@ -194,7 +299,7 @@ def _ego_controls(vw, ww, a_in, p):
     return steer, acc
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _apply_meta_action(vw, ww, action, p):
     a = int(action)
     if a == FASTER:
@@ -207,14 +312,14 @@ def _apply_meta_action(vw, ww, action, p):
         ww[TGT_LANE] = min(_ego_lane(vw, p) + 1.0, p[N_LANES] - 1.0)
 
 
-@njit(cache=True)
-def _substep(vw, ww, a_in, p, dt):
+@njit(cache=True, error_model="numpy")
+def _substep(vw, ww, a_in, p, dt, order, rank):
     w = p[LANE_W]
     m = vw.shape[0]
     _update_hazard(vw, ww, p)
     for i in range(1, m):
         if vw[i, KIND] != EMPTY:
-            vw[i, ACC] = _npc_acc(vw, ww, i, w)
+            vw[i, ACC] = _npc_acc(vw, ww, i, w, order, rank)
     steer, acc = _ego_controls(vw, ww, a_in, p)
     ww[STEER] = steer
     ww[EGO_ACC] = acc
@@ -236,8 +341,11 @@ def _substep(vw, ww, a_in, p, dt):
         lat = LAT_SPEED_HAZARD if (i == hz and ww[HZ_STATE] != PENDING) else LAT_SPEED
         vy = min(max(1.5 * err, -lat), lat)
         vw[i, VY] = vy
-        vw[i, Y] += vy * dt
-        vw[i, PSI] = math.atan2(vy, max(vw[i, V], 1.0))
+        if vy != 0.0:
+            vw[i, Y] += vy * dt
+            vw[i, PSI] = math.atan2(vy, max(vw[i, V], 1.0))
+        else:
+            vw[i, PSI] = 0.0
     ww[TIME] += dt
     if _ego_collides(vw):
         ww[CRASHED] = 1.0
@@ -245,19 +353,24 @@ def _substep(vw, ww, a_in, p, dt):
         ww[OFFROAD] = 1.0
 
 
-@njit(cache=True)
-def _mobil(vw, p):
-    """MOBIL lane changes for ordinary traffic, decided once per control step."""
+@njit(cache=True, error_model="numpy")
+def _mobil(vw, ww, p, order, rank):
+    """MOBIL lane changes for ordinary traffic. Each driver reconsiders its lane once per
+    simulated second, staggered across drivers (people do not re-decide every 100 ms)."""
     w = p[LANE_W]
     n = p[N_LANES]
+    period = max(int(round(1.0 / p[DT])), 1)
+    turn = int(ww[STEP]) % period
     for i in range(1, vw.shape[0]):
+        if i % period != turn:
+            continue
         if vw[i, KIND] != CAR or vw[i, MODE] != NORMAL or vw[i, LC_TIMER] > 0.0:
             continue
         cur = vw[i, LANE]
         if abs(vw[i, Y] - cur * w) > 0.2:
             continue
-        lead = _neighbour(vw, i, cur, w, True)
-        foll = _neighbour(vw, i, cur, w, False)
+        lead = _neighbour(vw, order, rank, i, cur, w, True)
+        foll = _neighbour(vw, order, rank, i, cur, w, False)
         a_self = _idm_behind(vw, i, lead)
         best_gain = p[LC_THRESHOLD]
         best_lane = -1.0
@@ -265,8 +378,8 @@ def _mobil(vw, p):
             lane = cur + d
             if lane < 0.0 or lane > n - 1.0:
                 continue
-            nl = _neighbour(vw, i, lane, w, True)
-            nf = _neighbour(vw, i, lane, w, False)
+            nl = _neighbour(vw, order, rank, i, lane, w, True)
+            nf = _neighbour(vw, order, rank, i, lane, w, False)
             # never change into a gap shorter than the standstill distance
             if nl >= 0 and vw[nl, X] - vw[i, X] < 0.5 * (vw[nl, LEN] + vw[i, LEN]) + vw[i, S0]:
                 continue
@@ -291,7 +404,7 @@ def _mobil(vw, p):
             vw[i, LC_TIMER] = LC_COOLDOWN
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _ego_idm(vw, j):
     """IDM acceleration the ego would need behind ``j``, with a typical driver's parameters
     (the ego has none of its own): MOBIL's safety check when the ego is the new follower."""
@@ -300,7 +413,7 @@ def _ego_idm(vw, j):
     return _idm(v, max(v, 1.0), 1.5, 1.5, 2.0, 2.5, gap, vw[j, V] * math.cos(vw[j, PSI]))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _recycle(vw, p):
     """Keep traffic around the ego: ordinary cars far behind reappear ahead and vice versa,
     in the lane with the most room (deterministic, so snapshots stay exact)."""
@@ -334,7 +447,7 @@ def _recycle(vw, p):
             vw[i, V] = min(vw[i, V0], vw[0, V] + 3.0) if x_new < xe else vw[i, V0]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _observe(vw, ww, p, ob, inf):
     """Fill one world's observation rows and ground-truth row; return the reward pieces."""
     w = p[LANE_W]
@@ -363,9 +476,9 @@ def _observe(vw, ww, p, ob, inf):
             continue
         dx = vw[j, X] - xe
         dy = vw[j, Y] - ye
-        hx, hy = _half_extents(vw, j)
-        box = max(abs(dx) - hx0 - hx, abs(dy) - hy0 - hy, 0.0)
-        min_dist = min(min_dist, box)
+        if abs(dx) < min_dist + hx0 + 10.0 and abs(dy) < min_dist + hy0 + 10.0:
+            hx, hy = _half_extents(vw, j)
+            min_dist = min(min_dist, max(abs(dx) - hx0 - hx, abs(dy) - hy0 - hy, 0.0))
         if dx > 0.0 and abs(dy) < 0.5 * (vw[j, WID] + vw[0, WID]) + 0.3:
             gap = max(dx - 0.5 * (vw[j, LEN] + vw[0, LEN]), 0.0)
             closing = vxe - vw[j, V] * math.cos(vw[j, PSI])
@@ -425,7 +538,31 @@ def _observe(vw, ww, p, ob, inf):
     return r
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
+def _step_world(vw, ww, a_in, p, ob, inf, order, rank):
+    """One world, one control step; returns (reward, status)."""
+    nsub = int(p[NSUB])
+    dt = p[DT] / nsub
+    if p[DISCRETE] > 0.5:
+        _apply_meta_action(vw, ww, a_in[0], p)
+    _sort_by_x(vw, order, rank)
+    for _ in range(nsub):
+        _substep(vw, ww, a_in, p, dt, order, rank)
+        if ww[CRASHED] > 0.0 or ww[OFFROAD] > 0.0:
+            break
+    ww[STEP] += 1.0
+    ww[JERK] = (ww[EGO_ACC] - ww[PREV_ACC]) / p[DT]
+    ww[PREV_ACC] = ww[EGO_ACC]
+    for i in range(1, vw.shape[0]):
+        if vw[i, LC_TIMER] > 0.0:
+            vw[i, LC_TIMER] -= p[DT]
+    _mobil(vw, ww, p, order, rank)
+    _recycle(vw, p)
+    r = _observe(vw, ww, p, ob, inf)
+    return r, 1 if ww[CRASHED] > 0.0 else (2 if ww[OFFROAD] > 0.0 else 0)
+
+
+@njit(cache=True, error_model="numpy")
 def step_worlds(veh, wld, actions, p, obs, info, reward, status):
     """Advance every world one control step in place.
 
@@ -433,32 +570,23 @@ def step_worlds(veh, wld, actions, p, obs, info, reward, status):
     ``(N, 1)`` meta-action indices. ``status`` receives 0 (running), 1 (collision) or
     2 (off-road). Worlds already ended are still stepped; the caller resets them.
     """
-    nsub = int(p[NSUB])
-    dt = p[DT] / nsub
+    m = veh.shape[1]
+    order = np.empty(m, dtype=np.int64)
+    rank = np.empty(m, dtype=np.int64)
     for n in range(veh.shape[0]):
-        vw = veh[n]
-        ww = wld[n]
-        a_in = actions[n]
-        if p[DISCRETE] > 0.5:
-            _apply_meta_action(vw, ww, a_in[0], p)
-        for _ in range(nsub):
-            _substep(vw, ww, a_in, p, dt)
-            if ww[CRASHED] > 0.0 or ww[OFFROAD] > 0.0:
-                break
-        ww[STEP] += 1.0
-        ww[JERK] = (ww[EGO_ACC] - ww[PREV_ACC]) / p[DT]
-        ww[PREV_ACC] = ww[EGO_ACC]
-        for i in range(1, vw.shape[0]):
-            if vw[i, LC_TIMER] > 0.0:
-                vw[i, LC_TIMER] -= p[DT]
-        _mobil(vw, p)
-        _recycle(vw, p)
-        reward[n] = _observe(vw, ww, p, obs[n], info[n])
-        status[n] = 1 if ww[CRASHED] > 0.0 else (2 if ww[OFFROAD] > 0.0 else 0)
+        reward[n], status[n] = _step_world(veh[n], wld[n], actions[n], p, obs[n], info[n],
+                                           order, rank)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def observe_worlds(veh, wld, p, obs, info):
     """Observations and ground truth without stepping (used after reset)."""
     for n in range(veh.shape[0]):
+        _observe(veh[n], wld[n], p, obs[n], info[n])
+
+
+@njit(cache=True, error_model="numpy")
+def observe_worlds_at(veh, wld, p, obs, info, idx):
+    """``observe_worlds`` for the worlds listed in ``idx`` only (after autoreset)."""
+    for n in idx:
         _observe(veh[n], wld[n], p, obs[n], info[n])

@@ -9,12 +9,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-
-from takeover.config import ConfigError, from_dict
 from takeover.envs import layout as L
 from takeover.envs.config import HighwayConfig
 from takeover.envs.dynamics import observe_worlds, step_worlds
 from takeover.envs.scenarios import reset_world
+
+from takeover.config import ConfigError, from_dict
 
 
 @dataclass(frozen=True)
@@ -43,30 +43,36 @@ def make_config(config: HighwayConfig | dict | None, **overrides: Any) -> Highwa
     return from_dict(HighwayConfig, data)
 
 
-def check_action(action: Any, space: spaces.Space) -> np.ndarray:
-    """Refuse NaN and out-of-space actions instead of silently clipping them."""
+def check_action(action: Any, space: spaces.Space, out: np.ndarray) -> None:
+    """Write ``action`` into ``out`` (the kernel's float64 row), refusing NaN and
+    out-of-space actions instead of silently clipping them."""
     if isinstance(space, spaces.Discrete):
-        a = np.asarray(action)
-        if a.shape not in ((), (1,)) or not np.issubdtype(a.dtype, np.integer) or not (
-            0 <= int(a.reshape(-1)[0]) < space.n
-        ):
+        if isinstance(action, np.ndarray) and action.shape == (1,):
+            action = action[0]
+        if not isinstance(action, (int, np.integer)) or not 0 <= action < space.n:
             raise ValueError(
                 f"action {action!r} is not a meta-action index in 0..{space.n - 1} "
                 f"({', '.join(L.META_ACTIONS)})"
             )
-        return np.array([float(a.reshape(-1)[0])])
-    a = np.asarray(action, dtype=np.float64)
-    if a.shape != space.shape:
-        raise ValueError(f"action has shape {a.shape}, expected {space.shape} ([steer, accel])")
-    if not np.all(np.isfinite(a)):
-        raise ValueError(f"action {a.tolist()} contains NaN or inf")
-    if np.any(a < space.low) or np.any(a > space.high):
-        raise ValueError(f"action {a.tolist()} is outside [-1, 1]; clip it before stepping")
-    return a
+        out[0] = action
+        return
+    try:
+        steer, accel = action
+        steer, accel = float(steer), float(accel)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"action {action!r} must be two numbers [steer, accel] in [-1, 1]"
+        ) from None
+    if not (-1.0 <= steer <= 1.0 and -1.0 <= accel <= 1.0):  # NaN fails every comparison
+        raise ValueError(
+            f"action [{steer}, {accel}] is NaN or outside [-1, 1]; clip it before stepping"
+        )
+    out[0] = steer
+    out[1] = accel
 
 
 def info_dict(row: np.ndarray, hazard: str, reason: str) -> dict[str, Any]:
-    info: dict[str, Any] = {k: float(row[i]) for i, k in enumerate(L.INFO_KEYS)}
+    info: dict[str, Any] = dict(zip(L.INFO_KEYS, row.tolist()))
     info["lane"] = int(row[L.I_LANE])
     info["hazard_active"] = bool(row[L.I_HZ_ACTIVE])
     info["collision"] = bool(row[L.I_COLLISION])
@@ -206,12 +212,12 @@ class HighwayEnv(gym.Env):
     def step(self, action):
         if self._ended:
             raise RuntimeError("the episode has ended: call reset() before step()")
-        self._act[0] = check_action(action, self.action_space)
+        check_action(action, self.action_space, self._act[0])
         step_worlds(self._veh, self._wld, self._act, self._params, self._obs, self._info,
                     self._rew, self._status)
         status = int(self._status[0])
         terminated = status != 0
-        truncated = not terminated and self._wld[0, L.STEP] >= self.config.max_steps
+        truncated = not terminated and bool(self._wld[0, L.STEP] >= self.config.max_steps)
         reason = REASONS[status] if terminated else ("time_limit" if truncated else "")
         self._ended = terminated or truncated
         if self.render_mode == "human":

@@ -15,6 +15,9 @@ app = typer.Typer(
 )
 
 # each sub-command registers itself here, one line per command module
+from takeover.commands import bench as _bench  # noqa: E402
+
+app.add_typer(_bench.app, name="bench")
 
 
 def main() -> None:

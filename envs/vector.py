@@ -1,0 +1,171 @@
+"""N independent worlds stepped by one kernel call: a ``gymnasium.vector.VectorEnv`` with no
+subprocesses, and a thin adapter to stable-baselines3's ``VecEnv``.
+
+World ``i`` reset with ``seed=s`` follows exactly the trajectory of a single
+``HighwayEnv`` reset with ``seed=s + i`` under the same actions (episodes that end are reset
+in the same step from the world's own RNG, as the single env's next ``reset()`` would be).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.utils import seeding
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+from takeover.envs import layout as L
+from takeover.envs.config import HighwayConfig
+from takeover.envs.dynamics import observe_worlds, observe_worlds_at, step_worlds
+from takeover.envs.highway import REASONS, make_config
+from takeover.envs.scenarios import reset_world
+
+_REASON_NAMES = np.array([*REASONS, "time_limit"], dtype=object)  # by status code, 3 = time
+
+
+class HighwayVectorEnv(VectorEnv):
+    """``num_envs`` highway worlds in ``(N, ...)`` arrays; same-step autoreset.
+
+    ``infos`` holds one ``(N,)`` array per ground-truth key of ``HighwayEnv`` plus
+    ``hazard`` and ``reason`` (object arrays). When world ``i`` ends, ``obs[i]`` is already
+    the first observation of its next episode; the last observation and info of the ended
+    episode are in ``infos["final_obs"][i]`` and ``infos["final_info"]`` (masked by
+    ``infos["_final_obs"]``), as Gymnasium's same-step autoreset mode specifies.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
+
+    def __init__(self, num_envs: int, config: HighwayConfig | dict | None = None,
+                 **kwargs: Any) -> None:
+        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        self.config = cfg = make_config(config, **kwargs)
+        self.num_envs = n = int(num_envs)
+        self._params = cfg.params()
+        self._veh = np.zeros((n, cfg.slots, L.VEH_COLS))
+        self._wld = np.zeros((n, L.WLD_COLS))
+        self._obs = np.zeros((n, cfg.observe + 1, len(L.OBS_FEATURES)), dtype=np.float32)
+        self._info = np.zeros((n, L.INFO_COLS))
+        self._rew = np.zeros(n)
+        self._status = np.zeros(n, dtype=np.int64)
+        self._hazard = np.full(n, "none", dtype=object)
+        self._rngs: list[np.random.Generator] = [seeding.np_random()[0] for _ in range(n)]
+        self.single_observation_space = spaces.Box(-1.0, 1.0, self._obs.shape[1:], np.float32)
+        if cfg.action_type == "discrete":
+            self.single_action_space: spaces.Space = spaces.Discrete(len(L.META_ACTIONS))
+            self._act = np.zeros((n, 1))
+        else:
+            self.single_action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+            self._act = np.zeros((n, 2))
+        self.observation_space = batch_space(self.single_observation_space, n)
+        self.action_space = batch_space(self.single_action_space, n)
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else seed
+        if seeds is None:
+            seeds = [None] * self.num_envs
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} worlds")
+        for i, s in enumerate(seeds):
+            if s is not None or self._rngs[i] is None:
+                self._rngs[i], _ = seeding.np_random(s)
+            self._reset_world(i)
+        observe_worlds(self._veh, self._wld, self._params, self._obs, self._info)
+        return self._obs.copy(), self._infos(np.zeros(self.num_envs, dtype=np.int64))
+
+    def _reset_world(self, i: int) -> None:
+        kind = reset_world(self._veh[i], self._wld[i], self.config, self._rngs[i])
+        self._hazard[i] = L.HAZARD_NAMES[kind]
+
+    def step(self, actions):
+        a = np.asarray(actions)
+        if isinstance(self.single_action_space, spaces.Discrete):
+            if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer) or (
+                a.min() < 0 or a.max() >= self.single_action_space.n
+            ):
+                raise ValueError(
+                    f"actions must be {self.num_envs} meta-action indices in 0..4, got {a!r}"
+                )
+            self._act[:, 0] = a
+        else:
+            if a.shape != (self.num_envs, 2):
+                raise ValueError(f"actions have shape {a.shape}, expected ({self.num_envs}, 2)")
+            if not np.all(np.isfinite(a)) or np.any(np.abs(a) > 1.0):
+                raise ValueError("actions contain NaN/inf or values outside [-1, 1]")
+            self._act[:] = a
+        step_worlds(self._veh, self._wld, self._act, self._params, self._obs, self._info,
+                    self._rew, self._status)
+        terminated = self._status != 0
+        truncated = ~terminated & (self._wld[:, L.STEP] >= self.config.max_steps)
+        done = terminated | truncated
+        reasons = np.where(terminated, self._status, np.where(truncated, 3, 0))
+        rewards = self._rew.copy()
+        if not done.any():
+            return self._obs.copy(), rewards, terminated, truncated, self._infos(reasons)
+        ended = np.flatnonzero(done)
+        final_obs = np.empty(self.num_envs, dtype=object)
+        for i in ended:
+            final_obs[i] = self._obs[i].copy()
+        final_info = self._infos(reasons)
+        for i in ended:
+            self._reset_world(int(i))
+        observe_worlds_at(self._veh, self._wld, self._params, self._obs, self._info, ended)
+        infos = self._infos(np.zeros(self.num_envs, dtype=np.int64))
+        infos["final_obs"] = final_obs
+        infos["_final_obs"] = done
+        infos["final_info"] = final_info
+        infos["_final_info"] = done
+        return self._obs.copy(), rewards, terminated, truncated, infos
+
+    def _infos(self, reasons: np.ndarray) -> dict[str, Any]:
+        infos: dict[str, Any] = {k: self._info[:, i].copy() for i, k in enumerate(L.INFO_KEYS)}
+        infos["lane"] = infos["lane"].astype(np.int64)
+        for key in ("hazard_active", "collision", "offroad"):
+            infos[key] = infos[key] > 0.5
+        infos["hazard"] = self._hazard.copy()
+        infos["reason"] = _REASON_NAMES[reasons]
+        return infos
+
+    def get_state(self, i: int):
+        """Snapshot of world ``i`` (same type as ``HighwayEnv.get_state``)."""
+        from takeover.envs.highway import WorldState
+
+        return WorldState(self._veh[i].copy(), self._wld[i].copy(),
+                          self._rngs[i].bit_generator.state, False)
+
+    def set_state(self, i: int, state) -> None:
+        self._veh[i] = state.veh
+        self._wld[i] = state.wld
+        self._rngs[i].bit_generator.state = state.rng_state
+        self._hazard[i] = L.HAZARD_NAMES[int(state.wld[L.HZ_KIND])]
+        observe_worlds(self._veh[i : i + 1], self._wld[i : i + 1], self._params,
+                       self._obs[i : i + 1], self._info[i : i + 1])
+
+    @property
+    def vehicles(self) -> np.ndarray:
+        """``(N, M, VEH_COLS)`` view of every world's vehicles."""
+        return self._veh
+
+    @property
+    def world(self) -> np.ndarray:
+        return self._wld
+
+
+def make_vector_env(env_id: str, num_envs: int, **kwargs: Any) -> HighwayVectorEnv:
+    """The batched form of a registered ``takeover/*`` id (its scenario + ``kwargs``)."""
+    spec = gym.spec(env_id)
+    if spec.entry_point != "takeover.envs.highway:HighwayEnv":
+        raise ValueError(f"{env_id!r} is not a takeover highway env; use gymnasium.make_vec")
+    return HighwayVectorEnv(num_envs, **{**spec.kwargs, **kwargs})
+
+
+def make_sb3_vec_env(env_id: str, n_envs: int, seed: int | None = None, **kwargs: Any):
+    """A stable-baselines3 ``VecEnv`` over :class:`HighwayVectorEnv` (no subprocesses)."""
+    from takeover.envs.sb3 import SB3VecEnv
+
+    venv = SB3VecEnv(make_vector_env(env_id, n_envs, **kwargs))
+    if seed is not None:
+        venv.seed(seed)
+    return venv
