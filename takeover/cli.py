@@ -18,6 +18,9 @@ app = typer.Typer(
 from takeover.commands import bench as _bench  # noqa: E402
 
 app.add_typer(_bench.app, name="bench")
+from takeover.commands import log as _log  # noqa: E402
+
+app.add_typer(_log.app, name="log")
 
 
 def main() -> None:
