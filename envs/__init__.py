@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gymnasium as gym
+
 from takeover.envs.config import SCENARIOS, HighwayConfig
 from takeover.envs.highway import HighwayEnv, WorldState
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from takeover.envs import layout as L
 
 from takeover.config import option, validate
+from takeover.envs import layout as L
 
 SCENARIOS = ("mixed", "none", *L.HAZARD_NAMES[1:])
 """``mixed`` draws one hazard per episode; ``none`` is plain traffic."""

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
 from takeover.envs import layout as L
 from takeover.envs.highway import HighwayEnv
 

@@ -16,6 +16,7 @@ import math
 
 import numpy as np
 from numba import njit
+
 from takeover.envs.layout import (
     ACC,
     ACC_MAX,

@@ -9,12 +9,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+
+from takeover.config import ConfigError, from_dict
 from takeover.envs import layout as L
 from takeover.envs.config import HighwayConfig
 from takeover.envs.dynamics import observe_worlds, step_worlds
 from takeover.envs.scenarios import reset_world
-
-from takeover.config import ConfigError, from_dict
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
 from takeover.envs.vector import HighwayVectorEnv
 
 

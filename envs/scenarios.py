@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
 from takeover.envs import layout as L
 from takeover.envs.config import HighwayConfig
 from takeover.envs.layout import (

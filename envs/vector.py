@@ -16,6 +16,7 @@ from gymnasium import spaces
 from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
+
 from takeover.envs import layout as L
 from takeover.envs.config import HighwayConfig
 from takeover.envs.dynamics import observe_worlds, observe_worlds_at, step_worlds

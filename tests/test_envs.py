@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -63,10 +64,11 @@ def _digest(rollout) -> str:
 
 
 def test_same_seed_same_actions_is_bit_identical_across_processes():
+    here = str(Path(__file__).parent)
     code = (
-        "import sys; sys.path.insert(0, %r); from test_envs import _rollout, _digest; "
+        f"import sys; sys.path.insert(0, {here!r}); from test_envs import _rollout, _digest; "
         "print(_digest(_rollout('takeover/Highway-v0', 7, 400)))"
-    ) % str(__import__("pathlib").Path(__file__).parent)
+    )
     runs = {
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        check=True).stdout.strip()
@@ -84,9 +86,10 @@ def test_different_seeds_differ():
 def test_restored_snapshot_replays_bit_for_bit_even_after_pickling(action_type):
     env = gym.make("takeover/CutIn-v0", action_type=action_type).unwrapped
     env.reset(seed=3)
-    rng = np.random.default_rng(0)
+    driver = IDMDriver()
     for _ in range(40):
-        env.step(env.action_space.sample())
+        env.step(driver(env))
+    assert not env._ended
     snap = pickle.loads(pickle.dumps(env.get_state()))
     assert len(pickle.dumps(snap)) < 20_000
     env.action_space.seed(1)
@@ -96,8 +99,7 @@ def test_restored_snapshot_replays_bit_for_bit_even_after_pickling(action_type):
     other.reset(seed=99)  # a different world, overwritten by the snapshot
     other.set_state(snap)
     second = [other.step(a) for a in actions[: len(first)]]
-    assert _digest(first) == _digest(second)
-    del rng
+    assert len(first) > 5 and _digest(first) == _digest(second)
 
 
 def test_snapshot_from_another_config_is_refused():
@@ -164,9 +166,12 @@ def test_info_has_ground_truth_with_the_same_keys_every_step():
 def test_time_limit_truncates_with_reason():
     env = gym.make("takeover/Plain-v0", duration=2.0, vehicles=0)
     env.reset(seed=0)
-    for step in range(20):
+    ends = []
+    for _ in range(20):
         _, _, term, trunc, info = env.step(np.zeros(2, dtype=np.float32))
-    assert trunc and not term and info["reason"] == "time_limit" and step == 19
+        ends.append(term or trunc)
+    assert ends == [False] * 19 + [True]
+    assert trunc and not term and info["reason"] == "time_limit"
 
 
 def test_leaving_the_road_terminates():
