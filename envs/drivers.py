@@ -91,7 +91,9 @@ class IDMDriver:
             g2, v2 = corridor_leader(veh, self.target_lane * w)
             if g2 < gap:
                 gap, v_lead = g2, v2
-        kw = dict(headway=self.headway, a_max=self.a_max, b_comf=self.b_comf, s0=self.s0)
+        # stop well back from a standing obstacle: steering around it needs room
+        s0 = self.s0 + (7.0 if v_lead < 2.0 else 0.0)
+        kw = dict(headway=self.headway, a_max=self.a_max, b_comf=self.b_comf, s0=s0)
         acc = idm_accel(v, self.desired_speed, gap, v_lead, **kw)
         if (self.change_lanes and self.target_lane == lane_now and gap < 80.0
                 and v_lead < 0.8 * self.desired_speed):

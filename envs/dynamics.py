@@ -355,6 +355,22 @@ def _substep(vw, ww, a_in, p, dt, order, rank):
 
 
 @njit(cache=True, error_model="numpy")
+def _abort_if_blocked(vw, i, order, rank, w):
+    """A driver mid lane change steers back if someone now sits beside it in the target
+    lane (the gap it chose has closed, e.g. the ego braked or moved over)."""
+    tgt = vw[i, LANE]
+    for ahead in (True, False):
+        j = _neighbour(vw, order, rank, i, tgt, w, ahead)
+        if j < 0 or abs(vw[j, Y] - vw[i, Y]) < 0.5 * (vw[j, WID] + vw[i, WID]):
+            continue  # none, or already overlapping laterally: too late to back out
+        gap = abs(vw[j, X] - vw[i, X]) - 0.5 * (vw[j, LEN] + vw[i, LEN])
+        if gap < 2.0:
+            vw[i, LANE] = tgt - 1.0 if vw[i, Y] < tgt * w else tgt + 1.0
+            vw[i, LC_TIMER] = LC_COOLDOWN
+            return
+
+
+@njit(cache=True, error_model="numpy")
 def _mobil(vw, ww, p, order, rank):
     """MOBIL lane changes for ordinary traffic. Each driver reconsiders its lane once per
     simulated second, staggered across drivers (people do not re-decide every 100 ms)."""
@@ -363,12 +379,13 @@ def _mobil(vw, ww, p, order, rank):
     period = max(int(round(1.0 / p[DT])), 1)
     turn = int(ww[STEP]) % period
     for i in range(1, vw.shape[0]):
-        if i % period != turn:
-            continue
-        if vw[i, KIND] != CAR or vw[i, MODE] != NORMAL or vw[i, LC_TIMER] > 0.0:
+        if vw[i, KIND] != CAR or vw[i, MODE] != NORMAL:
             continue
         cur = vw[i, LANE]
         if abs(vw[i, Y] - cur * w) > 0.2:
+            _abort_if_blocked(vw, i, order, rank, w)
+            continue
+        if i % period != turn or vw[i, LC_TIMER] > 0.0:
             continue
         lead = _neighbour(vw, order, rank, i, cur, w, True)
         foll = _neighbour(vw, order, rank, i, cur, w, False)
