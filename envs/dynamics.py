@@ -497,13 +497,22 @@ def _observe(vw, ww, p, ob, inf):
         if abs(dx) < min_dist + hx0 + 10.0 and abs(dy) < min_dist + hy0 + 10.0:
             hx, hy = _half_extents(vw, j)
             min_dist = min(min_dist, max(abs(dx) - hx0 - hx, abs(dy) - hy0 - hy, 0.0))
-        if dx > 0.0 and abs(dy) < 0.5 * (vw[j, WID] + vw[0, WID]) + 0.3:
-            gap = max(dx - 0.5 * (vw[j, LEN] + vw[0, LEN]), 0.0)
-            closing = vxe - vw[j, V] * math.cos(vw[j, PSI])
+        if dx <= 0.0:
+            continue
+        gap = max(dx - 0.5 * (vw[j, LEN] + vw[0, LEN]), 0.0)
+        side = abs(dy) - 0.5 * (vw[j, WID] + vw[0, WID]) - 0.3  # lateral clearance
+        closing = vxe - vw[j, V] * math.cos(vw[j, PSI])
+        if side <= 0.0:  # in the ego's corridor
             if closing > 1e-6:
                 ttc = min(ttc, gap / closing)
             if ve > 0.1:
                 headway = min(headway, gap / ve)
+        elif closing > 1e-6:
+            # a car drifting toward the corridor (cut-in, merge): the conflict starts once
+            # both the longitudinal gap and the lateral clearance have closed
+            closing_y = (vye - vw[j, VY]) if dy > 0.0 else (vw[j, VY] - vye)
+            if closing_y > 1e-6:
+                ttc = min(ttc, max(gap / closing, side / closing_y))
     for r in range(1, k + 1):
         best = -1
         best_d = 1e18

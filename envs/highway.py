@@ -140,8 +140,10 @@ class HighwayEnv(gym.Env):
 
     ## Info (ground truth, every step, always the same keys)
     ``time`` s, ``x`` m travelled, ``y`` m, ``heading`` rad, ``speed`` m/s, ``lane`` int,
-    ``accel`` m/s^2 and ``steer`` rad applied, ``jerk`` m/s^3, ``ttc`` s to the nearest
-    vehicle closing in the ego's corridor (99 when none), ``headway`` s to the leader in the
+    ``accel`` m/s^2 and ``steer`` rad applied, ``jerk`` m/s^3, ``ttc`` s until the first
+    conflict ahead: a vehicle closing in the ego's corridor, or one drifting into it (a cut-in
+    or merge: the later of its longitudinal and lateral closing times); 99 when none;
+    ``headway`` s to the leader in the
     corridor (99 when none), ``min_distance`` m box distance to the nearest object (<= 100),
     ``hazard`` scenario name, ``hazard_active`` bool, ``hazard_onset`` s when the hazard
     became active (-1 before), ``hazard_severity`` 0..1, ``collision`` and ``offroad``

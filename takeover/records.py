@@ -35,7 +35,8 @@ class StepRecord:
         controller: ``"agent"``, ``"human"`` or ``"fallback"`` (who produced ``action``).
         phase: handover protocol state after the step (``takeover.types.Phase`` value).
         transition: why the phase changed this step (e.g. ``"gate_request"``,
-            ``"human_takeover"``, ``"tor_timeout"``), ``""`` if it did not.
+            ``"human_response"``,
+            ``"human_initiated"``, ``"tor_timeout"``), ``""`` if it did not.
         scores: every estimator's score this step, by estimator name.
         threshold: the gate's threshold this step (NaN for gates without one).
         gate_request: the gate asked for the human this step.
