@@ -21,6 +21,21 @@ app.add_typer(_bench.app, name="bench")
 from takeover.commands import log as _log  # noqa: E402
 
 app.add_typer(_log.app, name="log")
+from takeover.commands import train as _train  # noqa: E402
+
+app.command("train")(_train.train)
+from takeover.commands import eval as _eval  # noqa: E402
+
+app.command("eval")(_eval.eval_agent)
+from takeover.commands import run as _run  # noqa: E402
+
+app.command("run")(_run.run)
+from takeover.commands import sweep as _sweep  # noqa: E402
+
+app.command("sweep")(_sweep.sweep)
+from takeover.commands import drive as _drive  # noqa: E402
+
+app.command("drive")(_drive.drive)
 
 
 def main() -> None:

@@ -1,0 +1,81 @@
+"""Run a policy on many seeded episodes at once: B envs in lockstep, one batched policy call
+per step. Evaluation, risk-critic labels and reference observations all come from here, so
+they see exactly the same episodes for the same seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+
+FAILURE_REASONS = ("collision", "offroad")
+
+
+@dataclass(frozen=True)
+class Episode:
+    """One finished episode.
+
+    Attributes:
+        env_id: the env it ran on; seed: its reset seed.
+        reason: ``"collision"``, ``"offroad"`` or ``"time_limit"``.
+        steps: decisions taken; ret: undiscounted return.
+        mean_speed: mean ego speed over the episode, m/s.
+        hazard: the scenario's hazard name.
+        obs: ``(steps, *obs_shape)`` observations the policy acted on (if kept).
+    """
+
+    env_id: str
+    seed: int
+    reason: str
+    steps: int
+    ret: float
+    mean_speed: float
+    hazard: str
+    obs: np.ndarray | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.reason in FAILURE_REASONS
+
+
+def run_episodes(predict: Callable[[np.ndarray], np.ndarray], env_id: str, seeds: list[int],
+                 *, batch: int = 64, keep_obs: bool = False, **env_kwargs) -> list[Episode]:
+    """One episode per seed of ``env_id`` (made with ``env_kwargs``), acting with
+    ``predict`` (``(B, *obs_shape) -> (B,)`` or ``(B, A)`` actions)."""
+    episodes: list[Episode] = []
+    for start in range(0, len(seeds), batch):
+        chunk = [int(s) for s in seeds[start:start + batch]]
+        envs = [gym.make(env_id, **env_kwargs) for _ in chunk]
+        first = [e.reset(seed=s) for e, s in zip(envs, chunk, strict=True)]
+        obs = [o for o, _ in first]
+        hazards = [i["hazard"] for _, i in first]
+        traj: list[list[np.ndarray]] = [[o] for o in obs] if keep_obs else [[] for _ in chunk]
+        speeds: list[list[float]] = [[i["speed"]] for _, i in first]
+        rets = [0.0] * len(chunk)
+        reasons = [""] * len(chunk)
+        alive = list(range(len(chunk)))
+        while alive:
+            actions = predict(np.stack([obs[i] for i in alive]))
+            still = []
+            for i, a in zip(alive, actions, strict=True):
+                o, r, term, trunc, info = envs[i].step(a)
+                rets[i] += float(r)
+                speeds[i].append(info["speed"])
+                if term or trunc:
+                    reasons[i] = info["reason"]
+                    continue
+                obs[i] = o
+                if keep_obs:
+                    traj[i].append(o)
+                still.append(i)
+            alive = still
+        for i, e in enumerate(envs):
+            e.close()
+            episodes.append(Episode(
+                env_id, chunk[i], reasons[i], len(speeds[i]) - 1, rets[i],
+                float(np.mean(speeds[i])), hazards[i],
+                np.stack(traj[i]).astype(np.float32) if keep_obs else None,
+            ))
+    return episodes

@@ -1,0 +1,315 @@
+"""The experiment configuration: one typed, documented tree of frozen dataclasses.
+
+Every field carries its help text and valid range, so a typo, a wrong type or an
+out-of-range value stops the run before any episode starts, naming the key and the
+closest valid one (``takeover.config``). Names of estimators, gates, humans and agents are
+checked against the live registries when those are importable, so a new gate registered in
+``takeover.supervisor.gates`` is accepted without touching this file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from takeover.config import ConfigError, apply_overrides, from_dict, load_yaml, option, validate
+from takeover.registry import closest
+
+CONFIG_DIR = Path(__file__).parent / "configs"
+"""Shipped example configs; ``takeover run NAME`` also accepts a bare name from here."""
+
+DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+
+SCENARIO_NAMES = ("sudden_brake", "cut_in", "stalled_car", "merge", "lane_closure", "none",
+                  "mixed")
+"""Scenario names of ``takeover.envs`` (kept here so config checks need no env import)."""
+
+BASELINES = ("agent_alone", "never", "always", "random")
+"""Reference conditions evaluated beside the configured gate: the agent with no supervisor,
+and the supervisor with the ``never`` / ``always`` / rate-matched ``random`` gates."""
+
+TRAIN_METHODS = ("hg-dagger", "thrifty", "none")
+"""Behaviour-cloning updates of the agent's PPO policies. PVP (``takeover.agents.pvp``) needs
+an off-policy DQN/SAC agent and is not wired into ``takeover run``."""
+
+
+def _registry_names(module: str, attr: str) -> Callable[[], list[str] | None]:
+    """Late lookup of a registry's names; ``None`` (skip the check) when the layer that
+    owns it is not installed yet, so configs still load for the parts that exist."""
+
+    def names() -> list[str] | None:
+        import importlib
+
+        try:
+            reg = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):
+            return None
+        return list(reg.names()) if hasattr(reg, "names") else list(reg)
+
+    return names
+
+
+gate_names = _registry_names("takeover.supervisor.gates", "GATES")
+estimator_names = _registry_names("takeover.supervisor.estimators", "ESTIMATORS")
+human_names = _registry_names("takeover.supervisor.humans", "HUMANS")
+
+
+def _check_names(key: str, values: Sequence[str], allowed: Sequence[str] | None,
+                 what: str) -> None:
+    if allowed is None:
+        return
+    for v in values:
+        if v not in allowed:
+            raise ConfigError(
+                f"{key}: unknown {what} {v!r}.{closest(v, list(allowed))} "
+                f"Valid {what}s: {', '.join(allowed)}"
+            )
+
+
+def _nonempty(key: str, values: Sequence[Any]) -> None:
+    if len(values) == 0:
+        raise ConfigError(f"{key} must list at least one value")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{key} lists a value twice: {list(values)}")
+
+
+@dataclass(frozen=True)
+class EnvSection:
+    """Which worlds the experiment drives in."""
+
+    scenarios: tuple[str, ...] = option(
+        ("sudden_brake", "cut_in", "stalled_car", "merge", "lane_closure"),
+        "hazard scenarios; each is one task in the statistics", factory=None)
+    action_type: str = option("continuous", "env action space",
+                              choices=("continuous", "discrete"))
+    duration: float = option(30.0, "episode length, s", range=(1.0, 600.0))
+    vehicles: int = option(20, "traffic vehicles besides the ego", range=(0, 60))
+
+    def __post_init__(self) -> None:
+        validate(self, "env")
+        _nonempty("env.scenarios", self.scenarios)
+        _check_names("env.scenarios", self.scenarios, SCENARIO_NAMES, "scenario")
+
+    def env_kwargs(self) -> dict[str, Any]:
+        return {"action_type": self.action_type, "duration": self.duration,
+                "vehicles": self.vehicles}
+
+
+@dataclass(frozen=True)
+class AgentSection:
+    """The policy under supervision."""
+
+    name: str = option("novice-ensemble",
+                       "shipped agent name (novice, novice-ensemble) or a path to a saved agent")
+
+    def __post_init__(self) -> None:
+        validate(self, "agent")
+
+
+@dataclass(frozen=True)
+class SupervisorSection:
+    """Estimators, gate, handover and the (scripted) human of the supervised condition."""
+
+    gate: str = option("threshold", "takeover gate of the main condition", choices=gate_names)
+    gate_kwargs: dict[str, Any] = option(None, "keyword arguments of the gate", factory=dict)
+    gate_score: str = option("ensemble", "estimator whose score the gate reads")
+    estimators: tuple[str, ...] = option(("ensemble", "ttc"),
+                                         "estimators scored every step (the ROC curves)")
+    human: str = option("average", "scripted human model", choices=human_names)
+    human_kwargs: dict[str, Any] = option(None, "keyword arguments of the human",
+                                          factory=dict)
+    handover_kwargs: dict[str, Any] = option(None, "handover protocol settings, e.g. tor_timeout",
+                                             factory=dict)
+
+    def __post_init__(self) -> None:
+        validate(self, "supervisor")
+        _nonempty("supervisor.estimators", self.estimators)
+        _check_names("supervisor.estimators", self.estimators, estimator_names(), "estimator")
+        if self.gate_score not in self.estimators:
+            raise ConfigError(
+                f"supervisor.gate_score={self.gate_score!r} must be one of supervisor.estimators"
+                f".{closest(self.gate_score, list(self.estimators))} "
+                f"Add it to estimators or pick one of: {', '.join(self.estimators)}"
+            )
+
+
+@dataclass(frozen=True)
+class TrainSection:
+    """Rounds of supervised data collection and fine-tuning (issue 6's multi-round loop)."""
+
+    method: str = option("hg-dagger", "how the agent learns from the log", choices=TRAIN_METHODS)
+    rounds: int = option(2, "fine-tuning rounds (0 = evaluate the shipped agent only)",
+                         range=(0, 100))
+    episodes_per_round: int = option(4, "supervised episodes per scenario per round",
+                                     range=(1, 10_000))
+    epochs: int = option(5, "passes over the aggregated data per round", range=(1, 1000))
+    lr: float = option(3e-4, "learning rate", range=(1e-7, 1.0))
+    batch_size: int = option(256, "minibatch size", range=(1, 1_000_000))
+
+    def __post_init__(self) -> None:
+        validate(self, "train")
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    """Held-out evaluation: seeds are the independent runs of the statistics."""
+
+    seeds: int = option(3, "independent evaluation seeds (runs for IQM / bootstrap)",
+                         range=(1, 10_000))
+    episodes: int = option(2, "episodes per seed per scenario", range=(1, 10_000))
+    baselines: tuple[str, ...] = option(BASELINES, "reference conditions (subset of "
+                                        + ", ".join(BASELINES) + ")")
+    round_episodes: int = option(1, "episodes per seed per scenario for the per-round "
+                                 "learning curve", range=(1, 10_000))
+
+    def __post_init__(self) -> None:
+        validate(self, "eval")
+        _check_names("eval.baselines", self.baselines, BASELINES, "baseline")
+        if len(set(self.baselines)) != len(self.baselines):
+            raise ConfigError(f"eval.baselines lists a value twice: {list(self.baselines)}")
+
+
+@dataclass(frozen=True)
+class CounterfactualSection:
+    """Labels whether each trigger was needed (the agent alone fails within ``horizon``)."""
+
+    enabled: bool = option(True, "label triggers and sampled non-triggers")
+    horizon: float = option(2.0, "look-ahead of the agent-alone rollout, s", range=(0.1, 30.0))
+    sample_every: int = option(10, "also label every n-th non-trigger step", range=(1, 10_000))
+
+    def __post_init__(self) -> None:
+        validate(self, "counterfactual")
+
+
+@dataclass(frozen=True)
+class StatsSection:
+    """rliable aggregation across seeds x scenarios."""
+
+    bootstrap: int = option(2000, "stratified bootstrap resamples (use ~200 in CI)",
+                            range=(10, 1_000_000))
+    confidence: float = option(0.95, "confidence level of the intervals", range=(0.5, 0.999))
+
+    def __post_init__(self) -> None:
+        validate(self, "stats")
+
+
+@dataclass(frozen=True)
+class SweepSection:
+    """The grid of ``takeover sweep``: every combination is one cell."""
+
+    gates: tuple[str, ...] = option(("threshold", "never", "always"),
+                                    "gates to compare: registered names or gate_specs keys")
+    gate_specs: dict[str, Any] = option(
+        None, "named gate variants, {alias: {type: registered gate, **its kwargs}}, e.g. "
+              "{predictive_4s: {type: predictive, horizon: 4.0}}", factory=dict)
+    estimators: tuple[str, ...] = option(("ensemble",), "estimators the gate reads")
+    humans: tuple[str, ...] = option(("average",), "scripted human models")
+    scenarios: tuple[str, ...] = option(("sudden_brake", "cut_in"), "scenarios")
+    seeds: tuple[int, ...] = option((0, 1), "seeds (one cell each)")
+    episodes: int = option(2, "episodes per cell", range=(1, 100_000))
+    workers: int = option(2, "parallel workers of the local backend", range=(1, 512))
+
+    def __post_init__(self) -> None:
+        validate(self, "sweep")
+        for name in ("gates", "estimators", "humans", "scenarios", "seeds"):
+            _nonempty(f"sweep.{name}", getattr(self, name))
+        known = gate_names()
+        for alias, spec in self.gate_specs.items():
+            if not isinstance(spec, dict) or "type" not in spec:
+                raise ConfigError(f"sweep.gate_specs.{alias} must be a mapping with a 'type' "
+                                  "(a registered gate) and that gate's kwargs")
+            _check_names(f"sweep.gate_specs.{alias}.type", [spec["type"]], known, "gate")
+        _check_names("sweep.gates", self.gates,
+                     None if known is None else [*known, *self.gate_specs], "gate")
+        _check_names("sweep.estimators", self.estimators, estimator_names(), "estimator")
+        _check_names("sweep.humans", self.humans, human_names(), "human")
+        _check_names("sweep.scenarios", self.scenarios, SCENARIO_NAMES, "scenario")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything a run needs; the run folder keeps the resolved copy (``config.yaml``)."""
+
+    name: str = option("default", "run name (the run folder's prefix)")
+    seed: int = option(0, "base seed: every episode seed derives from it", range=(0, 2**31 - 1))
+    env: EnvSection = field(default_factory=EnvSection, metadata={"help": "worlds"})
+    agent: AgentSection = field(default_factory=AgentSection, metadata={"help": "policy"})
+    supervisor: SupervisorSection = field(default_factory=SupervisorSection,
+                                          metadata={"help": "supervision"})
+    train: TrainSection = field(default_factory=TrainSection, metadata={"help": "fine-tuning"})
+    eval: EvalSection = field(default_factory=EvalSection, metadata={"help": "evaluation"})
+    counterfactual: CounterfactualSection = field(default_factory=CounterfactualSection,
+                                                  metadata={"help": "trigger labels"})
+    stats: StatsSection = field(default_factory=StatsSection, metadata={"help": "statistics"})
+    sweep: SweepSection = field(default_factory=SweepSection, metadata={"help": "sweep grid"})
+    figures: bool = option(True, "draw the report's figures")
+    tensorboard: bool = option(False, "also write the rounds and final metrics as "
+                                      "TensorBoard scalars (run folder's tb/)")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if not self.name or any(c in self.name for c in "/\\"):
+            raise ConfigError(f"name={self.name!r} must be non-empty and contain no slashes")
+
+
+def resolve_path(config: str | Path | None) -> Path:
+    """A config argument as a file: ``None`` is the default, a bare name is looked up in
+    the shipped configs, a run folder means its ``config.yaml``."""
+    if config is None:
+        return DEFAULT_CONFIG
+    path = Path(config)
+    if path.is_dir():
+        path = path / "config.yaml"
+    elif not path.exists() and not path.suffix:
+        shipped = CONFIG_DIR / f"{path.name}.yaml"
+        if shipped.exists():
+            return shipped
+        names = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ConfigError(
+            f"config {str(config)!r} is neither a file nor a shipped config."
+            f"{closest(str(config), names)} Shipped: {', '.join(names)}"
+        )
+    return path
+
+
+def load_config(config: str | Path | None = None,
+                overrides: Sequence[str] = ()) -> tuple[ExperimentConfig, dict[str, Any]]:
+    """Load, override and validate; returns the config and the raw (overridden) mapping."""
+    data = load_yaml(resolve_path(config))
+    data = apply_overrides(data, list(overrides))
+    return from_dict(ExperimentConfig, data), data
+
+
+def with_sweep_cell(cfg: ExperimentConfig, *, gate: str, estimator: str, human: str,
+                    scenario: str, seed: int) -> ExperimentConfig:
+    """The config of one sweep cell: the grid values replace the main condition. A gate is
+    a ``sweep.gate_specs`` alias, the main gate (keeping its kwargs) or a registered gate
+    with its defaults."""
+    spec = cfg.sweep.gate_specs.get(gate)
+    if spec is not None:
+        gate, kwargs = spec["type"], {k: v for k, v in spec.items() if k != "type"}
+    elif gate == cfg.supervisor.gate:
+        kwargs = dict(cfg.supervisor.gate_kwargs)
+    else:
+        kwargs = {}
+    estimators = tuple(dict.fromkeys((estimator, *cfg.supervisor.estimators)))
+    sup = replace(cfg.supervisor, gate=gate, gate_kwargs=kwargs, gate_score=estimator,
+                  estimators=estimators, human=human)
+    env = replace(cfg.env, scenarios=(scenario,))
+    return replace(cfg, seed=seed, supervisor=sup, env=env)
+
+
+def describe(cls: type = ExperimentConfig, prefix: str = "") -> list[tuple[str, str, str]]:
+    """``(key, default, help)`` rows of every field, for ``--help`` style listings."""
+    rows = []
+    inst = cls()
+    for f in fields(cls):
+        key = f"{prefix}{f.name}"
+        value = getattr(inst, f.name)
+        if hasattr(value, "__dataclass_fields__"):
+            rows += describe(type(value), key + ".")
+        else:
+            rows.append((key, repr(value), f.metadata.get("help", "")))
+    return rows

@@ -1,0 +1,95 @@
+"""The run folder and its provenance: enough to trust a number and to run it again.
+
+A run folder holds ``config.yaml`` (the resolved config: ``takeover run RUN_DIR`` re-runs it),
+``overrides.txt`` (what the command line changed), ``provenance.json`` (seeds, git revision
+and dirty flag, package versions, machine, command line, start time) and, once the run ends,
+the logs, ``metrics.json`` / ``metrics.csv`` and the report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from takeover.atomic import atomic_write_text
+from takeover.config import to_dict
+
+PACKAGES = ("takeover", "numpy", "torch", "gymnasium", "stable-baselines3", "numba", "rliable",
+            "pandas", "matplotlib", "ray")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages a result depends on (``"-"`` if absent)."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "-"
+    return out
+
+
+def git_revision(path: Path | None = None) -> tuple[str, bool]:
+    """``(revision, dirty)`` of the source tree holding this package; ``("", False)`` when
+    it is not a git checkout (an installed wheel)."""
+    where = path or Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True,
+                             text=True, timeout=10)
+        if rev.returncode != 0:
+            return "", False
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                cwd=where, capture_output=True, text=True, timeout=10)
+        return rev.stdout.strip(), bool(status.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return "", False
+
+
+def machine() -> dict[str, Any]:
+    return {"platform": platform.platform(), "processor": platform.processor(),
+            "machine": platform.machine(), "cpus": os.cpu_count(),
+            "hostname": platform.node()}
+
+
+def default_run_dir(name: str, root: Path | str = "runs") -> Path:
+    """``runs/<name>-<UTC time>``; a numeric suffix avoids reusing an existing folder."""
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{name}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path = base.with_name(f"{base.name}-{i}")
+        i += 1
+    return path
+
+
+def write_provenance(run_dir: Path, cfg: Any, overrides: Sequence[str],
+                     seeds: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Create ``run_dir`` and write ``config.yaml``, ``overrides.txt``, ``provenance.json``."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml",
+                      yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    atomic_write_text(run_dir / "overrides.txt", "".join(f"{o}\n" for o in overrides))
+    rev, dirty = git_revision()
+    prov = {
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "seed": getattr(cfg, "seed", None),
+        "seeds": seeds,
+        "git_rev": rev,
+        "git_dirty": dirty,
+        "versions": package_versions(),
+        "machine": machine(),
+        **(extra or {}),
+    }
+    atomic_write_text(run_dir / "provenance.json", json.dumps(prov, indent=2, sort_keys=True))
+    return prov

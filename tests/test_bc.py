@@ -1,0 +1,140 @@
+"""Behaviour cloning from interventions (HG-DAgger / ThriftyDAgger-style updates)."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+
+from takeover.agents.bc import Aggregate, bc_update, log_likelihood, risk_data, thrifty_update
+from takeover.envs.drivers import IDMDriver  # also registers the env ids
+from takeover.logio import LogWriter
+from takeover.records import RunMeta, StepRecord, as_action_array
+
+
+def expert_episodes(action_type: str, seeds=(0, 1), steps: int = 150) -> list[list[StepRecord]]:
+    """The IDM expert drives takeover/Plain-v0; every step is logged as a human step,
+    except every 4th step, which the agent drove (must not be cloned)."""
+    env = gym.make("takeover/Plain-v0", action_type=action_type)
+    driver = IDMDriver()
+    out = []
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        driver.reset()
+        recs = []
+        for k in range(steps):
+            a = driver(env.unwrapped)
+            human = k % 4 != 0
+            act = as_action_array(a)
+            recs.append(StepRecord(
+                episode=f"e{seed}", step=k, time=0.1 * (k + 1), wall_time=0.0, obs=obs,
+                agent_action=act, member_actions=None,
+                human_action=act if human else None, action=act,
+                controller="human" if human else "agent", phase="human" if human else "agent"))
+            obs, _, term, trunc, _ = env.step(a)
+            if term or trunc:
+                break
+        out.append(recs)
+    env.close()
+    return out
+
+
+def tiny_ppo(action_type: str, seed: int = 0) -> PPO:
+    env = gym.make("takeover/Plain-v0", action_type=action_type)
+    return PPO("MlpPolicy", env, policy_kwargs=dict(net_arch=[32]), seed=seed, device="cpu",
+               n_steps=64)
+
+
+def test_aggregate_keeps_only_human_labelled_steps(tmp_path):
+    eps = expert_episodes("discrete", seeds=(0,), steps=40)
+    agg = Aggregate.from_records(eps[0])
+    assert len(agg) == 30 and agg.obs.shape == (30, 9, 7) and agg.actions.shape == (30, 1)
+    # a human step without input is not turned into a label
+    r = eps[0][1]
+    assert r.controller == "human"
+    silent = StepRecord(**{**r.__dict__, "human_action": None})
+    assert agg.add_records([silent]) == 0
+    # across rounds: from logs, complete episodes only
+    with LogWriter(tmp_path / "r1", RunMeta(run_id="r1", seed=0)) as log:
+        for rec in eps[0]:
+            log.write(rec)
+        log.end_episode()
+        for rec in eps[0][:5]:
+            log.write(StepRecord(**{**rec.__dict__, "episode": "cut"}))
+    agg.add_log(tmp_path / "r1")
+    assert len(agg) == 60 and set(agg.episodes) == {"e0"}
+    with pytest.raises(ValueError, match="cannot be mixed"):
+        agg.add_records(expert_episodes("continuous", seeds=(0,), steps=3)[0])
+
+
+def _accuracy(policy, agg) -> float:
+    with torch.no_grad():
+        pred, _ = policy.predict(agg.obs, deterministic=True)
+    return float(np.mean(pred == agg.actions[:, 0]))
+
+
+def test_bc_clones_the_expert_discrete():
+    agg = Aggregate()
+    for e in expert_episodes("discrete"):
+        agg.add_records(e)
+    model = tiny_ppo("discrete")
+    ll0, acc0 = log_likelihood(model.policy, agg), _accuracy(model.policy, agg)
+    losses = bc_update(model.policy, agg, epochs=15, batch_size=32, lr=3e-3, seed=0)
+    ll1, acc1 = log_likelihood(model.policy, agg), _accuracy(model.policy, agg)
+    assert len(losses) == 15 and losses[-1] < losses[0]
+    assert ll1 > ll0 + 0.5 and ll1 > math.log(0.5)
+    assert acc1 > max(acc0, 0.8)
+    assert not model.policy.training  # left in eval mode for acting
+
+
+def test_bc_continuous_and_seeded():
+    agg = Aggregate()
+    for e in expert_episodes("continuous", seeds=(0,)):
+        agg.add_records(e)
+    runs = []
+    for _ in range(2):
+        model = tiny_ppo("continuous")
+        ll0 = log_likelihood(model.policy, agg)
+        runs.append(bc_update(model.policy, agg, epochs=40, batch_size=32, lr=1e-2, seed=3))
+        assert log_likelihood(model.policy, agg) > ll0 + 1.0
+        mean = model.policy.predict(agg.obs, deterministic=True)[0]
+        assert np.mean(np.abs(mean - agg.actions)) < 0.2
+    assert runs[0] == runs[1]
+
+
+def test_bc_refuses_bad_inputs():
+    model = tiny_ppo("discrete")
+    with pytest.raises(ValueError, match="no human-labelled"):
+        bc_update(model.policy, Aggregate())
+    agg = Aggregate.from_records(expert_episodes("continuous", seeds=(0,), steps=5)[0])
+    with pytest.raises(ValueError, match="meta-action indices"):
+        bc_update(model.policy, agg)
+    with pytest.raises(TypeError, match="pvp"):
+        bc_update(torch.nn.Linear(2, 2), agg)
+
+
+def test_thrifty_update_trains_members_and_refits_the_risk_critic():
+    from takeover.agents.risk import RiskCritic, RiskSpec
+
+    eps = expert_episodes("discrete", seeds=(0, 1), steps=60)
+    # make one episode a failure so the critic has positives
+    eps[1][-1] = StepRecord(**{**eps[1][-1].__dict__, "terminated": True, "reason": "collision"})
+    agg = Aggregate()
+    for e in eps:
+        agg.add_records(e)
+    members = [tiny_ppo("discrete", seed=s).policy for s in range(2)]
+    critic = RiskCritic(RiskSpec(obs_dim=63, hidden=(16,)))
+    data = risk_data(eps, critic.spec.horizons, critic.spec.control_hz)
+    assert data.labels.shape == (120, 4) and data.labels[:60].sum() == 0
+    assert data.labels[-1].all() and not data.labels[60].any()
+    before = [log_likelihood(p, agg) for p in members]
+    out = thrifty_update(members, agg, eps, critic, epochs=5, batch_size=32, lr=3e-3,
+                         risk_epochs=5)
+    assert len(out.bc) == 2 and len(out.risk) == 5 and out.risk[-1] < out.risk[0]
+    assert all(log_likelihood(p, agg) > b for p, b in zip(members, before, strict=True))
+    p = critic.predict(data.obs.reshape(120, -1))[:, critic.primary_index]
+    assert p[-5:].mean() > p[:60].mean()

@@ -1,0 +1,175 @@
+"""The safe checkpoint format: round trips, refusals, atomic saves, SB3 zips behind a flag."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO, SAC
+
+import takeover.envs  # noqa: F401  (registers the ids)
+from takeover.agents import (
+    CheckpointError,
+    EnsembleAgent,
+    PolicyAgent,
+    RiskCritic,
+    RiskSpec,
+    load_agent,
+    save_agent,
+)
+from takeover.agents import checkpoint as ckpt
+
+
+def _env(action_type="discrete", **kw):
+    return gym.make("takeover/Plain-v0", action_type=action_type, **kw)
+
+
+def _obs(n=16, seed=0):
+    env = _env()
+    obs, _ = env.reset(seed=seed)
+    out = [obs]
+    for _ in range(n - 1):
+        obs, *_ = env.step(env.action_space.sample())
+        out.append(obs)
+    return np.stack(out)
+
+
+def _ppo(seed=0, action_type="discrete"):
+    return PPO("MlpPolicy", _env(action_type), policy_kwargs={"net_arch": [8, 8]}, seed=seed,
+               device="cpu", n_steps=32, batch_size=32)
+
+
+def _agent(seed=0):
+    critic = RiskCritic(RiskSpec(obs_dim=63, hidden=(8,)))
+    return PolicyAgent(_ppo(seed).policy, risk=critic, reference_obs=_obs(10),
+                       metadata={"algo": "PPO"})
+
+
+def test_round_trip_params_and_actions_identical(tmp_path):
+    agent = _agent()
+    save_agent(agent, tmp_path / "ck")
+    loaded = load_agent(tmp_path / "ck")
+    assert isinstance(loaded, PolicyAgent)
+    a, b = agent.policy.state_dict(), loaded.policy.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    r1, r2 = agent.risk_critic.state_dict(), loaded.risk_critic.state_dict()
+    assert all(torch.equal(r1[k], r2[k]) for k in r1)
+    np.testing.assert_array_equal(loaded.reference_obs, agent.reference_obs)
+    obs = _obs(32, seed=3)
+    np.testing.assert_array_equal(agent.predict(obs), loaded.predict(obs))
+    o1, o2 = agent.act(obs[0]), loaded.act(obs[0])
+    assert o1.action == o2.action and o1.risk == o2.risk
+    np.testing.assert_array_equal(o1.probs, o2.probs)
+    assert loaded.observation_space == agent.observation_space
+    assert loaded.action_space == agent.action_space
+
+
+def test_round_trip_ensemble_and_sac(tmp_path):
+    ens = EnsembleAgent([_ppo(s).policy for s in range(3)])
+    save_agent(ens, tmp_path / "ens")
+    loaded = load_agent(tmp_path / "ens")
+    assert isinstance(loaded, EnsembleAgent) and len(loaded.policies) == 3
+    obs = _obs(8)
+    np.testing.assert_array_equal(ens.predict(obs), loaded.predict(obs))
+
+    sac = SAC("MlpPolicy", _env("continuous"), policy_kwargs={"net_arch": [8]}, seed=0,
+              device="cpu")
+    agent = PolicyAgent(sac.policy, metadata={"algo": "SAC"})
+    save_agent(agent, tmp_path / "sac")
+    loaded = load_agent(tmp_path / "sac")
+    obs = _obs(8)
+    np.testing.assert_array_equal(agent.predict(obs), loaded.predict(obs))
+    expected, _ = sac.predict(obs, deterministic=True)
+    np.testing.assert_allclose(loaded.predict(obs), expected, atol=1e-6)
+
+
+def test_manifest_describes_the_checkpoint(tmp_path):
+    save_agent(_agent(), tmp_path / "ck")
+    m = json.loads((tmp_path / "ck" / "manifest.json").read_text())
+    assert m["action_space"] == {"type": "Discrete", "n": 5, "start": 0}
+    assert m["observation_space"]["shape"] == [9, 7]
+    assert m["architecture"]["policy_kwargs"]["net_arch"] == [8, 8]
+    assert m["algo"] == "PPO" and m["versions"]["torch"]
+    assert len(m["weights"]["sha256"]) == 64
+    assert [p.name for p in (tmp_path / "ck").glob("weights.*")] == [m["weights"]["file"]]
+
+
+@pytest.mark.parametrize("kind", ["action", "observation"])
+def test_space_mismatch_refused_naming_both_spaces(tmp_path, kind):
+    save_agent(_agent(), tmp_path / "ck")
+    env = _env("continuous") if kind == "action" else _env(observe=4)
+    with pytest.raises(CheckpointError) as e:
+        load_agent(tmp_path / "ck", env=env)
+    msg = str(e.value)
+    if kind == "action":
+        assert "Discrete(5)" in msg and "Box(-1.0, 1.0, (2,), float32)" in msg
+        assert "action_type='discrete'" in msg
+    else:
+        assert "(9, 7)" in msg and "(5, 7)" in msg
+
+
+def test_act_refuses_wrong_observation_shape():
+    with pytest.raises(ValueError, match=r"\(5, 7\).*observation space"):
+        _agent().act(np.zeros((5, 7), np.float32))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_damaged_weights_refused_naming_the_file(tmp_path, damage):
+    save_agent(_agent(), tmp_path / "ck")
+    (weights,) = (tmp_path / "ck").glob("weights.*.safetensors")
+    blob = bytearray(weights.read_bytes())
+    if damage == "truncate":
+        blob = blob[: len(blob) // 2]
+    else:
+        blob[-10] ^= 0xFF  # a flipped bit in the tensor data still parses: only sha256 sees it
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(CheckpointError, match="sha256 mismatch") as e:
+        load_agent(tmp_path / "ck")
+    assert weights.name in str(e.value)
+
+
+def test_damaged_manifest_refused(tmp_path):
+    save_agent(_agent(), tmp_path / "ck")
+    manifest = tmp_path / "ck" / "manifest.json"
+    manifest.write_text(manifest.read_text()[:100])
+    with pytest.raises(CheckpointError, match="manifest.json is not valid JSON"):
+        load_agent(tmp_path / "ck")
+
+
+def test_crash_during_save_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    old = _agent(seed=0)
+    save_agent(old, tmp_path / "ck")
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt, "atomic_write_text", crash)
+    with pytest.raises(OSError):
+        save_agent(_agent(seed=1), tmp_path / "ck")
+    monkeypatch.undo()
+    loaded = load_agent(tmp_path / "ck")
+    obs = _obs(16)
+    np.testing.assert_array_equal(loaded.predict(obs), old.predict(obs))
+    save_agent(_agent(seed=1), tmp_path / "ck")  # the next save cleans up the stray weights
+    assert len(list((tmp_path / "ck").glob("weights.*"))) == 1
+
+
+def test_sb3_zip_needs_the_trust_flag(tmp_path):
+    model = _ppo()
+    model.save(tmp_path / "model.zip")
+    with pytest.raises(CheckpointError, match="trust_sb3_zip=True"):
+        load_agent(tmp_path / "model.zip")
+    agent = load_agent(tmp_path / "model.zip", trust_sb3_zip=True)
+    obs = _obs(8)
+    expected, _ = model.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(agent.predict(obs), expected)
+
+
+def test_unknown_name_suggests_the_closest(tmp_path):
+    with pytest.raises(CheckpointError, match="Did you mean 'novice'"):
+        load_agent("novis")
+    with pytest.raises(CheckpointError, match="manifest.json does not exist"):
+        ckpt.load_checkpoint(tmp_path)

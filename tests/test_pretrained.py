@@ -1,0 +1,94 @@
+"""The shipped agents: load without training, fit the discrete env, drive well in plain
+traffic and clearly worse in hazards, and come with a useful risk critic."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from takeover.agents import EnsembleAgent, PolicyAgent, check_spaces, load_agent
+from takeover.agents.evaluate import evaluate
+from takeover.agents.pretrained import PRETRAINED_DIR
+from takeover.agents.risk import RiskSpec, collect_rollouts
+from takeover.envs import HAZARD_IDS
+
+PLAIN = "takeover/Plain-v0"
+
+
+@pytest.fixture(scope="module")
+def novice():
+    return load_agent("novice")
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    return load_agent("novice-ensemble")
+
+
+def test_shipped_agents_load_and_fit_the_discrete_env(novice, ensemble):
+    assert isinstance(novice, PolicyAgent) and isinstance(ensemble, EnsembleAgent)
+    assert len(ensemble.policies) == 5
+    env = gym.make("takeover/Highway-v0", action_type="discrete")
+    check_spaces(novice, env)
+    obs, _ = env.reset(seed=0)
+    out = ensemble.act(obs)
+    assert out.member_actions.shape == (5,) and out.probs.shape == (5, 5)
+    assert 0.0 <= out.risk <= 1.0 and 0.0 <= novice.act(obs).risk <= 1.0
+    assert novice.reference_obs.shape[1:] == (9, 7) and len(novice.reference_obs) >= 1000
+    a, b = novice.policy.state_dict(), ensemble.policies[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # member 0 is the novice
+
+
+def test_ppo_ensemble_and_novice_like_ensemble():
+    ppo = load_agent("novice-ppo-ensemble")
+    assert len(ppo.policies) == 5 and ppo.risk_critic is not None
+    novice, ens = load_agent("novice"), load_agent("novice-ensemble")
+    obs = novice.reference_obs[:500]
+    # the bootstrap ensemble is built around the novice: same choices in its own states
+    assert np.mean(ens.predict(obs) == novice.predict(obs)) > 0.9
+
+
+def test_shipped_weights_are_small():
+    size = sum(f.stat().st_size for f in PRETRAINED_DIR.rglob("*") if f.is_file())
+    assert size < 6_000_000
+
+
+def _gap(agent, n_seeds):
+    res = evaluate(agent, [PLAIN, *HAZARD_IDS], n_seeds=n_seeds, seed0=0)
+    plain = res[PLAIN]["success"].mean
+    hazard = float(np.mean([res[e]["success"].mean for e in HAZARD_IDS]))
+    return plain, hazard, res
+
+
+def test_novice_gap_fast(novice):
+    plain, hazard, _ = _gap(novice, 12)
+    assert plain >= 0.75 and hazard <= plain - 0.25, (plain, hazard)
+
+
+@pytest.mark.slow
+def test_novice_gap_50_seeds(novice):
+    plain, hazard, res = _gap(novice, 50)
+    assert plain >= 0.85, plain
+    assert hazard <= plain - 0.3, (plain, hazard)
+    assert res[PLAIN]["success"].lo > max(res[e]["success"].hi for e in HAZARD_IDS) - 0.2
+
+
+def _auroc(agent, seeds):
+    spec = RiskSpec(obs_dim=63)
+    data = collect_rollouts(agent.predict, "takeover/Highway-v0", seeds, spec,
+                            action_type="discrete")
+    j = spec.horizons.index(2.0)
+    risk = np.array([o.risk for o in agent.act_batch(data.obs)])
+    return roc_auc_score(data.labels[:, j], risk)
+
+
+def test_risk_critic_predicts_failure_within_2s(novice):
+    assert _auroc(novice, list(range(500, 540))) > 0.75
+
+
+@pytest.mark.slow
+def test_ensemble_risk_critic_predicts_failure_within_2s(ensemble):
+    assert _auroc(ensemble, list(range(500, 600))) > 0.75

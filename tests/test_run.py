@@ -1,0 +1,210 @@
+"""``takeover run`` end to end on a tiny config: run folder, determinism, re-run from the
+folder, CI expectations and JUnit output."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from gymnasium import spaces
+from typer.testing import CliRunner
+
+from takeover.cli import app
+
+runner = CliRunner()
+
+
+def tiny_checkpoint(path, seed: int = 0):
+    """A 3-member random-weight PPO ensemble (8 hidden units) saved as a safe checkpoint."""
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    from takeover.agents.checkpoint import save_agent
+    from takeover.agents.policy import EnsembleAgent
+
+    torch.manual_seed(seed)
+    obs, act = spaces.Box(-1, 1, (9, 7), np.float32), spaces.Discrete(5)
+    pols = [ActorCriticPolicy(obs, act, lambda _: 1e-3, net_arch=[8]) for _ in range(3)]
+    return save_agent(EnsembleAgent(pols), path)
+
+
+def tiny_config(agent_path, **over) -> dict:
+    """Two hazards, 12 s episodes, a TTC-threshold gate (fires whatever the agent does),
+    the expert human, one round of HG-DAgger."""
+    cfg = {
+        "name": "tiny", "seed": 3,
+        "env": {"scenarios": ["cut_in", "sudden_brake"], "action_type": "discrete",
+                "duration": 12.0, "vehicles": 6},
+        "agent": {"name": str(agent_path)},
+        "supervisor": {"gate": "threshold", "gate_kwargs": {"high": 0.1, "min_dwell": 2},
+                       "gate_score": "ttc", "estimators": ["ensemble", "ttc"],
+                       "human": "expert", "handover_kwargs": {"timeout": 2.0}},
+        "train": {"method": "hg-dagger", "rounds": 1, "episodes_per_round": 1, "epochs": 1,
+                  "batch_size": 32},
+        "eval": {"seeds": 2, "episodes": 1, "round_episodes": 1},
+        "counterfactual": {"horizon": 1.0, "sample_every": 5},
+        "stats": {"bootstrap": 50},
+    }
+    for k, v in over.items():
+        cfg[k] = {**cfg[k], **v} if isinstance(v, dict) else v
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    agent = tiny_checkpoint(root / "agent")
+    path = root / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(agent)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "a"
+    res = runner.invoke(app, ["run", str(tiny), "--out", str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    return out, res
+
+
+def test_run_writes_a_complete_run_folder(first_run):
+    out, res = first_run
+    assert str(out / "report.md") in res.output
+    for name in ("config.yaml", "overrides.txt", "provenance.json", "metrics.json",
+                 "metrics.csv", "report.md", "report.html"):
+        assert (out / name).stat().st_size > 0 or name == "overrides.txt", name
+    prov = json.loads((out / "provenance.json").read_text())
+    assert {"git_rev", "git_dirty", "versions", "machine", "seeds"} <= set(prov)
+    assert prov["versions"]["torch"] != "-"
+    logs = sorted(p.name for p in (out / "logs").iterdir())
+    assert "supervised" in logs and "train-round0" in logs
+
+
+def test_logs_are_readable_and_complete(first_run):
+    from takeover.logio import read_log
+
+    out, _ = first_run
+    res = read_log(out / "logs" / "supervised")
+    assert res.ok and len(res.complete) == 4  # 2 seeds x 2 scenarios x 1 episode
+
+
+def test_same_config_and_seed_give_identical_metrics(first_run, tiny, tmp_path):
+    out, _ = first_run
+    res = runner.invoke(app, ["run", str(tiny), "--out", str(tmp_path / "b"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "b" / "metrics.json").read_bytes() == (out / "metrics.json").read_bytes()
+    assert (tmp_path / "b" / "metrics.csv").read_bytes() == (out / "metrics.csv").read_bytes()
+
+
+def test_rerun_from_its_own_folder_reproduces_it(first_run, tmp_path):
+    out, _ = first_run
+    res = runner.invoke(app, ["run", str(out), "--out", str(tmp_path / "c"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "c" / "metrics.json").read_bytes() == (out / "metrics.json").read_bytes()
+
+
+def test_another_seed_changes_the_metrics(first_run, tiny, tmp_path):
+    out, _ = first_run
+    res = runner.invoke(app, ["run", str(tiny), "seed=4", "--set", "tensorboard=true",
+                              "--out", str(tmp_path / "d"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "d" / "overrides.txt").read_text() == "seed=4\ntensorboard=true\n"
+    assert list((tmp_path / "d" / "tb").glob("events.out.tfevents.*"))
+    assert (tmp_path / "d" / "metrics.json").read_bytes() != (out / "metrics.json").read_bytes()
+
+
+def test_expectations_and_junit(first_run, tiny, tmp_path):
+    out, _ = first_run
+    m = json.loads((out / "metrics.json").read_text())["conditions"]["supervised"]
+    junit = tmp_path / "junit.xml"
+    res = runner.invoke(app, [
+        "run", str(tiny), "--out", str(tmp_path / "e"), "--quiet", "--junit", str(junit),
+        "--expect", f"success_rate>={m['success_rate']}",
+        "--expect", "agent_alone.interventions_per_episode<=0",
+        "--expect", "human_share>1.5",
+    ])
+    assert res.exit_code == 1, res.output
+    text = " ".join(res.output.split())
+    assert "1 expectation(s) failed" in text and "human_share>1.5" in text
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite.get("tests") == "3" and suite.get("failures") == "1"
+    failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert failed == ["human_share>1.5"]
+
+
+def test_unknown_expectation_metric_is_named(tiny, tmp_path):
+    res = runner.invoke(app, ["run", str(tiny), "--out", str(tmp_path / "f"), "--quiet",
+                              "--expect", "sucess_rate>=0.5", "train.rounds=0",
+                              "eval.seeds=1", "counterfactual.enabled=false"])
+    assert res.exit_code == 2
+    assert "Did you mean 'success_rate'" in " ".join(res.output.split())
+
+
+def test_refuses_to_overwrite_a_finished_run(first_run, tiny):
+    out, _ = first_run
+    res = runner.invoke(app, ["run", str(tiny), "--out", str(out), "--quiet"])
+    assert res.exit_code == 2 and "already" in res.output
+
+
+def _human_records(n=64, seed=0):
+    from takeover.records import StepRecord
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        a = np.array([float(rng.integers(0, 5))], np.float32)
+        out.append(StepRecord(
+            episode=f"e{i // 16}", step=i % 16, time=0.1 * (i % 16 + 1), wall_time=0.0,
+            obs=rng.uniform(-1, 1, (9, 7)).astype(np.float32), agent_action=a * 0,
+            member_actions=None, human_action=a, action=a, controller="human",
+            phase="human", terminated=i % 16 == 15, reason="collision" if i % 16 == 15 else ""))
+    return [out[k:k + 16] for k in range(0, n, 16)]
+
+
+@pytest.mark.parametrize("method", ["hg-dagger", "thrifty"])
+def test_finetune_updates_every_member(tmp_path, method):
+    from takeover.agents import load_agent
+    from takeover.experiments.rounds import finetune
+
+    agent = load_agent(tiny_checkpoint(tmp_path / "a"))
+    before = [[p.detach().clone() for p in pol.parameters()] for pol in agent.policies]
+    losses = finetune(agent, _human_records(), method=method, epochs=2, batch_size=16,
+                      lr=1e-2, seed=0)
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    for b, pol in zip(before, agent.policies, strict=True):
+        assert any(not torch.equal(x, y) for x, y in zip(b, pol.parameters(), strict=True))
+
+
+def test_finetune_without_human_data(tmp_path):
+    from takeover.agents import load_agent
+    from takeover.experiments.rounds import finetune
+
+    agent = load_agent(tiny_checkpoint(tmp_path / "a"))
+    assert finetune(agent, [], method="hg-dagger", epochs=1, batch_size=8, lr=1e-3,
+                    seed=0) == []
+    assert finetune(agent, _human_records(), method="none", epochs=1, batch_size=8, lr=1e-3,
+                    seed=0) == []
+
+
+@pytest.mark.slow
+def test_default_run_with_the_shipped_novice(tmp_path):
+    """The embedded default (``takeover run`` with no config) on the shipped agent: a full
+    report with every metric for every baseline (about 1-2 minutes on 2 cores)."""
+    from takeover.experiments.metrics import METRICS
+
+    pytest.importorskip("takeover.agents.pretrained")
+    res = runner.invoke(app, ["run", "--out", str(tmp_path / "default"), "--quiet"])
+    if res.exit_code == 2 and "missing" in res.output:
+        pytest.skip("shipped checkpoints not built")
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "default" / "metrics.json").read_text())
+    assert set(m["conditions"]) == {"supervised", "agent_alone", "never", "always", "random"}
+    for cond, vals in m["conditions"].items():
+        assert set(vals) == set(METRICS), cond
+    assert len(m["rounds"]) == 3 and m["rounds"][0]["new_human_steps"] > 0
+    assert {"q_risk", "ensemble", "ttc"} <= set(m["roc"])
+    for fig in ("timeline", "pareto", "learning_curves", "roc"):
+        assert (tmp_path / "default" / "figures" / f"{fig}.png").stat().st_size > 5000

@@ -1,0 +1,92 @@
+"""Training: determinism, run directory contents, config errors, the CLI commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from takeover.agents import load_agent
+from takeover.agents.train import TrainConfig, train
+from takeover.cli import app
+from takeover.config import ConfigError
+
+TINY = dict(total_timesteps=128, n_envs=2, n_steps=32, batch_size=32, n_epochs=1,
+            net_arch=(8,), eval_freq=0, tensorboard=False, reference_obs=50)
+
+
+def _weights(path):
+    return load_agent(path).policy.state_dict()
+
+
+def test_same_seed_same_weights_other_seed_different(tmp_path):
+    a = _weights(train(TrainConfig(seed=3, out=str(tmp_path / "a"), **TINY)))
+    b = _weights(train(TrainConfig(seed=3, out=str(tmp_path / "b"), **TINY)))
+    c = _weights(train(TrainConfig(seed=4, out=str(tmp_path / "c"), **TINY)))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_run_directory_holds_config_checkpoint_eval_and_tensorboard(tmp_path):
+    cfg = TrainConfig(out=str(tmp_path / "run"), **{**TINY, "eval_freq": 64,
+                                                     "eval_episodes": 1, "tensorboard": True})
+    path = train(cfg)
+    run = tmp_path / "run"
+    assert path == run / "checkpoint"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["seed"] == 0 and saved["env_id"] == "takeover/Plain-v0"
+    assert TrainConfig(**{**saved, "net_arch": tuple(saved["net_arch"])}) == cfg
+    assert (run / "eval" / "evaluations.npz").is_file()
+    assert any((run / "tb").rglob("events.out.tfevents.*"))
+    agent = load_agent(path)
+    assert agent.reference_obs.shape == (50, 9, 7)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["info"]["train_config"]["total_timesteps"] == 128
+
+
+def test_sac_for_continuous(tmp_path):
+    cfg = TrainConfig(action_type="continuous", out=str(tmp_path / "sac"), learning_starts=32,
+                      **{**TINY, "total_timesteps": 64})
+    assert cfg.resolved_algo == "sac"
+    agent = load_agent(train(cfg))
+    assert agent.metadata["algo"] == "SAC"
+    act = agent.act(np.zeros((9, 7), np.float32)).action
+    assert act.shape == (2,) and np.all(np.abs(act) <= 1)
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"total_timestep": 10}, "Did you mean 'total_timesteps'"),
+    ({"env_id": "takeover/Plane-v0"}, "Did you mean 'takeover/Plain-v0'"),
+    ({"algo": "sac", "action_type": "discrete"}, "algo=sac needs action_type=continuous"),
+    ({"n_envs": 0}, "out of range"),
+])
+def test_bad_config_names_the_problem(bad, match):
+    from takeover.config import from_dict
+
+    with pytest.raises(ConfigError, match=match):
+        from_dict(TrainConfig, bad)
+
+
+def test_cli_train_then_eval(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    args = ["train", "--no-progress", f"out={out}", "total_timesteps=64", "n_envs=2",
+            "n_steps=32", "batch_size=32", "n_epochs=1", "net_arch=[8]", "eval_freq=0",
+            "tensorboard=false", "reference_obs=0"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert (out / "checkpoint" / "manifest.json").is_file()
+    res = runner.invoke(app, ["eval", str(out / "checkpoint"), "--seeds", "2", "-s",
+                              "takeover/CutIn-v0", "--json"])
+    assert res.exit_code == 0, res.output
+    result = json.loads(res.output)["takeover/CutIn-v0"]
+    assert set(result) == {"success", "collision", "offroad", "mean_speed"}
+    assert 0 <= result["success"]["lo"] <= result["success"]["mean"] <= result["success"]["hi"]
+    bad = runner.invoke(app, ["train", "total_timestep=5"])
+    assert bad.exit_code == 2 and "total_timesteps" in bad.output
+    bad = runner.invoke(app, ["eval", str(out / "checkpoint"), "-s", "takeover/Nope-v0"])
+    assert bad.exit_code == 2 and "unknown scenario" in bad.output
