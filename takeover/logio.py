@@ -331,6 +331,10 @@ class LogReadResult:
         incomplete: ids of episodes that never ended (the writer was interrupted).
         damaged: ids of ended episodes whose file is corrupt, missing or fails its sha256.
         dropped: damaged frames skipped over all files.
+        unlisted: complete, intact episodes missing from ``manifest.json``: the writer was
+            killed between renaming the episode into place and rewriting the manifest. The
+            episode validates itself (per-record CRC and end frame), so it is kept; the run
+            counts as interrupted.
         problems: one human-readable line per problem found.
     """
 
@@ -340,6 +344,7 @@ class LogReadResult:
     incomplete: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)
     dropped: int = 0
+    unlisted: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -354,7 +359,8 @@ class LogReadResult:
     @property
     def ok(self) -> bool:
         """No damage and nothing incomplete."""
-        return not (self.incomplete or self.damaged or self.dropped or self.problems)
+        return not (self.incomplete or self.unlisted or self.damaged or self.dropped
+                    or self.problems)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -364,6 +370,7 @@ class LogReadResult:
             "damaged": len(self.damaged),
             "records": self.records,
             "dropped": self.dropped,
+            "unlisted": len(self.unlisted),
             "incomplete_ids": list(self.incomplete),
             "damaged_ids": list(self.damaged),
             "problems": list(self.problems),
@@ -453,7 +460,7 @@ def read_log(run_dir: str | os.PathLike) -> LogReadResult:
         else:
             res.episodes[eid] = got.records
             if entry is None:  # crash between rename and manifest rewrite: still complete
-                res.problems.append(f"episode {eid}: complete but missing from manifest.json")
+                res.unlisted.append(eid)
     for eid in manifest:
         if eid not in seen:
             res.damaged.append(eid)

@@ -35,11 +35,12 @@ def _load(path: Path) -> LogReadResult:
 
 
 def exit_code(res: LogReadResult) -> int:
-    """0 clean; 1 damaged (dropped records, checksum mismatch, missing files); 2 only
-    incomplete episodes (an interrupted run: completed episodes are all intact)."""
+    """0 clean; 1 damaged (dropped records, checksum mismatch, missing files); 2 an
+    interrupted run only (an unfinished episode, or a finished one the manifest had not yet
+    listed): every completed episode is intact."""
     if res.damaged or res.dropped or (res.problems and not res.incomplete):
         return EXIT_DAMAGED
-    if res.incomplete:
+    if res.incomplete or res.unlisted:
         return EXIT_INCOMPLETE
     return EXIT_OK
 
@@ -68,6 +69,9 @@ def check(
             typer.echo(f"  - {p}")
         for eid in res.incomplete:
             typer.echo(f"  - episode {eid}: incomplete (the writer was interrupted)")
+        for eid in res.unlisted:
+            typer.echo(f"  - episode {eid}: complete, but the writer was interrupted before "
+                       "listing it in manifest.json")
     raise typer.Exit(code)
 
 
