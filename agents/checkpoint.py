@@ -330,3 +330,20 @@ def load_agent(name_or_path: str | Path, *, env: Any = None, trust_sb3_zip: bool
         f"no agent {key!r}: not a shipped name ({', '.join(PRETRAINED)}), not a checkpoint "
         f"directory and not an SB3 .zip.{closest(key, list(PRETRAINED))}"
     )
+
+
+def checkpoint_action_type(name_or_path: str | Path) -> str:
+    """``"discrete"`` or ``"continuous"``: the action type of a shipped name or checkpoint
+    directory, read from its manifest alone (no weights loaded), so a caller can build the
+    matching env before loading the agent."""
+    from takeover.agents.pretrained import PRETRAINED, pretrained_path
+
+    key = str(name_or_path)
+    path = pretrained_path(key) if key in PRETRAINED else Path(name_or_path)
+    if not path.is_dir():
+        raise CheckpointError(
+            f"cannot tell the action type of {key!r}: not a shipped name "
+            f"({', '.join(PRETRAINED)}) or a checkpoint directory; pass the action type"
+        )
+    kind = read_manifest(path)["action_space"]["type"]
+    return "discrete" if kind == "Discrete" else "continuous"

@@ -160,3 +160,13 @@ def test_drive_benchmark_reports_frame_time_percentiles():
 
     out = main(frames=40, agent="idm")
     assert out["frames"] == 40 and out["p50_ms"] > 0 and out["p99_ms"] >= out["p50_ms"]
+
+
+def test_default_action_type_follows_the_agent():
+    """`takeover drive` with no options must build the env the shipped (discrete) novice
+    was trained on, and the IDM stand-in drives the default continuous env."""
+    from takeover.commands.drive import DriveOptions, _action_type
+
+    assert _action_type(DriveOptions(agent="novice")) == "discrete"
+    assert _action_type(DriveOptions(agent="idm")) == "continuous"
+    assert _action_type(DriveOptions(agent="novice", action_type="continuous")) == "continuous"

@@ -38,7 +38,7 @@ class DriveOptions:
     gate: str = "threshold"
     estimator: str = "ttc"
     seed: int = 0
-    action_type: str = "continuous"
+    action_type: str = "auto"
     log: Path | None = None
     record: Path | None = None
     replay: Path | None = None
@@ -85,6 +85,17 @@ class IDMAgent:
 def _env_id(scenario: str) -> str:
     sid = scenario if "/" in scenario else f"takeover/{scenario}"
     return sid if sid.endswith("-v0") else f"{sid}-v0"
+
+
+def _action_type(opts: DriveOptions) -> str:
+    """``auto``: the agent's own action type (the IDM stand-in drives either)."""
+    if opts.action_type != "auto":
+        return opts.action_type
+    if opts.agent == "idm":
+        return "continuous"
+    from takeover.agents.checkpoint import checkpoint_action_type
+
+    return checkpoint_action_type(opts.agent)
 
 
 def make_agent(name: str, env: Any):
@@ -178,7 +189,7 @@ def run_drive(opts: DriveOptions) -> DriveResult:
 
     if opts.fps <= 0:
         raise ValueError(f"fps={opts.fps} must be positive")
-    env = gym.make(_env_id(opts.scenario), action_type=opts.action_type, **opts.env_kwargs)
+    env = gym.make(_env_id(opts.scenario), action_type=_action_type(opts), **opts.env_kwargs)
     base = env.unwrapped
     human = ReplayHuman(load_events(opts.replay)[0]) if opts.replay else KeyboardHuman()
     sup = Supervisor(env, make_agent(opts.agent, env), make_estimators([opts.estimator]),
@@ -274,9 +285,8 @@ def run_drive(opts: DriveOptions) -> DriveResult:
         result.events = list(human.events)
         if opts.record is not None:
             save_events(opts.record, result.events, seed=opts.seed, scenario=opts.scenario,
-                        action_type=opts.action_type, agent=opts.agent, gate=opts.gate,
+                        action_type=base.config.action_type, agent=opts.agent, gate=opts.gate,
                         estimator=opts.estimator)
-        renderer.close()
         renderer.close()
         env.close()
     return result
@@ -300,7 +310,8 @@ def drive(
     gate: Annotated[str, typer.Option(help="takeover gate (takeover.supervisor.gates)")] = "threshold",
     estimator: Annotated[str, typer.Option(help="estimator feeding the gate")] = "ttc",
     seed: Annotated[int, typer.Option(help="episode seed")] = 0,
-    action_type: Annotated[str, typer.Option(help="continuous or discrete")] = "continuous",
+    action_type: Annotated[str, typer.Option(
+        help="continuous, discrete, or auto (the agent's own)")] = "auto",
     log: Annotated[Path | None, typer.Option(help="write the episode log to this run dir")] = None,
     record: Annotated[Path | None, typer.Option(help="save the key events (JSON)")] = None,
     replay: Annotated[Path | None, typer.Option(help="replay recorded key events")] = None,
