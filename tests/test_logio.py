@@ -356,7 +356,6 @@ def test_kill_9_keeps_every_completed_episode(tmp_path, trial):
     check_killed_run(run)
 
 
-@pytest.mark.slow
 def test_kill_9_many_times(tmp_path):
     rng = np.random.default_rng(123)
     totals = [0, 0]

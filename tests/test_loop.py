@@ -170,7 +170,6 @@ def test_perfect_human_fails_less_than_the_agent_alone_fast(env_id):
     assert supervised < alone - 0.5, (alone, supervised)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("env_id", HAZARD_IDS)
 def test_perfect_human_fails_less_than_the_agent_alone_all_hazards(env_id):
     seeds = range(50)
@@ -257,7 +256,6 @@ def _novice(name: str = "novice-ensemble"):
         pytest.skip(str(e))
 
 
-@pytest.mark.slow
 def test_shipped_agent_perfect_human_fails_less_over_50_seeds():
     from takeover.supervisor.estimators import make_estimators
     from takeover.supervisor.humans import HUMANS
@@ -273,7 +271,6 @@ def test_shipped_agent_perfect_human_fails_less_over_50_seeds():
     assert rates["threshold"] < rates["never"], rates
 
 
-@pytest.mark.slow
 def test_shipped_agent_budget_gate_rate_over_50_episodes():
     from takeover.supervisor.estimators import make_estimators
     from takeover.supervisor.humans import HUMANS

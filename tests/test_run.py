@@ -189,7 +189,6 @@ def test_finetune_without_human_data(tmp_path):
                     seed=0) == []
 
 
-@pytest.mark.slow
 def test_default_run_with_the_shipped_novice(tmp_path):
     """The embedded default (``takeover run`` with no config) on the shipped agent: a full
     report with every metric for every baseline (about 1-2 minutes on 2 cores)."""

@@ -144,7 +144,6 @@ def test_cli_resumes_a_sweep_folder(full, tmp_path):
     assert "8 cells: 0 run, 8 already done, 0 failed" in " ".join(res.output.split())
 
 
-@pytest.mark.slow
 def test_process_pool_matches_inline(full, cfg, tmp_path):
     root, _ = full
     res = run_sweep(cfg, tmp_path / "pool", workers=2)
@@ -153,7 +152,6 @@ def test_process_pool_matches_inline(full, cfg, tmp_path):
         (root / "summary.json").read_bytes()
 
 
-@pytest.mark.slow
 def test_ray_backend_matches_local(full, cfg, tmp_path, monkeypatch):
     pytest.importorskip("ray")
     # Ray's session files go to a short private dir (its unix socket paths must stay under
@@ -172,7 +170,6 @@ def test_ray_backend_matches_local(full, cfg, tmp_path, monkeypatch):
         (root / "summary.json").read_bytes()
 
 
-@pytest.mark.slow
 def test_killed_sweep_resumes_and_matches(full, cfg_data, tmp_path):
     root, _ = full
     path = tmp_path / "sweep.yaml"
