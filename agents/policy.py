@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from takeover.agents.ensemble import EnsemblePolicy
+from takeover.agents.ensemble import LOG_STD_MAX, LOG_STD_MIN, EnsemblePolicy
 from takeover.agents.risk import RiskCritic
 from takeover.types import AgentOutput
 
@@ -48,6 +48,10 @@ class EnsembleAgent:
         self.dropout_rate = dropout_rate
         self.dropout_samples = dropout_samples
         self._gen = torch.Generator().manual_seed(seed)
+        self._risk_of: RiskCritic | None = None  # numpy copy of the critic, for act()
+        self._risk_params: list[torch.Tensor] = []
+        self._risk_key = -1
+        self._risk_np: list[tuple[np.ndarray, np.ndarray]] = []
 
     # --- what it is ---------------------------------------------------------------------
     @property
@@ -115,8 +119,67 @@ class EnsembleAgent:
         return outs
 
     def act(self, obs: np.ndarray) -> AgentOutput:
-        """The agent's answer for one observation (``takeover.types.Agent``)."""
-        return self.act_batch(np.asarray(obs)[None])[0]
+        """The agent's answer for one observation (``takeover.types.Agent``).
+
+        The per-step path of every supervised rollout, so it runs the members (and the
+        risk critic) as a few numpy products instead of torch ops (see
+        ``EnsemblePolicy.forward_one``); same answer as ``act_batch`` to float32 rounding.
+        With MC dropout on it takes the batched torch path."""
+        if self.dropout_samples > 0:
+            return self.act_batch(np.asarray(obs)[None])[0]
+        x = np.asarray(obs, dtype=np.float32)
+        if x.shape != self.observation_space.shape:
+            self._as_batch(x[None])  # raises the shape error
+        y = self.ensemble.forward_one(x)  # (K, out)
+        extra: dict[str, Any] = {}
+        r = None
+        if self.risk_critic is not None:
+            risk = self._risk_one(x)
+            crit = self.risk_critic
+            r = float(risk[crit.primary_index])
+            extra["risk_by_horizon"] = {h: float(risk[j]) for j, h in enumerate(crit.spec.horizons)}
+        single = self.ensemble.k == 1
+        kind = self.ensemble.kind
+        if kind == "categorical":
+            e = np.exp(y - y.max(1, keepdims=True))
+            probs = e / e.sum(1, keepdims=True)
+            return AgentOutput(action=int(probs.mean(0).argmax()),
+                               member_actions=None if single else y.argmax(1),
+                               probs=probs[0] if single else probs, risk=r, extra=extra)
+        space = self.action_space
+        if kind == "gaussian":
+            mean, log_std = y, self.ensemble.ls.numpy()
+            member = np.clip(mean, space.low, space.high)
+        else:
+            mean, log_std = np.split(y, 2, axis=1)
+            log_std = np.clip(log_std, LOG_STD_MIN, LOG_STD_MAX)
+            member = space.low + 0.5 * (np.tanh(mean) + 1.0) * (space.high - space.low)
+        member = member.astype(np.float32)
+        return AgentOutput(action=member.mean(0).astype(np.float32),
+                           member_actions=None if single else member,
+                           mean=mean[0] if single else mean,
+                           log_std=log_std[0] if single else log_std, risk=r, extra=extra)
+
+    def _risk_one(self, x: np.ndarray) -> np.ndarray:
+        """``(n_horizons,)`` risk-critic probabilities for one observation, in numpy (the
+        critic's Linear layers with ReLU between; dropout is off at inference)."""
+        crit = self.risk_critic
+        if self._risk_of is not crit:  # a new critic was attached
+            self._risk_of = crit
+            self._risk_params = list(crit.parameters())
+            self._risk_key = -1
+        key = sum(t._version for t in self._risk_params)
+        if self._risk_key != key:  # first call, or the critic was trained in place
+            lins = [m for m in crit.net if isinstance(m, torch.nn.Linear)]
+            self._risk_np = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy())
+                             for m in lins]
+            self._risk_key = key
+        h = x.reshape(-1)
+        for i, (w, b) in enumerate(self._risk_np):
+            h = h @ w + b
+            if i < len(self._risk_np) - 1:
+                h = np.maximum(h, 0.0)
+        return 1.0 / (1.0 + np.exp(-h))
 
     def _dropout(self, x: torch.Tensor) -> dict[str, np.ndarray]:
         """MC-dropout: S forwards of every member with hidden units dropped."""

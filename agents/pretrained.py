@@ -5,11 +5,15 @@
                        (ordinary traffic, no hazards): competent there, unreliable in the
                        hazards it never saw. Risk critic fitted on its own rollouts on
                        ``takeover/Highway-v0``; ``reference_obs`` = its training observations.
-``novice-ensemble``    the novice plus four students distilled from it (``distill``) on
-                       20% bootstrap resamples of its plain-traffic states, each from its
-                       own seed (ThriftyDAgger-style: members agree where the novice was
-                       trained and disagree away from it); acts almost exactly like the
-                       novice. Risk critic fitted on the ensemble's own rollouts.
+``novice-ensemble``    five randomized-prior members around the novice
+                       (``distill.prior_ensemble``): each shares the novice's frozen
+                       features and adds a fixed random prior head plus a correction
+                       fitted on a bootstrap of its plain-traffic states, so members agree
+                       where the novice was trained and disagree where its features leave
+                       that range; acts like the novice (99.9% same actions on its
+                       reference states). Risk critic fitted on the ensemble's own rollouts.
+                       Rebuild only this one from the shipped novice with
+                       ``--ensemble-only``.
 ``novice-ppo-ensemble``  the five independently seeded PPO runs (seeds 0..4, the novice
                        first): diverse driving styles, so they disagree in ordinary
                        traffic too; their disagreement does not predict failures.
@@ -128,11 +132,9 @@ def build(out: Path, *, steps: int = 600_000, members: int = 5, risk_episodes: i
     ``work`` is reused (resume after an interruption)."""
     from concurrent.futures import ProcessPoolExecutor
 
-    from takeover.agents.checkpoint import load_checkpoint, save_agent
-    from takeover.agents.distill import bootstrap_ensemble
+    from takeover.agents.checkpoint import load_checkpoint
     from takeover.agents.evaluate import evaluate
     from takeover.agents.policy import EnsembleAgent, PolicyAgent
-    from takeover.agents.rollout import run_episodes
     from takeover.agents.train import collect_reference_obs
 
     tmp = Path(work) if work else Path(tempfile.mkdtemp(prefix="takeover-pretrained-"))
@@ -158,31 +160,64 @@ def build(out: Path, *, steps: int = 600_000, members: int = 5, risk_episodes: i
     novice = PolicyAgent(policies[0], reference_obs=ref, metadata=meta)
     ppo_ens = EnsembleAgent(policies, reference_obs=ref, metadata={
         **meta, "seed": [members_[k].metadata["seed"] for k in order]})
-    states = np.concatenate([e.obs for e in run_episodes(
-        novice.predict, "takeover/Plain-v0", list(range(DISTILL_SEED0, DISTILL_SEED0 + 200)),
-        keep_obs=True, action_type="discrete", **NOVICE_ENV)])
-    boot = bootstrap_ensemble(policies[0], states, members, seed=0, epochs=10, fraction=0.2)
-    ens = EnsembleAgent(boot, reference_obs=ref, metadata={
-        **meta, "ensemble": f"novice + {members - 1} students distilled on 20% bootstrap "
-        f"resamples of {len(states)} novice states (agents/distill.py)"})
+    states = plain_states(novice)
+    ens = prior_agent(novice, states, members, meta)
     for name, agent in (("novice", novice), ("novice-ensemble", ens),
                         ("novice-ppo-ensemble", ppo_ens)):
-        critic, auroc = fit_critic(agent.predict, episodes=risk_episodes, seed0=RISK_SEED0,
-                                   epochs=risk_epochs)
-        agent.risk_critic = critic
-        metrics[f"{name}/risk_auroc_2s"] = auroc
-        table = evaluate(agent, ["takeover/Plain-v0", "takeover/Highway-v0"], n_seeds=100)
-        for env_id, row in table.items():
-            metrics[f"{name}/{env_id.split('/')[1]}/success"] = row["success"].mean
-        save_agent(agent, out / PRETRAINED[name],
-                   extra={"build_command": BUILD_COMMAND, "metrics": {
-                       k.split("/", 1)[1]: v for k, v in metrics.items()
-                       if k.startswith(name + "/")}})
-        print(name, {k: round(v, 3) for k, v in metrics.items() if k.startswith(name)},
-              flush=True)
+        metrics.update(_finish(name, agent, out, risk_episodes, risk_epochs))
     if work is None:
         shutil.rmtree(tmp, ignore_errors=True)
     return metrics
+
+
+def plain_states(novice) -> np.ndarray:
+    """The novice's own plain-traffic states (200 episodes from ``DISTILL_SEED0``)."""
+    from takeover.agents.rollout import run_episodes
+
+    return np.concatenate([e.obs for e in run_episodes(
+        novice.predict, "takeover/Plain-v0", list(range(DISTILL_SEED0, DISTILL_SEED0 + 200)),
+        keep_obs=True, action_type="discrete", **NOVICE_ENV)])
+
+
+def prior_agent(novice, states: np.ndarray, members: int, meta: dict):
+    """``novice-ensemble``: ``members`` randomized-prior members around the novice."""
+    from takeover.agents.distill import prior_ensemble
+    from takeover.agents.policy import EnsembleAgent
+
+    return EnsembleAgent(prior_ensemble(novice.policy, states, members, seed=0),
+                         reference_obs=novice.reference_obs, metadata={
+        **meta, "ensemble": f"{members} randomized-prior members on the novice's features, "
+        f"fitted on bootstrap resamples of {len(states)} novice states "
+        "(agents/distill.py prior_ensemble)"})
+
+
+def _finish(name: str, agent, out: Path, risk_episodes: int, risk_epochs: int) -> dict:
+    """Fit ``agent``'s risk critic, evaluate it, save it under ``out``; returns metrics."""
+    from takeover.agents.checkpoint import save_agent
+    from takeover.agents.evaluate import evaluate
+
+    critic, auroc = fit_critic(agent.predict, episodes=risk_episodes, seed0=RISK_SEED0,
+                               epochs=risk_epochs)
+    agent.risk_critic = critic
+    metrics = {"risk_auroc_2s": auroc}
+    table = evaluate(agent, ["takeover/Plain-v0", "takeover/Highway-v0"], n_seeds=100)
+    for env_id, row in table.items():
+        metrics[f"{env_id.split('/')[1]}/success"] = row["success"].mean
+    save_agent(agent, out / PRETRAINED[name],
+               extra={"build_command": BUILD_COMMAND, "metrics": metrics})
+    print(name, {k: round(v, 3) for k, v in metrics.items()}, flush=True)
+    return {f"{name}/{k}": v for k, v in metrics.items()}
+
+
+def build_ensemble(out: Path, *, members: int = 5, risk_episodes: int = 400,
+                   risk_epochs: int = 20) -> dict[str, float]:
+    """Rebuild only ``novice-ensemble`` around the novice already saved in ``out``."""
+    from takeover.agents.checkpoint import load_checkpoint
+
+    novice = load_checkpoint(out / PRETRAINED["novice"])
+    meta = {k: v for k, v in novice.metadata.items() if k not in ("path", "metrics")}
+    ens = prior_agent(novice, plain_states(novice), members, meta)
+    return _finish("novice-ensemble", ens, out, risk_episodes, risk_epochs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -193,11 +228,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--members", type=int, default=5)
     p.add_argument("--risk-episodes", type=int, default=400)
     p.add_argument("--work", type=Path, default=None, help="keep the training runs here")
+    p.add_argument("--ensemble-only", action="store_true",
+                   help="rebuild only novice-ensemble around the novice saved in --out")
     a = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(1)
     np.set_printoptions(precision=3)
+    if a.ensemble_only:
+        build_ensemble(a.out, members=a.members, risk_episodes=a.risk_episodes)
+        return
     build(a.out, steps=a.steps, members=a.members, risk_episodes=a.risk_episodes, work=a.work,
           jobs=a.jobs)
 

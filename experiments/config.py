@@ -147,6 +147,10 @@ class TrainSection:
     epochs: int = option(5, "passes over the aggregated data per round", range=(1, 1000))
     lr: float = option(3e-4, "learning rate", range=(1e-7, 1.0))
     batch_size: int = option(256, "minibatch size", range=(1, 1_000_000))
+    anchor_weight: float = option(1.0, "weight of KL(shipped policy || policy) on the steps "
+                                  "the agent drove (0 = plain BC)", range=(0.0, 1000.0))
+    relabel: bool = option(True, "clone discrete labels as executed: an 'idle' while the "
+                           "car still brakes/accelerates hard counts as slower/faster")
 
     def __post_init__(self) -> None:
         validate(self, "train")

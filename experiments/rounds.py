@@ -22,9 +22,10 @@ from takeover.experiments.metrics import METRICS
 from takeover.records import StepRecord
 
 CURVE_METRICS = ("success_rate", "collision_rate", "failure_rate", "interventions_per_episode",
-                 "interventions_per_km", "human_share", "context_switches_per_episode")
+                 "interventions_per_km", "human_share", "context_switches_per_episode",
+                 "km_per_episode")
 """The learning-curve columns (issue 6: success, collisions, interventions, human steps,
-context switches)."""
+context switches; plus distance, so a policy made "safe" by crawling shows up)."""
 
 
 def human_labelled(records: list[StepRecord]) -> list[StepRecord]:
@@ -33,29 +34,37 @@ def human_labelled(records: list[StepRecord]) -> list[StepRecord]:
 
 
 def finetune(agent: Any, episodes: list[list[StepRecord]], *, method: str, epochs: int,
-             batch_size: int, lr: float, seed: int) -> list[float]:
+             batch_size: int, lr: float, seed: int, references: list[Any] | None = None,
+             anchor_weight: float = 0.0, relabel: bool = True) -> list[float]:
     """Update ``agent`` in place from every logged episode so far; returns the mean BC loss
     per epoch of the first member (empty when there is nothing to learn).
 
     ``hg-dagger``: behaviour cloning of every member on the human-labelled aggregate.
     ``thrifty``: the same on a bootstrap resample per member, then the risk critic is refit
-    on all logged steps (``takeover.agents.bc.thrifty_update``)."""
+    on all logged steps (``takeover.agents.bc.thrifty_update``).
+    ``references`` (one frozen policy per member, e.g. the shipped agent's) with
+    ``anchor_weight > 0`` keep each member close to its reference on the agent-driven
+    steps; ``relabel`` turns discrete labels into executed ones (``bc.executed_label``)."""
     if method == "none":
         return []
     from takeover.agents.bc import Aggregate, bc_update, thrifty_update
 
-    data = Aggregate.from_records(r for e in episodes for r in e)
+    data = Aggregate.from_records((r for e in episodes for r in e), relabel=relabel)
     if len(data) == 0:
         return []
     policies = list(getattr(agent, "policies", []))
     if not policies:
         raise TypeError(f"agent {type(agent).__name__} exposes no SB3 policies to fine-tune")
+    refs = list(references) if references is not None and anchor_weight > 0 else None
     if method == "thrifty":
         res = thrifty_update(policies, data, episodes, getattr(agent, "risk_critic", None),
-                             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed)
+                             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
+                             references=refs, anchor_weight=anchor_weight)
         hists = res.bc
     else:
-        hists = [bc_update(p, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed + k)
+        hists = [bc_update(p, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed + k,
+                           reference=None if refs is None else refs[k],
+                           anchor_weight=0.0 if refs is None else anchor_weight)
                  for k, p in enumerate(policies)]
     for p in policies:
         p.set_training_mode(False)
@@ -72,6 +81,11 @@ def run_rounds(exp: Any) -> list[dict[str, Any]]:
     labelled = 0
     rows: list[dict[str, Any]] = []
     human_steps_total = 0
+    references = None
+    if t.method != "none" and t.rounds > 0 and t.anchor_weight > 0:
+        from takeover.agents.bc import frozen_copy
+
+        references = [frozen_copy(p) for p in getattr(exp.agent, "policies", [])]
     for rnd in range(t.rounds + 1):
         row: dict[str, Any] = {"round": rnd, "human_steps_total": human_steps_total}
         for cond in (main, alone):
@@ -92,7 +106,9 @@ def run_rounds(exp: Any) -> list[dict[str, Any]]:
         human_steps_total += new
         labelled += new
         losses = finetune(exp.agent, logged, method=t.method, epochs=t.epochs,
-                          batch_size=t.batch_size, lr=t.lr, seed=cfg.seed + rnd)
+                          batch_size=t.batch_size, lr=t.lr, seed=cfg.seed + rnd,
+                          references=references, anchor_weight=t.anchor_weight,
+                          relabel=t.relabel)
         row.update({"new_human_steps": new, "aggregate_size": labelled,
                     "bc_loss_first": losses[0] if losses else None,
                     "bc_loss_last": losses[-1] if losses else None})

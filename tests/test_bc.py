@@ -138,3 +138,47 @@ def test_thrifty_update_trains_members_and_refits_the_risk_critic():
     assert all(log_likelihood(p, agg) > b for p, b in zip(members, before, strict=True))
     p = critic.predict(data.obs.reshape(120, -1))[:, critic.primary_index]
     assert p[-5:].mean() > p[:60].mean()
+
+
+def test_idle_while_braking_is_cloned_as_slower():
+    from takeover.agents.bc import executed_label
+    from takeover.envs import layout as L
+
+    r = expert_episodes("discrete", seeds=(0,), steps=2)[0][1]
+
+    def rec(action, accel):
+        return StepRecord(**{**r.__dict__, "human_action": np.array([action], np.float32),
+                             "info": {"accel": accel}})
+
+    assert executed_label(rec(L.IDLE, -5.0))[0] == L.SLOWER
+    assert executed_label(rec(L.IDLE, 3.5))[0] == L.FASTER
+    assert executed_label(rec(L.IDLE, -1.0))[0] == L.IDLE  # inside the dead band
+    assert executed_label(rec(L.LANE_LEFT, -5.0))[0] == L.LANE_LEFT  # explicit choices kept
+    agg = Aggregate.from_records([rec(L.IDLE, -5.0)], relabel=False)
+    assert agg.actions[0, 0] == L.IDLE
+
+
+def test_anchor_keeps_the_policy_where_the_agent_drove_untroubled():
+    eps = expert_episodes("discrete", seeds=(0,), steps=120)
+    # the agent drove the first 60 steps (untroubled), the human the rest
+    recs = [StepRecord(**{**x.__dict__, "controller": "agent" if x.step < 60 else "human",
+                          "human_action": x.action if x.step >= 60 else None})
+            for x in eps[0]]
+    agg = Aggregate.from_records(recs)
+    # the agent's last 3 s before the takeover are where it must change: not anchored
+    assert len(agg) == 60 and 29 <= len(agg.anchor_obs) <= 31
+    from takeover.agents.bc import frozen_copy, kl_to_reference
+
+    drift = []
+    for w in (0.0, 5.0):
+        model = tiny_ppo("discrete")
+        ref = frozen_copy(model.policy)
+        bc_update(model.policy, agg, epochs=20, batch_size=32, lr=3e-3, seed=0,
+                  reference=ref, anchor_weight=w)
+        with torch.no_grad():
+            drift.append(float(kl_to_reference(
+                model.policy, ref, torch.as_tensor(agg.anchor_obs))))
+        assert all(not p.requires_grad for p in ref.parameters())
+    assert drift[1] < 0.5 * drift[0]
+    with pytest.raises(ValueError, match="reference"):
+        bc_update(tiny_ppo("discrete").policy, agg, anchor_weight=1.0)

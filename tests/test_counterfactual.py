@@ -202,14 +202,13 @@ def test_shipped_risk_critic_predicts_failure_fast():
     _check(est, "q_risk")
 
 
-ENSEMBLE_GAP = ("measured 2026-11-25 on the shipped novice-ensemble (15 seeds): ensemble KL "
-                "AUROC 0.51 / 0.53 / 0.33 / 0.23 / 0.29 on sudden_brake / cut_in / stalled_car / "
-                "merge / lane_closure; the members agree in the hazards (trained on plain "
-                "traffic only), so disagreement does not flag them. A property of the agent, "
-                "not of the estimator (see test_estimators); XPASS once a better ensemble ships")
+MERGE_GAP = ("measured on the shipped randomized-prior novice-ensemble (50 seeds): ensemble "
+             "KL AUROC 0.82 / 0.70 / 0.83 / 0.66 / 0.85 on sudden_brake / cut_in / stalled_car "
+             "/ merge / lane_closure; a ramp car merging into the ego looks like an ordinary "
+             "neighbour passing in the next lane to the novice's features, so its "
+             "disagreement barely rises before the side collision")
 
 
-@pytest.mark.xfail(reason=ENSEMBLE_GAP, strict=False)
 def test_shipped_ensemble_predicts_failure_fast():
     _check(_aurocs("novice-ensemble", ["ensemble"], "takeover/SuddenBrake-v0", range(15)),
            "ensemble")
@@ -227,8 +226,9 @@ def test_shipped_risk_critic_predicts_failure_per_scenario(env_id):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason=ENSEMBLE_GAP, strict=False)
-@pytest.mark.parametrize("env_id", HAZARDS)
+@pytest.mark.parametrize("env_id", [
+    pytest.param(e, marks=pytest.mark.xfail(reason=MERGE_GAP, strict=False)) if "Merge" in e
+    else e for e in HAZARDS])
 def test_shipped_ensemble_predicts_failure_per_scenario(env_id):
     est = _aurocs("novice-ensemble", ["ensemble"], env_id, range(50))
     assert est["ensemble"]["auroc"] > 0.7, est

@@ -145,3 +145,61 @@ def test_bootstrap_students_copy_the_teacher_in_distribution():
     again = bootstrap_ensemble(teacher, obs, 3, seed=0, epochs=30, lr=3e-3)
     a, b = members[1].state_dict(), again[1].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)  # seeded
+
+
+@pytest.mark.parametrize("algo,action_type", [("ppo", "discrete"), ("ppo", "continuous"),
+                                              ("sac", "continuous")])
+def test_single_step_numpy_path_matches_the_batched_torch_forward(algo, action_type):
+    from takeover.agents.risk import RiskCritic, RiskSpec
+
+    agent = EnsembleAgent(_members(algo, action_type, k=3), risk=RiskCritic(RiskSpec(63)))
+    obs = _obs(16).numpy()
+    for o, ref in zip(obs, agent.act_batch(obs), strict=True):
+        out = agent.act(o)
+        np.testing.assert_allclose(out.action, ref.action, atol=1e-6)
+        np.testing.assert_array_equal(np.asarray(out.member_actions).round(5),
+                                      np.asarray(ref.member_actions).round(5))
+        for field in ("probs", "mean", "log_std"):
+            if getattr(ref, field) is not None:
+                np.testing.assert_allclose(getattr(out, field), getattr(ref, field), atol=1e-6)
+        assert out.risk == pytest.approx(ref.risk, abs=1e-6)
+        assert out.extra["risk_by_horizon"] == pytest.approx(ref.extra["risk_by_horizon"])
+    with pytest.raises(ValueError, match="observation space"):
+        agent.act(obs[0, :3])
+
+
+def test_single_step_path_sees_in_place_updates():
+    members = _members("ppo", "discrete", k=2)
+    agent = EnsembleAgent(members)
+    obs = _obs(4).numpy()
+    before = agent.act(obs[0]).probs
+    with torch.no_grad():
+        members[1].action_net.bias[0] += 1.0
+    after = agent.act(obs[0]).probs
+    np.testing.assert_allclose(after[0], before[0])
+    np.testing.assert_allclose(after, agent.act_batch(obs[:1])[0].probs, atol=1e-6)
+    assert not np.allclose(after[1], before[1])
+
+
+def test_prior_members_act_like_the_teacher_and_disagree_off_distribution():
+    """Randomized-prior members share the teacher's trunk, copy it on its states, are plain
+    SB3 policies (checkpointable), and disagree more on states unlike the training ones."""
+    from takeover.agents.distill import prior_ensemble
+    from takeover.supervisor.estimators import ensemble_kl
+
+    teacher = _members("ppo", "discrete", k=1)[0]
+    obs = _obs(64).numpy()
+    fit = dict(epochs=100, width=16, beta=1.0, batch_size=16, lr=3e-3)
+    members = prior_ensemble(teacher, obs, 3, seed=0, **fit)
+    ens = EnsembleAgent(members)
+    assert ens.ensemble._np.shared and len(ens.ensemble._np.shared) == 2  # frozen trunk
+    with torch.no_grad():
+        ref = teacher.get_distribution(torch.as_tensor(obs)).distribution.probs.numpy()
+    probs = np.stack([o.probs for o in ens.act_batch(obs)])  # (B, K, n)
+    assert np.abs(probs - ref[:, None]).mean() < 0.01  # copy the teacher on its states
+    far = np.random.default_rng(0).uniform(-1, 1, obs.shape).astype(np.float32)
+    far_probs = np.stack([o.probs for o in ens.act_batch(far)])
+    assert ensemble_kl(far_probs).mean() > 5 * ensemble_kl(probs).mean()
+    again = prior_ensemble(teacher, obs, 1, seed=0, **fit)[0]
+    a, b = members[0].state_dict(), again.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)  # seeded

@@ -268,3 +268,11 @@ def test_sb3_adapter_trains_a_tiny_ppo():
                 policy_kwargs={"net_arch": [8]}, seed=0, device="cpu")
     model.learn(64)
     assert model.num_timesteps >= 64
+
+
+def test_scientific_notation_from_yaml_is_a_number():
+    from takeover.config import apply_overrides, from_dict
+    from takeover.envs import HighwayConfig
+
+    data = apply_overrides({}, ["jerk_threshold=1e1"])  # YAML 1.1 reads this as a string
+    assert from_dict(HighwayConfig, data).jerk_threshold == 10.0

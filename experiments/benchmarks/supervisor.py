@@ -1,5 +1,6 @@
-"""What supervision costs per step: a 5-member 64x64 ensemble (one batched torch forward),
-an estimator and a gate, against the bare env step. Target: <= 50 us added per step.
+"""What supervision costs per step: the shipped 5-member ensemble with its risk critic (or a
+random 5 x 64 x 64 stand-in), an estimator and a gate, against the bare env step. Target:
+<= 50 us added per step.
 
 ``main()`` returns the timings in microseconds per step (medians of ``repeats`` runs):
 
@@ -105,12 +106,13 @@ def _agent(name: str, env: gym.Env, seed: int) -> tuple[Any, str]:
 
 
 def main(steps: int = 3000, repeats: int = 5, env_id: str = "takeover/Highway-v0",
-         seed: int = 0, agent: str = "random") -> dict[str, Any]:
+         seed: int = 0, agent: str = "auto") -> dict[str, Any]:
     """Time each piece for ``steps`` steps, ``repeats`` times; report medians (us/step).
 
-    ``agent``: ``"random"`` (a random-weight 5 x 64 x 64 ensemble, one batched forward),
-    ``"novice-ensemble"`` (the shipped agent; discrete actions) or ``"auto"`` (shipped if
-    present)."""
+    ``agent``: ``"auto"`` (default: the shipped ``novice-ensemble`` if present, else the
+    random stand-in), ``"novice-ensemble"`` (the shipped agent; discrete actions; its
+    ``act`` runs the numpy single-step path) or ``"random"`` (a random-weight 5 x 64 x 64
+    ensemble, one batched torch forward)."""
     from takeover.supervisor.estimators import EnsembleDisagreement
     from takeover.supervisor.gates import BudgetGate, GateContext
     from takeover.supervisor.loop import Supervisor
@@ -119,9 +121,7 @@ def main(steps: int = 3000, repeats: int = 5, env_id: str = "takeover/Highway-v0
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        env = gym.make(env_id)
-        if agent != "random":
-            env = gym.make(env_id, action_type="discrete")
+        env = gym.make(env_id, action_type="discrete") if agent != "random" else gym.make(env_id)
         agent_obj, agent_name = _agent(agent, env, seed)
         agent = agent_obj
         est = EnsembleDisagreement()
