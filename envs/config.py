@@ -45,8 +45,8 @@ class HighwayConfig:
     reward_headway: float = option(0.5, "penalty at zero time headway", range=(0.0, None))
     reward_jerk: float = option(0.1, "penalty for jerk above jerk_threshold", range=(0.0, None))
     jerk_threshold: float = option(10.0, "m/s^3", range=(0.1, None))
-    reward_collision: float = option(-5.0, "added on collision", range=(None, 0.0))
-    reward_offroad: float = option(-5.0, "added on leaving the road", range=(None, 0.0))
+    reward_collision: float = option(-50.0, "added on collision", range=(None, 0.0))
+    reward_offroad: float = option(-50.0, "added on leaving the road", range=(None, 0.0))
 
     def __post_init__(self) -> None:
         validate(self)

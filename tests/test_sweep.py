@@ -180,12 +180,12 @@ def test_killed_sweep_resumes_and_matches(full, cfg_data, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 300
-    while time.time() < deadline and len(list((out / "cells").glob("*.json"))) < 2:
-        time.sleep(0.2)
+    while time.time() < deadline and not list((out / "cells").glob("*.json")):
+        time.sleep(0.01)  # kill right after the first cell lands, well before the last
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = len(list((out / "cells").glob("*.json")))
-    assert 2 <= done < 8, "kill the sweep mid-way"
+    assert 1 <= done < 8, "kill the sweep mid-way"
     res = runner.invoke(app, ["sweep", str(path), "--out", str(out), "--workers", "1",
                               "--quiet"])
     assert res.exit_code == 0, res.output
