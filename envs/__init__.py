@@ -27,6 +27,7 @@ def register_envs() -> None:
     for env_id, scenario in ENV_IDS.items():
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point="takeover.envs.highway:HighwayEnv",
+                         vector_entry_point="takeover.envs.vector:HighwayVectorEnv",
                          kwargs={"scenario": scenario})
 
 register_envs()

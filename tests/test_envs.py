@@ -276,3 +276,12 @@ def test_scientific_notation_from_yaml_is_a_number():
 
     data = apply_overrides({}, ["jerk_threshold=1e1"])  # YAML 1.1 reads this as a string
     assert from_dict(HighwayConfig, data).jerk_threshold == 10.0
+
+
+def test_make_vec_gives_the_native_batched_env():
+    from takeover.envs.vector import HighwayVectorEnv
+
+    venv = gym.make_vec("takeover/CutIn-v0", num_envs=3, vectorization_mode="vector_entry_point")
+    obs, infos = venv.reset(seed=0)
+    assert isinstance(venv, HighwayVectorEnv) and obs.shape == (3, 9, 7)
+    assert list(infos["hazard"]) == ["cut_in"] * 3
