@@ -28,11 +28,19 @@ import numpy as np
 
 from takeover.records import StepRecord, as_action_array
 from takeover.registry import closest
-from takeover.types import NO_INPUT, Agent, Controller, Human, HumanInput, HumanView
+from takeover.types import (
+    NO_INPUT,
+    Agent,
+    AgentOutput,
+    Controller,
+    Human,
+    HumanInput,
+    HumanView,
+)
 
 from .counterfactual import Counterfactual
 from .estimators import Estimator
-from .gates import Gate, GateContext
+from .gates import Gate, GateContext, GateDecision
 from .handover import Handover, HandoverConfig, minimal_risk_action
 
 
@@ -83,6 +91,28 @@ class _NoHuman:
 
     def act(self, obs: np.ndarray, info: dict, env: Any, view: HumanView) -> HumanInput:
         return NO_INPUT
+
+
+def make_record(episode: str, step: int, time: float, wall_time: float, obs: Any,
+                out: AgentOutput, hin: HumanInput, action: Any, controller: Controller,
+                handover: Handover, scores: dict[str, float], decision: GateDecision,
+                reward: float, terminated: bool, truncated: bool,
+                info: Mapping[str, Any]) -> StepRecord:
+    """The log record of one supervised step (``obs`` is what the decision was made on,
+    ``info`` what the env returned after executing ``action``)."""
+    done = bool(terminated or truncated)
+    return StepRecord(
+        episode=episode, step=int(step), time=time, wall_time=wall_time,
+        obs=np.asarray(obs, dtype=np.float32), agent_action=as_action_array(out.action),
+        member_actions=(None if out.member_actions is None
+                        else np.asarray(out.member_actions, dtype=np.float32)),
+        human_action=None if hin.action is None else as_action_array(hin.action),
+        action=as_action_array(action), controller=controller.value,
+        phase=handover.phase.value, transition=handover.transition, scores=scores,
+        threshold=float(decision.threshold), gate_request=bool(decision.request),
+        tor_time=handover.tor_time, takeover_time=handover.takeover_time,
+        reward=float(reward), terminated=bool(terminated), truncated=bool(truncated),
+        reason=str(info.get("reason", "")) if done else "", info=plain_info(info))
 
 
 class Supervisor:
@@ -202,23 +232,11 @@ class Supervisor:
                                         requests=requests, onsets=onsets)
         self._prev_requests = requests
         new_obs, reward, terminated, truncated, new_info = self.env.step(action)
-        h = self.handover
-        record = StepRecord(
-            episode=self.episode, step=self.step_index,
-            time=float(new_info["time"]) if "time" in new_info else t + self.dt,
-            wall_time=_time.time(), obs=np.asarray(obs, dtype=np.float32),
-            agent_action=as_action_array(out.action),
-            member_actions=(None if out.member_actions is None
-                            else np.asarray(out.member_actions, dtype=np.float32)),
-            human_action=None if hin.action is None else as_action_array(hin.action),
-            action=as_action_array(action), controller=controller.value,
-            phase=h.phase.value, transition=h.transition, scores=scores,
-            threshold=float(decision.threshold), gate_request=bool(decision.request),
-            tor_time=h.tor_time, takeover_time=h.takeover_time, reward=float(reward),
-            terminated=bool(terminated), truncated=bool(truncated),
-            reason=str(new_info.get("reason", "")) if (terminated or truncated) else "",
-            info=plain_info(new_info),
-        )
+        record = make_record(
+            self.episode, self.step_index,
+            float(new_info["time"]) if "time" in new_info else t + self.dt, _time.time(),
+            obs, out, hin, action, controller, self.handover, scores, decision, reward,
+            terminated, truncated, new_info)
         self._obs, self._info = new_obs, new_info
         self.step_index += 1
         if terminated or truncated:
@@ -382,20 +400,10 @@ class BatchedSupervisor:
         for i, (s, decision, hin, controller, action) in enumerate(rows):
             done = bool(terminated[i] or truncated[i])
             info = _row(infos["final_info"], i) if done else _row(infos, i)
-            h, out = self.handovers[i], outs[i]
-            records.append(StepRecord(
-                episode=self._episode(i), step=self.step_index[i], time=float(info["time"]),
-                wall_time=wall, obs=np.asarray(self.obs[i], dtype=np.float32),
-                agent_action=as_action_array(out.action),
-                member_actions=(None if out.member_actions is None
-                                else np.asarray(out.member_actions, dtype=np.float32)),
-                human_action=None if hin.action is None else as_action_array(hin.action),
-                action=as_action_array(action), controller=controller.value,
-                phase=h.phase.value, transition=h.transition, scores=s,
-                threshold=float(decision.threshold), gate_request=bool(decision.request),
-                tor_time=h.tor_time, takeover_time=h.takeover_time, reward=float(rewards[i]),
-                terminated=bool(terminated[i]), truncated=bool(truncated[i]),
-                reason=str(info["reason"]) if done else "", info=plain_info(info)))
+            records.append(make_record(
+                self._episode(i), self.step_index[i], float(info["time"]), wall, self.obs[i],
+                outs[i], hin, action, controller, self.handovers[i], s, decision, rewards[i],
+                terminated[i], truncated[i], info))
             self.step_index[i] += 1
             if done:
                 self.gates[i].end_episode()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from gymnasium import spaces
+from helpers import tiny_checkpoint
 from typer.testing import CliRunner
 
 from takeover.cli import app
@@ -18,17 +18,6 @@ from takeover.cli import app
 runner = CliRunner()
 
 
-def tiny_checkpoint(path, seed: int = 0):
-    """A 3-member random-weight PPO ensemble (8 hidden units) saved as a safe checkpoint."""
-    from stable_baselines3.common.policies import ActorCriticPolicy
-
-    from takeover.agents.checkpoint import save_agent
-    from takeover.agents.policy import EnsembleAgent
-
-    torch.manual_seed(seed)
-    obs, act = spaces.Box(-1, 1, (9, 7), np.float32), spaces.Discrete(5)
-    pols = [ActorCriticPolicy(obs, act, lambda _: 1e-3, net_arch=[8]) for _ in range(3)]
-    return save_agent(EnsembleAgent(pols), path)
 
 
 def tiny_config(agent_path, **over) -> dict:
