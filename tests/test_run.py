@@ -193,6 +193,6 @@ def test_default_run_with_the_shipped_novice(tmp_path):
     for cond, vals in m["conditions"].items():
         assert set(vals) == set(METRICS), cond
     assert len(m["rounds"]) == 3 and m["rounds"][0]["new_human_steps"] > 0
-    assert {"q_risk", "ensemble", "ttc"} <= set(m["roc"])
+    assert {"q_risk", "novelty", "ttc"} <= set(m["roc"])
     for fig in ("timeline", "pareto", "learning_curves", "roc"):
         assert (tmp_path / "default" / "figures" / f"{fig}.png").stat().st_size > 5000
