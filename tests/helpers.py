@@ -19,3 +19,17 @@ def tiny_checkpoint(path, seed: int = 0):
     obs, act = spaces.Box(-1, 1, (9, 7), np.float32), spaces.Discrete(5)
     pols = [ActorCriticPolicy(obs, act, lambda _: 1e-3, net_arch=[8]) for _ in range(3)]
     return save_agent(EnsembleAgent(pols), path)
+
+
+class ConstantAgent:
+    """Holds lane and speed: fails every hazard (stateless, so counterfactual rollouts
+    cannot disturb it)."""
+
+    def __init__(self, env):
+        self.env = env.unwrapped
+
+    def act(self, obs):
+        from takeover.envs.drivers import ConstantSpeedDriver
+        from takeover.types import AgentOutput
+
+        return AgentOutput(action=ConstantSpeedDriver()(self.env))

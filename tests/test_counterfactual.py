@@ -8,22 +8,15 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
+from helpers import ConstantAgent
 
 import takeover  # noqa: F401  (registers the envs)
-from takeover.envs.drivers import ConstantSpeedDriver, IDMDriver
+from takeover.envs.drivers import IDMDriver
 from takeover.supervisor.counterfactual import Counterfactual, Label, report, rollout_alone
 from takeover.supervisor.estimators import TTCOracle
 from takeover.supervisor.gates import GATES
 from takeover.supervisor.loop import Supervisor
 from takeover.types import AgentOutput, HumanInput, Phase
-
-
-class ConstantAgent:
-    def __init__(self, env):
-        self.env = env.unwrapped
-
-    def act(self, obs):
-        return AgentOutput(action=ConstantSpeedDriver()(self.env))
 
 
 class IDMHuman:

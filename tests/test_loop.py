@@ -8,6 +8,7 @@ import math
 import gymnasium as gym
 import numpy as np
 import pytest
+from helpers import ConstantAgent
 
 import takeover  # noqa: F401  (registers the envs)
 from takeover.envs import HAZARD_IDS
@@ -18,16 +19,6 @@ from takeover.supervisor.gates import GATES
 from takeover.supervisor.handover import HandoverConfig
 from takeover.supervisor.loop import Supervisor
 from takeover.types import AgentOutput, HumanInput, Phase
-
-
-class ConstantAgent:
-    """Holds lane and speed: fails every hazard (stateless, so rollouts cannot disturb it)."""
-
-    def __init__(self, env):
-        self.env = env.unwrapped
-
-    def act(self, obs):
-        return AgentOutput(action=ConstantSpeedDriver()(self.env))
 
 
 class IDMHuman:
