@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import ConstantAgent
 
-import takeover  # noqa: F401  (registers the envs)
+import takeover.envs  # noqa: F401  (registers the envs)
 from takeover.envs.drivers import IDMDriver
 from takeover.supervisor.counterfactual import Counterfactual, Label, report, rollout_alone
 from takeover.supervisor.estimators import TTCOracle

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import takeover  # noqa: F401
+import takeover.envs  # noqa: F401  (registers the envs)
 from takeover.config import ConfigError
 from takeover.envs import ENV_IDS, HAZARD_IDS
 from takeover.envs.drivers import ConstantSpeedDriver, IDMDriver

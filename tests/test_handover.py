@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-import takeover  # noqa: F401  (registers the envs)
+import takeover.envs  # noqa: F401  (registers the envs)
 from takeover.config import ConfigError
 from takeover.envs.drivers import ConstantSpeedDriver
 from takeover.supervisor.gates import GATES, GateDecision

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from helpers import ConstantAgent
 
-import takeover  # noqa: F401  (registers the envs)
+import takeover.envs  # noqa: F401  (registers the envs)
 from takeover.envs import HAZARD_IDS
 from takeover.envs.drivers import ConstantSpeedDriver, IDMDriver
 from takeover.experiments.benchmarks.supervisor import RandomEnsembleAgent

@@ -28,7 +28,7 @@ def _rate(step: Callable[[], float], seconds: float) -> float:
 def single_env(seconds: float, **config) -> float:
     import gymnasium as gym
 
-    import takeover  # noqa: F401
+    import takeover.envs  # noqa: F401
 
     env = gym.make("takeover/Highway-v0", **config)
     env.reset(seed=0)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-import takeover  # noqa: F401  (registers the envs)
+import takeover.envs  # noqa: F401  (registers the envs)
 from takeover.types import AgentOutput
 
 
