@@ -109,3 +109,71 @@ class Human(Protocol):
     def act(self, obs: np.ndarray, info: dict[str, Any], env: Any, view: HumanView) -> HumanInput:
         """``env`` is the unwrapped env (scripted humans may read its true state)."""
         ...
+
+
+# --- the batched human interface -------------------------------------------------------
+# The supervision engine steps N worlds at once, so humans are advanced N at a time too:
+# scripted models hold their state as arrays over worlds; a person at the keyboard, a
+# gamepad or a replay is N = 1 behind ``PerWorldHumans`` (supervisor), which adapts any
+# per-world ``Human`` above.
+
+PHASES: tuple[Phase, ...] = (Phase.AGENT, Phase.TOR, Phase.HUMAN, Phase.FALLBACK)
+"""Phase codes of the batched interface: ``PHASES[code]`` is the phase, so AGENT=0, TOR=1,
+HUMAN=2, FALLBACK=3 (int8 arrays)."""
+
+
+@dataclass(frozen=True)
+class HumanViews:
+    """What the supervisor tells N humans (one per world) this step; every field is ``(N,)``.
+
+    Attributes:
+        phase: int8 phase codes (see :data:`PHASES`) before this step.
+        tor_active: bool, a takeover request is being shown (alert on).
+        tor_elapsed: float64 s since the current request was issued (0 when none).
+        urgency: float64 in 0..1, how urgent the request is; shortens reactions.
+        time: float64 simulation time, s.
+    """
+
+    phase: np.ndarray
+    tor_active: np.ndarray
+    tor_elapsed: np.ndarray
+    urgency: np.ndarray
+    time: np.ndarray
+
+
+@dataclass(frozen=True)
+class HumanInputs:
+    """N humans' answers for one step.
+
+    Attributes:
+        action: ``(N, A)`` float32 for Box action spaces, ``(N,)`` int64 for Discrete; a row
+            is meaningful only where ``has_action`` is set (a missing input stays missing:
+            it is never replaced by a default no-op).
+        has_action: ``(N,)`` bool, the human gave an action this step.
+        wants_control: ``(N,)`` bool, the human takes (or keeps) control this step.
+        releases: ``(N,)`` bool, the human hands control back to the agent this step.
+    """
+
+    action: np.ndarray
+    has_action: np.ndarray
+    wants_control: np.ndarray
+    releases: np.ndarray
+
+
+@runtime_checkable
+class Humans(Protocol):
+    """N humans, one per world, advanced together.
+
+    ``world`` is the batched world the humans may read the true state of: for the
+    takeover envs, an object with ``vehicles`` ``(N, S, C)``, ``world`` ``(N, W)`` and
+    ``config`` (the ``HighwayConfig``); ``info`` holds the batched env's info arrays
+    (``info[key][i]`` is world i's value).
+    """
+
+    def reset(self, worlds: np.ndarray, seeds: list[int | None]) -> None:
+        """Start new episodes in ``worlds`` (int indices), seeded by ``seeds`` (same length);
+        the others keep their state."""
+        ...
+
+    def act(self, obs: np.ndarray, info: dict[str, Any], world: Any,
+            views: HumanViews) -> HumanInputs: ...
