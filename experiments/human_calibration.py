@@ -176,6 +176,22 @@ DEFAULT_GRID: dict[str, tuple[float, ...]] = {
 }
 """One-at-a-time values around the ``average`` preset (its value in the middle)."""
 
+DRIVING_GRID: dict[str, tuple[float, ...]] = {
+    "danger_reaction": (1.0, 1.5),
+    "headway": (1.0, 2.0),
+    "brake_use": (0.6, 1.0),
+    "anticipation": (0.3, 1.2),
+}
+"""The driving parameters the report sweeps (the ``average`` value is the pooled row)."""
+
+
+def _pooled_arrival(skill: str, env_ids: Sequence[str], n: int, first_seed: int,
+                    action_type: str = "continuous", **overrides: Any) -> tuple[float, ...]:
+    seeds = list(range(first_seed, first_seed + n))
+    k = sum(int(np.sum(drive_alone(skill, e, seeds, action_type, **overrides) == "arrived"))
+            for e in env_ids)
+    return wilson(k, n * len(env_ids))
+
 
 @dataclass(frozen=True)
 class SensitivityRow:
@@ -250,8 +266,8 @@ def _plot(path: Path, n: int, seed: int, driving: list[DrivingRow]) -> None:
         ax3.bar(xs, vals[:, 0], width, yerr=[vals[:, 0] - vals[:, 1], vals[:, 2] - vals[:, 0]],
                 capsize=2, label=skill)
     ax3.set_xticks(np.arange(len(labels)),
-                   [f"{a}\n{'cont' if b == 'continuous' else 'disc'}" for a, b in labels],
-                   fontsize=6)
+                   [f"{a} ({'cont' if b == 'continuous' else 'disc'})" for a, b in labels],
+                   fontsize=7, rotation=40, ha="right")
     ax3.set(ylim=(0, 1.05), ylabel="arrived (Wilson 95% CI)", title="Driving alone")
     ax3.legend(fontsize=6)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -260,7 +276,8 @@ def _plot(path: Path, n: int, seed: int, driving: list[DrivingRow]) -> None:
 
 
 def write_report(out: Path, n_samples: int = 20_000, n_drive: int = 200,
-                 env_ids: Sequence[str] | None = None, seed: int = HELD_OUT_SEED) -> Path:
+                 env_ids: Sequence[str] | None = None, seed: int = HELD_OUT_SEED,
+                 sensitivity_drive: bool = True) -> Path:
     """The calibration report: ``out/human_calibration.md`` and ``.png``; returns the md."""
     from takeover.envs import HAZARD_IDS
     from takeover.supervisor.humans import LITERATURE, SKILLS
@@ -305,6 +322,24 @@ def write_report(out: Path, n_samples: int = 20_000, n_drive: int = 200,
         lines.append(f"| {r.env_id} | {r.action_type} | {r.skill} | {a[0]:.2f} "
                      f"[{a[1]:.2f}, {a[2]:.2f}] | {r.outcomes['stopped']} | "
                      f"{r.outcomes['collision']} | {r.outcomes['offroad']} |")
+    lines += ["", "Pooled over the scenarios above (episodes are independent: Wilson CI):", "",
+              "| actions | preset | arrived [Wilson 95% CI] | n |", "|---|---|---|---|"]
+    for at in ("continuous", "discrete"):
+        for skill in PRESETS:
+            rs = [r for r in driving if r.skill == skill and r.action_type == at]
+            k, n = sum(r.outcomes["arrived"] for r in rs), sum(r.n for r in rs)
+            a = wilson(k, n)
+            lines.append(f"| {at} | {skill} | {a[0]:.3f} [{a[1]:.3f}, {a[2]:.3f}] | {n} |")
+    if sensitivity_drive:
+        lines += ["", "## Sensitivity of driving alone to the driving parameters", "",
+                  f"Arrival pooled over the scenarios (continuous actions, {n_drive} episodes "
+                  "each), one `average` parameter changed at a time.", "",
+                  "| parameter | value | arrived [Wilson 95% CI] |", "|---|---|---|"]
+        for r in sensitivity(lambda skill, ov: _pooled_arrival(skill, env_ids, n_drive, seed,
+                                                               **ov),
+                             grid=DRIVING_GRID):
+            lines.append(f"| {r.parameter} | {r.value:g} | {r.result:.3f} "
+                         f"[{r.lo:.3f}, {r.hi:.3f}] |")
     lines += ["", "## Sources", ""] + [f"- {k}: {v}" for k, v in LITERATURE.items()]
     lines += ["", "## Parameters", "", "| parameter | " + " | ".join(PRESETS) + " |",
               "|---|" + "---|" * len(PRESETS)]
