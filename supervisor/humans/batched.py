@@ -360,6 +360,7 @@ class ScriptedHumans:
              ttc, hz, veh, wld, self._p, self._hp, self.state, self._key, self._ctr,
              self._act_c, self._act_d, has, wants, rel)
         action = (self._act_d.copy() if cfg.action_type == "discrete" else self._act_c.copy())
+        action[~has] = 0  # rows without an action carry no stale values
         return HumanInputs(action=action, has_action=has, wants_control=wants, releases=rel)
 
     # --- read-outs (tests, plots) ------------------------------------------------------

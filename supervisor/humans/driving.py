@@ -8,6 +8,8 @@ for a lane change, how early it sees a car drifting into its lane.
 This is the only module of the humans that calls the world's kernels (``_idm``, the layout
 columns). The world branch moves the IDM and the lane keeper into ``envs/`` as batched numba
 functions: re-point the imports here and delete the local helpers marked "until then".
+Numba's on-disk cache of ``batched._act`` (which compiles these functions in) only watches
+``batched.py``: after editing this file, delete ``supervisor/humans/__pycache__/*.nb?``.
 """
 
 from __future__ import annotations
