@@ -122,10 +122,10 @@ class Rollouts:
 
     def human(self) -> Any:
         if self._human is None:
-            from takeover.supervisor.humans import HUMANS
+            from takeover.supervisor.humans import ScriptedHuman
 
             s = self.cfg.supervisor
-            self._human = HUMANS.make(s.human, **dict(s.human_kwargs))
+            self._human = ScriptedHuman(s.human, **dict(s.human_kwargs))
         return self._human
 
     def run(self, condition: Condition, scenario: str, seed: int, episode_id: str,

@@ -36,6 +36,9 @@ app.command("sweep")(_sweep.sweep)
 from takeover.commands import drive as _drive  # noqa: E402
 
 app.command("drive")(_drive.drive)
+from takeover.commands import humans as _humans  # noqa: E402
+
+app.add_typer(_humans.app, name="humans")
 
 
 def main() -> None:

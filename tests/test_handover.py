@@ -101,9 +101,9 @@ class ConstantAgent:
 def _absent(kind):
     if kind is None:
         return None
-    from takeover.supervisor.humans import HUMANS
+    from takeover.supervisor.humans import ScriptedHuman
 
-    return HUMANS.make("absent")
+    return ScriptedHuman("absent")
 
 
 @pytest.mark.parametrize("human", [None, "absent"])

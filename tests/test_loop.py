@@ -145,11 +145,11 @@ def test_budget_gate_realised_rate_within_20_percent_over_50_episodes():
 
 
 def _failure_rate(env_id: str, gate: str, seeds: range, **gate_kw) -> float:
-    from takeover.supervisor.humans import HUMANS
+    from takeover.supervisor.humans import ScriptedHuman
 
     env = gym.make(env_id)
     sup = Supervisor(env, ConstantAgent(env), {"ttc": TTCOracle()}, GATES.make(gate, **gate_kw),
-                     HUMANS.make("perfect"), gate_score="ttc")
+                     ScriptedHuman("perfect"), gate_score="ttc")
     return float(np.mean([sup.run_episode(s)[-1].terminated for s in seeds]))
 
 
@@ -249,7 +249,7 @@ def _novice(name: str = "novice-ensemble"):
 
 def test_shipped_agent_perfect_human_fails_less_over_50_seeds():
     from takeover.supervisor.estimators import make_estimators
-    from takeover.supervisor.humans import HUMANS
+    from takeover.supervisor.humans import ScriptedHuman
 
     agent = _novice("novice")
     env = gym.make("takeover/Highway-v0", action_type="discrete")
@@ -257,19 +257,19 @@ def test_shipped_agent_perfect_human_fails_less_over_50_seeds():
     for gate in ("never", "threshold"):
         sup = Supervisor(env, agent, make_estimators(["q_risk"]),
                          GATES.make(gate, high=0.3, low=0.1) if gate == "threshold"
-                         else GATES.make(gate), HUMANS.make("perfect"), gate_score="q_risk")
+                         else GATES.make(gate), ScriptedHuman("perfect"), gate_score="q_risk")
         rates[gate] = np.mean([sup.run_episode(s)[-1].terminated for s in range(50)])
     assert rates["threshold"] < rates["never"], rates
 
 
 def test_shipped_agent_budget_gate_rate_over_50_episodes():
     from takeover.supervisor.estimators import make_estimators
-    from takeover.supervisor.humans import HUMANS
+    from takeover.supervisor.humans import ScriptedHuman
 
     agent = _novice()
     env = gym.make("takeover/Highway-v0", action_type="discrete", duration=15.0)
     sup = Supervisor(env, agent, make_estimators(["ensemble"]),
-                     GATES.make("budget", target_rate=0.05), HUMANS.make("perfect"),
+                     GATES.make("budget", target_rate=0.05), ScriptedHuman("perfect"),
                      gate_score="ensemble",
                      handover=HandoverConfig(handback="gate", min_human_time=0.0))
     reqs = [r.gate_request for s in range(51) for r in sup.run_episode(s)]
