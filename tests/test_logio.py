@@ -21,7 +21,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from takeover import logio
-from takeover.logio import v1
 from takeover.logio import (
     LogError,
     LogWriteError,
@@ -30,6 +29,7 @@ from takeover.logio import (
     read_log,
     records_equal,
     scan_bytes,
+    v1,
 )
 from takeover.records import RunMeta, StepRecord
 

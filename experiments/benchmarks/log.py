@@ -1,9 +1,8 @@
 """Intervention-log throughput: records/s written and read and bytes per record of the 2.0
 columnar log against the schema-1.0 writer, on the same records in the same run.
 
-The records are real: ``takeover/CutIn-v0`` (discrete actions, the default run's setup)
-driven by a cautious random policy (keep lane, now and then faster or slower: episodes run
-up to the 300-step limit like the default run's), with the default estimators' three scores (q_risk,
+The records are real: ``takeover/CutIn-v0`` driven by the env's cautious IDM driver (so
+episodes run towards the 300-step limit, as a competent agent's do), with the default estimators' three scores (q_risk,
 novelty, ttc), a scripted human holding control for ~10% of the steps, and the env's full
 info dict. Writing includes every fsync, rename and journal/manifest write; reading is
 ``read_columns`` (the training reader) and, for both formats, ``read_log(...).episodes``
@@ -34,15 +33,18 @@ def episodes(n_episodes: int = 30, seed: int = 0) -> list[list[StepRecord]]:
 
     import takeover.envs  # noqa: F401
 
-    env = gym.make("takeover/CutIn-v0", action_type="discrete")
+    from takeover.envs.drivers import IDMDriver
+
+    env = gym.make("takeover/CutIn-v0")
+    driver = IDMDriver()
     rng = np.random.default_rng(seed)
     out = []
     for e in range(n_episodes):
         obs, info = env.reset(seed=seed + e)
-        recs, action, human_left, done = [], 1, 0, False
+        driver.reset()
+        recs, human_left, done = [], 0, False
         while not done:
-            if rng.uniform() < 0.1:
-                action = int(rng.choice([1, 1, 3, 4]))  # idle, faster, slower
+            action = driver(env.unwrapped)
             if human_left == 0 and rng.uniform() < 0.01:
                 human_left = int(rng.integers(10, 40))
             human, human_left = human_left > 0, max(0, human_left - 1)

@@ -40,6 +40,7 @@ demand, everything else reported), ``read_columns(dir)`` (numpy arrays for train
 import os  # noqa: F401  (tests patch ``logio.os.write`` / ``logio.os.fsync``)
 
 from takeover.logio.chunks import Chunk, chunks_from_records, decode_chunk, encode_chunk
+from takeover.logio.equality import records_equal
 from takeover.logio.frames import (
     MAGIC,
     MAX_PAYLOAD,
@@ -69,7 +70,6 @@ from takeover.logio.reader import (
 )
 from takeover.logio.v1 import LogWriterV1, encode_record
 from takeover.logio.writer import LogWriter
-from takeover.logio.equality import records_equal
 
 __all__ = [
     "EPISODES_DIR", "JOURNAL_FILE", "MAGIC", "MAX_PAYLOAD", "META_FILE", "OPEN_SUFFIX",

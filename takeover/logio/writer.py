@@ -23,9 +23,9 @@ from takeover.logio.reader import (
     META_FILE,
     OPEN_SUFFIX,
     SUFFIX,
+    LogReadResult,
     _journal,
     _read_meta,
-    LogReadResult,
 )
 from takeover.records import SCHEMA_VERSION, RunMeta, StepRecord
 
