@@ -224,3 +224,13 @@ def test_export_minari_loads_and_matches_the_log(tmp_path, monkeypatch, discrete
         assert np.allclose(ep.infos["score.risk"][1:], [x.scores["risk"] for x in recs])
         assert list(ep.infos["has_human_action"][1:]) == [x.human_action is not None
                                                           for x in recs]
+
+
+def test_log_benchmark_reports_both_formats():
+    from takeover.experiments.benchmarks.log import main
+
+    out = main(records=600, repeats=1, n_episodes=2)
+    for k in ("v2_write_per_s", "v1_write_per_s", "v2_read_columns_per_s",
+              "v2_bytes_per_record", "v1_bytes_per_record", "write_speedup"):
+        assert out[k] > 0, k
+    assert out["records"] >= 600

@@ -32,7 +32,6 @@ def episodes(n_episodes: int = 30, seed: int = 0) -> list[list[StepRecord]]:
     import gymnasium as gym
 
     import takeover.envs  # noqa: F401
-
     from takeover.envs.drivers import IDMDriver
 
     env = gym.make("takeover/CutIn-v0")

@@ -29,6 +29,9 @@ from takeover.logio.reader import (
 )
 from takeover.records import SCHEMA_VERSION, RunMeta, StepRecord
 
+CHUNK_BYTES = 16 << 20
+"""A chunk is also written once its observations reach this size (image observations)."""
+
 
 @dataclass
 class _Open:
@@ -40,6 +43,7 @@ class _Open:
     sha: hashlib._Hash = field(default_factory=hashlib.sha256)
     records: int = 0
     chunks: int = 0
+    nbytes: int = 0  # observation bytes buffered
     flushed: float = field(default_factory=time.monotonic)
 
 
@@ -168,7 +172,8 @@ class LogWriter:
         if ep is None:
             ep = self._begin(record.episode)
         ep.buf.append(record)
-        if len(ep.buf) >= self.chunk_records or \
+        ep.nbytes += getattr(record.obs, "nbytes", 0)
+        if len(ep.buf) >= self.chunk_records or ep.nbytes >= CHUNK_BYTES or \
                 time.monotonic() - ep.flushed >= self.flush_seconds:
             self._guard("write records", self._flush, ep, b"")
 
@@ -250,7 +255,7 @@ class LogWriter:
 
     def _flush(self, ep: _Open, tail: bytes) -> None:
         """Write the buffered records as chunk frames (plus ``tail``) in one ``os.write``."""
-        recs, ep.buf = ep.buf, []
+        recs, ep.buf, ep.nbytes = ep.buf, [], 0
         try:
             chunks = ck.chunks_from_records(recs)
         except LogError as e:
