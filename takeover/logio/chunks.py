@@ -4,8 +4,11 @@ A chunk payload is ``u32 header length | JSON header | zstd(blob)``. The header 
 episode, the row count, and for every column its dtype, shape and byte range in the
 decompressed blob; strings are stored as a vocabulary in the header plus integer codes;
 optional arrays (``member_actions``, ``human_action``, ``terminal_obs``) as a presence mask
-plus the present rows only. Floats are stored as their IEEE-754 bytes, so a record round-trips
-bit for bit (NaN payloads, -0.0). Nothing read is executed: dtypes come from a fixed list.
+plus the present rows only; the ``(n,)`` columns of one dtype (the float fields, scores and
+float info values; the flags; ...) travel as one ``(n, k)`` group array, listed by name in
+``groups``. Floats are stored as their IEEE-754 bytes, so a record round-trips bit for bit
+(NaN payloads, -0.0). Nothing read is executed: dtypes come from a fixed list, and every
+size, offset and code is checked before use (a forged header is damage, never a crash).
 """
 
 from __future__ import annotations
