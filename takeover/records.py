@@ -13,8 +13,12 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = "1.0"
-"""``major.minor``: readers refuse a newer major version, accept any minor."""
+SCHEMA_VERSION = "2.0"
+"""``major.minor``: readers refuse a newer major version, accept any minor.
+
+2.0 (columnar episode files, manifest journal) added ``outcome``, ``hazard_fired``,
+``hazard_onset``, ``mrm``, ``score_nonfinite`` and ``terminal_obs``; records read from a 1.0
+log carry those fields' defaults."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,18 @@ class StepRecord:
         truncated: env truncated (time limit, user quit).
         reason: ``info["reason"]`` or ``"user_quit"``; ``""`` while running.
         info: the env's ground-truth info (scalars and strings only).
+        outcome: ``info["outcome"]`` at the episode's last step (one of
+            ``takeover.envs.OUTCOMES``: ``"arrived"``, ``"collision"``, ...), ``""`` on every
+            other step.
+        hazard_fired: ``info["hazard_fired"]``: the scenario's hazard has been triggered.
+        hazard_onset: ``info["hazard_onset"]``, s: when it fired; NaN until then.
+        mrm: ``info["mrm"]``: the minimal-risk manoeuvre was engaged this step (never a human
+            intervention).
+        score_nonfinite: an estimator returned a non-finite score this step and the gate
+            treated it as maximal risk (the raw value stays in ``scores``).
+        terminal_obs: ``(*obs_shape,)`` float32, the observation the env returned after the
+            episode's last step (what a learner bootstraps from); set on the last record of
+            an episode only, ``None`` elsewhere.
     """
 
     episode: str
@@ -71,6 +87,12 @@ class StepRecord:
     truncated: bool = False
     reason: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    outcome: str = ""
+    hazard_fired: bool = False
+    hazard_onset: float = math.nan
+    mrm: bool = False
+    score_nonfinite: bool = False
+    terminal_obs: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

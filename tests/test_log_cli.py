@@ -5,12 +5,14 @@ from __future__ import annotations
 import errno
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from test_logio import kill_writer_at_random, make_record, meta, write_run
 from typer.testing import CliRunner
 
+from takeover import logio
 from takeover.cli import app
 from takeover.logio import LogWriter, read_log
 from takeover.records import StepRecord
@@ -72,13 +74,15 @@ def test_check_flags_damage_and_incomplete(tmp_path):
     with LogWriter(run, meta()) as log:
         log.write(make_record("late", 0))
     code, out = check_json(run)
-    assert code == 2 and out["incomplete_ids"] == ["late"] and out["complete"] == 2
-    f = run / "episodes" / "s0000-e0000.rec"
+    assert code == 2 and out["logs"]["."]["incomplete_ids"] == ["late"] and out["complete"] == 2
+    assert out["status"] == "interrupted"
+    f = run / "episodes" / "s0000-e0000.tkc"
     data = bytearray(f.read_bytes())
     data[100] ^= 0x55
     f.write_bytes(bytes(data))
     code, out = check_json(run)
-    assert code == 1 and out["damaged_ids"] == ["s0000-e0000"] and out["dropped"] >= 1
+    assert code == 2 and out["status"] == "damaged" and out["dropped"] >= 1
+    assert out["logs"]["."]["damaged_ids"] == ["s0000-e0000"]
 
 
 def test_check_refuses_non_log_and_newer_schema(tmp_path):
@@ -86,9 +90,33 @@ def test_check_refuses_non_log_and_newer_schema(tmp_path):
     assert r.exit_code != 0 and "not a directory" in r.output
     write_run(tmp_path / "run", episodes=1)
     m = tmp_path / "run" / "meta.json"
-    m.write_text(m.read_text().replace('"schema_version": "1.0"', '"schema_version": "9.0"'))
+    m.write_text(m.read_text().replace('"schema_version": "2.0"', '"schema_version": "9.0"'))
     r = runner.invoke(app, ["log", "check", str(tmp_path / "run")])
-    assert r.exit_code == 1 and "upgrade takeover" in r.output
+    assert r.exit_code == 2 and "upgrade takeover" in r.output
+    r = runner.invoke(app, ["log", "check", str(tmp_path / "empty-folder")])
+    assert r.exit_code == 2
+
+
+def test_check_a_run_folder_checks_every_log(tmp_path):
+    run = tmp_path / "run"
+    write_run(run / "logs" / "gate", episodes=2, steps=5)
+    write_run(run / "logs" / "never", episodes=1, steps=5)
+    (run / "metrics.json").write_text("{}")
+    code, out = check_json(run)
+    assert code == 0 and out["status"] == "ok"
+    assert sorted(out["logs"]) == ["logs/gate", "logs/never"]
+    assert out["complete"] == 3 and out["logs"]["logs/gate"]["records"] == 10
+    f = run / "logs" / "never" / "episodes" / "s0000-e0000.tkc"
+    f.write_bytes(f.read_bytes()[:-3])
+    code, out = check_json(run)
+    assert code == 2 and out["status"] == "damaged"
+    assert out["logs"]["logs/gate"]["status"] == "ok"
+    assert out["logs"]["logs/never"]["damaged_ids"] == ["s0000-e0000"]
+    r = runner.invoke(app, ["log", "check", str(run)])
+    assert r.exit_code == 2 and "logs/never" in r.output and "2 logs: damaged" in r.output
+    (tmp_path / "nothing").mkdir()
+    r = runner.invoke(app, ["log", "check", str(tmp_path / "nothing")])
+    assert r.exit_code == 2 and "no log under" in r.output
 
 
 @pytest.mark.parametrize("trial", range(3))
@@ -96,10 +124,12 @@ def test_check_json_after_kill_9(tmp_path, trial):
     run = tmp_path / "run"
     kill_writer_at_random(run, np.random.default_rng(100 + trial))
     code, out = check_json(run)
-    finished = sorted(p.name for p in (run / "episodes").glob("*.rec"))
+    finished = [p for p in (run / "episodes").glob("*.tkc*")
+                if logio.read_episode_file(p).ended]
     assert out["complete"] == len(finished) and out["dropped"] == 0 and out["damaged"] == 0
     assert out["incomplete"] <= 1
     assert code == (2 if out["incomplete"] or out["unlisted"] else 0)
+    assert out["status"] == ("interrupted" if code else "ok")
 
 
 def test_show_reports_who_drove_and_takeover_times(tmp_path):
@@ -113,6 +143,25 @@ def test_show_reports_who_drove_and_takeover_times(tmp_path):
     assert s["human_steps"] == 6 and s["agent_steps"] == 24
     assert math.isclose(s["human_s"], 0.6) and s["interventions"] == 1 and s["tors"] == 1
     assert np.allclose(s["takeover_times"], [1.5])
+
+
+def test_interventions_are_segments_the_human_held():
+    from takeover.commands.log import episode_summary
+    from takeover.control import count_interventions, fallback_segments, human_segments
+
+    ctrl = ["agent", "human", "human", "agent", "fallback", "fallback", "human", "agent"]
+    assert human_segments(ctrl) == [(1, 3), (6, 7)] and count_interventions(ctrl) == 2
+    assert fallback_segments(ctrl) == [(4, 6)]  # a MRM is not a human intervention
+    assert count_interventions([]) == 0 and count_interventions(["human"]) == 1
+    # a key press with no control change: the agent kept driving, no intervention
+    recs = supervised_episode("x", 20)
+    pressed = [r if r.step != 5 else replace(r, human_action=r.action + 1) for r in recs]
+    s = episode_summary(pressed)
+    assert s["interventions"] == 0 and s["mrm"] == 0
+    mrm = [replace(r, controller="fallback", mrm=True) if 10 <= r.step < 15 else r
+           for r in recs]
+    s = episode_summary(mrm)
+    assert s["interventions"] == 0 and s["mrm"] == 1
 
 
 def test_export_parquet_one_row_per_step(tmp_path):
@@ -175,3 +224,13 @@ def test_export_minari_loads_and_matches_the_log(tmp_path, monkeypatch, discrete
         assert np.allclose(ep.infos["score.risk"][1:], [x.scores["risk"] for x in recs])
         assert list(ep.infos["has_human_action"][1:]) == [x.human_action is not None
                                                           for x in recs]
+
+
+def test_log_benchmark_reports_both_formats():
+    from takeover.experiments.benchmarks.log import main
+
+    out = main(records=600, repeats=1, n_episodes=2)
+    for k in ("v2_write_per_s", "v1_write_per_s", "v2_read_columns_per_s",
+              "v2_bytes_per_record", "v1_bytes_per_record", "write_speedup"):
+        assert out[k] > 0, k
+    assert out["records"] >= 600

@@ -46,6 +46,23 @@ def drive(frames: int = typer.Option(1800, help="frames at 60 fps (30 simulated 
     _table("live loop frame time, ms (budget 16.7 ms at 60 fps)", _numbers(main(frames, agent)))
 
 
+@app.command("log")
+def log(records: int = typer.Option(100_000, help="records written and read per format"),
+        repeats: int = typer.Option(3, help="measurements (the best is reported)"),
+        folder: str = typer.Option(None, help="where to write (default: the temp folder)"),
+        as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+    """Records/s written and read, bytes/record: the 2.0 log against the 1.0 writer."""
+    import json
+
+    from takeover.experiments.benchmarks.log import main
+
+    out = main(records, repeats, folder=folder)
+    if as_json:
+        typer.echo(json.dumps(out))
+    else:
+        _table("intervention log (v1 = schema 1.0 writer, same records, same run)", out)
+
+
 def _numbers(rows: dict) -> dict:
     """The numeric entries of a benchmark's result (names and labels are dropped)."""
     return {k: v for k, v in rows.items() if v is None or isinstance(v, (int, float))}

@@ -16,13 +16,15 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from takeover.logio import LogError, LogReadResult, read_log
+from takeover.control import count_interventions, fallback_segments
+from takeover.logio import LogError, LogReadResult, find_logs, read_log
 from takeover.records import StepRecord
 
 LogPath = Annotated[Path, typer.Argument(help="run directory of the log")]
 app = typer.Typer(help="Check, summarise and export intervention logs.", no_args_is_help=True)
 
-EXIT_OK, EXIT_DAMAGED, EXIT_INCOMPLETE = 0, 1, 2
+EXIT_OK, EXIT_DAMAGED = 0, 2
+"""``log check``: 0 every log intact and complete; 2 damage, an interrupted run, or no log."""
 CONTROLLERS = ("agent", "human", "fallback")
 
 
@@ -35,43 +37,69 @@ def _load(path: Path) -> LogReadResult:
 
 
 def exit_code(res: LogReadResult) -> int:
-    """0 clean; 1 damaged (dropped records, checksum mismatch, missing files); 2 an
-    interrupted run only (an unfinished episode, or a finished one the manifest had not yet
-    listed): every completed episode is intact."""
-    if res.damaged or res.dropped or (res.problems and not res.incomplete):
-        return EXIT_DAMAGED
-    if res.incomplete or res.unlisted:
-        return EXIT_INCOMPLETE
-    return EXIT_OK
+    """0 clean; 2 damaged (dropped frames, checksum mismatch, missing or copied files,
+    non-finite actions) or interrupted (an unfinished or unjournaled episode)."""
+    return EXIT_OK if res.status == "ok" else EXIT_DAMAGED
+
+
+_TOTALS = ("complete", "incomplete", "damaged", "records", "dropped", "unlisted")
 
 
 @app.command()
 def check(
-    path: LogPath,
+    path: Annotated[Path, typer.Argument(help="a log's run directory, or a run folder: every "
+                                              "log under it is checked")],
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
 ) -> None:
-    """Validate a log: counts of complete / incomplete / damaged episodes, records, dropped.
+    """Validate every log at or under PATH: complete / incomplete / damaged episodes, records,
+    dropped frames.
 
-    Exit code 0 = clean, 1 = damage found, 2 = incomplete episodes only (interrupted run).
+    ``--json`` prints one object: the totals, ``status`` (``ok``, ``interrupted``,
+    ``damaged``) and ``logs`` (each log's own result, by path relative to PATH). Exit code 0 =
+    every log clean, 2 = damage, an interrupted run, or no log found.
     """
-    res = _load(path)
-    out = res.summary()
-    out["exit_code"] = code = exit_code(res)
+    if not path.is_dir():
+        typer.echo(f"error: {path} is not a directory; pass a log's run directory or a run "
+                   "folder", err=True)
+        raise typer.Exit(EXIT_DAMAGED)
+    logs = find_logs(path)
+    if not logs:
+        typer.echo(f"error: no log under {path} (a log has meta.json, journal or episodes/)",
+                   err=True)
+        raise typer.Exit(EXIT_DAMAGED)
+    results: dict[str, dict] = {}
+    for log in logs:
+        rel = log.relative_to(path).as_posix() or "."
+        try:
+            res = read_log(log)
+        except LogError as e:
+            results[rel] = {"status": "damaged", "ok": False, "problems": [str(e)],
+                            **{k: 0 for k in _TOTALS}, "error": str(e)}
+            continue
+        results[rel] = res.summary()
+    statuses = [r["status"] for r in results.values()]
+    status = ("damaged" if "damaged" in statuses else
+              "interrupted" if "interrupted" in statuses else "ok")
+    code = EXIT_OK if status == "ok" else EXIT_DAMAGED
+    out = {"path": str(path), "status": status, "ok": status == "ok", "exit_code": code,
+           **{k: sum(r[k] for r in results.values()) for k in _TOTALS}, "logs": results}
     if as_json:
         typer.echo(json.dumps(out))
-    else:
-        typer.echo(
-            f"{path}: {out['complete']} complete, {out['incomplete']} incomplete, "
-            f"{out['damaged']} damaged episodes; {out['records']} records, "
-            f"{out['dropped']} dropped"
-        )
-        for p in res.problems:
+        raise typer.Exit(code)
+    for rel, r in results.items():
+        where = path if rel == "." else path / rel
+        typer.echo(f"{where}: {r['status']}: {r['complete']} complete, {r['incomplete']} "
+                   f"incomplete, {r['damaged']} damaged episodes; {r['records']} records, "
+                   f"{r['dropped']} dropped")
+        for p in r.get("problems", []):
             typer.echo(f"  - {p}")
-        for eid in res.incomplete:
+        for eid in r.get("incomplete_ids", []):
             typer.echo(f"  - episode {eid}: incomplete (the writer was interrupted)")
-        for eid in res.unlisted:
+        for eid in r.get("unlisted_ids", []):
             typer.echo(f"  - episode {eid}: complete, but the writer was interrupted before "
-                       "listing it in manifest.json")
+                       "journaling it")
+    if len(results) > 1:
+        typer.echo(f"{len(results)} logs: {status}")
     raise typer.Exit(code)
 
 
@@ -89,8 +117,10 @@ def control_period(records: Sequence[StepRecord]) -> float:
 
 
 def episode_summary(records: Sequence[StepRecord]) -> dict[str, Any]:
-    """Who drove how long, interventions, takeover requests and takeover times of one
-    episode (a takeover time is ``takeover_time - tor_time`` of a requested takeover)."""
+    """Who drove how long, human interventions (``takeover.control``: segments the human
+    held control; a fallback / MRM is counted apart, a key press that changed nothing is
+    not one), takeover requests and takeover times of one episode (a takeover time is
+    ``takeover_time - tor_time`` of a requested takeover)."""
     dt = control_period(records)
     ctrl = [r.controller for r in records]
     out: dict[str, Any] = {"episode": records[0].episode, "steps": len(records)}
@@ -98,8 +128,8 @@ def episode_summary(records: Sequence[StepRecord]) -> dict[str, Any]:
         n = sum(1 for x in ctrl if x == c)
         out[f"{c}_steps"] = n
         out[f"{c}_s"] = n * dt
-    out["interventions"] = sum(
-        1 for i, c in enumerate(ctrl) if c == "human" and (i == 0 or ctrl[i - 1] != "human"))
+    out["interventions"] = count_interventions(ctrl)  # takeover.control: human-held segments
+    out["mrm"] = len(fallback_segments(ctrl))
     out["switches"] = sum(1 for i in range(1, len(ctrl)) if ctrl[i] != ctrl[i - 1])
     tors = {r.tor_time for r in records if math.isfinite(r.tor_time)}
     out["tors"] = len(tors)
@@ -107,7 +137,7 @@ def episode_summary(records: Sequence[StepRecord]) -> dict[str, Any]:
              if math.isfinite(r.tor_time) and math.isfinite(r.takeover_time)
              and r.takeover_time >= r.tor_time}
     out["takeover_times"] = sorted(b - a for a, b in pairs)
-    out["reason"] = records[-1].reason
+    out["reason"] = records[-1].outcome or records[-1].reason
     out["return"] = float(sum(r.reward for r in records))
     return out
 
@@ -122,21 +152,22 @@ def show(path: LogPath) -> None:
     title = f"{path} (run {res.meta.run_id if res.meta else '?'})"
     table = Table(title=title)
     for col in ("episode", "steps", "agent s", "human s", "fallback s", "interventions",
-                "TORs", "takeover s", "outcome"):
+                "MRMs", "TORs", "takeover s", "outcome"):
         table.add_column(col, justify="left" if col in ("episode", "outcome") else "right")
     rows = [episode_summary(recs) for recs in res.episodes.values() if recs]
     for s in rows:
         tt = ", ".join(f"{x:.1f}" for x in s["takeover_times"]) or "-"
         table.add_row(s["episode"], str(s["steps"]), f"{s['agent_s']:.1f}",
                       f"{s['human_s']:.1f}", f"{s['fallback_s']:.1f}", str(s["interventions"]),
-                      str(s["tors"]), tt, s["reason"] or "-")
+                      str(s["mrm"]), str(s["tors"]), tt, s["reason"] or "-")
     if rows:
         all_tt = [x for s in rows for x in s["takeover_times"]]
         table.add_section()
         table.add_row(
             f"total ({len(rows)})", str(sum(s["steps"] for s in rows)),
             *(f"{sum(s[f'{c}_s'] for s in rows):.1f}" for c in CONTROLLERS),
-            str(sum(s["interventions"] for s in rows)), str(sum(s["tors"] for s in rows)),
+            str(sum(s["interventions"] for s in rows)), str(sum(s["mrm"] for s in rows)),
+            str(sum(s["tors"] for s in rows)),
             f"median {np.median(all_tt):.1f}" if all_tt else "-", "")
     console = Console()
     console.print(table)
@@ -258,8 +289,8 @@ def _spaces(res: LogReadResult, env_id: str | None):
 def to_minari(res: LogReadResult, dataset_id: str, env_id: str | None = None):
     """A Minari dataset with one episode per complete log episode, in log order.
 
-    ``observations[t]`` is the record's ``obs`` for ``t < n``; the log does not keep the
-    observation after the last step, so ``observations[n]`` repeats ``observations[n-1]``.
+    ``observations[t]`` is the record's ``obs`` for ``t < n``; ``observations[n]`` is the
+    episode's terminal observation (a 1.0 log has none: it repeats ``observations[n-1]``).
     ``infos[t + 1]`` holds the fields of record ``t`` (Minari's convention: the info
     returned by step ``t``), ``infos[0]`` the same keys with empty values.
     """
@@ -283,7 +314,8 @@ def to_minari(res: LogReadResult, dataset_id: str, env_id: str | None = None):
         first["episode"] = recs[0].episode
         rows = [first, *rows]
         _type_consistent(rows, keys)
-        obs = np.stack([r.obs for r in recs] + [recs[-1].obs]).astype(np.float32)
+        last = recs[-1].terminal_obs if recs[-1].terminal_obs is not None else recs[-1].obs
+        obs = np.stack([r.obs for r in recs] + [last]).astype(np.float32)
         acts = np.stack([r.action for r in recs])
         acts = acts[:, 0].astype(np.int64) if discrete else acts.astype(np.float32)
         buffers.append(EpisodeBuffer(

@@ -1,0 +1,142 @@
+"""Intervention-log throughput: records/s written and read and bytes per record of the 2.0
+columnar log against the schema-1.0 writer, on the same records in the same run.
+
+The records are real: ``takeover/CutIn-v0`` driven by the env's cautious IDM driver (so
+episodes run towards the 300-step limit, as a competent agent's do), with the default estimators' three scores (q_risk,
+novelty, ttc), a scripted human holding control for ~10% of the steps, and the env's full
+info dict. Writing includes every fsync, rename and journal/manifest write; reading is
+``read_columns`` (the training reader) and, for both formats, ``read_log(...).episodes``
+(the record-iterator API). Targets (issue 12): >= 200k records/s written and read (columns),
+<= 300 bytes a record.
+
+    python -m takeover.experiments.benchmarks.log      # or: takeover bench log
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from takeover.records import RunMeta, StepRecord, as_action_array
+
+
+def episodes(n_episodes: int = 30, seed: int = 0) -> list[list[StepRecord]]:
+    """Supervised-looking episodes from the real env (development seeds ``seed..``)."""
+    import gymnasium as gym
+
+    import takeover.envs  # noqa: F401
+    from takeover.envs.drivers import IDMDriver
+
+    env = gym.make("takeover/CutIn-v0")
+    driver = IDMDriver()
+    rng = np.random.default_rng(seed)
+    out = []
+    for e in range(n_episodes):
+        obs, info = env.reset(seed=seed + e)
+        driver.reset()
+        recs, human_left, done = [], 0, False
+        while not done:
+            action = driver(env.unwrapped)
+            if human_left == 0 and rng.uniform() < 0.01:
+                human_left = int(rng.integers(10, 40))
+            human, human_left = human_left > 0, max(0, human_left - 1)
+            nxt, reward, term, trunc, info = env.step(action)
+            done = bool(term or trunc)
+            act = as_action_array(action)
+            end = str(info.get("reason", "")) if done else ""
+            recs.append(StepRecord(
+                episode=f"e{e:05d}", step=len(recs), time=float(info["time"]),
+                wall_time=time.time(), obs=obs, agent_action=act, member_actions=None,
+                human_action=act if human else None, action=act,
+                controller="human" if human else "agent", phase="human" if human else "agent",
+                scores={"q_risk": float(rng.beta(1, 20)), "novelty": float(rng.gamma(2, 0.5)),
+                        "ttc": 1.0 / max(float(info["ttc"]), 1e-3)},
+                threshold=0.5, reward=float(reward), terminated=bool(term),
+                truncated=bool(trunc), reason=end, info=dict(info), outcome=end,
+                terminal_obs=nxt if done else None))
+            obs = nxt
+        out.append(recs)
+    env.close()
+    return out
+
+
+def _renamed(eps: list[list[StepRecord]], total: int) -> list[list[StepRecord]]:
+    """``eps`` cycled under fresh episode ids until ``total`` records."""
+    out, n, i = [], 0, 0
+    while n < total:
+        src = eps[i % len(eps)]
+        eid = f"r{i:06d}"
+        out.append([replace(r, episode=eid) for r in src])
+        n, i = n + len(src), i + 1
+    return out
+
+
+def _write(writer_cls, run: Path, eps: list[list[StepRecord]], **kw) -> float:
+    meta = RunMeta(run_id="bench", seed=0)
+    start = time.perf_counter()
+    with writer_cls(run, meta, **kw) as log:
+        for recs in eps:
+            for r in recs:
+                log.write(r)
+            log.end_episode()
+    return time.perf_counter() - start
+
+
+def _bytes(run: Path) -> int:
+    return sum(p.stat().st_size for p in run.rglob("*") if p.is_file())
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main(records: int = 100_000, repeats: int = 3, n_episodes: int = 30,
+         folder: str | None = None) -> dict[str, Any]:
+    """Best-of-``repeats`` rates (noise only slows), the formats interleaved per repeat.
+    ``v2`` is the default writer (an fsync per episode, as 1.0); ``v2_nosync`` is
+    ``durable=False`` (no per-episode fsync), which shows what the disk costs."""
+    from takeover.logio import LogWriter, LogWriterV1, read_columns, read_log
+
+    eps = _renamed(episodes(n_episodes), records)
+    n = sum(len(e) for e in eps)
+    best: dict[str, float] = {}
+    size: dict[str, int] = {}
+    tmp = Path(tempfile.mkdtemp(prefix="takeover-bench-log-", dir=folder))
+    try:
+        for rep in range(repeats):
+            for name, cls, kw in (("v2", LogWriter, {}), ("v1", LogWriterV1, {}),
+                                  ("v2_nosync", LogWriter, {"durable": False})):
+                run = tmp / f"{name}-{rep}"
+                t = {"write": _write(cls, run, eps, **kw)}
+                size[name] = _bytes(run)
+                if name != "v2_nosync":
+                    t["read_records"] = _timed(lambda run=run: read_log(run).episodes)
+                if name == "v2":
+                    t["read_columns"] = _timed(lambda run=run: read_columns(run))
+                for k, v in t.items():
+                    key = f"{name}_{k}_per_s"
+                    best[key] = max(best.get(key, 0.0), n / v)
+                shutil.rmtree(run)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out: dict[str, Any] = {"records": n, "episodes": len(eps),
+                           "mean_episode_steps": n / len(eps), **best}
+    out["v2_bytes_per_record"] = size["v2"] / n
+    out["v1_bytes_per_record"] = size["v1"] / n
+    out["write_speedup"] = best["v2_write_per_s"] / best["v1_write_per_s"]
+    out["read_speedup_columns"] = best["v2_read_columns_per_s"] / best["v1_read_records_per_s"]
+    out["size_ratio"] = out["v1_bytes_per_record"] / out["v2_bytes_per_record"]
+    return out
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=1))
