@@ -115,7 +115,7 @@ def main(steps: int = 3000, repeats: int = 5, env_id: str = "takeover/Highway-v0
     ensemble, one batched torch forward)."""
     from takeover.supervisor.estimators import EnsembleDisagreement
     from takeover.supervisor.gates import BudgetGate, GateContext
-    from takeover.supervisor.loop import Supervisor
+    from takeover.supervisor.engine import Supervisor
     from takeover.types import Phase
 
     threads = torch.get_num_threads()

@@ -184,7 +184,7 @@ def run_drive(opts: DriveOptions) -> DriveResult:
     from takeover.supervisor.gates import GATES
     from takeover.supervisor.handover import HandoverConfig
     from takeover.supervisor.keyboard import KeyboardHuman, key_event, keymap
-    from takeover.supervisor.loop import Supervisor
+    from takeover.supervisor.engine import Supervisor
     from takeover.supervisor.replay import ReplayHuman, load_events, save_events
 
     if opts.fps <= 0:
