@@ -123,6 +123,34 @@ def row(info: Mapping[str, Any], i: int) -> dict[str, Any]:
             if not k.startswith(("_", "final_")) and isinstance(v, np.ndarray)}
 
 
+class InfoRow(Mapping):
+    """World ``i``'s info as a read-only mapping over the batched arrays (no copy: what a
+    per-world human reads, built N times per step)."""
+
+    __slots__ = ("_info", "_i")
+
+    def __init__(self, info: Mapping[str, Any], i: int) -> None:
+        self._info, self._i = info, i
+
+    def __getitem__(self, key: str) -> Any:
+        if key.startswith(("_", "final_")):
+            raise KeyError(key)
+        return self._info[key][self._i]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        v = self._info.get(key)
+        return default if v is None or key.startswith(("_", "final_")) else v[self._i]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._info and not str(key).startswith(("_", "final_"))
+
+    def __iter__(self):
+        return (k for k in self._info if not k.startswith(("_", "final_")))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
 # --- worlds: what the engine steps ------------------------------------------------------
 class WorldView:
     """World ``i`` of a ``HighwayVectorEnv`` seen like an unwrapped ``HighwayEnv``
@@ -247,6 +275,8 @@ class VectorWorlds:
         o = np.empty((rows, *obs.shape[1:]), dtype=np.float32)
         for j in range(rows):
             sc.set_state(j, states[min(j, m - 1)])
+        if callable(getattr(sc, "set_mrm", None)):
+            sc.set_mrm(np.zeros(rows, dtype=bool))  # the agent alone, not the MRM
         o[:m], o[m:] = obs, obs[m - 1]
         alive = np.ones(rows, dtype=bool)
         alive[m:] = False
@@ -414,7 +444,7 @@ class PerWorldHumans:
             view = HumanView(phase=PHASES[phase[i]], tor_active=bool(views.tor_active[i]),
                              tor_elapsed=float(views.tor_elapsed[i]),
                              urgency=float(views.urgency[i]), time=float(views.time[i]))
-            inf = info_row(i) if info_row is not None else row(info, i)
+            inf = info_row(i) if info_row is not None else InfoRow(info, i)
             wv = get_view(i) if get_view is not None else WorldView(world, i)
             hin = h.act(obs[i], inf, wv, view)
             if not isinstance(hin, HumanInput):
@@ -714,8 +744,6 @@ class Engine:
         self.humans.reset(idx, seeds)
         if self.counterfactual is not None:
             self.counterfactual.reset(idx, seeds)
-        if self.worlds.has_mrm:
-            self.worlds.fallback(np.zeros(self.n, dtype=bool), self.config)
 
     @property
     def done(self) -> bool:
@@ -753,9 +781,13 @@ class Engine:
         bad = obs_bad | agent_bad
         for s in scores.values():
             bad = bad | ~np.isfinite(s)
-        safe = {k: np.where(bad | ~np.isfinite(s), np.inf, s) for k, s in scores.items()}
+        # unknown risk is maximal risk; idle worlds (no episode left) feed the gate NaN, which
+        # requests nothing and is not learnt from
+        idle = ~self.active
+        safe = {k: np.where(idle, math.nan, np.where(bad | ~np.isfinite(s), np.inf, s))
+                for k, s in scores.items()}
         score = (safe[self.gate_score] if self.gate_score is not None
-                 else np.where(bad, np.inf, math.nan))
+                 else np.where(bad & ~idle, np.inf, math.nan))
         ho = self.handover
         ctx = GateContext(time=t, phase=ho.phase.copy(), info=info, out=out,
                           human_action=self.last_human, scores=safe, dt=self.dt)

@@ -146,7 +146,8 @@ def engine_rate(n: int, *, seconds: float, label: bool, log_dir: str | None, hum
 
         writer = LogWriter(log_dir, RunMeta(run_id=f"bench-{n}-{label}", seed=seed))
     eng.start(list(range(seed, seed + 20 * n + 100)))  # more episodes than fit
-    for _ in range(3):  # warm-up (numba compiles, caches fill)
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < min(2.0, seconds):  # warm-up: compiles, first resets
         eng.step()
     steps, episodes, t0 = 0, 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
