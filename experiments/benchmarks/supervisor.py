@@ -168,6 +168,54 @@ def engine_rate(n: int, *, seconds: float, label: bool, log_dir: str | None, hum
             "steps_per_s": steps / wall}
 
 
+def _us(fn, reps: int) -> float:
+    fn()
+    t = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    return (time.perf_counter() - t) / reps * 1e6
+
+
+def hotspots(agent: str = "novice", reps: int = 300) -> dict[str, float]:
+    """Microseconds per call of the issue's hot spots, each next to the form it replaced
+    (same run): novelty (float32 GEMM vs the float64 upcast of the reference every call),
+    the predictive gate (closed-form slope vs ``np.polyfit``), the agent forward."""
+    from takeover.agents import load_agent
+    from takeover.supervisor.estimators import Novelty
+    from takeover.supervisor.gates import GateContext, PredictiveGate
+    from takeover.types import AgentOutputs
+
+    a = load_agent(agent)
+    ref = np.asarray(a.reference_obs, dtype=np.float32)
+    nov = Novelty(ref)
+    x1, x256 = ref[:1] + 0.01, np.resize(ref, (256, *ref.shape[1:])) + 0.01
+    r64 = nov.reference.astype(np.float64)
+
+    def old_novelty() -> None:  # what the estimator did before: upcast every call
+        x = x1.reshape(1, -1).astype(np.float64)
+        ref_ = nov.reference.astype(np.float64)
+        d2 = (x ** 2).sum(1)[:, None] + (r64 ** 2).sum(1)[None] - 2.0 * x @ ref_.T
+        np.sort(np.partition(np.maximum(d2, 0), nov.k - 1, axis=1)[:, :nov.k], axis=1)
+
+    gate = PredictiveGate(level=0.8, horizon=1.0, window=5)
+    out = AgentOutputs(action=np.zeros(1, np.int64))
+    ctx = GateContext(time=np.zeros(1), phase=np.zeros(1, np.int8), info={}, out=out,
+                      human_action=np.full((1, 1), np.nan))
+    score = np.array([0.3])
+    y = np.linspace(0.1, 0.5, 5)
+    x = np.arange(5.0)
+    return {
+        "novelty_us_n1": _us(lambda: nov.score_batch(x1), reps),
+        "novelty_float64_upcast_us_n1": _us(old_novelty, reps),
+        "novelty_us_per_world_n256": _us(lambda: nov.score_batch(x256), 10) / 256,
+        "predictive_gate_us_n1": _us(lambda: gate.decide(score, ctx), reps),
+        "polyfit_us": _us(lambda: np.polyfit(x, y, 1), reps),
+        "agent_forward_us_n1": _us(lambda: a.act_arrays(x1), reps),
+        "agent_forward_us_per_world_n256": _us(lambda: a.act_arrays(x256), 10) / 256,
+        "reference_points": int(len(nov.reference)),
+    }
+
+
 def main(worlds: tuple[int, ...] = (1, 256), seconds: float = 5.0, human: str = "average",
          agent: str = "novice", seed: int = 0, log: bool = True) -> dict[str, Any]:
     """Every configuration for ``seconds`` of wall time each, plus the reference."""
@@ -190,6 +238,7 @@ def main(worlds: tuple[int, ...] = (1, 256), seconds: float = 5.0, human: str = 
                             rows.append(row)
         return {"reference": "highway-fast-v0 + SB3 PPO predict + TTC threshold",
                 "reference_steps_per_s": ref, "agent": agent, "rows": rows,
+                "hotspots_us": hotspots(agent),
                 "goals": {"batched_no_labels": 100_000, "batched_labels": 20_000,
                           "x_reference": 1000}}
     finally:
