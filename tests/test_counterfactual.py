@@ -13,9 +13,9 @@ from helpers import ConstantAgent
 import takeover.envs  # noqa: F401  (registers the envs)
 from takeover.envs.drivers import IDMDriver
 from takeover.supervisor.counterfactual import Counterfactual, Label, report
+from takeover.supervisor.engine import Supervisor
 from takeover.supervisor.estimators import TTCOracle
 from takeover.supervisor.gates import GATES
-from takeover.supervisor.engine import Supervisor
 from takeover.types import AgentOutput, HumanInput, Phase
 
 

@@ -125,10 +125,10 @@ def test_discrete_arrow_press_is_one_meta_action(tmp_path):
 def test_recorded_drive_replays_bit_identically(tmp_path):
     import gymnasium as gym
 
+    from takeover.supervisor.engine import Supervisor
     from takeover.supervisor.estimators import make_estimators
     from takeover.supervisor.gates import GATES
     from takeover.supervisor.handover import HandoverConfig
-    from takeover.supervisor.engine import Supervisor
 
     plan = {5: [(D, pygame.K_t)], 6: [(U, pygame.K_t)], 13: [(D, pygame.K_LEFT)],
             17: [(D, pygame.K_DOWN)], 47: [(U, pygame.K_LEFT)], 71: [(U, pygame.K_DOWN)],

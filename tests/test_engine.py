@@ -145,3 +145,41 @@ def test_countdown_to_the_fallback():
         sup.step()
     assert left[0] == pytest.approx(0.9) and left[8] == pytest.approx(0.1)
     assert math.isnan(left[-1])  # in the fallback: no countdown
+
+
+def test_experiment_episodes_are_the_same_in_any_batch(tmp_path):
+    """``Rollouts.run_batch`` over 5 worlds gives, episode by episode, the records and
+    labels of the batch of one (``run``): the shipped-style agent, the expert human, a
+    threshold gate on TTC and counterfactual labels."""
+    from helpers import tiny_checkpoint
+
+    from takeover.agents import load_agent
+    from takeover.config import from_dict
+    from takeover.experiments import episodes as ep
+    from takeover.experiments.config import ExperimentConfig
+
+    cfg = from_dict(ExperimentConfig, {
+        "name": "t", "seed": 3,
+        "env": {"scenarios": ["cut_in"], "action_type": "discrete", "duration": 8.0},
+        "agent": {"name": "x"},
+        "supervisor": {"gate": "threshold", "gate_kwargs": {"high": 0.3, "min_dwell": 2},
+                       "gate_score": "ttc", "estimators": ["ensemble", "ttc"],
+                       "human": "expert", "handover_kwargs": {"timeout": 2.0}},
+        "counterfactual": {"horizon": 1.0, "sample_every": 5}})
+    agent = load_agent(tiny_checkpoint(tmp_path / "agent"))
+    envs = ep.EnvCache(cfg)
+    cond = ep.conditions(cfg)[0]
+    seeds = [ep.episode_seed(cfg.seed, "eval", "cut_in", 0, i) for i in range(6)]
+    eids = [f"e{i}" for i in range(6)]
+    batched = ep.Rollouts(cfg, envs, agent, max_worlds=5).run_batch(cond, "cut_in", seeds,
+                                                                    eids, label=True)
+    one = ep.Rollouts(cfg, envs, agent)
+    for (recs, labels), seed, eid in zip(batched, seeds, eids):
+        r1, l1 = one.run(cond, "cut_in", seed, eid, label=True)
+        assert len(r1) == len(recs) and l1 == labels
+        for a, b in zip(r1, recs):
+            np.testing.assert_array_equal(a.obs, b.obs)
+            np.testing.assert_array_equal(a.action, b.action)
+            assert (a.scores, a.controller, a.transition, a.info) == (
+                b.scores, b.controller, b.transition, b.info)
+    assert any(r.controller == "human" for recs, _ in batched for r in recs)

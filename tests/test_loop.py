@@ -14,10 +14,10 @@ import takeover.envs  # noqa: F401  (registers the envs)
 from takeover.envs import HAZARD_IDS
 from takeover.envs.drivers import ConstantSpeedDriver, IDMDriver
 from takeover.experiments.benchmarks.supervisor import RandomEnsembleAgent
+from takeover.supervisor.engine import Supervisor
 from takeover.supervisor.estimators import EnsembleDisagreement, Novelty, PolicyEntropy, TTCOracle
 from takeover.supervisor.gates import GATES
 from takeover.supervisor.handover import HandoverConfig
-from takeover.supervisor.engine import Supervisor
 from takeover.types import AgentOutput, HumanInput, Phase
 
 
