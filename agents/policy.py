@@ -26,7 +26,7 @@ from gymnasium import spaces
 
 from takeover.agents.ensemble import LOG_STD_MAX, LOG_STD_MIN, EnsemblePolicy
 from takeover.agents.risk import RiskCritic
-from takeover.types import AgentOutput
+from takeover.types import AgentOutput, AgentOutputs
 
 
 class EnsembleAgent:
@@ -117,6 +117,16 @@ class EnsembleAgent:
         for i in range(b):
             outs.append(self._output(i, action, member, probs, dist, risk, risk_samples, drop))
         return outs
+
+    def act_arrays(self, obs: np.ndarray) -> AgentOutputs:
+        """``(N, *obs_shape)`` -> one :class:`~takeover.types.AgentOutputs`, each row
+        computed independently of the batch (``takeover.agents.arrays``): the supervision
+        engine's path, same bits at any batch size. MC dropout takes ``act_batch``."""
+        if self.dropout_samples > 0:
+            return AgentOutputs.stack(self.act_batch(obs))
+        from takeover.agents.arrays import act_arrays
+
+        return act_arrays(self, obs)
 
     def act(self, obs: np.ndarray) -> AgentOutput:
         """The agent's answer for one observation (``takeover.types.Agent``).

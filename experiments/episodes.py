@@ -1,5 +1,7 @@
-"""Running one episode of one condition: the only module of ``experiments`` that wires the
-env, the agent and the supervisor together (everything after it reads ``StepRecord`` lists).
+"""Running a condition's episodes: the only module of ``experiments`` that wires the env,
+the agent and the supervision engine together (everything after it reads ``StepRecord``
+lists). Episodes run as batches of worlds on one engine (``Rollouts.run_batch``), and
+independent batches on both cores (``run_jobs``).
 
 A *condition* is what a row of the report compares: the configured gate (``supervised``),
 the agent with nobody watching (``agent_alone``: no estimators, no gate, no human), or the
@@ -15,6 +17,7 @@ Each condition keeps one gate object for the whole run, so gates that recalibrat
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,11 +74,13 @@ def conditions(cfg: ExperimentConfig, random_rate: float = 0.05) -> list[Conditi
 
 
 class EnvCache:
-    """One env per scenario, reused across episodes (``reset(seed)`` makes them independent)."""
+    """One env per scenario (and one batched env per scenario and batch size), reused
+    across episodes (``reset(seed)`` makes them independent)."""
 
     def __init__(self, cfg: ExperimentConfig) -> None:
         self.kwargs = cfg.env.env_kwargs()
         self._envs: dict[str, gym.Env] = {}
+        self._vec: dict[tuple[str, int], Any] = {}
 
     def get(self, scenario: str) -> gym.Env:
         if scenario not in self._envs:
@@ -84,31 +89,50 @@ class EnvCache:
             self._envs[scenario] = gym.make(SCENARIO_IDS[scenario], **self.kwargs)
         return self._envs[scenario]
 
+    def batch(self, scenario: str, n: int) -> Any:
+        """A ``HighwayVectorEnv`` of ``n`` worlds of ``scenario``."""
+        key = (scenario, n)
+        if key not in self._vec:
+            import takeover.envs  # noqa: F401
+            from takeover.envs.vector import make_vector_env
+
+            self._vec[key] = make_vector_env(SCENARIO_IDS[scenario], n, **self.kwargs)
+        return self._vec[key]
+
     def close(self) -> None:
         for env in self._envs.values():
             env.close()
         self._envs.clear()
+        self._vec.clear()
+
+
+MAX_WORLDS = 64
+"""Worlds stepped together by default: past ~64 the per-step cost is per world anyway, and
+a smaller batch wastes fewer idle worlds at the tail of a condition's episodes."""
 
 
 class Rollouts:
-    """Plays episodes of any condition with the real supervisor
-    (``takeover.supervisor.loop.Supervisor``), one gate object per condition."""
+    """Plays episodes of any condition on the supervision engine
+    (``takeover.supervisor.engine.Engine``), batched over worlds, one gate object per
+    condition. The same seeds give the same records whatever the batch size (gates that
+    recalibrate online from every world, ``budget`` / ``thrifty``, excepted)."""
 
-    def __init__(self, cfg: ExperimentConfig, envs: EnvCache, agent: Any) -> None:
+    def __init__(self, cfg: ExperimentConfig, envs: EnvCache, agent: Any,
+                 max_worlds: int = MAX_WORLDS) -> None:
         self.cfg, self.envs, self.agent = cfg, envs, agent
+        self.max_worlds = int(max_worlds)
         self._gates: dict[tuple, Any] = {}
-        self._human = None
         self._estimators: dict[str, Any] | None = None
 
     def estimators(self) -> dict[str, Any]:
-        """Built once per run (the novelty estimator indexes the agent's training sample)."""
+        """Built once per run; estimators that declare ``needs = {"reference_obs"}`` (e.g.
+        novelty) index the agent's training sample."""
         if self._estimators is None:
             from takeover.supervisor.estimators import make_estimators
 
-            ref = getattr(self.agent, "reference_obs", None)
-            spec = {n: ({"reference": ref} if n == "novelty" and ref is not None else {})
-                    for n in self.cfg.supervisor.estimators}
-            self._estimators = make_estimators(spec)
+            self._estimators = make_estimators(
+                list(self.cfg.supervisor.estimators),
+                reference_obs=getattr(self.agent, "reference_obs", None))
         return self._estimators
 
     def gate(self, condition: Condition) -> Any:
@@ -120,37 +144,77 @@ class Rollouts:
             self._gates[key] = GATES.make(name, **condition.gate_kwargs)
         return self._gates[key]
 
-    def human(self) -> Any:
-        if self._human is None:
-            from takeover.supervisor.humans import ScriptedHuman
+    def humans(self, n: int) -> Any:
+        """N scripted humans of the configured model, one per world, advanced together."""
+        from takeover.supervisor.humans import HUMANS
 
-            s = self.cfg.supervisor
-            self._human = ScriptedHuman(s.human, **dict(s.human_kwargs))
-        return self._human
+        s = self.cfg.supervisor
+        return HUMANS.make(s.human, num_worlds=n, **dict(s.human_kwargs))
 
-    def run(self, condition: Condition, scenario: str, seed: int, episode_id: str,
-            label: bool = False) -> tuple[list[StepRecord], list[Any]]:
-        """One episode; returns its records and (when ``label``) counterfactual labels."""
+    def run_batch(self, condition: Condition, scenario: str, seeds: Sequence[int],
+                  episode_ids: Sequence[str], label: bool = False
+                  ) -> list[tuple[list[StepRecord], list[Any]]]:
+        """One episode per seed, ``max_worlds`` at a time; returns ``(records, labels)`` per
+        episode in seed order."""
+        from takeover.config import from_dict
         from takeover.supervisor.counterfactual import Counterfactual
+        from takeover.supervisor.engine import Engine
         from takeover.supervisor.handover import HandoverConfig
-        from takeover.supervisor.loop import Supervisor
 
+        if not seeds:
+            return []
         s, cf_cfg = self.cfg.supervisor, self.cfg.counterfactual
         alone = condition.gate is None
         cf = None
         if label and not alone and condition.name not in NO_LABELS:
             cf = Counterfactual(horizon=cf_cfg.horizon, sample_rate=1.0 / cf_cfg.sample_every,
                                 seed=self.cfg.seed)
-        sup = Supervisor(
-            self.envs.get(scenario), self.agent,
-            {} if alone else self.estimators(),
-            self.gate(condition), None if alone else self.human(),
+        n = min(len(seeds), self.max_worlds)
+        eng = Engine(
+            self.envs.batch(scenario, n), self.agent, {} if alone else self.estimators(),
+            self.gate(condition), None if alone else self.humans(n),
             gate_score=None if alone else s.gate_score,
-            handover=HandoverConfig(**dict(s.handover_kwargs)),
-            episode_name=lambda _seed, _i: episode_id, counterfactual=cf,
-        )
-        records = sup.run_episode(seed)
-        return records, (cf.labels if cf is not None else [])
+            handover=from_dict(HandoverConfig, dict(s.handover_kwargs)), counterfactual=cf)
+        eps = eng.run(list(seeds), list(episode_ids))
+        return [(e.records, e.labels) for e in eps]
+
+    def run(self, condition: Condition, scenario: str, seed: int, episode_id: str,
+            label: bool = False) -> tuple[list[StepRecord], list[Any]]:
+        """One episode; returns its records and (when ``label``) counterfactual labels
+        (the batch of one: the same records as in any batch)."""
+        return self.run_batch(condition, scenario, [seed], [episode_id], label)[0]
+
+
+def learns_online(gate: Any) -> bool:
+    """The gate recalibrates from what every world saw (its episodes depend on the order
+    they end in, so they must run in one process)."""
+    inner = getattr(gate, "inner", None)
+    return hasattr(gate, "q") or (inner is not None and learns_online(inner))
+
+
+def run_jobs(rollouts: Rollouts, jobs: Sequence[tuple], processes: int = 2) -> list[list]:
+    """``rollouts.run_batch(*job)`` for every job, on ``processes`` forked workers when
+    every job's gate is stateless across episodes (else in this process, in order).
+    Returns the results in job order; the same as running them one by one."""
+    if processes <= 1 or len(jobs) <= 1 or any(learns_online(rollouts.gate(j[0])) for j in jobs):
+        return [rollouts.run_batch(*j) for j in jobs]
+    import multiprocessing as mp
+
+    global _WORKER
+    _WORKER = rollouts
+    ctx = mp.get_context("fork")
+    with ctx.Pool(processes) as pool:
+        return pool.map(_run_job, jobs, chunksize=1)
+
+
+_WORKER: Rollouts | None = None
+
+
+def _run_job(job: tuple) -> list:
+    import torch
+
+    torch.set_num_threads(1)
+    return _WORKER.run_batch(*job)
 
 
 def request_rate(episodes: list[list[StepRecord]]) -> float:

@@ -137,10 +137,12 @@ class Experiment:
         try:
             for run in (range(cfg.eval.seeds) if runs is None else runs):
                 for scen in cfg.env.scenarios:
-                    for i in range(episodes):
-                        seed = ep.episode_seed(cfg.seed, purpose, scen, run, i)
-                        eid = f"{condition.name}-{scen}-s{run:02d}-e{i:03d}"
-                        records, labels = self.rollouts.run(condition, scen, seed, eid, label)
+                    seeds = [ep.episode_seed(cfg.seed, purpose, scen, run, i)
+                             for i in range(episodes)]
+                    eids = [f"{condition.name}-{scen}-s{run:02d}-e{i:03d}"
+                            for i in range(episodes)]
+                    batch = self.rollouts.run_batch(condition, scen, seeds, eids, label)
+                    for i, (records, labels) in enumerate(batch):
                         if writer is not None:
                             for r in records:
                                 writer.write(r)

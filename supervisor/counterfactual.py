@@ -1,20 +1,22 @@
 """Counterfactual trigger scoring: was a takeover request *needed*?
 
-At a step we snapshot the world (``env.unwrapped.get_state()``), let the agent drive alone
-for ``horizon`` seconds from there, restore the snapshot exactly, and label the step
-*needed* if the agent alone failed (collision / off-road) within the horizon. Labelled are
+At a step we snapshot the world, let the agent drive alone for ``horizon`` seconds from
+there (on a scratch copy for batched worlds, or on the env restored exactly afterwards for
+a single one), and label the step *needed* if the agent alone failed (collision /
+off-road) within the horizon. Labelled are
 every step where some gate requests (all of them) and a seeded uniform sample of the other
 steps (``sample_rate``); each label carries its inverse sampling probability as a weight, so
 AUROC / AUPRC / recall computed with weights are unbiased over all steps.
 
-The rollout steps the *unwrapped* env (no wrapper sees it, rendering is suspended) and the
-snapshot includes the world's RNG, so the real episode continues exactly as if nothing
-happened. The agent must be deterministic (or have no hidden state an ``act`` call would
+A single env's rollout steps the *unwrapped* env (no wrapper sees it, rendering is
+suspended) and the snapshot includes the world's RNG, so the real episode continues exactly
+as if nothing happened. The agent must be deterministic (or have no hidden state an ``act`` call would
 advance); pass a separate ``agent=`` for rollouts otherwise.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,6 +25,9 @@ from typing import Any
 import numpy as np
 
 from takeover.types import Agent
+
+from .engine import default_failure
+from .gates import _uniform, stream_key
 
 
 @dataclass(frozen=True)
@@ -50,78 +55,93 @@ class Label:
     weight: float = 1.0
 
 
-def default_failure(terminated: bool, info: Mapping[str, Any]) -> bool:
-    """Collision or off-road when the env reports them, else any termination."""
-    if "collision" in info or "offroad" in info:
-        return bool(info.get("collision", False) or info.get("offroad", False))
-    return bool(terminated)
-
-
-def rollout_alone(env: Any, agent: Agent, obs: np.ndarray, steps: int,
-                  failure: Callable[[bool, Mapping[str, Any]], bool] = default_failure) -> int:
-    """Let ``agent`` drive alone for up to ``steps`` steps from the env's current world, then
-    restore the world exactly. Returns the number of steps until failure, or -1."""
-    base = env.unwrapped
-    if not hasattr(base, "get_state") or not hasattr(base, "set_state"):
-        raise TypeError(f"counterfactual scoring needs env.unwrapped.get_state()/set_state(); "
-                        f"{type(base).__name__} has none (takeover/* envs do)")
-    state = base.get_state()
-    render_mode = getattr(base, "render_mode", None)
-    base.render_mode = None
-    try:
-        o = obs
-        for k in range(steps):
-            o, _, terminated, truncated, info = base.step(agent.act(o).action)
-            if failure(terminated, info):
-                return k + 1
-            if terminated or truncated:
-                break
-        return -1
-    finally:
-        base.set_state(state)
-        base.render_mode = render_mode
-
-
 class Counterfactual:
-    """Labels steps of supervised episodes; collect with ``labels``, summarise with
-    :func:`report`. Same ``seed`` and episode seeds -> same labels."""
+    """Labels steps of supervised episodes for N worlds at once; collect with ``labels``,
+    summarise with :func:`report`. Same ``seed`` and episode seeds -> same labels, whatever
+    the batch size: each world's sampler is a counter-based stream keyed by ``(seed,
+    episode seed)`` (:func:`~takeover.supervisor.gates.stream_key`).
+
+    On batched worlds the snapshots are queued and rolled out ``pool`` at a time on a
+    scratch copy of the env (one batched agent forward per rollout step for all of them);
+    :meth:`flush` runs what is queued (``Engine.run`` calls it at the end)."""
 
     def __init__(self, horizon: float = 2.0, sample_rate: float = 0.1, seed: int = 0, *,
                  agent: Agent | None = None,
-                 failure: Callable[[bool, Mapping[str, Any]], bool] = default_failure) -> None:
-        if horizon <= 0:
-            raise ValueError(f"horizon={horizon}: must be > 0 s")
+                 failure: Callable[[np.ndarray, Mapping[str, Any]], np.ndarray] = default_failure,
+                 pool: int = 256) -> None:
+        if not horizon > 0 or not math.isfinite(horizon):
+            raise ValueError(f"horizon={horizon}: must be a finite number > 0 s")
         if not 0.0 < sample_rate <= 1.0:
             raise ValueError(f"sample_rate={sample_rate}: must be in (0, 1] (share of "
                              f"non-trigger steps to label)")
+        if pool < 1:
+            raise ValueError(f"pool={pool}: must be >= 1 snapshots")
         self.horizon, self.sample_rate, self.seed = float(horizon), float(sample_rate), seed
         self.agent = agent
         self.failure = failure
+        self.pool = int(pool)
         self.labels: list[Label] = []
-        self.reset(None)
+        self._pending: list[tuple[Label, Any, np.ndarray]] = []
+        self._dt = 0.1
+        self.bind(1)
 
-    def reset(self, episode_seed: int | None) -> None:
-        """Seed this episode's sampler from ``(seed, episode_seed)``."""
-        key = [self.seed] if episode_seed is None else [self.seed, int(episode_seed)]
-        self.rng = np.random.default_rng(key)
+    def bind(self, n: int) -> None:
+        self.key = np.zeros(n, dtype=np.uint64)
+        self.count = np.zeros(n, dtype=np.int64)
+        self.reset(np.arange(n), [None] * n)
 
-    def observe(self, env: Any, agent: Agent, obs: np.ndarray, *, episode: str, step: int,
-                time: float, dt: float, scores: Mapping[str, float],
-                requests: Mapping[str, bool], onsets: Mapping[str, bool]) -> Label | None:
-        """Maybe label this step (call before ``env.step``). Always draws one number, so the
-        sample does not depend on what the gates did."""
-        sampled = bool(self.rng.random() < self.sample_rate)
-        triggered = any(requests.values())
-        if not (sampled or triggered):
-            return None
-        steps = max(int(round(self.horizon / dt)), 1)
-        k = rollout_alone(env, self.agent or agent, obs, steps, self.failure)
-        label = Label(episode=episode, step=step, time=time, needed=k > 0,
-                      time_to_failure=k * dt if k > 0 else math.nan,
-                      requests=dict(requests), onsets=dict(onsets), scores=dict(scores),
-                      weight=1.0 if triggered else 1.0 / self.sample_rate)
-        self.labels.append(label)
-        return label
+    def reset(self, worlds: np.ndarray, episode_seeds: Sequence[int | None]) -> None:
+        """Seed the samplers of ``worlds`` from ``(seed, episode_seed)``."""
+        for w, s in zip(np.asarray(worlds).tolist(), episode_seeds):
+            self.key[w] = stream_key(self.seed, s)
+        self.count[worlds] = 0
+
+    def observe(self, worlds: Any, act: Callable[[np.ndarray], Any], obs: np.ndarray, *,
+                active: np.ndarray, episodes: Sequence[str], steps: np.ndarray,
+                time: np.ndarray, dt: float, scores: Mapping[str, np.ndarray],
+                requests: Mapping[str, np.ndarray], onsets: Mapping[str, np.ndarray]) -> None:
+        """Maybe label this step in each world (call before ``env.step``). Every world draws
+        one number, so the sample does not depend on what the gates did."""
+        sampled = _uniform(self.key, self.count) < self.sample_rate
+        self.count += 1
+        triggered = np.zeros(len(obs), dtype=bool)
+        for r in requests.values():
+            triggered |= r
+        rows = np.flatnonzero(active & (sampled | triggered))
+        if not len(rows):
+            return
+        self._dt = dt
+        for i in rows.tolist():
+            trig = bool(triggered[i])
+            label = Label(episode=episodes[i], step=int(steps[i]), time=float(time[i]),
+                          needed=False, time_to_failure=math.nan,
+                          requests={g: bool(r[i]) for g, r in requests.items()},
+                          onsets={g: bool(o[i]) for g, o in onsets.items()},
+                          scores={k: float(v[i]) for k, v in scores.items()},
+                          weight=1.0 if trig else 1.0 / self.sample_rate)
+            self._pending.append((label, worlds.snapshot(i), obs[i]))
+        if not worlds.defers_rollouts or len(self._pending) >= self.pool:
+            self.flush(worlds, act)
+
+    def flush(self, worlds: Any, act: Callable[[np.ndarray], Any]) -> None:
+        """Roll out every queued snapshot and append their labels."""
+        if not self._pending:
+            return
+        if self.agent is not None:
+            from takeover.supervisor.engine import agent_outputs
+
+            agent = self.agent
+
+            def act(o: np.ndarray) -> Any:
+                return agent_outputs(agent, o)
+
+        steps = max(int(round(self.horizon / self._dt)), 1)
+        pend, self._pending = self._pending, []
+        k = worlds.rollout_alone([p[1] for p in pend], np.stack([p[2] for p in pend]), act,
+                                 steps, self.failure)
+        for (label, _, _), kk in zip(pend, k.tolist()):
+            self.labels.append(dataclasses.replace(
+                label, needed=kk > 0, time_to_failure=kk * self._dt if kk > 0 else math.nan))
 
 
 def _weighted_metrics(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> tuple[float, float]:

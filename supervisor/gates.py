@@ -1,10 +1,16 @@
-"""Takeover gates: from this step's score, decide whether to ask the human to drive.
+"""Takeover gates: from this step's scores, decide whether to ask the human to drive.
 
-A gate sees one score (the configured estimator's) plus a :class:`GateContext` and returns a
-:class:`GateDecision`: ``request`` (ask for / keep the human), the ``threshold`` it compared
-against (NaN if none) and ``release`` (it would let the agent drive again). The handover
-protocol (``takeover.supervisor.handover``) turns decisions into takeover requests and
-handbacks. Gates that learn their threshold online do so in ``end_episode()``.
+A gate decides for N worlds at once: it sees the configured estimator's ``(N,)`` scores plus
+a :class:`GateContext` and returns a :class:`GateDecision` of ``(N,)`` arrays: ``request``
+(ask for / keep the human), the ``threshold`` it compared against (NaN if none) and
+``release`` (it would let the agent drive again). Per-world state lives in arrays sized by
+``bind(n)``; ``reset(worlds, seeds)`` starts new episodes in some worlds and
+``end_episode(worlds)`` ends them (gates that learn their threshold online refit there, from
+what every world saw). The handover protocol (``takeover.supervisor.handover``) turns
+decisions into takeover requests and handbacks.
+
+A non-finite score reaches a gate as ``+inf`` (the engine's fail-safe: unknown risk is
+maximal risk), so every thresholding gate asks for the human.
 
 Add a gate with one class and one ``GATES.register`` line.
 """
@@ -12,48 +18,49 @@ Add a gate with one class and one ``GATES.register`` line.
 from __future__ import annotations
 
 import math
-from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+from numba import njit
 
 from takeover.registry import Registry
-from takeover.types import AgentOutput, Phase
+from takeover.types import AgentOutputs
 
 
 @dataclass(frozen=True)
 class GateContext:
-    """What a gate may look at besides its score.
+    """What a gate may look at besides its score, for N worlds.
 
     Attributes:
-        time: simulation time, s.
-        phase: the protocol state before this step.
-        info: the env's info for the current observation.
-        out: the agent's output for the current observation.
-        human_action: the human's latest action (previous step), or ``None``.
-        scores: every estimator's score this step, by name (for gates using two signals).
+        time: ``(N,)`` simulation time, s.
+        phase: ``(N,)`` int8 protocol state before this step (``takeover.types.PHASES``).
+        info: the env's info for the current observations, ``(N,)`` arrays by key.
+        out: the agent's outputs for the current observations.
+        human_action: ``(N, A)`` float64 latest human action (previous steps), NaN rows
+            where the human has given none this episode.
+        scores: every estimator's ``(N,)`` scores this step, by name (non-finite -> +inf).
         dt: control period, s.
     """
 
-    time: float
-    phase: Phase
+    time: np.ndarray
+    phase: np.ndarray
     info: Mapping[str, Any]
-    out: AgentOutput
-    human_action: Any = None
-    scores: Mapping[str, float] = field(default_factory=dict)
+    out: AgentOutputs
+    human_action: np.ndarray
+    scores: Mapping[str, np.ndarray] = field(default_factory=dict)
     dt: float = 0.1
 
 
 @dataclass(frozen=True)
 class GateDecision:
-    """``request``: the human should drive; ``threshold``: the level the score was compared
-    to (NaN if none); ``release``: the gate allows handing control back to the agent."""
+    """``(N,)`` arrays. ``request``: the human should drive; ``threshold``: the level the
+    score was compared to (NaN if none); ``release``: the gate allows handing control back."""
 
-    request: bool
-    threshold: float = math.nan
-    release: bool = True
+    request: np.ndarray
+    threshold: np.ndarray
+    release: np.ndarray
 
 
 @runtime_checkable
@@ -61,11 +68,15 @@ class Gate(Protocol):
     name: str
     accepts_human_initiative: bool
 
-    def decide(self, score: float, ctx: GateContext) -> GateDecision: ...
+    def bind(self, n: int) -> None:
+        """Size the per-world state for ``n`` worlds (keeps what was learned online)."""
+        ...
 
-    def reset(self) -> None: ...
+    def decide(self, score: np.ndarray, ctx: GateContext) -> GateDecision: ...
 
-    def end_episode(self) -> None: ...
+    def reset(self, worlds: np.ndarray, seeds: Sequence[int | None]) -> None: ...
+
+    def end_episode(self, worlds: np.ndarray) -> None: ...
 
 
 GATES: Registry[Gate] = Registry("gate")
@@ -76,18 +87,38 @@ class BaseGate:
 
     name = "base"
     accepts_human_initiative = False
+    n = 0
 
-    def reset(self) -> None:
-        """Called at the start of every episode (clear per-episode state)."""
+    def __init__(self) -> None:
+        self.bind(1)
 
-    def end_episode(self) -> None:
-        """Called when an episode ends (online recalibration goes here)."""
+    def bind(self, n: int) -> None:
+        self.n = int(n)
+        self.reset(np.arange(self.n), [None] * self.n)
+
+    def reset(self, worlds: np.ndarray, seeds: Sequence[int | None]) -> None:
+        """Called when episodes start in ``worlds`` (clear their per-episode state)."""
+
+    def end_episode(self, worlds: np.ndarray) -> None:
+        """Called when the episodes of ``worlds`` end (online recalibration goes here)."""
+
+    def _const(self, request: bool, release: bool,
+               threshold: float = math.nan) -> GateDecision:
+        n = self.n
+        return GateDecision(np.full(n, request), np.full(n, threshold), np.full(n, release))
 
 
 def _check_rate(rate: float, what: str = "target_rate") -> float:
-    if not 0.0 <= rate <= 1.0:
+    if not 0.0 <= rate <= 1.0:  # NaN fails too
         raise ValueError(f"{what}={rate}: must be a fraction of steps in [0, 1]")
     return float(rate)
+
+
+def _finite(value: float, what: str) -> float:
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{what}=nan: give a number")
+    return value
 
 
 @GATES.register("never")
@@ -96,8 +127,8 @@ class NeverGate(BaseGate):
 
     name = "never"
 
-    def decide(self, score: float, ctx: GateContext) -> GateDecision:
-        return GateDecision(False, math.nan, True)
+    def decide(self, score: np.ndarray, ctx: GateContext) -> GateDecision:
+        return self._const(False, True)
 
 
 @GATES.register("always")
@@ -106,24 +137,61 @@ class AlwaysGate(BaseGate):
 
     name = "always"
 
-    def decide(self, score: float, ctx: GateContext) -> GateDecision:
-        return GateDecision(True, math.nan, False)
+    def decide(self, score: np.ndarray, ctx: GateContext) -> GateDecision:
+        return self._const(True, False)
+
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _uniform(key: np.ndarray, counter: np.ndarray) -> np.ndarray:
+    """Counter-based uniforms in [0, 1): splitmix64 of ``key + counter * golden``. One
+    stream per world keyed by its episode seed, so a world's draws do not depend on how
+    many other worlds share the batch."""
+    with np.errstate(over="ignore"):
+        z = key + counter.astype(np.uint64) * _GOLDEN
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
+def stream_key(seed: int, episode_seed: int | None) -> np.uint64:
+    """A 64-bit key for :func:`_uniform` from a base seed and an episode seed."""
+    entropy = [int(seed)] if episode_seed is None else [int(seed), int(episode_seed)]
+    return np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0]
 
 
 @GATES.register("random")
 class RandomGate(BaseGate):
-    """Requests on a random ``rate`` of steps (seeded): the baseline a smart gate must beat
-    at the same intervention rate."""
+    """Requests on a random ``rate`` of steps (seeded per episode from ``(seed, episode
+    seed)``): the baseline a smart gate must beat at the same intervention rate."""
 
     name = "random"
 
     def __init__(self, rate: float = 0.05, seed: int = 0) -> None:
         self.rate = _check_rate(rate, "rate")
-        self.rng = np.random.default_rng(seed)
+        self.seed = int(seed)
+        self.episodes = 0
+        self.bind(1)
 
-    def decide(self, score: float, ctx: GateContext) -> GateDecision:
-        req = bool(self.rng.random() < self.rate)
-        return GateDecision(req, math.nan, not req)
+    def bind(self, n: int) -> None:
+        self.key = np.zeros(n, dtype=np.uint64)
+        self.count = np.zeros(n, dtype=np.int64)
+        super().bind(n)
+
+    def reset(self, worlds: np.ndarray, seeds: Sequence[int | None]) -> None:
+        for w, s in zip(worlds, seeds):
+            if s is None:  # unseeded episodes still get distinct streams
+                self.episodes += 1
+                s = -self.episodes
+            self.key[w] = stream_key(self.seed, s & 0xFFFFFFFFFFFF)
+        self.count[worlds] = 0
+
+    def decide(self, score: np.ndarray, ctx: GateContext) -> GateDecision:
+        req = _uniform(self.key, self.count) < self.rate
+        self.count += 1
+        return GateDecision(req, np.full(self.n, math.nan), ~req)
 
 
 @GATES.register("threshold")
@@ -135,89 +203,115 @@ class ThresholdGate(BaseGate):
     name = "threshold"
 
     def __init__(self, high: float = 0.5, low: float | None = None, min_dwell: int = 5) -> None:
-        low = high if low is None else low
+        high = _finite(high, "high")
+        low = high if low is None else _finite(low, "low")
         if low > high:
             raise ValueError(f"low={low} > high={high}: the release level must not exceed the "
                              f"request level")
         if min_dwell < 0:
             raise ValueError(f"min_dwell={min_dwell}: must be >= 0 steps")
         self.high, self.low, self.min_dwell = float(high), float(low), int(min_dwell)
-        self.reset()
+        self.bind(1)
 
-    def reset(self) -> None:
-        self.on = False
-        self.dwell = 0
+    def bind(self, n: int) -> None:
+        self.on = np.zeros(n, dtype=bool)
+        self.dwell = np.zeros(n, dtype=np.int64)
+        super().bind(n)
 
-    def decide(self, score: float, ctx: GateContext) -> GateDecision:
-        if not self.on and score > self.high:
-            self.on, self.dwell = True, 0
-        elif self.on:
-            self.dwell += 1
-            if score < self.low and self.dwell >= self.min_dwell:
-                self.on = False
-        return GateDecision(self.on, self.high, not self.on)
+    def reset(self, worlds: np.ndarray, seeds: Sequence[int | None]) -> None:
+        self.on[worlds] = False
+        self.dwell[worlds] = 0
+
+    def decide(self, score: np.ndarray, ctx: GateContext) -> GateDecision:
+        on = self.on
+        start = ~on & (score > self.high)
+        self.dwell = np.where(on, self.dwell + 1, 0)
+        stop = on & (score < self.low) & (self.dwell >= self.min_dwell)
+        self.on = on = (on | start) & ~stop
+        return GateDecision(on.copy(), np.full(self.n, self.high), ~on)
 
 
-class _OnlineQuantile:
-    """Threshold = (1 - rate) quantile of every score seen so far, refit per episode."""
+class OnlineQuantile:
+    """Threshold = (1 - rate) quantile of the last ``max_history`` finite scores of every
+    world, refit when episodes end (a fleet learning its budget together)."""
 
     def __init__(self, rate: float, initial: float, max_history: int) -> None:
+        if max_history < 1:
+            raise ValueError(f"max_history={max_history}: must be >= 1 scores")
         self.rate = rate
         self.threshold = float(initial)
-        self.history: deque[float] = deque(maxlen=max_history)
-        self.episode: list[float] = []
+        self.buf = np.empty(int(max_history))
+        self.filled = 0
+        self.pos = 0
 
-    def observe(self, score: float) -> None:
-        if math.isfinite(score):
-            self.episode.append(score)
+    def observe(self, score: np.ndarray) -> None:
+        s = np.asarray(score, dtype=np.float64).reshape(-1)
+        s = s[np.isfinite(s)]
+        m, cap = len(s), len(self.buf)
+        if m >= cap:
+            self.buf[:] = s[-cap:]
+            self.pos, self.filled = 0, cap
+            return
+        end = self.pos + m
+        if end <= cap:
+            self.buf[self.pos:end] = s
+        else:
+            cut = cap - self.pos
+            self.buf[self.pos:] = s[:cut]
+            self.buf[: m - cut] = s[cut:]
+        self.pos = end % cap
+        self.filled = min(self.filled + m, cap)
 
     def refit(self) -> None:
-        self.history.extend(self.episode)
-        self.episode = []
-        if self.history:
-            self.threshold = float(np.quantile(np.fromiter(self.history, float), 1.0 - self.rate))
+        if self.filled:
+            self.threshold = float(np.quantile(self.buf[: self.filled], 1.0 - self.rate))
 
 
 @GATES.register("budget")
 class BudgetGate(BaseGate):
     """ThriftyDAgger's budget rule: the threshold is the ``(1 - target_rate)`` quantile of
-    all scores seen so far, refit after every episode, so the share of steps with a request
+    the scores seen so far, refit whenever episodes end, so the share of steps with a request
     converges to ``target_rate`` whatever the score's scale. Before the first refit the
     threshold is ``initial`` (``inf``: no requests until a first episode calibrates it; or
-    call ``fit(scores)`` with held-out scores)."""
+    call ``fit(scores)`` with held-out scores). In a batch the refit sees every world's
+    scores, so records match a single-env run only at the same batch size."""
 
     name = "budget"
 
     def __init__(self, target_rate: float = 0.05, initial: float = math.inf,
                  max_history: int = 200_000) -> None:
         self.target_rate = _check_rate(target_rate)
-        self.q = _OnlineQuantile(self.target_rate, initial, max_history)
+        self.q = OnlineQuantile(self.target_rate, _finite(initial, "initial"), max_history)
+        self.bind(1)
 
     @property
     def threshold(self) -> float:
         return self.q.threshold
 
     def fit(self, scores: np.ndarray) -> BudgetGate:
-        for s in np.asarray(scores, dtype=float).reshape(-1):
-            self.q.observe(float(s))
+        self.q.observe(scores)
         self.q.refit()
         return self
 
-    def decide(self, score: float, ctx: GateContext) -> GateDecision:
+    def decide(self, score: np.ndarray, ctx: GateContext) -> GateDecision:
         self.q.observe(score)
-        req = bool(score > self.q.threshold)
-        return GateDecision(req, self.q.threshold, not req)
+        req = score > self.q.threshold
+        return GateDecision(req, np.full(self.n, self.q.threshold), ~req)
 
-    def end_episode(self) -> None:
+    def end_episode(self, worlds: np.ndarray) -> None:
         self.q.refit()
 
 
-def action_discrepancy(a: Any, b: Any) -> float:
-    """Euclidean distance between two Box actions; 0/1 mismatch for Discrete indices."""
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if x.ndim == 0 or (x.size == 1 and np.issubdtype(np.asarray(a).dtype, np.integer)):
-        return float(x.reshape(-1)[0] != y.reshape(-1)[0])
-    return float(np.linalg.norm(x - y))
+def action_discrepancy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise distance of ``(N,)`` / ``(N, A)`` actions: Euclidean for Box actions, 0/1
+    mismatch for Discrete indices (``a`` integer); NaN rows of ``b`` give NaN."""
+    a = np.asarray(a)
+    b = np.asarray(b, dtype=np.float64).reshape(len(a), -1)
+    if a.ndim == 1 and np.issubdtype(a.dtype, np.integer):
+        d = (a.astype(np.float64) != b[:, 0]).astype(np.float64)
+        return np.where(np.isnan(b[:, 0]), np.nan, d)
+    diff = a.reshape(len(a), -1).astype(np.float64) - b
+    return np.sqrt((diff * diff).sum(axis=1))
 
 
 @GATES.register("thrifty")
@@ -234,31 +328,55 @@ class ThriftyGate(BaseGate):
                  risk_high: float = 0.5, risk_low: float = 0.5, discrepancy: float = 0.1,
                  initial: float = math.inf, max_history: int = 200_000) -> None:
         self.target_rate = _check_rate(target_rate)
-        self.q = _OnlineQuantile(self.target_rate, initial, max_history)
+        self.q = OnlineQuantile(self.target_rate, _finite(initial, "initial"), max_history)
         self.risk_score = risk_score
-        self.risk_high, self.risk_low = float(risk_high), float(risk_low)
-        self.discrepancy = float(discrepancy)
+        self.risk_high = _finite(risk_high, "risk_high")
+        self.risk_low = _finite(risk_low, "risk_low")
+        self.discrepancy = _finite(discrepancy, "discrepancy")
+        self.bind(1)
 
-    def _risk(self, ctx: GateContext) -> float:
+    def _risk(self, ctx: GateContext) -> np.ndarray:
         if self.risk_score in ctx.scores:
-            return float(ctx.scores[self.risk_score])
+            return np.asarray(ctx.scores[self.risk_score], dtype=np.float64)
         if ctx.out.risk is not None:
-            return float(ctx.out.risk)
+            r = np.asarray(ctx.out.risk, dtype=np.float64)
+            return np.where(np.isfinite(r), r, np.inf)
         raise ValueError(f"thrifty gate needs a risk: add estimator {self.risk_score!r} "
                          f"(e.g. 'q_risk') or an agent that reports AgentOutput.risk")
 
-    def decide(self, score: float, ctx: GateContext) -> GateDecision:
+    def decide(self, score: np.ndarray, ctx: GateContext) -> GateDecision:
         self.q.observe(score)
         risk = self._risk(ctx)
-        req = bool(score > self.q.threshold or risk > self.risk_high)
-        release = risk < self.risk_low and (
-            ctx.human_action is None
-            or action_discrepancy(ctx.out.action, ctx.human_action) < self.discrepancy
-        )
-        return GateDecision(req, self.q.threshold, bool(release and not req))
+        req = (score > self.q.threshold) | (risk > self.risk_high)
+        disc = action_discrepancy(ctx.out.action, ctx.human_action)
+        agrees = np.isnan(ctx.human_action).all(axis=1) | (disc < self.discrepancy)
+        release = (risk < self.risk_low) & agrees & ~req
+        return GateDecision(req, np.full(self.n, self.q.threshold), release)
 
-    def end_episode(self) -> None:
+    def end_episode(self, worlds: np.ndarray) -> None:
         self.q.refit()
+
+
+@njit(cache=True)
+def _trend(recent: np.ndarray, count: np.ndarray, horizon: float, dt: float) -> np.ndarray:
+    n, w = recent.shape
+    out = np.empty(n)
+    for i in range(n):
+        m = min(count[i], w)
+        last = recent[i, w - 1]
+        if m < 2:
+            out[i] = last
+            continue
+        sx = sy = sxx = sxy = 0.0
+        for j in range(w - m, w):
+            x, y = float(j), recent[i, j]
+            sx += x
+            sy += y
+            sxx += x * x
+            sxy += x * y
+        slope = (sxy - sx * sy / m) / (sxx - sx * sx / m) / dt
+        out[i] = last + max(slope, 0.0) * horizon if slope == slope else last
+    return out
 
 
 @GATES.register("predictive")
@@ -267,9 +385,9 @@ class PredictiveGate(BaseGate):
     ``horizon`` seconds exceeds ``level``, so the human gets lead time; release once it falls
     below ``release_level``. The prediction comes from
 
-    * ``source="trend"``: the gate's score extrapolated ``horizon`` s ahead with a
-      least-squares slope over the last ``window`` steps (rising scores only), or the
-      current score if higher: works with any estimator;
+    * ``source="trend"``: the gate's score extrapolated ``horizon`` s ahead with the
+      least-squares slope (closed form) over the last ``window`` steps (rising scores only),
+      or the current score if higher: works with any estimator;
     * ``source="critic"``: the agent's risk critic at that horizon,
       ``out.extra["risk_by_horizon"][h]`` for the critic horizon ``h`` closest to ``horizon``
       (P(failure within h s)); the gate's score is then not used.
@@ -279,47 +397,55 @@ class PredictiveGate(BaseGate):
 
     def __init__(self, level: float = 0.5, horizon: float = 2.0, window: int = 5,
                  release_level: float | None = None, source: str = "trend") -> None:
-        if horizon < 0 or window < 2:
+        if not horizon >= 0 or window < 2:
             raise ValueError(f"horizon={horizon} s must be >= 0 and window={window} >= 2 steps")
         if source not in ("trend", "critic"):
             raise ValueError(f"source={source!r}: use 'trend' or 'critic'")
-        self.level = float(level)
-        self.release_level = self.level if release_level is None else float(release_level)
+        self.level = _finite(level, "level")
+        self.release_level = (self.level if release_level is None
+                              else _finite(release_level, "release_level"))
         self.horizon, self.window, self.source = float(horizon), int(window), source
-        self.reset()
+        self.bind(1)
 
-    def reset(self) -> None:
-        self.recent: deque[float] = deque(maxlen=self.window)
-        self.on = False
+    def bind(self, n: int) -> None:
+        self.recent = np.zeros((n, self.window))  # the last `window` scores, newest last
+        self.count = np.zeros(n, dtype=np.int64)
+        self.on = np.zeros(n, dtype=bool)
+        super().bind(n)
 
-    def predict(self, dt: float) -> float:
-        y = np.fromiter(self.recent, float)
-        if len(y) < 2:
-            return float(y[-1])
-        x = np.arange(len(y), dtype=float)
-        slope = float(np.polyfit(x, y, 1)[0]) / dt
-        return float(y[-1] + max(slope, 0.0) * self.horizon)
+    def reset(self, worlds: np.ndarray, seeds: Sequence[int | None]) -> None:
+        self.recent[worlds] = 0.0
+        self.count[worlds] = 0
+        self.on[worlds] = False
 
-    def critic_risk(self, out: AgentOutput) -> float:
+    def predict(self, dt: float) -> np.ndarray:
+        """``(N,)`` newest score plus the rising part of the fitted slope times ``horizon``:
+        slope = cov(x, y) / var(x) over each world's last ``m = min(count, window)`` scores
+        (closed form, one compiled pass; no ``np.polyfit``)."""
+        return _trend(self.recent, self.count, self.horizon, dt)
+
+    def critic_risk(self, out: AgentOutputs) -> np.ndarray:
         table = out.extra.get("risk_by_horizon")
         if not table:
             raise ValueError("predictive gate with source='critic' needs "
                              "AgentOutput.extra['risk_by_horizon'] (an agent with a risk "
                              "critic); or use source='trend'")
         h = min(table, key=lambda k: abs(float(k) - self.horizon))
-        return float(table[h])
+        r = np.asarray(table[h], dtype=np.float64)
+        return np.where(np.isfinite(r), r, np.inf)
 
-    def decide(self, score: float, ctx: GateContext) -> GateDecision:
+    def decide(self, score: np.ndarray, ctx: GateContext) -> GateDecision:
         if self.source == "critic":
             peak = self.critic_risk(ctx.out)
         else:
-            self.recent.append(float(score))
-            peak = max(score, self.predict(ctx.dt))
-        if peak > self.level:
-            self.on = True
-        elif peak < self.release_level:
-            self.on = False
-        return GateDecision(self.on, self.level, not self.on)
+            self.recent[:, :-1] = self.recent[:, 1:]
+            self.recent[:, -1] = score
+            self.count += 1
+            with np.errstate(invalid="ignore"):
+                peak = np.maximum(score, self.predict(ctx.dt))
+            peak = np.where(np.isfinite(score), peak, np.inf)
+        self.on = (self.on | (peak > self.level)) & ~(peak < self.release_level)
+        return GateDecision(self.on.copy(), np.full(self.n, self.level), ~self.on)
 
 
 @GATES.register("human")
@@ -329,8 +455,8 @@ class HumanGate(BaseGate):
     name = "human"
     accepts_human_initiative = True
 
-    def decide(self, score: float, ctx: GateContext) -> GateDecision:
-        return GateDecision(False, math.nan, False)
+    def decide(self, score: np.ndarray, ctx: GateContext) -> GateDecision:
+        return self._const(False, False)
 
 
 @GATES.register("hybrid")
@@ -343,12 +469,17 @@ class HybridGate(BaseGate):
 
     def __init__(self, inner: str | Gate = "threshold", **kwargs: Any) -> None:
         self.inner = GATES.make(inner, **kwargs) if isinstance(inner, str) else inner
+        self.n = self.inner.n
 
-    def decide(self, score: float, ctx: GateContext) -> GateDecision:
+    def bind(self, n: int) -> None:
+        self.n = int(n)
+        self.inner.bind(n)
+
+    def decide(self, score: np.ndarray, ctx: GateContext) -> GateDecision:
         return self.inner.decide(score, ctx)
 
-    def reset(self) -> None:
-        self.inner.reset()
+    def reset(self, worlds: np.ndarray, seeds: Sequence[int | None]) -> None:
+        self.inner.reset(worlds, seeds)
 
-    def end_episode(self) -> None:
-        self.inner.end_episode()
+    def end_episode(self, worlds: np.ndarray) -> None:
+        self.inner.end_episode(worlds)

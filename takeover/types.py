@@ -7,6 +7,7 @@ model plugs in by writing one class and adding one registry line.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -53,6 +54,76 @@ class AgentOutput:
     log_std: np.ndarray | None = None
     risk: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AgentOutputs:
+    """:class:`AgentOutput` of N observations at once, every field with a leading world axis
+    (what the supervision engine passes to estimators and gates; agents may return it from
+    ``act_arrays(obs)`` to skip building N objects).
+
+    Attributes:
+        action: ``(N,)`` int64 (Discrete) or ``(N, A)`` float32 (Box).
+        member_actions: ``(N, K)`` int or ``(N, K, A)`` float32, or ``None``.
+        probs: ``(N, K, n)`` or ``(N, n)``, or ``None``.
+        mean, log_std: ``(N, K, A)`` or ``(N, A)``, or ``None``.
+        risk: ``(N,)`` float64, or ``None``.
+        extra: by name, arrays with a leading ``N`` axis; ``risk_by_horizon`` is
+            ``{horizon_s: (N,) array}``.
+    """
+
+    action: np.ndarray
+    member_actions: np.ndarray | None = None
+    probs: np.ndarray | None = None
+    mean: np.ndarray | None = None
+    log_std: np.ndarray | None = None
+    risk: np.ndarray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.action)
+
+    def row(self, i: int) -> AgentOutput:
+        """World ``i``'s output as one :class:`AgentOutput`."""
+        extra: dict[str, Any] = {}
+        for k, v in self.extra.items():
+            extra[k] = ({h: float(a[i]) for h, a in v.items()} if isinstance(v, dict)
+                        else v[i])
+        act = self.action[i]
+        return AgentOutput(
+            action=int(act) if self.action.ndim == 1 else act,
+            member_actions=None if self.member_actions is None else self.member_actions[i],
+            probs=None if self.probs is None else self.probs[i],
+            mean=None if self.mean is None else self.mean[i],
+            log_std=None if self.log_std is None else self.log_std[i],
+            risk=None if self.risk is None else float(self.risk[i]), extra=extra)
+
+    @classmethod
+    def stack(cls, outs: list[AgentOutput] | tuple[AgentOutput, ...]) -> AgentOutputs:
+        """N single outputs as one batch (fields ``None`` in the first are ``None``)."""
+        first = outs[0]
+
+        def col(name: str) -> np.ndarray | None:
+            if getattr(first, name) is None:
+                return None
+            return np.stack([np.asarray(getattr(o, name)) for o in outs])
+
+        a0 = np.asarray(first.action)
+        if a0.ndim == 0 and np.issubdtype(a0.dtype, np.integer):
+            action = np.array([int(o.action) for o in outs], dtype=np.int64)
+        else:
+            action = np.stack([np.asarray(o.action, dtype=np.float32).reshape(-1)
+                               for o in outs])
+        extra: dict[str, Any] = {}
+        for k, v in first.extra.items():
+            if isinstance(v, dict):
+                extra[k] = {h: np.array([float(o.extra[k][h]) for o in outs]) for h in v}
+            else:
+                extra[k] = np.stack([np.asarray(o.extra[k]) for o in outs])
+        risk = None if first.risk is None else np.array(
+            [math.nan if o.risk is None else float(o.risk) for o in outs])
+        return cls(action=action, member_actions=col("member_actions"), probs=col("probs"),
+                   mean=col("mean"), log_std=col("log_std"), risk=risk, extra=extra)
 
 
 @runtime_checkable

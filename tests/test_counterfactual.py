@@ -12,10 +12,10 @@ from helpers import ConstantAgent
 
 import takeover.envs  # noqa: F401  (registers the envs)
 from takeover.envs.drivers import IDMDriver
-from takeover.supervisor.counterfactual import Counterfactual, Label, report, rollout_alone
+from takeover.supervisor.counterfactual import Counterfactual, Label, report
+from takeover.supervisor.engine import Supervisor
 from takeover.supervisor.estimators import TTCOracle
 from takeover.supervisor.gates import GATES
-from takeover.supervisor.loop import Supervisor
 from takeover.types import AgentOutput, HumanInput, Phase
 
 
@@ -55,8 +55,12 @@ def test_rollouts_do_not_disturb_the_real_episode():
 def test_rollout_restores_state_bit_for_bit():
     env = gym.make("takeover/CutIn-v0")
     obs, _ = env.reset(seed=2)
+    from takeover.supervisor.engine import GymWorld, agent_outputs
+
     before = env.unwrapped.get_state()
-    rollout_alone(env, ConstantAgent(env), obs, 30)
+    agent = ConstantAgent(env)
+    GymWorld(env).rollout_alone([before], obs[None], lambda o: agent_outputs(agent, o), 30,
+                                lambda term, info: np.asarray(term))
     after = env.unwrapped.get_state()
     np.testing.assert_array_equal(before.veh, after.veh)
     np.testing.assert_array_equal(before.wld, after.wld)
@@ -92,6 +96,34 @@ def test_same_seed_same_labels_other_seed_other_sample():
     a, b, c = labels(5), labels(5), labels(6)
     assert a == b and len(a) > 20
     assert a != c
+
+
+class ObsAgent:
+    """Steers straight and keeps a little throttle whatever it sees (stateless, so it acts
+    the same in any world of a batch): fails the sudden brakes."""
+
+    def act(self, obs):
+        return AgentOutput(action=np.array([0.0, 0.1], dtype=np.float32))
+
+
+def test_batched_labels_equal_single_world_labels():
+    """The engine's batched counterfactual (snapshots rolled out on a scratch env) gives the
+    same labels for N = 1 and N = 4 worlds, and some are needed."""
+    from takeover.envs.vector import HighwayVectorEnv
+    from takeover.supervisor.engine import Engine
+
+    seeds = [3, 4, 5, 6, 7]
+    out = {}
+    for n in (1, 4):
+        cf = Counterfactual(horizon=2.0, sample_rate=0.3, seed=1, pool=16)
+        eng = Engine(HighwayVectorEnv(n, scenario="sudden_brake", duration=10.0), ObsAgent(),
+                     {"ttc": TTCOracle()}, GATES.make("threshold", high=0.3, low=0.2), None,
+                     gate_score="ttc", counterfactual=cf)
+        eps = eng.run(seeds)
+        out[n] = [(lb.episode, lb.step, lb.needed, lb.time_to_failure, lb.weight,
+                   lb.requests["gate"]) for e in eps for lb in e.labels]
+    assert out[1] == out[4]
+    assert len(out[1]) > 50 and any(x[2] for x in out[1]) and not all(x[2] for x in out[1])
 
 
 def test_report_scores_estimators_and_gates():
@@ -130,8 +162,8 @@ def test_foreign_envs_without_snapshots_are_refused_clearly():
         def act(self, o):
             return AgentOutput(action=0)
 
-    with pytest.raises(TypeError, match="get_state"):
-        rollout_alone(env, Zero(), obs, 5)
+    with pytest.raises(TypeError, match="get_state"):  # refused before any step
+        Supervisor(env, Zero(), {}, GATES.make("never"), counterfactual=Counterfactual())
     with pytest.raises(ValueError, match="sample_rate"):
         Counterfactual(sample_rate=0.0)
 

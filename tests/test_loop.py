@@ -14,10 +14,10 @@ import takeover.envs  # noqa: F401  (registers the envs)
 from takeover.envs import HAZARD_IDS
 from takeover.envs.drivers import ConstantSpeedDriver, IDMDriver
 from takeover.experiments.benchmarks.supervisor import RandomEnsembleAgent
+from takeover.supervisor.engine import Supervisor
 from takeover.supervisor.estimators import EnsembleDisagreement, Novelty, PolicyEntropy, TTCOracle
 from takeover.supervisor.gates import GATES
 from takeover.supervisor.handover import HandoverConfig
-from takeover.supervisor.loop import Supervisor
 from takeover.types import AgentOutput, HumanInput, Phase
 
 
@@ -131,7 +131,7 @@ def test_budget_gate_realised_rate_within_20_percent_over_50_episodes():
     agent = DoubtfulAgent(env)
     gate = GATES.make("budget", target_rate=0.05)
     sup = Supervisor(env, agent, {"ensemble": EnsembleDisagreement()}, gate, IDMHuman(),
-                     gate_score="ensemble", handover=HandoverConfig(handback="gate",
+                     gate_score="ensemble", handover=HandoverConfig(release="gate",
                                                                      min_human_time=0.0))
     requests = steps = 0
     for seed in range(55):
@@ -187,54 +187,83 @@ def test_loop_runs_on_highway_env_through_the_adapter():
     assert all(r.human_action is None for r in recs)
 
 
-def test_batched_supervisor_matches_single_env_runs():
+class WorldAgent:
+    """ConstantAgent for every world of a batched env, through ``act_batch``."""
+
+    def __init__(self, worlds):
+        self.worlds = worlds
+
+    def act_batch(self, obs):
+        return [AgentOutput(action=ConstantSpeedDriver()(v)) for v in self.worlds.views]
+
+
+def _engine(n, scenario="sudden_brake", gate=None, humans="idm", **kw):
     from takeover.envs.vector import HighwayVectorEnv
-    from takeover.supervisor.loop import BatchedSupervisor
+    from takeover.supervisor.engine import Engine
 
-    n = 3
-    venv = HighwayVectorEnv(n, scenario="sudden_brake", duration=12.0)
-    bs = BatchedSupervisor(venv, None, {"ttc": TTCOracle()},
-                           lambda: GATES.make("threshold", high=0.3, low=0.2),
-                           [IDMHuman(release_after=3.0) for _ in range(n)], gate_score="ttc",
-                           run_id="b")
+    venv = HighwayVectorEnv(n, scenario=scenario, duration=12.0)
+    gate = gate or GATES.make("threshold", high=0.3, low=0.2)
+    hs = [IDMHuman(release_after=3.0) for _ in range(n)] if humans == "idm" else humans
+    eng = Engine(venv, None, {"ttc": TTCOracle()}, gate, hs, gate_score="ttc", run_id="b", **kw)
+    eng.agent = WorldAgent(eng.worlds)
+    return eng
 
-    class BatchAgent:  # ConstantAgent per world, through the batched interface
-        def act_batch(self, obs):
-            return [AgentOutput(action=ConstantSpeedDriver()(v)) for v in bs.views]
 
-    bs.agent = BatchAgent()
-    recs = bs.run_episodes(n, seed=10)
+def test_engine_batched_matches_single_env_runs():
+    seeds = [10, 11, 12, 13, 14]
+    eps = _engine(3).run(seeds)  # 5 episodes on 3 worlds: two worlds play a second one
     env = gym.make("takeover/SuddenBrake-v0", duration=12.0)
     sup = Supervisor(env, ConstantAgent(env), {"ttc": TTCOracle()},
                      GATES.make("threshold", high=0.3, low=0.2), IDMHuman(release_after=3.0),
                      gate_score="ttc")
-    for i in range(n):
-        single = sup.run_episode(10 + i)
-        batch = [r for r in recs if r.episode == f"b/w{i:02d}-e0000"]
-        assert len(batch) == len(single)
-        for a, b in zip(single, batch):
+    assert [e.seed for e in eps] == seeds
+    for e, seed in zip(eps, seeds):
+        single = sup.run_episode(seed)
+        assert e.name == f"b/s{seed:04d}-e{seeds.index(seed):04d}"
+        assert len(e.records) == len(single)
+        for a, b in zip(single, e.records):
             np.testing.assert_array_equal(a.action, b.action)
-            assert (a.controller, a.transition, a.reason, a.time) == (
-                b.controller, b.transition, b.reason, b.time)
+            np.testing.assert_array_equal(a.obs, b.obs)
+            assert (a.controller, a.transition, a.reason, a.time, a.step, a.scores) == (
+                b.controller, b.transition, b.reason, b.time, b.step, b.scores)
+        np.testing.assert_array_equal(e.final_obs.shape, (9, 7))
+
+
+def _same_records(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        for f in ("obs", "agent_action", "action"):
+            np.testing.assert_array_equal(getattr(x, f), getattr(y, f))
+        for f in ("episode", "step", "time", "controller", "phase", "transition", "scores",
+                  "gate_request", "reward", "terminated", "truncated", "reason", "info"):
+            assert getattr(x, f) == getattr(y, f) or (
+                isinstance(getattr(x, f), float) and math.isnan(getattr(x, f))), f
+
+
+def test_same_seeds_same_records_whatever_the_batch_size():
+    """N = 1 and N = 7 worlds, scripted humans and a random gate (seeded per episode)."""
+    from takeover.supervisor.humans import HUMANS
+
+    seeds = list(range(100, 111))
+    runs = {}
+    for n in (1, 7):
+        eng = _engine(n, scenario="cut_in", gate=GATES.make("random", rate=0.1, seed=3),
+                      humans=HUMANS.make("average", num_worlds=n))
+        runs[n] = eng.run(seeds)
+    for a, b in zip(runs[1], runs[7]):
+        _same_records(a.records, b.records)
+    assert any(r.controller == "human" for e in runs[7] for r in e.records)
 
 
 def test_batched_fallback_brakes_in_lane():
-    from takeover.envs.vector import HighwayVectorEnv
-    from takeover.supervisor.loop import BatchedSupervisor
-
-    venv = HighwayVectorEnv(2, scenario="none", duration=5.0)
-    bs = BatchedSupervisor(venv, None, {}, lambda: GATES.make("always"), None,
-                           handover=HandoverConfig(timeout=0.5))
-
-    class BatchAgent:
-        def act_batch(self, obs):
-            return [AgentOutput(action=ConstantSpeedDriver()(v)) for v in bs.views]
-
-    bs.agent = BatchAgent()
-    bs.reset(seed=0)
-    recs = [r for _ in range(20) for r in bs.step()]
-    fb = [r for r in recs if r.controller == "fallback"]
-    assert len(fb) == 2 * 15 and all(r.human_action is None for r in recs)
+    eng = _engine(2, scenario="none", gate=GATES.make("always"), humans=None,
+                  handover=HandoverConfig(timeout=0.5))
+    eng.start([0, 1])
+    for _ in range(20):
+        eng.step()
+    recs = [eng.running_records(i) for i in range(2)]
+    fb = [r for rs in recs for r in rs if r.controller == "fallback"]
+    assert len(fb) == 2 * 15 and all(r.human_action is None for rs in recs for r in rs)
     assert all(r.action[1] == pytest.approx(-3.0 / 8.0) for r in fb)
 
 
@@ -271,7 +300,7 @@ def test_shipped_agent_budget_gate_rate_over_50_episodes():
     sup = Supervisor(env, agent, make_estimators(["ensemble"]),
                      GATES.make("budget", target_rate=0.05), ScriptedHuman("perfect"),
                      gate_score="ensemble",
-                     handover=HandoverConfig(handback="gate", min_human_time=0.0))
+                     handover=HandoverConfig(release="gate", min_human_time=0.0))
     reqs = [r.gate_request for s in range(51) for r in sup.run_episode(s)]
     rate = float(np.mean(reqs))
     assert 0.04 <= rate <= 0.06, rate

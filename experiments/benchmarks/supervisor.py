@@ -1,15 +1,13 @@
-"""What supervision costs per step: the shipped 5-member ensemble with its risk critic (or a
-random 5 x 64 x 64 stand-in), an estimator and a gate, against the bare env step. Target:
-<= 50 us added per step.
+"""Supervised world-steps per second, end to end (agent, estimators, gate, human, records,
+log), on the supervision engine for N = 1 and N = 256 worlds, with and without
+counterfactual labels, next to the loop a user would otherwise write (highway-env
+``highway-fast-v0`` + a stable-baselines3 policy's ``predict`` + a threshold on TTC)
+measured in the same run. Goals: >= 100k world-steps/s batched without labels, >= 20k with
+the default labelling (1 in 10 steps plus every request, 2 s horizon), >= 1000x the
+reference.
 
-``main()`` returns the timings in microseconds per step (medians of ``repeats`` runs):
-
-* ``env_step_us``: ``env.step`` with a precomputed action (the floor);
-* ``ensemble_us``: the ensemble's batched forward (``act``) alone;
-* ``estimator_gate_us``: ensemble score + budget gate decision alone;
-* ``added_us``: ``ensemble_us + estimator_gate_us``, the supervision cost the target is about;
-* ``supervisor_step_us`` / ``supervisor_added_us``: the whole ``Supervisor.step()`` (also
-  handover, an idle human, and building the ``StepRecord``) and its excess over the env step.
+``main()`` returns ``{"rows": [...], "reference_steps_per_s": ..., ...}``: one row per
+configuration with ``steps_per_s`` (world-steps / wall s) and ``x_reference``.
 """
 
 from __future__ import annotations
@@ -18,7 +16,6 @@ import math
 import time
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -85,86 +82,165 @@ class RandomEnsembleAgent:
                            member_actions=members.numpy())
 
 
-def _per_step_us(fn, n: int) -> float:
+
+def _reference(seconds: float, seed: int) -> float:
+    """highway-fast-v0 + an SB3 PPO MlpPolicy's ``predict`` + a threshold on the adapter's
+    TTC: steps per wall second (the one-env loop a user writes; untrained policy, the cost
+    is the same)."""
+    from stable_baselines3 import PPO
+
+    from takeover.supervisor.adapters import make_highway_env
+
+    env = make_highway_env("highway-fast-v0")
+    model = PPO("MlpPolicy", env, seed=seed, device="cpu")
+    obs, info = env.reset(seed=seed)
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        action, _ = model.predict(obs, deterministic=True)
+        if 2.0 / (2.0 + info["ttc"]) > 0.5:  # the threshold: brake
+            action = 4
+        obs, _, term, trunc, info = env.step(int(action))
+        steps += 1
+        if term or trunc:
+            obs, info = env.reset()
+    return steps / (time.perf_counter() - t0)
+
+
+def _agent_and_estimators(name: str, env: Any) -> tuple[Any, dict, str]:
+    from takeover.supervisor.estimators import make_estimators
+
+    try:
+        from takeover.agents import load_agent
+
+        agent = load_agent(name)
+        ests = make_estimators(["q_risk", "novelty", "ttc"],
+                               reference_obs=getattr(agent, "reference_obs", None))
+        return agent, ests, "q_risk"
+    except Exception:  # not shipped in this checkout
+        agent = RandomEnsembleAgent(env.single_observation_space, env.single_action_space)
+        return agent, make_estimators(["ensemble", "ttc"]), "ttc"
+
+
+def engine_rate(n: int, *, seconds: float, label: bool, log_dir: str | None, human: str,
+                agent: str, seed: int = 0) -> dict[str, Any]:
+    """World-steps per wall second of the engine on ``n`` worlds of the mixed highway."""
+    from takeover.envs.vector import make_vector_env
+    from takeover.supervisor.counterfactual import Counterfactual
+    from takeover.supervisor.engine import Engine, agent_outputs
+    from takeover.supervisor.gates import GATES
+
+    venv = make_vector_env("takeover/Highway-v0", n, action_type="discrete")
+    agent_obj, ests, score = _agent_and_estimators(agent, venv)
+    humans = None
+    if human != "none":
+        from takeover.supervisor.humans import HUMANS
+
+        humans = HUMANS.make(human, num_worlds=n)
+    cf = Counterfactual(horizon=2.0, sample_rate=0.1, seed=seed) if label else None
+    eng = Engine(venv, agent_obj, ests, GATES.make("threshold", high=0.5, low=0.3), humans,
+                 gate_score=score, counterfactual=cf)
+    writer = None
+    if log_dir is not None:
+        from takeover.logio import LogWriter
+        from takeover.records import RunMeta
+
+        writer = LogWriter(log_dir, RunMeta(run_id=f"bench-{n}-{label}", seed=seed))
+    eng.start(list(range(seed, seed + 20 * n + 100)))  # more episodes than fit
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < min(2.0, seconds):  # warm-up: compiles, first resets
+        eng.step()
+    steps, episodes, t0 = 0, 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for ep in eng.step():
+            episodes += 1
+            if writer is not None:
+                for r in ep.records:
+                    writer.write(r)
+                writer.end_episode()
+        steps += n
+    if cf is not None:
+        cf.flush(eng.worlds, lambda o: agent_outputs(agent_obj, o))
+    wall = time.perf_counter() - t0
+    if writer is not None:
+        writer.close()
+    return {"worlds": n, "labels": label, "log": log_dir is not None, "human": human,
+            "world_steps": steps, "episodes": episodes, "seconds": round(wall, 3),
+            "steps_per_s": steps / wall}
+
+
+def _us(fn, reps: int) -> float:
+    fn()
     t = time.perf_counter()
-    for _ in range(n):
+    for _ in range(reps):
         fn()
-    return (time.perf_counter() - t) / n * 1e6
+    return (time.perf_counter() - t) / reps * 1e6
 
 
-def _agent(name: str, env: gym.Env, seed: int) -> tuple[Any, str]:
-    """The shipped 5-member ensemble if asked for and present, else the random stand-in."""
-    if name in ("auto", "novice-ensemble"):
-        try:
-            from takeover.agents import load_agent
+def hotspots(agent: str = "novice", reps: int = 300) -> dict[str, float]:
+    """Microseconds per call of the issue's hot spots, each next to the form it replaced
+    (same run): novelty (float32 GEMM vs the float64 upcast of the reference every call),
+    the predictive gate (closed-form slope vs ``np.polyfit``), the agent forward."""
+    from takeover.agents import load_agent
+    from takeover.supervisor.estimators import Novelty
+    from takeover.supervisor.gates import GateContext, PredictiveGate
+    from takeover.types import AgentOutputs
 
-            return load_agent("novice-ensemble", env=env), "novice-ensemble"
-        except Exception:  # not shipped in this checkout / another action space
-            if name != "auto":
-                raise
-    return RandomEnsembleAgent(env.observation_space, env.action_space, seed=seed), "random-5x64x64"
+    a = load_agent(agent)
+    ref = np.asarray(a.reference_obs, dtype=np.float32)
+    nov = Novelty(ref)
+    x1, x256 = ref[:1] + 0.01, np.resize(ref, (256, *ref.shape[1:])) + 0.01
+    r64 = nov.reference.astype(np.float64)
+
+    def old_novelty() -> None:  # what the estimator did before: upcast every call
+        x = x1.reshape(1, -1).astype(np.float64)
+        ref_ = nov.reference.astype(np.float64)
+        d2 = (x ** 2).sum(1)[:, None] + (r64 ** 2).sum(1)[None] - 2.0 * x @ ref_.T
+        np.sort(np.partition(np.maximum(d2, 0), nov.k - 1, axis=1)[:, :nov.k], axis=1)
+
+    gate = PredictiveGate(level=0.8, horizon=1.0, window=5)
+    out = AgentOutputs(action=np.zeros(1, np.int64))
+    ctx = GateContext(time=np.zeros(1), phase=np.zeros(1, np.int8), info={}, out=out,
+                      human_action=np.full((1, 1), np.nan))
+    score = np.array([0.3])
+    y = np.linspace(0.1, 0.5, 5)
+    x = np.arange(5.0)
+    return {
+        "novelty_us_n1": _us(lambda: nov.score_batch(x1), reps),
+        "novelty_float64_upcast_us_n1": _us(old_novelty, reps),
+        "novelty_us_per_world_n256": _us(lambda: nov.score_batch(x256), 10) / 256,
+        "predictive_gate_us_n1": _us(lambda: gate.decide(score, ctx), reps),
+        "polyfit_us": _us(lambda: np.polyfit(x, y, 1), reps),
+        "agent_forward_us_n1": _us(lambda: a.act_arrays(x1), reps),
+        "agent_forward_us_per_world_n256": _us(lambda: a.act_arrays(x256), 10) / 256,
+        "reference_points": int(len(nov.reference)),
+    }
 
 
-def main(steps: int = 3000, repeats: int = 5, env_id: str = "takeover/Highway-v0",
-         seed: int = 0, agent: str = "auto") -> dict[str, Any]:
-    """Time each piece for ``steps`` steps, ``repeats`` times; report medians (us/step).
-
-    ``agent``: ``"auto"`` (default: the shipped ``novice-ensemble`` if present, else the
-    random stand-in), ``"novice-ensemble"`` (the shipped agent; discrete actions; its
-    ``act`` runs the numpy single-step path) or ``"random"`` (a random-weight 5 x 64 x 64
-    ensemble, one batched torch forward)."""
-    from takeover.supervisor.estimators import EnsembleDisagreement
-    from takeover.supervisor.gates import BudgetGate, GateContext
-    from takeover.supervisor.loop import Supervisor
-    from takeover.types import Phase
+def main(worlds: tuple[int, ...] = (1, 256), seconds: float = 5.0, human: str = "average",
+         agent: str = "novice", seed: int = 0, log: bool = True) -> dict[str, Any]:
+    """Every configuration for ``seconds`` of wall time each, plus the reference."""
+    import tempfile
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        env = gym.make(env_id, action_type="discrete") if agent != "random" else gym.make(env_id)
-        agent_obj, agent_name = _agent(agent, env, seed)
-        agent = agent_obj
-        est = EnsembleDisagreement()
-        gate = BudgetGate(target_rate=0.05).fit(np.random.default_rng(seed).random(1000))
-        obs, info = env.reset(seed=seed)
-        action = agent.act(obs).action
-        out = agent.act(obs)
-        ctx = GateContext(0.0, Phase.AGENT, info, out)
-
-        def bare() -> None:
-            nonlocal obs
-            obs, _, term, trunc, _ = env.step(action)
-            if term or trunc:
-                env.reset()
-
-        def score_and_gate() -> None:
-            gate.decide(est.score(obs, out, info), ctx)
-
-        sup = Supervisor(env, agent, {"ensemble": est}, BudgetGate(target_rate=0.05),
-                         None, gate_score="ensemble")
-
-        def supervised() -> None:
-            if sup.done:
-                sup.reset(seed)
-            sup.step()
-
-        rows: dict[str, list[float]] = {k: [] for k in ("env", "ens", "eg", "sup")}
-        for _ in range(repeats):
-            env.reset(seed=seed)
-            rows["env"].append(_per_step_us(bare, steps))
-            rows["ens"].append(_per_step_us(lambda: agent.act(obs), steps))
-            rows["eg"].append(_per_step_us(score_and_gate, steps))
-            sup.reset(seed)
-            rows["sup"].append(_per_step_us(supervised, steps))
-        med = {k: float(np.median(v)) for k, v in rows.items()}
-        added = med["ens"] + med["eg"]
-        return {
-            "env_id": env_id, "agent": agent_name, "steps": steps, "repeats": repeats,
-            "env_step_us": med["env"], "ensemble_us": med["ens"],
-            "estimator_gate_us": med["eg"], "added_us": added,
-            "supervisor_step_us": med["sup"], "supervisor_added_us": med["sup"] - med["env"],
-            "target_added_us": 50.0, "meets_target": added <= 50.0,
-        }
+        ref = _reference(seconds, seed)
+        rows = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for n in worlds:
+                for label in (False, True):
+                    for hum in dict.fromkeys((human, "none")):
+                        for with_log in ((False, True) if log else (False,)):
+                            d = f"{tmp}/{n}-{label}-{hum}-{with_log}" if with_log else None
+                            row = engine_rate(n, seconds=seconds, label=label, log_dir=d,
+                                              human=hum, agent=agent, seed=seed)
+                            row["x_reference"] = row["steps_per_s"] / ref
+                            rows.append(row)
+        return {"reference": "highway-fast-v0 + SB3 PPO predict + TTC threshold",
+                "reference_steps_per_s": ref, "agent": agent, "rows": rows,
+                "hotspots_us": hotspots(agent),
+                "goals": {"batched_no_labels": 100_000, "batched_labels": 20_000,
+                          "x_reference": 1000}}
     finally:
         torch.set_num_threads(threads)
 

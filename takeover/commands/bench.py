@@ -29,12 +29,34 @@ def env(seconds: float = typer.Option(6.0, help="wall seconds per measurement"),
 
 
 @app.command("supervisor")
-def supervisor(steps: int = typer.Option(3000, help="steps per measurement"),
-               repeats: int = typer.Option(5, help="measurements (medians are reported)")) -> None:
-    """Per-step cost a 5-member ensemble + estimator + gate adds to a bare env step (us)."""
+def supervisor(worlds: list[int] = typer.Option([1, 256], "--worlds", "-n",
+                                               help="batch sizes (repeat the option)"),
+               seconds: float = typer.Option(5.0, help="wall seconds per measurement"),
+               human: str = typer.Option("average", help="scripted human model, or none"),
+               agent: str = typer.Option("novice", help="shipped agent"),
+               log: bool = typer.Option(True, help="also measure with the log written"),
+               json_out: bool = typer.Option(False, "--json", help="print JSON")) -> None:
+    """Supervised world-steps per second end to end (agent, estimators, gate, human,
+    records, log) on the engine, with and without counterfactual labels, next to
+    highway-fast-v0 + an SB3 policy + a threshold measured in the same run."""
     from takeover.experiments.benchmarks.supervisor import main
 
-    _table("supervisor overhead, us per step", _numbers(main(steps, repeats)))
+    if any(n < 1 for n in worlds) or not seconds > 0:
+        raise typer.BadParameter("--worlds must be >= 1 and --seconds > 0")
+    res = main(tuple(worlds), seconds, human, agent, log=log)
+    if json_out:
+        import json
+
+        typer.echo(json.dumps(res, indent=2))
+        return
+    table = Table(title=f"supervised world-steps/s (reference "
+                        f"{res['reference_steps_per_s']:,.0f}/s: {res['reference']})")
+    for col in ("worlds", "labels", "human", "log", "steps/s", "x reference"):
+        table.add_column(col, justify="right")
+    for r in res["rows"]:
+        table.add_row(str(r["worlds"]), str(r["labels"]), r["human"], str(r["log"]),
+                      f"{r['steps_per_s']:,.0f}", f"{r['x_reference']:,.1f}")
+    Console().print(table)
 
 
 @app.command("drive")

@@ -180,11 +180,11 @@ def run_drive(opts: DriveOptions) -> DriveResult:
     import takeover.envs  # noqa: F401  (registers the envs)
     from takeover.envs.render import Renderer
     from takeover.records import RunMeta
+    from takeover.supervisor.engine import Supervisor
     from takeover.supervisor.estimators import make_estimators
     from takeover.supervisor.gates import GATES
     from takeover.supervisor.handover import HandoverConfig
     from takeover.supervisor.keyboard import KeyboardHuman, key_event, keymap
-    from takeover.supervisor.loop import Supervisor
     from takeover.supervisor.replay import ReplayHuman, load_events, save_events
 
     if opts.fps <= 0:

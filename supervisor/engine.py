@@ -1,0 +1,1026 @@
+"""The supervision engine: N worlds supervised in lockstep, one decision path over arrays.
+
+One step, for every world at once::
+
+    out    = agent(obs)                            # AgentOutputs, one batched forward
+    scores = {name: est.score_batch(obs, out, info)}
+    dec    = gate.decide(scores[gate_score], ctx)  # (N,) request / threshold / release
+    views  = handover.on_gate(dec, t)              # requests, withdrawals, handbacks
+    hin    = humans.act(obs, info, world, views)   # takeover.types.Humans, N at a time
+    ctrl   = handover.on_human(hin, t)             # responses, releases, timeouts
+    env.step(agent / human / minimal-risk actions) # one batched env step
+    frame  = the step's columns                    # records are cut per episode from these
+
+A single Gymnasium env is N = 1 (:class:`GymWorld`); a ``takeover`` batched env is
+:class:`VectorWorlds`. There is no per-world Python in the step; per-event Python (an episode
+ending, a counterfactual snapshot) runs only for the worlds it concerns.
+
+Each world plays a queue of episodes (``run(seeds)``); an episode's records depend only on
+its seed (env, humans, the ``random`` gate, the counterfactual sampler are seeded per
+episode), so the same seeds give the same records whatever the batch size. Gates that
+recalibrate online from every world (``budget``, ``thrifty``) are the exception: they match
+only at the same batch size.
+
+Fail-safe at this boundary: a non-finite observation or score counts as maximal risk (the
+gate sees ``+inf``, the record's ``score_nonfinite`` is set, ``counts`` tallies it); a
+non-finite agent action is never executed (that world runs the minimal-risk action this
+step); a non-finite human action is treated as no input (never executed nor logged); a
+human action of the wrong kind (strings, complex, bool, non-integers for Discrete) raises.
+
+:class:`Supervisor` is the one-env convenience (live drive, tests): ``reset`` / ``step`` ->
+one :class:`~takeover.records.StepRecord` / ``run_episode``, implemented by the engine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time as _time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from takeover.records import StepRecord
+from takeover.registry import closest
+from takeover.types import (
+    PHASES,
+    AgentOutputs,
+    Human,
+    HumanInput,
+    HumanInputs,
+    HumanView,
+    HumanViews,
+)
+
+from .estimators import Estimator
+from .gates import Gate, GateContext, GateDecision
+from .handover import (
+    CONTROLLERS,
+    CTRL_AGENT,
+    CTRL_FALLBACK,
+    CTRL_HUMAN,
+    TRANSITION_TEXT,
+    Handover,
+    HandoverConfig,
+    highway_stop,
+    minimal_risk_action,
+)
+
+
+def default_episode_name(seed: int | None, index: int) -> str:
+    """``s0007-e0003``: the seed of the reset and the episode's index in this run."""
+    return f"s{seed:04d}-e{index:04d}" if seed is not None else f"s----e{index:04d}"
+
+
+def control_period(env: Any) -> float:
+    """Seconds per step: the env's ``config.dt``, ``dt`` or (highway-env)
+    ``1 / config["policy_frequency"]``, else ``1 / render_fps``, else 1."""
+    base = env.unwrapped if hasattr(env, "unwrapped") else env
+    for get in (lambda: base.config.dt, lambda: base.dt,
+                lambda: 1.0 / float(base.config["policy_frequency"]),
+                lambda: 1.0 / float(env.metadata["render_fps"])):
+        try:
+            dt = float(get())
+        except (AttributeError, KeyError, TypeError, ZeroDivisionError):
+            continue
+        if dt > 0 and math.isfinite(dt):
+            return dt
+    return 1.0
+
+
+def _scalar(v: Any) -> Any:
+    """A plain Python scalar or string, or ``None`` for anything else (what the log keeps)."""
+    t = type(v)
+    if t is float or t is int or t is bool or t is str:
+        return v
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v)
+    if isinstance(v, str):
+        return v
+    return None
+
+
+def plain_info(info: Mapping[str, Any]) -> dict[str, Any]:
+    """The info's scalars and strings (what the log stores)."""
+    out = {}
+    for k, v in info.items():
+        s = _scalar(v)
+        if s is not None:
+            out[k] = s
+    return out
+
+
+def row(info: Mapping[str, Any], i: int) -> dict[str, Any]:
+    """World ``i``'s info from batched info arrays (``final_*`` and ``_*`` keys dropped)."""
+    return {k: v[i] for k, v in info.items()
+            if not k.startswith(("_", "final_")) and isinstance(v, np.ndarray)}
+
+
+class InfoRow(Mapping):
+    """World ``i``'s info as a read-only mapping over the batched arrays (no copy: what a
+    per-world human reads, built N times per step)."""
+
+    __slots__ = ("_info", "_i")
+
+    def __init__(self, info: Mapping[str, Any], i: int) -> None:
+        self._info, self._i = info, i
+
+    def __getitem__(self, key: str) -> Any:
+        if key.startswith(("_", "final_")):
+            raise KeyError(key)
+        return self._info[key][self._i]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        v = self._info.get(key)
+        return default if v is None or key.startswith(("_", "final_")) else v[self._i]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._info and not str(key).startswith(("_", "final_"))
+
+    def __iter__(self):
+        return (k for k in self._info if not k.startswith(("_", "final_")))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+# --- worlds: what the engine steps ------------------------------------------------------
+class WorldView:
+    """World ``i`` of a ``HighwayVectorEnv`` seen like an unwrapped ``HighwayEnv``
+    (``vehicles``, ``world``, ``config``, ``hazard``), so per-world humans and drivers that
+    read the true state work unchanged in batched runs."""
+
+    def __init__(self, venv: Any, i: int) -> None:
+        self.venv, self.i = venv, i
+        self.config = venv.config
+
+    @property
+    def unwrapped(self) -> WorldView:
+        return self
+
+    @property
+    def vehicles(self) -> np.ndarray:
+        return self.venv.vehicles[self.i]
+
+    @property
+    def world(self) -> np.ndarray:
+        return self.venv.world[self.i]
+
+    @property
+    def hazard(self) -> str:
+        return str(self.venv._hazard[self.i])
+
+    @property
+    def action_space(self) -> Any:
+        return self.venv.single_action_space
+
+    def get_wrapper_attr(self, name: str) -> Any:
+        raise AttributeError(name)
+
+
+def default_failure(terminated: np.ndarray, info: Mapping[str, Any]) -> np.ndarray:
+    """``(M,)``: collision or off-road when the env reports them, else any termination."""
+    if "collision" in info or "offroad" in info:
+        m = len(terminated)
+        col = np.asarray(info.get("collision", np.zeros(m)), dtype=bool)
+        off = np.asarray(info.get("offroad", np.zeros(m)), dtype=bool)
+        return col | off
+    return np.asarray(terminated, dtype=bool)
+
+
+class VectorWorlds:
+    """A ``takeover.envs.vector.HighwayVectorEnv`` as the engine's worlds. Ended worlds are
+    re-seeded with their next episode's seed (the env's same-step autoreset is overridden),
+    so an episode does not depend on which world plays it."""
+
+    defers_rollouts = True
+
+    def __init__(self, venv: Any) -> None:
+        self.venv = venv
+        self.n = venv.num_envs
+        self.space = venv.single_action_space
+        self.discrete = isinstance(self.space, spaces.Discrete)
+        self.dt = float(venv.config.dt)
+        self.views = [WorldView(venv, i) for i in range(self.n)]
+        self._scratch: Any = None
+        self.has_mrm = callable(getattr(venv, "set_mrm", None))
+
+    @property
+    def world(self) -> Any:
+        return self.venv
+
+    def view(self, i: int) -> Any:
+        return self.views[i]
+
+    def reset(self, seeds: Sequence[int | None]) -> None:
+        self.obs, self.info = self.venv.reset(seed=list(seeds))
+
+    def reset_worlds(self, worlds: np.ndarray, seeds: Sequence[int | None]) -> None:
+        """Start the next episodes of ``worlds`` (after they ended) from ``seeds``."""
+        chosen = [(int(i), s) for i, s in zip(worlds, seeds) if s is not None]
+        if not chosen:
+            return  # unseeded: the env's own autoreset already started the next episode
+        v = self.venv
+        if callable(getattr(v, "reset_worlds", None)):  # the env's public form, if offered
+            self.obs, self.info = v.reset_worlds([i for i, _ in chosen], [s for _, s in chosen])
+            return
+        from gymnasium.utils import seeding
+
+        from takeover.envs.dynamics import observe_worlds_at
+
+        for i, s in chosen:
+            v._rngs[i], _ = seeding.np_random(s)
+            v._reset_world(i)
+        idx = np.array([i for i, _ in chosen], dtype=np.int64)
+        observe_worlds_at(v._veh, v._wld, v._params, v._obs, v._info, idx)
+        self.obs = v._obs.copy()
+        self.info = v._infos(np.zeros(self.n, dtype=np.int64))
+
+    def step(self, actions: np.ndarray):
+        obs, rew, term, trunc, infos = self.venv.step(actions)
+        end = infos.get("final_info", infos)
+        final_obs = infos.get("final_obs")
+        self.obs, self.info = obs, infos
+        return rew, term, trunc, end, final_obs
+
+    def fallback(self, mask: np.ndarray, config: HandoverConfig) -> np.ndarray | None:
+        """Engage the world's MRM where ``mask`` (``None`` returned: it ignores the action),
+        else the supervisor's stop-in-lane actions for the masked worlds."""
+        if self.has_mrm:
+            self.venv.set_mrm(mask)
+            return None
+        return highway_stop(self.venv.vehicles[mask, 0], self.venv.config, config)
+
+    def snapshot(self, i: int) -> Any:
+        return self.venv.get_state(i)
+
+    def rollout_alone(self, states: list, obs: np.ndarray, act: Callable, steps: int,
+                      failure: Callable) -> np.ndarray:
+        """Steps until failure (or -1) of the agent alone from each snapshot, all at once on
+        a scratch copy of the batched env (the real worlds are untouched)."""
+        from takeover.envs.vector import HighwayVectorEnv
+
+        m = len(states)
+        if self._scratch is None or self._scratch.num_envs < m:
+            self._scratch = HighwayVectorEnv(max(m, self.n), self.venv.config)
+        sc = self._scratch
+        rows = sc.num_envs
+        o = np.empty((rows, *obs.shape[1:]), dtype=np.float32)
+        for j in range(rows):
+            sc.set_state(j, states[min(j, m - 1)])
+        if callable(getattr(sc, "set_mrm", None)):
+            sc.set_mrm(np.zeros(rows, dtype=bool))  # the agent alone, not the MRM
+        o[:m], o[m:] = obs, obs[m - 1]
+        alive = np.ones(rows, dtype=bool)
+        alive[m:] = False
+        k_fail = np.full(rows, -1, dtype=np.int64)
+        for k in range(steps):
+            a = act(o).action
+            o, _, term, trunc, infos = sc.step(a)
+            end = infos.get("final_info", infos)
+            failed = alive & failure(term, end)
+            k_fail[failed] = k + 1
+            alive &= ~(term | trunc)
+            if not alive.any():
+                break
+        return k_fail[:m]
+
+
+class GymWorld:
+    """One Gymnasium env as N = 1 worlds (Box or Discrete actions; no autoreset)."""
+
+    defers_rollouts = False
+
+    def __init__(self, env: Any) -> None:
+        self.env = env
+        self.n = 1
+        self.space = env.action_space
+        if not isinstance(self.space, (spaces.Box, spaces.Discrete)):
+            raise TypeError(f"the supervisor supports Box and Discrete action spaces, got "
+                            f"{self.space}")
+        self.discrete = isinstance(self.space, spaces.Discrete)
+        self.dt = control_period(env)
+        base = env.unwrapped
+        self.has_mrm = callable(getattr(base, "set_mrm", None))
+        self.raw_info: dict[str, Any] = {}
+
+    @property
+    def world(self) -> Any:
+        return self
+
+    def view(self, i: int) -> Any:
+        return self.env.unwrapped
+
+    def info_row(self, i: int) -> dict[str, Any]:
+        return self.raw_info
+
+    def _set(self, obs: Any, info: Mapping[str, Any]) -> None:
+        self.raw_info = dict(info)
+        self.obs = np.asarray(obs)[None]
+        self.info = {}
+        for k, v in info.items():
+            s = _scalar(v)
+            if s is not None:
+                self.info[k] = np.array([s], dtype=object if isinstance(s, str) else None)
+
+    def reset(self, seeds: Sequence[int | None]) -> None:
+        self._set(*self.env.reset(seed=seeds[0]))
+
+    def reset_worlds(self, worlds: np.ndarray, seeds: Sequence[int | None]) -> None:
+        self.reset(seeds)
+
+    def step(self, actions: np.ndarray):
+        a = actions[0]
+        a = int(a) if self.discrete else a
+        obs, rew, term, trunc, info = self.env.step(a)
+        self._set(obs, info)
+        return (np.array([float(rew)]), np.array([bool(term)]), np.array([bool(trunc)]),
+                self.info, None)
+
+    def fallback(self, mask: np.ndarray, config: HandoverConfig) -> np.ndarray | None:
+        if self.has_mrm:
+            self.env.unwrapped.set_mrm(bool(mask[0]))
+            return None
+        a = minimal_risk_action(self.env, self.raw_info, config)
+        if self.discrete:
+            return np.array([int(a)], dtype=np.int64)
+        return np.asarray(a, dtype=np.float32).reshape(1, -1)
+
+    def snapshot(self, i: int) -> Any:
+        base = self.env.unwrapped
+        if not hasattr(base, "get_state") or not hasattr(base, "set_state"):
+            raise TypeError(f"counterfactual scoring needs env.unwrapped.get_state()/"
+                            f"set_state(); {type(base).__name__} has none (takeover/* envs do)")
+        return base.get_state()
+
+    def rollout_alone(self, states: list, obs: np.ndarray, act: Callable, steps: int,
+                      failure: Callable) -> np.ndarray:
+        """The agent alone from each snapshot on the unwrapped env (no wrapper sees it,
+        rendering suspended), restoring the current world exactly afterwards."""
+        base = self.env.unwrapped
+        now = base.get_state()
+        render_mode = getattr(base, "render_mode", None)
+        base.render_mode = None
+        out = np.full(len(states), -1, dtype=np.int64)
+        try:
+            for j, s in enumerate(states):
+                base.set_state(s)
+                o = obs[j]
+                for k in range(steps):
+                    a = act(np.asarray(o)[None]).action[0]
+                    o, _, term, trunc, info = base.step(int(a) if self.discrete else a)
+                    rows = {key: np.array([v]) for key, v in info.items() if np.isscalar(v)}
+                    if failure(np.array([term]), rows)[0]:
+                        out[j] = k + 1
+                        break
+                    if term or trunc:
+                        break
+        finally:
+            base.set_state(now)
+            base.render_mode = render_mode
+        return out
+
+
+def as_worlds(env: Any) -> VectorWorlds | GymWorld:
+    """The engine's view of ``env``: a takeover batched env as is, anything else as N = 1."""
+    if isinstance(env, (VectorWorlds, GymWorld)):
+        return env
+    if hasattr(env, "num_envs") and hasattr(env, "get_state") and hasattr(env, "vehicles"):
+        return VectorWorlds(env)
+    if hasattr(env, "num_envs"):
+        raise TypeError(f"{type(env).__name__} is a vector env the engine cannot snapshot; "
+                        f"use a takeover.envs.vector.HighwayVectorEnv or one gymnasium env")
+    return GymWorld(env)
+
+
+# --- humans ---------------------------------------------------------------------------
+def _check_kind(a: Any, discrete: bool) -> None:
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "iuf" or arr.dtype.kind == "b":
+        raise TypeError(f"human action {a!r} has dtype {arr.dtype}: give numbers "
+                        f"({'a meta-action index' if discrete else 'a float array'})")
+    if discrete and (arr.size != 1 or (arr.dtype.kind == "f" and float(arr.reshape(-1)[0])
+                                       != math.floor(float(arr.reshape(-1)[0])))):
+        raise TypeError(f"human action {a!r}: a Discrete env needs one integer index")
+
+
+class PerWorldHumans:
+    """Any per-world :class:`~takeover.types.Human` (keyboard, gamepad, replay, scripted)
+    as the batched :class:`~takeover.types.Humans`: one human per world, each called with
+    its world's observation, info row, world view and :class:`HumanView`."""
+
+    def __init__(self, humans: Sequence[Human], *, discrete: bool | None = None,
+                 action_dim: int | None = None) -> None:
+        self.humans = list(humans)
+        self.discrete, self.action_dim = discrete, action_dim
+
+    def __len__(self) -> int:
+        return len(self.humans)
+
+    def reset(self, worlds: np.ndarray, seeds: Sequence[int | None]) -> None:
+        for i, s in zip(worlds, seeds):
+            self.humans[int(i)].reset(s)
+
+    def act(self, obs: np.ndarray, info: Mapping[str, Any], world: Any,
+            views: HumanViews) -> HumanInputs:
+        n = len(self.humans)
+        discrete = bool(self.discrete)
+        dim = 1 if discrete else int(self.action_dim or 1)
+        action = np.zeros((n, dim), dtype=np.float64)
+        has = np.zeros(n, dtype=bool)
+        wants = np.zeros(n, dtype=bool)
+        rel = np.zeros(n, dtype=bool)
+        info_row = getattr(world, "info_row", None)
+        get_view = getattr(world, "view", None)
+        phase = views.phase.tolist()
+        for i, h in enumerate(self.humans):
+            view = HumanView(phase=PHASES[phase[i]], tor_active=bool(views.tor_active[i]),
+                             tor_elapsed=float(views.tor_elapsed[i]),
+                             urgency=float(views.urgency[i]), time=float(views.time[i]))
+            inf = info_row(i) if info_row is not None else InfoRow(info, i)
+            wv = get_view(i) if get_view is not None else WorldView(world, i)
+            hin = h.act(obs[i], inf, wv, view)
+            if not isinstance(hin, HumanInput):
+                raise TypeError(f"human.act must return a takeover.types.HumanInput, got "
+                                f"{type(hin).__name__}")
+            if hin.action is not None:
+                _check_kind(hin.action, discrete)
+                a = np.asarray(hin.action, dtype=np.float64).reshape(-1)
+                if a.size != dim:
+                    raise ValueError(f"human action {hin.action!r} has {a.size} values; the "
+                                     f"env's actions have {dim}")
+                action[i] = a
+                has[i] = True
+            wants[i], rel[i] = hin.wants_control, hin.releases
+        act = action[:, 0].astype(np.int64) if discrete else action.astype(np.float32)
+        return HumanInputs(action=act, has_action=has, wants_control=wants, releases=rel)
+
+
+class NoHumans:
+    """Nobody in the driver's seat: never answers (requests time out to the fallback)."""
+
+    def __init__(self, n: int, discrete: bool, action_dim: int) -> None:
+        self.n, self.discrete, self.dim = n, discrete, action_dim
+
+    def reset(self, worlds: np.ndarray, seeds: Sequence[int | None]) -> None:
+        pass
+
+    def act(self, obs, info, world, views) -> HumanInputs:
+        z = np.zeros(self.n, dtype=bool)
+        a = (np.zeros(self.n, dtype=np.int64) if self.discrete
+             else np.zeros((self.n, self.dim), dtype=np.float32))
+        return HumanInputs(action=a, has_action=z, wants_control=z, releases=z)
+
+
+# --- the agent's batched forward ----------------------------------------------------------
+def agent_outputs(agent: Any, obs: np.ndarray) -> AgentOutputs:
+    """The agent's answers for ``(N, *obs_shape)``: ``act_arrays`` if it has one (for any
+    N), else ``act_batch`` (N ``AgentOutput`` stacked), else ``act`` per row."""
+    single = len(obs) == 1 and hasattr(agent, "act")  # one row: act's fast path
+    fn = getattr(agent, "act_arrays", None)
+    if fn is not None:  # always, so a row's bits never depend on the batch size
+        return fn(obs)
+    fn = getattr(agent, "act_batch", None)
+    if fn is not None and not single:
+        return AgentOutputs.stack(fn(obs))
+    return AgentOutputs.stack([agent.act(o) for o in obs])
+
+
+def default_urgency(score: np.ndarray, decision: GateDecision) -> np.ndarray:
+    """``(N,)``: 0.5 at the gate's threshold, 1 at twice it; 0.5 when it has no threshold."""
+    thr = decision.threshold
+    ok = np.isfinite(thr) & (thr > 0) & np.isfinite(score)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        u = np.clip(0.5 * score / thr, 0.0, 1.0)
+    return np.where(ok, u, 0.5)
+
+
+# --- records --------------------------------------------------------------------------
+_RECORD_FIELDS = {f.name for f in dataclasses.fields(StepRecord)}
+NEW_FIELDS = ("outcome", "hazard_fired", "hazard_onset", "mrm", "score_nonfinite")
+"""Record fields of schema 1.1 (log branch); until ``StepRecord`` has them they go to
+``info`` (``score_nonfinite``) or are already there (the env's own keys)."""
+
+
+@dataclass
+class Frame:
+    """One engine step's columns over all worlds (the raw material of records)."""
+
+    time: np.ndarray
+    wall: float
+    obs: np.ndarray
+    agent_action: np.ndarray
+    member_actions: np.ndarray | None
+    human_action: np.ndarray
+    has_human: np.ndarray
+    action: np.ndarray
+    controller: np.ndarray
+    phase: np.ndarray
+    bits: np.ndarray
+    scores: dict[str, np.ndarray]
+    threshold: np.ndarray
+    request: np.ndarray
+    tor_time: np.ndarray
+    takeover_time: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    info: dict[str, np.ndarray]
+    nonfinite: np.ndarray
+
+
+def _vec(a: np.ndarray) -> list[np.ndarray]:
+    """Rows of an action column as 1-D float32 arrays (the record's action form)."""
+    a = np.asarray(a, dtype=np.float32)
+    return list(a.reshape(len(a), -1))
+
+
+def make_records(frames: Sequence[Frame], i: int, episode: str, start_step: int = 0
+                 ) -> list[StepRecord]:
+    """World ``i``'s records over ``frames`` (consecutive steps of one episode): the one
+    place a :class:`StepRecord` is built, so a schema change is made here."""
+    if not frames:
+        return []
+    col = np.stack
+    human = _vec(col([f.human_action[i] for f in frames]))
+    has = [bool(f.has_human[i]) for f in frames]
+    members = (None if frames[0].member_actions is None
+               else [np.asarray(f.member_actions[i], dtype=np.float32) for f in frames])
+    obs = col([f.obs[i] for f in frames]).astype(np.float32, copy=False)
+    agent = _vec(col([f.agent_action[i] for f in frames]))
+    action = _vec(col([f.action[i] for f in frames]))
+    names = list(frames[0].scores)
+    scores = {n: col([f.scores[n][i] for f in frames]).tolist() for n in names}
+    keys = [k for k in frames[0].info if not k.startswith(("_", "final_"))]
+    infos = {k: [_scalar(f.info[k][i]) for f in frames] for k in keys}
+    nonfinite = [bool(f.nonfinite[i]) for f in frames]
+    extra_fields = "score_nonfinite" in _RECORD_FIELDS
+    out = []
+    for t, f in enumerate(frames):
+        info = {k: infos[k][t] for k in keys if infos[k][t] is not None}
+        done = bool(f.terminated[i] or f.truncated[i])
+        kw: dict[str, Any] = {}
+        if extra_fields:
+            kw = dict(outcome=str(info.get("outcome", "")),
+                      hazard_fired=bool(info.get("hazard_fired", False)),
+                      hazard_onset=float(info.get("hazard_onset", math.nan)),
+                      mrm=bool(info.get("mrm", False)), score_nonfinite=nonfinite[t])
+        elif nonfinite[t]:
+            info["score_nonfinite"] = True
+        out.append(StepRecord(
+            episode=episode, step=start_step + t, time=float(f.time[i]), wall_time=f.wall,
+            obs=obs[t], agent_action=agent[t],
+            member_actions=None if members is None else members[t],
+            human_action=human[t] if has[t] else None, action=action[t],
+            controller=CONTROLLERS[f.controller[i]], phase=PHASES[f.phase[i]].value,
+            transition=TRANSITION_TEXT[f.bits[i]],
+            scores={n: scores[n][t] for n in names}, threshold=float(f.threshold[i]),
+            gate_request=bool(f.request[i]), tor_time=float(f.tor_time[i]),
+            takeover_time=float(f.takeover_time[i]), reward=float(f.reward[i]),
+            terminated=bool(f.terminated[i]), truncated=bool(f.truncated[i]),
+            reason=str(info.get("reason", "")) if done else "", info=info, **kw))
+    return out
+
+
+@dataclass
+class Episode:
+    """A finished (or cut-off) episode: its records, counterfactual labels and last obs."""
+
+    index: int
+    name: str
+    seed: int | None
+    records: list[StepRecord]
+    final_obs: np.ndarray | None = None
+    labels: list[Any] = field(default_factory=list)
+
+
+# --- the engine -------------------------------------------------------------------------
+class Engine:
+    """Supervises the N worlds of ``env`` in lockstep (see the module docstring).
+
+    Args:
+        env: a ``takeover`` batched env (``HighwayVectorEnv``), or any Gymnasium env (N = 1).
+        agent: ``act_arrays(obs) -> AgentOutputs``, ``act_batch`` or ``act(obs)``.
+        estimators: ``{name: estimator}``; every score is logged under its name.
+        gate: decides takeover requests from the ``gate_score`` estimator's scores.
+        humans: a batched :class:`~takeover.types.Humans`, a list of per-world ``Human`` (one
+            per world, wrapped in :class:`PerWorldHumans`), one ``Human`` (N = 1), or
+            ``None`` for nobody (requests time out).
+        gate_score: which estimator feeds the gate (needed unless the gate ignores scores).
+        handover: the protocol's settings (:class:`HandoverConfig`).
+        run_id: prefix of episode names (``"<run_id>/<name>"``); ``""`` for none.
+        counterfactual: labels steps by agent-alone rollouts (``counterfactual``).
+        shadow_gates: more gates deciding on the same scores without acting (labels only).
+        urgency: ``(score, decision) -> (N,) 0..1`` shown to the humans with a request.
+        keep_records: cut records per episode (``False``: only the last step's are built,
+            see :meth:`last_record`).
+    """
+
+    def __init__(self, env: Any, agent: Any, estimators: Mapping[str, Estimator], gate: Gate,
+                 humans: Any = None, *, gate_score: str | None = None,
+                 handover: HandoverConfig | None = None, run_id: str = "",
+                 counterfactual: Any = None, shadow_gates: Mapping[str, Gate] | None = None,
+                 urgency: Callable[[np.ndarray, GateDecision], np.ndarray] | None = None,
+                 keep_records: bool = True) -> None:
+        self.worlds = w = as_worlds(env)
+        n = self.n = w.n
+        self.agent, self.gate = agent, gate
+        self.estimators = dict(estimators)
+        if gate_score is not None and gate_score not in self.estimators:
+            raise ValueError(f"gate_score={gate_score!r} is not one of the estimators."
+                             f"{closest(gate_score, list(self.estimators))} Estimators: "
+                             f"{', '.join(self.estimators) or '(none)'}")
+        self.gate_score = gate_score
+        self.dt = w.dt
+        self.discrete = w.discrete
+        self.action_dim = 1 if w.discrete else int(np.prod(w.space.shape))
+        self.humans = self._humans(humans)
+        self.handover = Handover(n, handover, human_initiative=getattr(
+            gate, "accepts_human_initiative", False))
+        self.config = self.handover.config
+        self.run_id = run_id
+        self.counterfactual = counterfactual
+        self.shadow_gates = dict(shadow_gates or {})
+        self.urgency = urgency or default_urgency
+        self.keep_records = keep_records
+        self.counts = {"score_nonfinite": 0, "obs_nonfinite": 0, "agent_nonfinite": 0,
+                       "human_nonfinite": 0}
+        """World-steps caught by the fail-safe, by kind (the report counts them)."""
+        for g in (gate, *self.shadow_gates.values()):
+            g.bind(n)
+        if counterfactual is not None:
+            if isinstance(w, GymWorld):
+                w.snapshot(0)  # refuses an env without get_state/set_state now
+            counterfactual.bind(n)
+        self.frames: list[Frame] = []
+        self.episodes: list[Episode] = []
+        self.last_frame: Frame | None = None
+        self._queue: list[tuple[int, str, int | None]] = []
+        self._next = 0
+        self.active = np.zeros(n, dtype=bool)
+        self.step_index = np.zeros(n, dtype=np.int64)
+        self._started = False
+
+    def _humans(self, humans: Any) -> Any:
+        if humans is None:
+            return NoHumans(self.n, self.discrete, self.action_dim)
+        if isinstance(humans, (list, tuple)):
+            if len(humans) != self.n:
+                raise ValueError(f"got {len(humans)} humans for {self.n} worlds; pass one per "
+                                 f"world or a batched takeover.types.Humans")
+            return PerWorldHumans(humans, discrete=self.discrete, action_dim=self.action_dim)
+        if isinstance(humans, PerWorldHumans):
+            humans.discrete, humans.action_dim = self.discrete, self.action_dim
+            return humans
+        reset = getattr(humans, "reset", None)
+        if self.n == 1 and reset is not None and _takes_seed_only(reset):
+            return PerWorldHumans([humans], discrete=self.discrete, action_dim=self.action_dim)
+        return humans
+
+    # --- episodes -----------------------------------------------------------------------
+    def start(self, seeds: Sequence[int | None],
+              names: Sequence[str] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        """Queue one episode per seed (named ``names[k]`` or :func:`default_episode_name`)
+        and start the first N; returns the worlds' observations and infos."""
+        if names is not None and len(names) != len(seeds):
+            raise ValueError(f"got {len(names)} names for {len(seeds)} seeds")
+        base = len(self.episodes) + len(self._queue)
+        for k, s in enumerate(seeds):
+            idx = base + k
+            name = names[k] if names is not None else default_episode_name(s, idx)
+            self._queue.append((idx, f"{self.run_id}/{name}" if self.run_id else name, s))
+        self.episodes = []
+        self.frames = []
+        self._cursor = 0
+        n = self.n
+        self.current: list[tuple[int, str, int | None] | None] = [None] * n
+        self.start_frame = np.zeros(n, dtype=np.int64)
+        self.last_human = np.full((n, self.action_dim), math.nan)
+        self.prev_requests = {g: np.zeros(n, dtype=bool) for g in ("gate", *self.shadow_gates)}
+        first = [self._take(i) for i in range(n)]
+        self.worlds.reset([None if e is None else e[2] for e in first])
+        self._begin(np.arange(n), first)
+        return self.worlds.obs, self.worlds.info
+
+    def _take(self, i: int) -> tuple[int, str, int | None] | None:
+        if self._next < len(self._queue):
+            ep = self._queue[self._next]
+            self._next += 1
+            self.current[i] = ep
+            return ep
+        self.current[i] = None
+        return None
+
+    def _begin(self, worlds: np.ndarray, eps: list) -> None:
+        """Per-event: clear every part's state for the new episodes of ``worlds``."""
+        live = [(int(i), e) for i, e in zip(worlds, eps) if e is not None]
+        dead = [int(i) for i, e in zip(worlds, eps) if e is None]
+        self.active[dead] = False
+        if not live:
+            return
+        idx = np.array([i for i, _ in live], dtype=np.int64)
+        seeds = [e[2] for _, e in live]
+        self.active[idx] = True
+        self.step_index[idx] = 0
+        self.start_frame[idx] = len(self.frames) + self._cursor
+        self.last_human[idx] = math.nan
+        for g in self.prev_requests.values():
+            g[idx] = False
+        if self.n == 1:  # stateful single-env agents / estimators start afresh
+            for part in (self.agent, *self.estimators.values()):
+                reset = getattr(part, "reset", None)
+                if callable(reset) and _takes_no_args(reset):
+                    reset()
+        for g in (self.gate, *self.shadow_gates.values()):
+            g.reset(idx, seeds)
+        self.handover.reset(idx)
+        self.humans.reset(idx, seeds)
+        if self.counterfactual is not None:
+            self.counterfactual.reset(idx, seeds)
+
+    @property
+    def done(self) -> bool:
+        """Every queued episode has ended."""
+        return not self.active.any()
+
+    @property
+    def phase(self) -> np.ndarray:
+        return self.handover.phase
+
+    def time_left(self) -> np.ndarray:
+        """``(N,)`` s until a pending request falls back to the MRM (NaN when none)."""
+        return self.handover.time_left(self._time())
+
+    def _time(self) -> np.ndarray:
+        t = self.worlds.info.get("time")
+        if t is None:
+            return self.step_index * self.dt
+        return np.asarray(t, dtype=np.float64)
+
+    # --- one step -----------------------------------------------------------------------
+    def step(self) -> list[Episode]:
+        """One control step of every world; returns the episodes that ended in it."""
+        if not self.active.any():
+            raise RuntimeError("no running episode: call start(seeds) (or reset) first; "
+                               "the queued episodes have all ended")
+        w, n = self.worlds, self.n
+        obs, info, t = w.obs, w.info, self._time()
+        obs_bad = ~np.isfinite(obs.reshape(n, -1)).all(axis=1)
+        out = agent_outputs(self.agent, obs)
+        act = np.asarray(out.action)
+        agent_bad = ~np.isfinite(act.reshape(n, -1).astype(np.float64)).all(axis=1)
+        scores = {k: np.asarray(e.score_batch(obs, out, info), dtype=np.float64).reshape(n)
+                  for k, e in self.estimators.items()}
+        bad = obs_bad | agent_bad
+        for s in scores.values():
+            bad = bad | ~np.isfinite(s)
+        # unknown risk is maximal risk; idle worlds (no episode left) feed the gate NaN, which
+        # requests nothing and is not learnt from
+        idle = ~self.active
+        safe = {k: np.where(idle, math.nan, np.where(bad | ~np.isfinite(s), np.inf, s))
+                for k, s in scores.items()}
+        score = (safe[self.gate_score] if self.gate_score is not None
+                 else np.where(bad & ~idle, np.inf, math.nan))
+        ho = self.handover
+        ctx = GateContext(time=t, phase=ho.phase.copy(), info=info, out=out,
+                          human_action=self.last_human, scores=safe, dt=self.dt)
+        dec = self.gate.decide(score, ctx)
+        requests = {"gate": dec.request}
+        for name, g in self.shadow_gates.items():
+            requests[name] = g.decide(score, ctx).request
+        views = ho.on_gate(dec.request, dec.release, t, self.urgency(score, dec))
+        hin = self.humans.act(obs, info, w.world, views)
+        h_act = np.asarray(hin.action)
+        h_rows = h_act.reshape(n, -1).astype(np.float64)
+        h_bad = hin.has_action & ~np.isfinite(h_rows).all(axis=1)
+        has = hin.has_action & ~h_bad
+        ctrl = ho.on_human(hin.wants_control, has, hin.releases, t)
+        # the executed actions
+        if self.discrete:  # standing command: keep lane and speed (hold_action)
+            action = act.astype(np.int64).copy()
+            human_now = np.where(has, h_rows[:, 0], self.config.hold_action).astype(np.int64)
+        else:
+            action = act.reshape(n, -1).astype(np.float32).copy()
+            standing = np.where(np.isnan(self.last_human), 0.0, self.last_human)
+            human_now = np.where(has[:, None], h_rows, standing).astype(np.float32)
+        is_h = ctrl == CTRL_HUMAN
+        action[is_h] = human_now[is_h]
+        ctrl = np.where(agent_bad & (ctrl == CTRL_AGENT), CTRL_FALLBACK, ctrl).astype(np.int8)
+        fb = ctrl == CTRL_FALLBACK
+        if fb.any() or w.has_mrm:
+            stop = w.fallback(fb, self.config)  # None: the world runs its own MRM
+            if stop is not None and fb.any():
+                action[fb] = stop
+        if agent_bad.any() and not self.discrete:  # never send a non-finite action
+            action[~np.isfinite(action).all(axis=1)] = 0.0
+        self.last_human = np.where(has[:, None], h_rows, self.last_human)
+        if self.counterfactual is not None:
+            onsets = {g: r & ~self.prev_requests[g] for g, r in requests.items()}
+            names = [e[1] if e is not None else "" for e in self.current]
+            self.counterfactual.observe(
+                w, lambda o: agent_outputs(self.agent, o), obs, active=self.active,
+                episodes=names, steps=self.step_index, time=t, dt=self.dt, scores=scores,
+                requests=requests, onsets=onsets)
+        self.prev_requests = requests
+        reward, term, trunc, end, final_obs = w.step(action)
+        t_end = np.asarray(end["time"], dtype=np.float64) if "time" in end else t + self.dt
+        act_h = h_rows.astype(np.float32)
+        frame = Frame(
+            time=t_end, wall=_time.time(), obs=obs, agent_action=act, member_actions=(
+                None if out.member_actions is None else np.asarray(out.member_actions)),
+            human_action=act_h, has_human=has, action=action, controller=ctrl,
+            phase=ho.phase.copy(), bits=ho.bits.copy(), scores=scores,
+            threshold=np.asarray(dec.threshold, dtype=np.float64),
+            request=np.asarray(dec.request, dtype=bool), tor_time=ho.tor_time.copy(),
+            takeover_time=ho.takeover_time.copy(), reward=np.asarray(reward, dtype=np.float64),
+            terminated=np.asarray(term, dtype=bool), truncated=np.asarray(trunc, dtype=bool),
+            info=end, nonfinite=bad)
+        act_mask = self.active
+        self.counts["score_nonfinite"] += int((bad & act_mask).sum())
+        self.counts["obs_nonfinite"] += int((obs_bad & act_mask).sum())
+        self.counts["agent_nonfinite"] += int((agent_bad & act_mask).sum())
+        self.counts["human_nonfinite"] += int((h_bad & act_mask).sum())
+        self.last_frame = frame
+        self._last_current = list(self.current)
+        self._last_step = self.step_index.copy()
+        if self.keep_records:
+            self.frames.append(frame)
+        self.step_index += 1
+        ended = np.flatnonzero(act_mask & (frame.terminated | frame.truncated))
+        if not len(ended):
+            return []
+        return self._end(ended, final_obs)
+
+    def _end(self, ended: np.ndarray, final_obs: Any) -> list[Episode]:
+        """Per-event: cut the ended episodes' records, start the worlds' next episodes."""
+        self.gate.end_episode(ended)
+        for g in self.shadow_gates.values():
+            g.end_episode(ended)
+        done = []
+        for i in ended.tolist():
+            idx, name, seed = self.current[i]
+            recs: list[StepRecord] = []
+            if self.keep_records:
+                lo = int(self.start_frame[i]) - self._cursor
+                recs = make_records(self.frames[lo:], i, name)
+            fo = None
+            if final_obs is not None and final_obs[i] is not None:
+                fo = np.asarray(final_obs[i])
+            elif isinstance(self.worlds, GymWorld):
+                fo = self.worlds.obs[0].copy()
+            done.append(Episode(idx, name, seed, recs, fo))
+        nxt = [self._take(i) for i in ended.tolist()]
+        self.worlds.reset_worlds(ended, [None if e is None else e[2] for e in nxt])
+        self._begin(ended, nxt)
+        self._prune()
+        self.episodes.extend(done)
+        return done
+
+    def _prune(self) -> None:
+        """Drop frames no running episode needs any more."""
+        if not self.keep_records:
+            return
+        live = self.start_frame[self.active]
+        keep_from = int(live.min()) if len(live) else len(self.frames) + self._cursor
+        cut = keep_from - self._cursor
+        if cut > 256 or not len(live):
+            del self.frames[:cut]
+            self._cursor = keep_from
+
+    def running_records(self, i: int) -> list[StepRecord]:
+        """World ``i``'s records of its running episode so far (``keep_records`` on)."""
+        cur = self.current[i]
+        if cur is None:
+            return []
+        lo = int(self.start_frame[i]) - self._cursor
+        return make_records(self.frames[lo:], i, cur[1])
+
+    def last_record(self, i: int = 0) -> StepRecord:
+        """World ``i``'s record of the last step."""
+        if self.last_frame is None:
+            raise RuntimeError("no step taken yet")
+        cur = self._last_current[i]
+        name = cur[1] if cur is not None else ""
+        return make_records([self.last_frame], i, name, int(self._last_step[i]))[0]
+
+    def run(self, seeds: Sequence[int | None],
+            names: Sequence[str] | None = None) -> list[Episode]:
+        """Play one episode per seed across the N worlds; returns them in seed order, with
+        their counterfactual labels attached."""
+        self.start(seeds, names)
+        while self.active.any():
+            self.step()
+        eps = sorted(self.episodes, key=lambda e: e.index)
+        if self.counterfactual is not None:
+            self.counterfactual.flush(self.worlds, lambda o: agent_outputs(self.agent, o))
+            by_name: dict[str, list] = {}
+            for lb in self.counterfactual.labels:
+                by_name.setdefault(lb.episode, []).append(lb)
+            for e in eps:
+                e.labels = sorted(by_name.get(e.name, []), key=lambda lb: lb.step)
+        return eps
+
+
+def _takes_seed_only(fn: Callable) -> bool:
+    """``reset(seed=None)`` (a per-world Human) rather than ``reset(worlds, seeds)``."""
+    import inspect
+
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return True
+    return len(params) <= 1
+
+
+def _takes_no_args(fn: Callable) -> bool:
+    import inspect
+
+    try:
+        return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                   for p in inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+
+
+# --- one env ----------------------------------------------------------------------------
+class Supervisor:
+    """Supervised episodes on one env, one step at a time (the live drive and tests): the
+    :class:`Engine` with N = 1. ``step()`` never waits for anyone: a live keyboard human
+    returns whatever is pressed now.
+
+    Same arguments as :class:`Engine` (``human`` is one per-world ``Human``), plus
+    ``episode_name``: ``(seed, index) -> str``.
+    """
+
+    def __init__(self, env: Any, agent: Any, estimators: Mapping[str, Estimator], gate: Gate,
+                 human: Human | None = None, *, gate_score: str | None = None,
+                 handover: HandoverConfig | None = None, run_id: str = "",
+                 episode_name: Callable[[int | None, int], str] = default_episode_name,
+                 counterfactual: Any = None, shadow_gates: Mapping[str, Gate] | None = None,
+                 urgency: Callable | None = None) -> None:
+        self.env = env
+        self.engine = Engine(env, agent, estimators, gate,
+                             None if human is None else PerWorldHumans([human]),
+                             gate_score=gate_score, handover=handover, run_id=run_id,
+                             counterfactual=counterfactual, shadow_gates=shadow_gates,
+                             urgency=urgency, keep_records=False)
+        if self.engine.n != 1:
+            raise ValueError("Supervisor runs one env; use Engine for batched envs")
+        self.episode_name = episode_name
+        self.episode_index = -1
+        self.dt = self.engine.dt
+        self.counterfactual = counterfactual
+
+    @property
+    def handover(self) -> Handover:
+        return self.engine.handover
+
+    @property
+    def gate(self) -> Gate:
+        return self.engine.gate
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+        self.episode_index += 1
+        name = self.episode_name(seed, self.episode_index)
+        eng = self.engine
+        eng._queue, eng._next = [], 0
+        eng.start([seed], [name])
+        self.episode = eng.current[0][1]
+        w = eng.worlds
+        return w.obs[0], (w.info_row(0) if isinstance(w, GymWorld) else row(w.info, 0))
+
+    @property
+    def done(self) -> bool:
+        return self.engine.done
+
+    @property
+    def phase(self):
+        return PHASES[int(self.engine.phase[0])]
+
+    @property
+    def time_left(self) -> float:
+        """s until the pending request falls back to the minimal-risk manoeuvre, NaN when
+        none (the HUD's countdown)."""
+        return float(self.engine.time_left()[0])
+
+    def step(self) -> StepRecord:
+        if self.engine.done:
+            raise RuntimeError("no running episode: call reset(seed) first (the last one ended)")
+        self.engine.step()
+        return self.engine.last_record(0)
+
+    def run_episode(self, seed: int | None = None) -> list[StepRecord]:
+        """Reset with ``seed`` and step until the episode ends."""
+        self.reset(seed)
+        records = []
+        while not self.done:
+            records.append(self.step())
+        return records
