@@ -23,6 +23,19 @@ LAYERS = {"envs": 1, "agents": 2, "supervisor": 3, "experiments": 4}
 """Top-level source folder -> rank; the base (``takeover/``) is 0 and the CLI 5."""
 CLI = 5
 
+PENDING = {
+    ("takeover.experiments.benchmarks.drive", "takeover.commands.drive"):
+        "live engineer: the live loop moves out of takeover/commands/drive.py",
+    ("takeover.envs.sb3", "takeover.envs.vector"):
+        "world engineer: envs.vector <-> envs.sb3 cycle",
+}
+"""Known violations in files other branches own, each with its fix's owner. Strict: the
+stale-entry test fails once a fix lands, so the entry is deleted at that merge."""
+
+
+def _pending(m: str, dep: str) -> bool:
+    return (m, dep) in PENDING or (dep, m) in PENDING
+
 
 def source_modules() -> dict[str, Path]:
     """Module name -> file, mapping the source folders as the wheel installs them."""
@@ -109,7 +122,8 @@ def test_the_graph_sees_the_package():
 
 def test_no_module_imports_a_later_layer():
     bad = [f"{m} (line {line}) imports {dep}"
-           for m, deps in graph().items() for dep, line, _ in deps if rank(dep) > rank(m)]
+           for m, deps in graph().items() for dep, line, _ in deps
+           if rank(dep) > rank(m) and not _pending(m, dep)]
     assert not bad, "imports against the data flow (base < envs < agents < supervisor < " \
                     "experiments < cli):\n" + "\n".join(bad)
 
@@ -126,7 +140,9 @@ def test_no_import_cycles():
         stack.append(m)
         for d in edges.get(m, ()):
             if state.get(d) == 1:
-                cycles.append(stack[stack.index(d):] + [d])
+                cycle = stack[stack.index(d):] + [d]
+                if not any(_pending(a, b) for a, b in zip(cycle, cycle[1:])):
+                    cycles.append(cycle)
             elif d not in state:
                 dfs(d)
         stack.pop()
@@ -136,6 +152,13 @@ def test_no_import_cycles():
         if m not in state:
             dfs(m)
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_pending_exceptions_are_still_needed():
+    g = graph()
+    stale = [f"{a} -> {b} ({who})" for (a, b), who in PENDING.items()
+             if not any(d == b for d, _, _ in g.get(a, ()))]
+    assert not stale, "fixed: delete from PENDING:\n" + "\n".join(stale)
 
 
 @pytest.mark.parametrize("module", ["takeover.records", "takeover.logio", "takeover.config",
