@@ -91,8 +91,18 @@ _HELD: list[Path] = []
 """Folders this process holds, newest last: the interrupt message names the newest."""
 
 
+_LAST: list[Path] = []
+
+
 def held() -> Path | None:
+    """The newest folder this process still holds."""
     return _HELD[-1] if _HELD else None
+
+
+def last_claimed() -> Path | None:
+    """The newest folder this process claimed, held or already released (for the message
+    after an interruption unwound the claim)."""
+    return _LAST[-1] if _LAST else None
 
 
 def claim(folder: str | os.PathLike, *, resume: bool = False) -> Path:
@@ -135,9 +145,11 @@ def claim(folder: str | os.PathLike, *, resume: bool = False) -> Path:
         marked = (folder / MARKER).exists()
         if others and not (resume and marked):
             why = ("it was not created by takeover" if not marked else
-                   "it holds an earlier run; pass --resume to continue it")
+                   "it already holds an earlier run (takeover run --resume continues an "
+                   "interrupted one)")
             raise FolderError(f"{folder} is not empty ({len(others)} entries, e.g. "
-                              f"{sorted(others)[0]!r}) and {why}; pass another --out")
+                              f"{sorted(others)[0]!r}) and {why}; choose another output "
+                              "folder")
         if not marked:
             atomic_write_text(folder / MARKER, "created by takeover; safe to delete with "
                                                "the folder\n")
@@ -145,6 +157,7 @@ def claim(folder: str | os.PathLike, *, resume: bool = False) -> Path:
         lock.unlink(missing_ok=True)
         raise
     _HELD.append(folder)
+    _LAST.append(folder)
     return folder
 
 
