@@ -134,7 +134,7 @@ def architecture(policy: nn.Module) -> dict[str, Any]:
     name = type(policy).__name__
     if name not in _KWARGS:
         raise CheckpointError(f"cannot save a {name}; supported policies: {sorted(_KWARGS)}")
-    params = policy._get_constructor_parameters()
+    params: dict[str, Any] = policy._get_constructor_parameters()  # type: ignore[operator]
     if params.get("features_extractor_class", FlattenExtractor) is not FlattenExtractor:
         raise CheckpointError("only SB3's default FlattenExtractor can be saved")
     if params.get("use_sde"):

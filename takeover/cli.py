@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
         if interrupt.received() is not None:  # click turned the KeyboardInterrupt into 130
             raise KeyboardInterrupt(interrupt.received())
     except typer.TyperException as e:  # usage errors: click's own message
-        e.show()
-        code = e.exit_code
+        getattr(e, "show", lambda: _error(str(e)))()
+        code = getattr(e, "exit_code", 2)
     except (KeyboardInterrupt, typer.Abort) as e:
         del e
         term = interrupt.received() == signal.SIGTERM

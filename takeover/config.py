@@ -44,8 +44,9 @@ class ConfigError(ValueError):
     """A configuration value or file is invalid; the message names the key and the fix."""
 
 
-def option(default: Any, help: str, *, range: tuple | None = None, choices=None,
-           factory=None, infinite: bool = False) -> Any:
+def option(default: Any, help: str, *, range: tuple[Any, Any] | None = None,
+           choices: Any = None, factory: Callable[[], Any] | None = None,
+           infinite: bool = False) -> Any:
     """A config field: ``range=(lo, hi)`` is inclusive (``None`` for an open end);
     ``choices`` lists the allowed values (a callable returning them is looked up late, so
     registries can grow after the class is defined). Numbers must be finite unless
@@ -80,7 +81,7 @@ def _coerce(value: Any, tp: Any, key: str, infinite: bool = False) -> Any:
         if len(errors) == 1:
             raise ConfigError(errors[0])
         raise ConfigError(f"{key}: {value!r} is not any of {_union_name(tp)}")
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
@@ -155,7 +156,7 @@ def check_finite(value: Any, key: str) -> None:
             check_finite(v, f"{key}[{i}]")
 
 
-def check_field(cfg: Any, f: dataclasses.Field, where: str = "") -> None:
+def check_field(cfg: Any, f: dataclasses.Field[Any], where: str = "") -> None:
     key = f"{where}.{f.name}" if where else f.name
     value = getattr(cfg, f.name)
     choices = f.metadata.get("choices")
@@ -192,7 +193,8 @@ def validate(cfg: Any, where: str = "") -> None:
 def from_dict(cls: type[C], data: dict[str, Any] | None, where: str = "") -> C:
     """Build ``cls`` from a mapping, refusing unknown keys (naming the closest valid one)."""
     data = dict(data or {})
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]  # C is a dataclass
+    names = [f.name for f in fields]
     for key in data:
         if key not in names:
             full = f"{where}.{key}" if where else key
@@ -201,7 +203,7 @@ def from_dict(cls: type[C], data: dict[str, Any] | None, where: str = "") -> C:
                 f"Valid keys{' of ' + where if where else ''}: {', '.join(names)}"
             )
     hints = typing.get_type_hints(cls)
-    infinite = {f.name: f.metadata.get("infinite", False) for f in dataclasses.fields(cls)}
+    infinite = {f.name: f.metadata.get("infinite", False) for f in fields}
     kwargs = {}
     for key, value in data.items():
         full = f"{where}.{key}" if where else key
@@ -226,7 +228,8 @@ def to_dict(cfg: Any) -> dict[str, Any]:
             return {k: plain(x) for k, x in v.items()}
         return v
 
-    return plain(cfg)
+    out: dict[str, Any] = plain(cfg)
+    return out
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -310,7 +313,8 @@ def _target(factory: Callable[..., Any]) -> Callable[..., Any]:
     while isinstance(factory, functools.partial):
         factory = factory.func
     if isinstance(factory, type):
-        return factory.__init__
+        init: Callable[..., Any] = factory.__init__  # type: ignore[misc]
+        return init
     return factory
 
 

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from takeover.atomic import atomic_write_text
 
@@ -69,7 +70,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def holder(folder: Path) -> dict | None:
+def holder(folder: Path) -> dict[str, Any] | None:
     """The lock's content (pid, host, command, since) or ``None`` when nobody holds it."""
     try:
         data = json.loads((Path(folder) / LOCK).read_text(encoding="utf-8"))
@@ -80,7 +81,7 @@ def holder(folder: Path) -> dict | None:
         return {"pid": None, "command": "unknown (unreadable lock)"}
 
 
-def _describe(h: dict) -> str:
+def _describe(h: dict[str, Any]) -> str:
     since = h.get("since")
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if isinstance(
         since, (int, float)) else "?"
@@ -105,7 +106,7 @@ def last_claimed() -> Path | None:
     return _LAST[-1] if _LAST else None
 
 
-def claim(folder: str | os.PathLike, *, resume: bool = False) -> Path:
+def claim(folder: str | os.PathLike[str], *, resume: bool = False) -> Path:
     """Claim ``folder`` for this process or raise ``FolderError`` naming why.
 
     A new or empty folder is created and marked; an existing non-empty one is accepted only
@@ -161,7 +162,7 @@ def claim(folder: str | os.PathLike, *, resume: bool = False) -> Path:
     return folder
 
 
-def release(folder: str | os.PathLike) -> None:
+def release(folder: str | os.PathLike[str]) -> None:
     """Give up a claim made by this process (a no-op when it is not ours)."""
     folder = Path(folder)
     h = holder(folder)
@@ -172,7 +173,7 @@ def release(folder: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
-def claimed(folder: str | os.PathLike, *, resume: bool = False) -> Iterator[Path]:
+def claimed(folder: str | os.PathLike[str], *, resume: bool = False) -> Iterator[Path]:
     """``claim`` for the duration of a ``with`` block."""
     path = claim(folder, resume=resume)
     try:
