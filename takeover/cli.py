@@ -118,7 +118,11 @@ def main(argv: list[str] | None = None) -> None:
         if interrupt.received() is not None:  # click turned the KeyboardInterrupt into 130
             raise KeyboardInterrupt(interrupt.received())
     except typer.TyperException as e:  # usage errors: click's own message
-        getattr(e, "show", lambda: _error(str(e)))()
+        show = getattr(e, "show", None)
+        if show is not None:
+            show()
+        else:
+            _error(str(e))
         code = getattr(e, "exit_code", 2)
     except (KeyboardInterrupt, typer.Abort) as e:
         del e

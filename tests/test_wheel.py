@@ -12,7 +12,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from test_imports import ROOT, source_modules
 
 CODE = """
