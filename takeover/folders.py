@@ -93,6 +93,8 @@ _HELD: list[Path] = []
 
 
 _LAST: list[Path] = []
+_CREATED: set[Path] = set()
+"""Folders this process's claims created: removed again on release if nothing was written."""
 
 
 def held() -> Path | None:
@@ -115,6 +117,7 @@ def claim(folder: str | os.PathLike[str], *, resume: bool = False) -> Path:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise FolderError(f"{folder} exists and is not a folder; pass another --out")
+    new = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -159,15 +162,24 @@ def claim(folder: str | os.PathLike[str], *, resume: bool = False) -> Path:
         raise
     _HELD.append(folder)
     _LAST.append(folder)
+    if new:
+        _CREATED.add(folder)
     return folder
 
 
 def release(folder: str | os.PathLike[str]) -> None:
-    """Give up a claim made by this process (a no-op when it is not ours)."""
+    """Give up a claim made by this process (a no-op when it is not ours). A folder the
+    claim created and nothing was written into is removed again."""
     folder = Path(folder)
     h = holder(folder)
     if h and h.get("pid") == os.getpid():
         (folder / LOCK).unlink(missing_ok=True)
+        if folder in _CREATED:  # a command that failed before writing leaves nothing behind
+            with contextlib.suppress(OSError):
+                if {p.name for p in folder.iterdir()} <= {MARKER}:
+                    (folder / MARKER).unlink(missing_ok=True)
+                    folder.rmdir()
+                    _CREATED.discard(folder)
     with contextlib.suppress(ValueError):
         _HELD.remove(folder)
 

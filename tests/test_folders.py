@@ -78,6 +78,10 @@ def test_only_folders_takeover_created_are_written_again(tmp_path):
     empty.mkdir()
     with claimed(empty):
         pass
+    assert empty.is_dir()  # the user's (empty) folder stays
+    with claimed(tmp_path / "unused"):
+        pass
+    assert not (tmp_path / "unused").exists()  # failed before writing: nothing left behind
     (tmp_path / "file").write_text("x")
     with pytest.raises(FolderError, match="not a folder"):
         claim(tmp_path / "file")
@@ -173,3 +177,16 @@ def test_disk_full_is_a_message_not_a_traceback(tmp_path, monkeypatch, capsys):
         cli.main(["run", "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert e.value.code == 1 and "disk is full writing" in err and "x.json" in err
+
+
+def test_a_plain_run_prints_no_audio_xdg_or_ray_noise(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SDL_AUDIODRIVER", "SDL_VIDEODRIVER", "XDG_RUNTIME_DIR")}
+    env["PYTHONPATH"] = str(ROOT)
+    res = subprocess.run([sys.executable, "-m", "takeover", "eval", "novice", "-s", "Plain-v0",
+                          "--seeds", "1"], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    noise = [w for w in ("ALSA", "XDG_RUNTIME_DIR", "pygame-ce", "Hello from the pygame",
+                         "usage stats", "token") if w.lower() in res.stderr.lower()]
+    assert not noise and res.stderr.strip() == "", res.stderr[-2000:]
