@@ -54,6 +54,7 @@ def test_a_second_writer_is_refused_naming_the_holder(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+        holder.stdout.close()
     # its holder is gone: the stale lock is taken over, and the folder (ours) resumes
     assert claim(out, resume=True) == out
     release(out)
