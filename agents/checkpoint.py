@@ -8,9 +8,13 @@ says how to rebuild the policies around them::
         manifest.json                    spaces, architecture, algo, versions, sha256, ...
         weights.<sha256[:12]>.safetensors  members.<k>.<param>, risk.<param>, reference_obs
 
-Loading reads the manifest, checks the weights file's size and sha256 *before* parsing it
-(a truncated or tampered file is refused, naming the file), rebuilds the policies from the
-manifest and loads the tensors strictly. Saving writes the new weights under a new name, then
+One sha256 covers the manifest and the weights together (``manifest["sha256"]``: the hash of
+the canonical JSON of every other manifest field, a NUL byte, then the weights file), so an
+edited architecture, risk spec or space is refused like a flipped weight bit. Loading
+checks the manifest field by field against its schema, then the weights file's size and the
+sha256 *before* parsing it, rebuilds the policies from the manifest, loads the tensors
+strictly and refuses non-finite weights: every malformed or tampered checkpoint is a
+``CheckpointError`` naming the file and the field. Saving writes the new weights under a new name, then
 atomically replaces the manifest (the commit point), then removes stale weights: a crash at
 any moment leaves either the old or the new checkpoint, never a torn one.
 """
@@ -19,8 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
+import re
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -35,8 +41,18 @@ from takeover.agents.risk import RiskCritic, RiskSpec
 from takeover.atomic import atomic_write_bytes, atomic_write_text
 
 FORMAT = "takeover-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: one sha256 over manifest + weights (1 hashed the weights alone; ``upgrade`` converts)."""
 MANIFEST = "manifest.json"
+SHIPPED_DIR = Path(__file__).parent / "pretrained"
+"""The checkpoints shipped in the package: a shipped name is a sub-folder holding a
+manifest (``novice``, ``novice-ensemble``, ...). The table of what each one is, and the
+recipe that builds them, live in ``takeover.agents.pretrained``; this module only needs to
+find them, so it imports neither."""
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_MEMBERS = 64
+ALGOS = ("PPO", "A2C", "SAC")
+ACTIVATIONS = ("Tanh", "ReLU", "ELU", "LeakyReLU", "GELU", "SiLU", "Sigmoid")
 
 
 class CheckpointError(ValueError):
@@ -118,7 +134,7 @@ def architecture(policy: nn.Module) -> dict[str, Any]:
     name = type(policy).__name__
     if name not in _KWARGS:
         raise CheckpointError(f"cannot save a {name}; supported policies: {sorted(_KWARGS)}")
-    params = policy._get_constructor_parameters()
+    params: dict[str, Any] = policy._get_constructor_parameters()  # type: ignore[operator]
     if params.get("features_extractor_class", FlattenExtractor) is not FlattenExtractor:
         raise CheckpointError("only SB3's default FlattenExtractor can be saved")
     if params.get("use_sde"):
@@ -151,6 +167,202 @@ def versions() -> dict[str, str]:
     return out
 
 
+# --- manifest schema ------------------------------------------------------------------------
+def _fail(file: Path, field: str, problem: str) -> CheckpointError:
+    return CheckpointError(f"{file}: field {field!r} {problem}; the checkpoint is malformed or "
+                           "was edited -- restore or re-create it")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return (isinstance(v, (int, float)) and not isinstance(v, bool)) and not math.isnan(v)
+
+
+def _int(file: Path, field: str, v: Any, lo: int, hi: int) -> int:
+    if not _is_int(v) or not lo <= v <= hi:
+        raise _fail(file, field, f"must be an integer in [{lo}, {hi}], got {v!r}")
+    return v
+
+
+def _check_space(file: Path, field: str, d: Any) -> None:
+    if not isinstance(d, dict):
+        raise _fail(file, field, f"must be a mapping, got {type(d).__name__}")
+    kind = d.get("type")
+    if kind == "Discrete":
+        _keys(file, field, d, {"type", "n", "start"}, {"type", "n"})
+        _int(file, f"{field}.n", d["n"], 1, 1_000_000)
+        _int(file, f"{field}.start", d.get("start", 0), -1_000_000, 1_000_000)
+    elif kind == "Box":
+        _keys(file, field, d, {"type", "shape", "dtype", "low", "high"},
+              {"type", "shape", "dtype", "low", "high"})
+        shape = d["shape"]
+        if (not isinstance(shape, list) or not 1 <= len(shape) <= 4
+                or not all(_is_int(s) and 1 <= s <= 100_000 for s in shape)
+                or math.prod(shape) > 10_000_000):
+            raise _fail(file, f"{field}.shape", f"must list 1-4 positive sizes, got {shape!r}")
+        if d["dtype"] not in ("float32", "float64"):
+            raise _fail(file, f"{field}.dtype", f"must be float32 or float64, got {d['dtype']!r}")
+        for b in ("low", "high"):
+            v = d[b]
+            ok = _is_num(v) or (isinstance(v, list) and np.shape(v) == tuple(shape)
+                                and _all_numbers(v))
+            if not ok:
+                raise _fail(file, f"{field}.{b}", "must be a number (not NaN) or a nested list "
+                            f"of shape {shape}")
+    else:
+        raise _fail(file, f"{field}.type", f"must be 'Box' or 'Discrete', got {kind!r}")
+
+
+def _all_numbers(v: Any) -> bool:
+    if isinstance(v, list):
+        return all(_all_numbers(x) for x in v)
+    return _is_num(v)
+
+
+def _keys(file: Path, field: str, d: dict, allowed: set[str], required: set[str]) -> None:
+    from takeover.registry import closest
+
+    for k in d:
+        if k not in allowed:
+            raise _fail(file, f"{field}.{k}" if field else k,
+                        f"is not part of the format.{closest(str(k), sorted(allowed))}")
+    for k in sorted(required - set(d)):
+        raise _fail(file, f"{field}.{k}" if field else k, "is missing")
+
+
+_MANIFEST_KEYS = {"format", "format_version", "kind", "members", "algo", "observation_space",
+                  "action_space", "architecture", "risk", "reference_obs", "weights",
+                  "versions", "info", "sha256"}
+
+
+def validate_manifest(m: Any, file: Path) -> dict[str, Any]:
+    """Check every field of a manifest against the format (types, ranges, allowed names);
+    raise ``CheckpointError`` naming ``file`` and the first bad field."""
+    if not isinstance(m, dict):
+        raise CheckpointError(f"{file} is not a {FORMAT} manifest (a JSON object)")
+    if m.get("format") != FORMAT:
+        raise CheckpointError(f"{file} is not a {FORMAT} manifest (format={m.get('format')!r})")
+    if m.get("format_version") != FORMAT_VERSION:
+        hint = (" (version 1 did not cover the manifest by its sha256: if you trust it, run "
+                "'python -m takeover.agents.checkpoint --upgrade DIR')"
+                if m.get("format_version") == 1 else "")
+        raise CheckpointError(f"{file} has format_version {m.get('format_version')!r}; this "
+                              f"takeover reads version {FORMAT_VERSION}{hint}")
+    _keys(file, "", m, _MANIFEST_KEYS, _MANIFEST_KEYS)
+    sha = m["sha256"]
+    if not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+        raise _fail(file, "sha256", "must be 64 lowercase hex digits")
+    if m["kind"] not in ("policy", "ensemble"):
+        raise _fail(file, "kind", f"must be 'policy' or 'ensemble', got {m['kind']!r}")
+    _int(file, "members", m["members"], 1, MAX_MEMBERS)
+    if m["kind"] == "policy" and m["members"] != 1:
+        raise _fail(file, "members", f"must be 1 for kind 'policy', got {m['members']}")
+    if m["algo"] not in ALGOS:
+        raise _fail(file, "algo", f"must be one of {', '.join(ALGOS)}, got {m['algo']!r}")
+    _check_space(file, "observation_space", m["observation_space"])
+    _check_space(file, "action_space", m["action_space"])
+    _check_architecture(file, m["architecture"], m["algo"])
+    if m["risk"] is not None:
+        if not isinstance(m["risk"], dict):
+            raise _fail(file, "risk", "must be null or a risk-critic spec mapping")
+        try:
+            spec = RiskSpec.from_dict(m["risk"])
+            bad = [k for k, v in spec.to_dict().items()
+                   if not (_all_numbers(v) if isinstance(v, list) else _is_num(v))]
+            if bad or not all(_is_int(h) and 1 <= h <= 4096 for h in spec.hidden):
+                raise ValueError(f"non-numeric or out-of-range {bad or 'hidden'}")
+        except (TypeError, ValueError) as e:
+            raise _fail(file, "risk", f"is not a valid risk spec ({e})") from None
+    ref = m["reference_obs"]
+    if ref is not None and not (isinstance(ref, list) and 1 <= len(ref) <= 5
+                                and all(_is_int(s) and s >= 0 for s in ref)):
+        raise _fail(file, "reference_obs", f"must be null or a shape list, got {ref!r}")
+    w = m["weights"]
+    if not isinstance(w, dict):
+        raise _fail(file, "weights", "must be a mapping {file, sha256, bytes}")
+    _keys(file, "weights", w, {"file", "sha256", "bytes"}, {"file", "bytes"})
+    if not (isinstance(w["file"], str) and re.fullmatch(r"weights\.[0-9a-f]{12}\.safetensors",
+                                                        w["file"])):
+        raise _fail(file, "weights.file", f"must be weights.<12 hex>.safetensors, got "
+                    f"{w['file']!r}")
+    _int(file, "weights.bytes", w["bytes"], 8, 1 << 34)
+    if not (isinstance(m["versions"], dict)
+            and all(isinstance(v, str) for v in m["versions"].values())):
+        raise _fail(file, "versions", "must map package names to version strings")
+    if not isinstance(m["info"], dict):
+        raise _fail(file, "info", "must be a mapping")
+    return m
+
+
+def _check_architecture(file: Path, arch: Any, algo: str) -> None:
+    if not isinstance(arch, dict):
+        raise _fail(file, "architecture", "must be a mapping {policy_class, policy_kwargs}")
+    _keys(file, "architecture", arch, {"policy_class", "policy_kwargs"},
+          {"policy_class", "policy_kwargs"})
+    cls = arch["policy_class"]
+    if cls != _ALGO_POLICY[algo]:
+        raise _fail(file, "architecture.policy_class",
+                    f"must be {_ALGO_POLICY[algo]!r} for algo {algo!r}, got {cls!r}")
+    kw = arch["policy_kwargs"]
+    if not isinstance(kw, dict):
+        raise _fail(file, "architecture.policy_kwargs", "must be a mapping")
+    _keys(file, "architecture.policy_kwargs", kw, set(_KWARGS[cls]), {"net_arch",
+                                                                        "activation_fn"})
+    f = "architecture.policy_kwargs."
+    if kw["activation_fn"] not in ACTIVATIONS:
+        raise _fail(file, f + "activation_fn", f"must be one of {', '.join(ACTIVATIONS)}, got "
+                    f"{kw['activation_fn']!r}")
+
+    def sizes(v: Any) -> bool:
+        return isinstance(v, list) and len(v) <= 16 and all(_is_int(s) and 1 <= s <= 4096
+                                                            for s in v)
+
+    net = kw["net_arch"]
+    heads = {"pi", "vf"} if cls == "ActorCriticPolicy" else {"pi", "qf"}
+    if not (sizes(net) or (isinstance(net, dict) and set(net) <= heads
+                           and all(sizes(v) for v in net.values()))):
+        raise _fail(file, f + "net_arch", f"must be a list of layer sizes or {{{', '.join(sorted(heads))}: "
+                    f"[sizes]}}, got {net!r}")
+    for k in ("ortho_init", "share_features_extractor", "normalize_images", "use_expln",
+              "clip_mean"):
+        if k in kw and not (isinstance(kw[k], bool) or (k == "clip_mean" and _is_num(kw[k])
+                                                       and math.isfinite(kw[k]))):
+            raise _fail(file, f + k, f"must be true/false, got {kw[k]!r}")
+    if "log_std_init" in kw and not (_is_num(kw["log_std_init"])
+                                     and -20 <= kw["log_std_init"] <= 2):
+        raise _fail(file, f + "log_std_init", f"must be a number in [-20, 2], got "
+                    f"{kw['log_std_init']!r}")
+    if "n_critics" in kw:
+        _int(file, f + "n_critics", kw["n_critics"], 1, 16)
+
+
+def _plain(x: Any) -> Any:
+    """JSON-safe metadata: non-finite floats become null (a manifest holds no NaN)."""
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (np.generic,)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if x is None or isinstance(x, (str, int, float, bool)):
+        return x
+    return str(x)
+
+
+def manifest_digest(manifest: dict[str, Any], blob: bytes) -> str:
+    """The checkpoint's sha256: canonical JSON of every manifest field but ``sha256``, a NUL
+    byte, then the weights file's bytes."""
+    body = {k: v for k, v in manifest.items() if k != "sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                      allow_nan=False)
+    return hashlib.sha256(text.encode("ascii") + b"\0" + blob).hexdigest()
+
+
 # --- save / load --------------------------------------------------------------------------------
 def save_agent(agent: EnsembleAgent, path: str | Path, *, algo: str = "PPO",
                extra: dict[str, Any] | None = None) -> Path:
@@ -172,9 +384,14 @@ def save_agent(agent: EnsembleAgent, path: str | Path, *, algo: str = "PPO",
     if agent.reference_obs is not None:
         tensors["reference_obs"] = torch.as_tensor(np.asarray(agent.reference_obs,
                                                               dtype=np.float32)).contiguous()
+    bad = [n for n, t in tensors.items() if t.is_floating_point() and not bool(
+        torch.isfinite(t).all())]
+    if bad:
+        raise CheckpointError(f"refusing to save {path}: tensor {bad[0]} holds NaN or inf "
+                              "(a diverged training run?)")
     blob = save(tensors)
-    digest = hashlib.sha256(blob).hexdigest()
-    weights = f"weights.{digest[:12]}.safetensors"
+    weights = f"weights.{hashlib.sha256(blob).hexdigest()[:12]}.safetensors"
+    info = {k: v for k, v in agent.metadata.items() if k not in ("path",)} | dict(extra or {})
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -187,11 +404,12 @@ def save_agent(agent: EnsembleAgent, path: str | Path, *, algo: str = "PPO",
         "risk": risk,
         "reference_obs": None if agent.reference_obs is None else list(
             np.shape(agent.reference_obs)),
-        "weights": {"file": weights, "sha256": digest, "bytes": len(blob)},
+        "weights": {"file": weights, "bytes": len(blob)},
         "versions": versions(),
-        "info": {k: v for k, v in agent.metadata.items() if k not in ("path",)}
-        | dict(extra or {}),
+        "info": _plain(info),
     }
+    manifest["sha256"] = manifest_digest(manifest, blob)
+    validate_manifest(manifest, path / MANIFEST)  # what we write, we can read back
     atomic_write_bytes(path / weights, blob)
     atomic_write_text(path / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     for name in (weights, MANIFEST):  # temp files are created 0600; checkpoints are shared
@@ -203,38 +421,61 @@ def save_agent(agent: EnsembleAgent, path: str | Path, *, algo: str = "PPO",
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
+    """The validated manifest of checkpoint directory ``path`` (the sha256 is checked by
+    ``load_checkpoint``, which reads the weights too)."""
     file = Path(path) / MANIFEST
     if not file.is_file():
         raise CheckpointError(f"{file} does not exist: {path} is not a takeover checkpoint "
                               "directory (expected manifest.json + weights.*.safetensors)")
     try:
-        manifest = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        if file.stat().st_size > MAX_MANIFEST_BYTES:
+            raise CheckpointError(f"{file} is larger than {MAX_MANIFEST_BYTES} bytes: not a "
+                                  "takeover manifest")
+        manifest = json.loads(file.read_bytes().decode("utf-8"),
+                              parse_constant=_no_constant)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
         raise CheckpointError(f"{file} is not valid JSON (truncated or edited?): {e}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise CheckpointError(f"{file} is not a {FORMAT} manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{file} has format_version {manifest.get('format_version')}; "
-                              f"this takeover reads version {FORMAT_VERSION}")
-    return manifest
+    except OSError as e:
+        raise CheckpointError(f"{file} cannot be read: {e}") from None
+    return validate_manifest(manifest, file)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a checkpoint may hold")
 
 
 def _read_weights(path: Path, manifest: dict[str, Any]) -> dict[str, torch.Tensor]:
     from safetensors.torch import load
 
     entry = manifest["weights"]
-    file = path / Path(entry["file"]).name
+    file = path / entry["file"]
     if not file.is_file():
         raise CheckpointError(f"weights file {file} named by {path / MANIFEST} is missing")
-    blob = file.read_bytes()
-    digest = hashlib.sha256(blob).hexdigest()
-    if len(blob) != entry["bytes"] or digest != entry["sha256"]:
+    try:
+        blob = file.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{file} cannot be read: {e}") from None
+    digest = manifest_digest(manifest, blob)
+    if len(blob) != entry["bytes"] or digest != manifest["sha256"]:
         raise CheckpointError(
-            f"{file} is corrupt: sha256 mismatch ({len(blob)} bytes, sha256 {digest[:16]}..., "
-            f"manifest expects {entry['bytes']} bytes, sha256 {entry['sha256'][:16]}...); "
-            "the file was truncated or modified -- restore or re-create the checkpoint"
+            f"{path}: sha256 mismatch over {MANIFEST} + {file.name} ({len(blob)} bytes, sha256 "
+            f"{digest[:16]}..., manifest expects {entry['bytes']} bytes, sha256 "
+            f"{manifest['sha256'][:16]}...): a file was truncated or modified -- restore or "
+            "re-create the checkpoint"
         )
-    return load(blob)
+    try:
+        tensors = load(blob)
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type
+        raise CheckpointError(f"{file} is not a valid safetensors file: {e}") from None
+    for name, t in tensors.items():
+        if not t.is_floating_point():
+            raise CheckpointError(f"{file}: tensor {name} has dtype {t.dtype}; expected floats")
+        if not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{file}: tensor {name} holds NaN or inf; an agent with "
+                                  "non-finite weights acts arbitrarily -- re-create it")
+    return tensors
 
 
 def load_checkpoint(path: str | Path, *, env: Any = None, **agent_kwargs: Any) -> EnsembleAgent:
@@ -244,27 +485,44 @@ def load_checkpoint(path: str | Path, *, env: Any = None, **agent_kwargs: Any) -
     ``agent_kwargs``: e.g. ``dropout_samples=10`` for MC-dropout outputs."""
     path = Path(path)
     manifest = read_manifest(path)
-    obs_space = space_from_dict(manifest["observation_space"])
-    act_space = space_from_dict(manifest["action_space"])
     tensors = _read_weights(path, manifest)
+    try:
+        obs_space = space_from_dict(manifest["observation_space"])
+        act_space = space_from_dict(manifest["action_space"])
+    except (ValueError, TypeError, AssertionError) as e:
+        raise CheckpointError(f"{path / MANIFEST}: field 'observation_space'/'action_space' "
+                              f"does not describe a valid space: {e}") from None
+    expected = set()
     try:
         policies = []
         for k in range(manifest["members"]):
             policy = build_policy(manifest["architecture"], obs_space, act_space)
             prefix = f"members.{k}."
             state = {n[len(prefix):]: t for n, t in tensors.items() if n.startswith(prefix)}
+            expected |= {prefix + n for n in state}
             policy.load_state_dict(state, strict=True)
             policies.append(policy)
         risk = None
-        if manifest.get("risk"):
+        if manifest["risk"] is not None:
             risk = RiskCritic(RiskSpec.from_dict(manifest["risk"]))
             state = {n[5:]: t for n, t in tensors.items() if n.startswith("risk.")}
+            expected |= {"risk." + n for n in state}
             risk.load_state_dict(state, strict=True)
-        ref = tensors["reference_obs"].numpy() if "reference_obs" in tensors else None
-    except (RuntimeError, KeyError, TypeError) as e:
+        ref = None
+        if manifest["reference_obs"] is not None:
+            ref = tensors["reference_obs"].numpy()
+            expected.add("reference_obs")
+            if list(ref.shape) != manifest["reference_obs"]:
+                raise ValueError(f"reference_obs has shape {list(ref.shape)}, manifest says "
+                                 f"{manifest['reference_obs']}")
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: weights do not match the manifest's architecture: "
                               f"{e}") from None
-    meta = {"path": str(path), "algo": manifest["algo"], **manifest.get("info", {})}
+    extra = sorted(set(tensors) - expected)
+    if extra:
+        raise CheckpointError(f"{path}: weights hold tensors the manifest does not describe: "
+                              f"{', '.join(extra[:3])}")
+    meta = {"path": str(path), "algo": manifest["algo"], **manifest["info"]}
     if manifest["kind"] == "policy":
         agent: EnsembleAgent = PolicyAgent(policies[0], risk=risk, reference_obs=ref,
                                            metadata=meta, **agent_kwargs)
@@ -274,6 +532,29 @@ def load_checkpoint(path: str | Path, *, env: Any = None, **agent_kwargs: Any) -
     if env is not None:
         check_spaces(agent, env)
     return agent
+
+
+def upgrade(path: str | Path) -> Path:
+    """Rewrite a format-1 checkpoint (sha256 over the weights only) as format 2, after
+    checking its weights against the old hash. Only for checkpoints you trust: format 1
+    could not detect an edited manifest."""
+    path = Path(path)
+    file = path / MANIFEST
+    old = json.loads(file.read_text(encoding="utf-8"))
+    if old.get("format_version") != 1:
+        raise CheckpointError(f"{file} is not a format-1 checkpoint")
+    w = old["weights"]
+    blob = (path / Path(w["file"]).name).read_bytes()
+    if hashlib.sha256(blob).hexdigest() != w["sha256"]:
+        raise CheckpointError(f"{path / w['file']}: sha256 mismatch; not upgrading")
+    new = {**old, "format_version": FORMAT_VERSION,
+           "weights": {"file": Path(w["file"]).name, "bytes": w["bytes"]}}
+    new.pop("sha256", None)
+    new["sha256"] = manifest_digest(new, blob)
+    validate_manifest(new, file)
+    atomic_write_text(file, json.dumps(new, indent=2, sort_keys=True) + "\n")
+    os.chmod(file, 0o644)
+    return path
 
 
 def load_sb3_zip(path: str | Path, *, trust_sb3_zip: bool = False, env: Any = None,
@@ -312,11 +593,9 @@ def load_agent(name_or_path: str | Path, *, env: Any = None, trust_sb3_zip: bool
                **agent_kwargs: Any) -> EnsembleAgent:
     """A shipped agent by name (``"novice"``, ``"novice-ensemble"``), a checkpoint directory,
     or (only with ``trust_sb3_zip=True``) an SB3 ``.zip``."""
-    from takeover.agents.pretrained import PRETRAINED, pretrained_path
-
     key = str(name_or_path)
-    if key in PRETRAINED:
-        agent = load_checkpoint(pretrained_path(key), env=env, **agent_kwargs)
+    if key in shipped_names():
+        agent = load_checkpoint(SHIPPED_DIR / key, env=env, **agent_kwargs)
         agent.metadata["name"] = key
         return agent
     path = Path(name_or_path)
@@ -326,9 +605,10 @@ def load_agent(name_or_path: str | Path, *, env: Any = None, trust_sb3_zip: bool
         return load_checkpoint(path, env=env, **agent_kwargs)
     from takeover.registry import closest
 
+    names = shipped_names()
     raise CheckpointError(
-        f"no agent {key!r}: not a shipped name ({', '.join(PRETRAINED)}), not a checkpoint "
-        f"directory and not an SB3 .zip.{closest(key, list(PRETRAINED))}"
+        f"no agent {key!r}: not a shipped name ({', '.join(names)}), not a checkpoint "
+        f"directory and not an SB3 .zip.{closest(key, names)}"
     )
 
 
@@ -336,14 +616,39 @@ def checkpoint_action_type(name_or_path: str | Path) -> str:
     """``"discrete"`` or ``"continuous"``: the action type of a shipped name or checkpoint
     directory, read from its manifest alone (no weights loaded), so a caller can build the
     matching env before loading the agent."""
-    from takeover.agents.pretrained import PRETRAINED, pretrained_path
-
     key = str(name_or_path)
-    path = pretrained_path(key) if key in PRETRAINED else Path(name_or_path)
+    path = SHIPPED_DIR / key if key in shipped_names() else Path(name_or_path)
     if not path.is_dir():
         raise CheckpointError(
             f"cannot tell the action type of {key!r}: not a shipped name "
-            f"({', '.join(PRETRAINED)}) or a checkpoint directory; pass the action type"
+            f"({', '.join(shipped_names())}) or a checkpoint directory; pass the action type"
         )
     kind = read_manifest(path)["action_space"]["type"]
     return "discrete" if kind == "Discrete" else "continuous"
+
+
+def shipped_names() -> list[str]:
+    """Names of the shipped checkpoints (sub-folders of ``SHIPPED_DIR`` with a manifest)."""
+    if not SHIPPED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED_DIR.iterdir() if (p / MANIFEST).is_file())
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m takeover.agents.checkpoint",
+                                description="Check or upgrade takeover checkpoints.")
+    p.add_argument("--upgrade", action="store_true",
+                   help="rewrite format-1 checkpoints you trust as format 2")
+    p.add_argument("dirs", nargs="+", type=Path)
+    args = p.parse_args(argv)
+    for d in args.dirs:
+        if args.upgrade:
+            upgrade(d)
+        load_checkpoint(d)
+        print(f"{d}: ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,20 +2,36 @@
 
 Every field carries its help text and valid range, so a typo, a wrong type or an
 out-of-range value stops the run before any episode starts, naming the key and the
-closest valid one (``takeover.config``). Names of estimators, gates, humans and agents are
-checked against the live registries when those are importable, so a new gate registered in
-``takeover.supervisor.gates`` is accepted without touching this file.
+closest valid one (``takeover.config``). Names of estimators, gates and humans are checked
+against the supervisor's registries, and their ``*_kwargs`` against the chosen plugin's
+signature (unknown key, wrong type, non-finite number: refused at load, before anything is
+written), so a new gate registered in ``takeover.supervisor.gates`` is accepted without
+touching this file. An empty config file runs the embedded default
+(``configs/default.yaml``); the dataclass defaults agree with it where a key is left out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from takeover.config import ConfigError, apply_overrides, from_dict, load_yaml, option, validate
-from takeover.registry import closest
+from takeover.config import (
+    ConfigError,
+    apply_overrides,
+    check_kwargs,
+    from_dict,
+    load_yaml,
+    option,
+    validate,
+)
+from takeover.folders import FolderError, check_name
+from takeover.registry import Registry, closest
+from takeover.supervisor.estimators import ESTIMATORS
+from takeover.supervisor.gates import GATES
+from takeover.supervisor.handover import HandoverConfig
+from takeover.supervisor.humans import HUMANS
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 """Shipped example configs; ``takeover run NAME`` also accepts a bare name from here."""
@@ -35,31 +51,30 @@ TRAIN_METHODS = ("hg-dagger", "thrifty", "none")
 an off-policy DQN/SAC agent and is not wired into ``takeover run``."""
 
 
-def _registry_names(module: str, attr: str) -> Callable[[], list[str] | None]:
-    """Late lookup of a registry's names; ``None`` (skip the check) when the layer that
-    owns it is not installed yet, so configs still load for the parts that exist."""
-
-    def names() -> list[str] | None:
-        import importlib
-
-        try:
-            reg = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError):
-            return None
-        return list(reg.names()) if hasattr(reg, "names") else list(reg)
-
-    return names
+def gate_names() -> list[str]:
+    return GATES.names()
 
 
-gate_names = _registry_names("takeover.supervisor.gates", "GATES")
-estimator_names = _registry_names("takeover.supervisor.estimators", "ESTIMATORS")
-human_names = _registry_names("takeover.supervisor.humans", "HUMANS")
+def estimator_names() -> list[str]:
+    return ESTIMATORS.names()
 
 
-def _check_names(key: str, values: Sequence[str], allowed: Sequence[str] | None,
-                 what: str) -> None:
-    if allowed is None:
-        return
+def human_names() -> list[str]:
+    return HUMANS.names()
+
+
+def _kwargs(registry: Registry, name: str, kwargs: dict[str, Any], where: str) -> dict[str, Any]:
+    """``kwargs`` of plugin ``name`` checked against its signature, then tried once by
+    building the plugin (so e.g. ``low > high`` is refused at load too)."""
+    kwargs = check_kwargs(registry.get(name), kwargs, where, f"{registry.what} {name!r}")
+    try:
+        registry.make(name, **kwargs)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: {registry.what} {name!r} refuses {kwargs}: {e}") from None
+    return kwargs
+
+
+def _check_names(key: str, values: Sequence[str], allowed: Sequence[str], what: str) -> None:
     for v in values:
         if v not in allowed:
             raise ConfigError(
@@ -82,8 +97,8 @@ class EnvSection:
     scenarios: tuple[str, ...] = option(
         ("sudden_brake", "cut_in", "stalled_car", "merge", "lane_closure"),
         "hazard scenarios; each is one task in the statistics", factory=None)
-    action_type: str = option("continuous", "env action space",
-                              choices=("continuous", "discrete"))
+    action_type: str = option("discrete", "env action space (the shipped novice is "
+                              "discrete)", choices=("continuous", "discrete"))
     duration: float = option(30.0, "episode length, s", range=(1.0, 600.0))
     vehicles: int = option(20, "traffic vehicles besides the ego", range=(0, 60))
 
@@ -101,7 +116,7 @@ class EnvSection:
 class AgentSection:
     """The policy under supervision."""
 
-    name: str = option("novice-ensemble",
+    name: str = option("novice",
                        "shipped agent name (novice, novice-ensemble) or a path to a saved agent")
 
     def __post_init__(self) -> None:
@@ -114,17 +129,24 @@ class SupervisorSection:
 
     gate: str = option("threshold", "takeover gate of the main condition", choices=gate_names)
     gate_kwargs: dict[str, Any] = option(None, "keyword arguments of the gate", factory=dict)
-    gate_score: str = option("ensemble", "estimator whose score the gate reads")
-    estimators: tuple[str, ...] = option(("ensemble", "ttc"),
+    gate_score: str = option("q_risk", "estimator whose score the gate reads")
+    estimators: tuple[str, ...] = option(("q_risk", "novelty", "ttc"),
                                          "estimators scored every step (the ROC curves)")
     human: str = option("average", "scripted human model", choices=human_names)
     human_kwargs: dict[str, Any] = option(None, "keyword arguments of the human",
                                           factory=dict)
-    handover_kwargs: dict[str, Any] = option(None, "handover protocol settings, e.g. tor_timeout",
+    handover_kwargs: dict[str, Any] = option(None, "handover protocol settings "
+                                             "(HandoverConfig), e.g. timeout",
                                              factory=dict)
 
     def __post_init__(self) -> None:
         validate(self, "supervisor")
+        set_ = object.__setattr__
+        set_(self, "gate_kwargs", _kwargs(GATES, self.gate, self.gate_kwargs,
+                                          "supervisor.gate_kwargs"))
+        set_(self, "human_kwargs", _kwargs(HUMANS, self.human, self.human_kwargs,
+                                           "supervisor.human_kwargs"))
+        from_dict(HandoverConfig, self.handover_kwargs, where="supervisor.handover_kwargs")
         _nonempty("supervisor.estimators", self.estimators)
         _check_names("supervisor.estimators", self.estimators, estimator_names(), "estimator")
         if self.gate_score not in self.estimators:
@@ -191,7 +213,7 @@ class CounterfactualSection:
 class StatsSection:
     """rliable aggregation across seeds x scenarios."""
 
-    bootstrap: int = option(2000, "stratified bootstrap resamples (use ~200 in CI)",
+    bootstrap: int = option(1000, "stratified bootstrap resamples (use ~200 in CI)",
                             range=(10, 1_000_000))
     confidence: float = option(0.95, "confidence level of the intervals", range=(0.5, 0.999))
 
@@ -221,12 +243,17 @@ class SweepSection:
             _nonempty(f"sweep.{name}", getattr(self, name))
         known = gate_names()
         for alias, spec in self.gate_specs.items():
+            try:
+                check_name(alias, "sweep.gate_specs alias")
+            except FolderError as e:  # aliases name cell files
+                raise ConfigError(str(e)) from None
             if not isinstance(spec, dict) or "type" not in spec:
                 raise ConfigError(f"sweep.gate_specs.{alias} must be a mapping with a 'type' "
                                   "(a registered gate) and that gate's kwargs")
             _check_names(f"sweep.gate_specs.{alias}.type", [spec["type"]], known, "gate")
-        _check_names("sweep.gates", self.gates,
-                     None if known is None else [*known, *self.gate_specs], "gate")
+            _kwargs(GATES, spec["type"], {k: v for k, v in spec.items() if k != "type"},
+                    f"sweep.gate_specs.{alias}")
+        _check_names("sweep.gates", self.gates, [*known, *self.gate_specs], "gate")
         _check_names("sweep.estimators", self.estimators, estimator_names(), "estimator")
         _check_names("sweep.humans", self.humans, human_names(), "human")
         _check_names("sweep.scenarios", self.scenarios, SCENARIO_NAMES, "scenario")
@@ -254,8 +281,10 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         validate(self)
-        if not self.name or any(c in self.name for c in "/\\"):
-            raise ConfigError(f"name={self.name!r} must be non-empty and contain no slashes")
+        try:
+            check_name(self.name, "name")  # it names the run folder
+        except FolderError as e:
+            raise ConfigError(str(e)) from None
 
 
 def resolve_path(config: str | Path | None) -> Path:
@@ -281,7 +310,7 @@ def resolve_path(config: str | Path | None) -> Path:
 def load_config(config: str | Path | None = None,
                 overrides: Sequence[str] = ()) -> tuple[ExperimentConfig, dict[str, Any]]:
     """Load, override and validate; returns the config and the raw (overridden) mapping."""
-    data = load_yaml(resolve_path(config))
+    data = load_yaml(resolve_path(config)) or load_yaml(DEFAULT_CONFIG)  # empty: the default
     data = apply_overrides(data, list(overrides))
     return from_dict(ExperimentConfig, data), data
 

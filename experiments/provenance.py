@@ -93,3 +93,38 @@ def write_provenance(run_dir: Path, cfg: Any, overrides: Sequence[str],
     }
     atomic_write_text(run_dir / "provenance.json", json.dumps(prov, indent=2, sort_keys=True))
     return prov
+
+
+# --- resuming an interrupted run ----------------------------------------------------------------
+RESUMABLE = ("config.yaml", "provenance.json")
+"""Files an interrupted run folder must hold to be resumed (written before any episode)."""
+
+
+def resume_config(run_dir: Path) -> tuple[Any, list[str]]:
+    """The config and overrides of the interrupted run in ``run_dir``, for
+    ``takeover run --resume``: the resolved ``config.yaml`` exactly as the run started, so a
+    resumed run cannot drift from its first half."""
+    from takeover.config import ConfigError
+    from takeover.experiments.config import load_config
+
+    missing = [f for f in RESUMABLE if not (run_dir / f).is_file()]
+    if missing:
+        raise ConfigError(f"{run_dir} is not a takeover run folder (no {missing[0]}); "
+                          "--resume takes the folder an interrupted 'takeover run' wrote")
+    cfg, _ = load_config(run_dir / "config.yaml")
+    over = run_dir / "overrides.txt"
+    overrides = over.read_text(encoding="utf-8").splitlines() if over.is_file() else []
+    return cfg, overrides
+
+
+def completed_episodes(log_dir: Path) -> dict[str, list[Any]]:
+    """The hook a resumed run calls per log folder: every complete, intact episode already
+    on disk, by episode id (``{condition}-{scenario}-s{run}-e{i}``), as its ``StepRecord``s.
+    The runner replays these instead of re-simulating them (same seed, same records), so a
+    resumed run keeps every completed episode and gives the metrics of an uninterrupted one.
+    Incomplete (``*.rec.open``) and damaged episodes are not returned: they are run again."""
+    from takeover.logio import read_log
+
+    if not (Path(log_dir) / "manifest.json").exists():
+        return {}
+    return dict(read_log(log_dir).episodes)

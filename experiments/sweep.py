@@ -28,6 +28,7 @@ from takeover.atomic import atomic_write_text
 from takeover.config import ConfigError, from_dict, to_dict
 from takeover.experiments.config import ExperimentConfig, with_sweep_cell
 from takeover.experiments.metrics import METRICS, TRIGGER_METRICS
+from takeover.folders import check_name, claimed
 
 BACKENDS = ("local", "ray")
 
@@ -44,6 +45,10 @@ class Cell:
 
     @property
     def id(self) -> str:
+        """The cell's file name stem; every part is checked as a safe path name."""
+        for what, v in (("gate", self.gate), ("estimator", self.estimator),
+                        ("human", self.human), ("scenario", self.scenario)):
+            check_name(v, f"sweep cell {what}")
         return f"{self.gate}__{self.estimator}__{self.human}__{self.scenario}__s{self.seed}"
 
     @property
@@ -201,11 +206,21 @@ def run_sweep(cfg: ExperimentConfig, root: Path, *, backend: str = "local",
               address: str | None = None, workers: int | None = None,
               cell_fn: Callable[[dict, Cell], dict] = run_cell,
               progress: Callable[[int], Callable[[str], None]] | None = None) -> SweepResult:
-    """Run every missing cell of ``cfg.sweep`` into ``root`` and write the summary."""
+    """Run every missing cell of ``cfg.sweep`` into ``root`` and write the summary.
+
+    ``root`` is claimed for the sweep (``takeover.folders.claim``): a new or empty folder, or
+    one an earlier sweep created (resumed); a second writer is refused naming the holder."""
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    root = Path(root)
+    with claimed(root, resume=True):
+        return _run_sweep(cfg, root, backend, address, workers, cell_fn, progress)
+
+
+def _run_sweep(cfg: ExperimentConfig, root: Path, backend: str, address: str | None,
+               workers: int | None, cell_fn: Callable[[dict, Cell], dict],
+               progress: Callable[[int], Callable[[str], None]] | None) -> SweepResult:
     store = SweepStore(root)
-    root.mkdir(parents=True, exist_ok=True)
     data = to_dict(cfg)
     _check_same_sweep(root, data)
     cells = grid(cfg)

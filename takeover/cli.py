@@ -1,10 +1,24 @@
 """The ``takeover`` command line. Each command lives in ``takeover/commands/`` and imports its
 layer lazily, so ``takeover --help`` stays fast and a missing optional extra only affects
-the command that needs it."""
+the command that needs it.
+
+``main`` is the one place that turns a user's mistake or an interruption into one line and
+an exit code instead of a traceback, for every command: bad input (a config, a checkpoint, a
+folder: exit 2), a full disk (exit 1, naming the file and how to continue), SIGINT/SIGTERM
+(exit 130/143, naming the run folder and how to continue).
+"""
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
+import sys
+from typing import Annotated
+
 import typer
+
+from takeover import __version__
 
 app = typer.Typer(
     name="takeover",
@@ -12,7 +26,22 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
+    rich_markup_mode=None,  # plain click help: flags without a '<bool>' type column
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"takeover {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")]
+          = False) -> None:
+    """Simulate, supervise and learn from human takeovers of a driving agent."""
+
 
 # each sub-command registers itself here, one line per command module
 from takeover.commands import bench as _bench  # noqa: E402
@@ -41,8 +70,89 @@ from takeover.commands import humans as _humans  # noqa: E402
 app.add_typer(_humans.app, name="humans")
 
 
-def main() -> None:
-    app()
+def quiet_environment() -> None:
+    """Silence what a plain run should not print: ALSA/SDL audio probing (no sound is
+    played), a missing XDG_RUNTIME_DIR (pygame), Ray's usage-stats and token notices."""
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    if "XDG_RUNTIME_DIR" not in os.environ:
+        runtime = os.path.join("/tmp", f"runtime-{os.getuid()}") if hasattr(os, "getuid") \
+            else None
+        if runtime:
+            try:
+                os.makedirs(runtime, mode=0o700, exist_ok=True)
+                os.environ["XDG_RUNTIME_DIR"] = runtime
+            except OSError:
+                pass
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DISABLE_DOCKER_CPU_WARNING", "1")
+    os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # tensorboard's TensorFlow probe
+
+
+def _error(message: str) -> None:
+    sys.stderr.write(f"error: {message}\n")
+
+
+def _continue_hint() -> str:
+    from takeover.folders import last_claimed
+
+    folder = last_claimed()
+    if folder is None:
+        return "nothing was written"
+    return f"{folder} is intact; continue with: takeover run --resume {folder}" \
+        if (folder / "config.yaml").exists() and not (folder / "sweep.yaml").exists() \
+        else f"{folder} is intact; re-run the same command to continue"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``takeover`` script and ``python -m takeover``."""
+
+    from takeover import interrupt
+
+    quiet_environment()
+    interrupt.install()
+    from takeover.config import ConfigError
+    from takeover.folders import FolderError, held, release
+
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="takeover")
+        code = rv if isinstance(rv, int) else 0
+        if interrupt.received() is not None:  # click turned the KeyboardInterrupt into 130
+            raise KeyboardInterrupt(interrupt.received())
+    except typer.TyperException as e:  # usage errors: click's own message
+        show = getattr(e, "show", None)
+        if show is not None:
+            show()
+        else:
+            _error(str(e))
+        code = getattr(e, "exit_code", 2)
+    except (KeyboardInterrupt, typer.Abort) as e:
+        del e
+        term = interrupt.received() == signal.SIGTERM
+        sys.stderr.write(f"\ninterrupted ({'SIGTERM' if term else 'SIGINT'}): "
+                         f"{_continue_hint()}\n")
+        code = 143 if term else 130
+    except (ConfigError, FolderError) as e:
+        _error(str(e))
+        code = 2
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {e.filename}" if e.filename else ""
+        _error(f"the disk is full{where} ({e.strerror}); free space, then {_continue_hint()}")
+        code = 1
+    except Exception as e:
+        from takeover.agents.checkpoint import CheckpointError  # lazy: torch is heavy
+
+        if not isinstance(e, CheckpointError):
+            raise
+        _error(str(e))
+        code = 2
+    finally:
+        while (folder := held()) is not None:
+            release(folder)
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -23,7 +23,7 @@ class Registry(Generic[T]):
         self.what = what
         self._items: dict[str, Callable[..., T]] = {}
 
-    def register(self, name: str, factory: Callable[..., T] | None = None):
+    def register(self, name: str, factory: Callable[..., T] | None = None) -> Any:
         """Add ``factory`` under ``name``; usable as a decorator. Re-registering the same
         object is a no-op so module reloads stay idempotent."""
 
@@ -47,7 +47,7 @@ class Registry(Generic[T]):
                 f"Valid {self.what}s: {', '.join(self.names())}"
             ) from None
 
-    def make(self, name: str, **kwargs) -> T:
+    def make(self, name: str, **kwargs: Any) -> T:
         return self.get(name)(**kwargs)
 
     def names(self) -> list[str]:

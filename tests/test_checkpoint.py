@@ -93,7 +93,7 @@ def test_manifest_describes_the_checkpoint(tmp_path):
     assert m["observation_space"]["shape"] == [9, 7]
     assert m["architecture"]["policy_kwargs"]["net_arch"] == [8, 8]
     assert m["algo"] == "PPO" and m["versions"]["torch"]
-    assert len(m["weights"]["sha256"]) == 64
+    assert len(m["sha256"]) == 64 and m["format_version"] == 2
     assert [p.name for p in (tmp_path / "ck").glob("weights.*")] == [m["weights"]["file"]]
 
 
@@ -173,3 +173,171 @@ def test_unknown_name_suggests_the_closest(tmp_path):
         load_agent("novis")
     with pytest.raises(CheckpointError, match="manifest.json does not exist"):
         ckpt.load_checkpoint(tmp_path)
+
+
+# --- tampering: one sha256 over manifest + weights, the manifest checked field by field -------
+def _manifest(path):
+    return json.loads((path / "manifest.json").read_text())
+
+
+def _write(path, m):
+    (path / "manifest.json").write_text(json.dumps(m))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda m: m["architecture"]["policy_kwargs"].update(activation_fn="ReLU"),
+    lambda m: m.update(risk=None),
+    lambda m: m["action_space"].update(n=4),
+    lambda m: m["info"].update(name="expert"),
+])
+def test_an_edited_manifest_fails_the_sha256(tmp_path, edit):
+    save_agent(_agent(), tmp_path / "ck")
+    m = _manifest(tmp_path / "ck")
+    edit(m)
+    _write(tmp_path / "ck", m)
+    with pytest.raises(CheckpointError, match="sha256 mismatch") as e:
+        load_agent(tmp_path / "ck")
+    assert str(tmp_path / "ck") in str(e.value)
+
+
+@pytest.mark.parametrize("field,value,named", [
+    ("kind", "bogus", "kind"), ("members", 0, "members"), ("members", "3", "members"),
+    ("algo", "DQN", "algo"), ("risk", [1], "risk"), ("weights", None, "weights"),
+    ("observation_space", {"type": "Box"}, "observation_space.dtype"),
+    ("action_space", {"type": "Discrete", "n": -1}, "action_space.n"),
+    ("architecture", {"policy_class": "X", "policy_kwargs": {}}, "architecture.policy_class"),
+    ("sha256", "00", "sha256"), ("extra_field", 1, "extra_field"), ("info", [], "info"),
+    ("reference_obs", "big", "reference_obs"),
+])
+def test_a_malformed_field_is_named(tmp_path, field, value, named):
+    save_agent(_agent(), tmp_path / "ck")
+    m = _manifest(tmp_path / "ck")
+    m[field] = value
+    _write(tmp_path / "ck", m)
+    with pytest.raises(CheckpointError) as e:
+        load_agent(tmp_path / "ck")
+    assert f"{named!r}" in str(e.value) and "manifest.json" in str(e.value)
+
+
+def test_a_missing_field_and_an_unsafe_weights_name_are_refused(tmp_path):
+    save_agent(_agent(), tmp_path / "ck")
+    m = _manifest(tmp_path / "ck")
+    del m["architecture"]
+    _write(tmp_path / "ck", m)
+    with pytest.raises(CheckpointError, match="'architecture' is missing"):
+        load_agent(tmp_path / "ck")
+    save_agent(_agent(), tmp_path / "ck")
+    m = _manifest(tmp_path / "ck")
+    m["weights"]["file"] = "../../etc/passwd"
+    _write(tmp_path / "ck", m)
+    with pytest.raises(CheckpointError, match="'weights.file'"):
+        load_agent(tmp_path / "ck")
+
+
+def test_non_finite_weights_are_refused_even_with_a_matching_sha256(tmp_path):
+    """A crafted checkpoint (sha256 recomputed) with NaN weights would make the agent pick
+    action 0 silently; the loader refuses it naming the tensor."""
+    from safetensors.torch import load, save
+
+    save_agent(_agent(), tmp_path / "ck")
+    m = _manifest(tmp_path / "ck")
+    file = tmp_path / "ck" / m["weights"]["file"]
+    tensors = load(file.read_bytes())
+    name = sorted(n for n in tensors if n.startswith("members.0."))[0]
+    tensors[name] = torch.full_like(tensors[name], float("nan"))
+    blob = save(tensors)
+    file.write_bytes(blob)
+    m["weights"]["bytes"] = len(blob)
+    m["sha256"] = ckpt.manifest_digest(m, blob)
+    _write(tmp_path / "ck", m)
+    with pytest.raises(CheckpointError, match=f"{name} holds NaN"):
+        load_agent(tmp_path / "ck")
+    bad = _agent()
+    with torch.no_grad():
+        next(bad.policy.parameters()).fill_(float("inf"))
+    with pytest.raises(CheckpointError, match="NaN or inf"):
+        save_agent(bad, tmp_path / "bad")
+
+
+def test_format_1_is_refused_with_the_upgrade_command(tmp_path):
+    save_agent(_agent(), tmp_path / "ck")
+    m = _manifest(tmp_path / "ck")
+    m["format_version"] = 1
+    _write(tmp_path / "ck", m)
+    with pytest.raises(CheckpointError, match="--upgrade"):
+        load_agent(tmp_path / "ck")
+
+
+def test_shipped_checkpoints_pass_the_schema():
+    names = ckpt.shipped_names()
+    assert {"novice", "novice-ensemble"} <= set(names)  # a missing one is a failure
+    for n in names:
+        ckpt.read_manifest(ckpt.SHIPPED_DIR / n)
+
+
+# --- property: any edit of any manifest leaf is refused as CheckpointError, never raised raw --
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**40, 2**40)
+                     | st.floats(allow_nan=False) | st.text(max_size=8),
+                     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=5), c,
+                                                                         max_size=3),
+                     max_leaves=6)
+
+
+def _paths(x, prefix=()):
+    if isinstance(x, dict):
+        for k, v in x.items():
+            yield prefix + (k,)
+            yield from _paths(v, prefix + (k,))
+    elif isinstance(x, list):
+        for i, v in enumerate(x):
+            yield prefix + (i,)
+            yield from _paths(v, prefix + (i,))
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ck") / "ck"
+    save_agent(_agent(), path)
+    return path, (path / "manifest.json").read_text()
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), recompute=st.booleans())
+def test_any_manifest_edit_is_a_checkpoint_error(saved, data, recompute):
+    """Replace one leaf (or drop one key) anywhere in the manifest, optionally recomputing the
+    sha256 as a crafted file would: loading either works (the edit was harmless, e.g. info) or
+    raises CheckpointError; never another exception."""
+    import copy
+
+    path, text = saved
+    base = json.loads(text)
+    m = copy.deepcopy(base)
+    where = data.draw(st.sampled_from(sorted(_paths(base), key=str)))
+    node = m
+    for k in where[:-1]:
+        node = node[k]
+    if isinstance(node, dict) and data.draw(st.booleans()):
+        del node[where[-1]]
+    else:
+        node[where[-1]] = data.draw(_JSON)
+    blob = (path / base["weights"]["file"]).read_bytes()
+    if recompute and isinstance(m.get("weights"), dict):
+        try:
+            m["sha256"] = ckpt.manifest_digest(m, blob)
+        except (TypeError, ValueError):
+            pass
+    try:
+        (path / "manifest.json").write_text(json.dumps(m))
+        try:
+            load_agent(path)
+        except CheckpointError as e:
+            assert str(path) in str(e)
+        if not recompute and m != base:
+            # without a recomputed sha256 every effective edit must be refused
+            with pytest.raises(CheckpointError):
+                load_agent(path)
+    finally:
+        (path / "manifest.json").write_text(text)

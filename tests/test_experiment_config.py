@@ -104,3 +104,126 @@ def test_sweep_cell_replaces_the_main_condition():
     assert cell.supervisor.gate == "budget" and cell.supervisor.gate_score == "q_risk"
     assert "q_risk" in cell.supervisor.estimators and cell.env.scenarios == ("merge",)
     assert cell.seed == 7 and cell.supervisor.human == "expert"
+
+
+# --- hardening: every number finite, plugin kwargs typed, YAML read safely -------------------
+@pytest.mark.parametrize("override,named", [
+    ("train.lr=nan", "train.lr"), ("stats.confidence=.nan", "stats.confidence"),
+    ("env.duration=.inf", "env.duration"),
+    ("supervisor.gate_kwargs={high: .nan}", "supervisor.gate_kwargs.high"),
+    ("supervisor.gate_kwargs={bogus: 1}", "supervisor.gate_kwargs.bogus"),
+    ("supervisor.gate_kwargs={hihg: 0.4}", "Did you mean 'high'"),
+    ("supervisor.gate_kwargs={high: fast}", "supervisor.gate_kwargs.high"),
+    ("supervisor.gate_kwargs={min_dwell: 2.5}", "supervisor.gate_kwargs.min_dwell"),
+    ("supervisor.gate_kwargs={high: 0.2, low: 0.9}", "low=0.9 > high=0.2"),
+    ("supervisor.human_kwargs={seed: x}", "supervisor.human_kwargs.seed"),
+    ("supervisor.handover_kwargs={timeout: .inf}", "supervisor.handover_kwargs.timeout"),
+    ("supervisor.handover_kwargs={timout: 2}", "Did you mean 'timeout'"),
+    ("sweep.gate_specs={../../x: {type: threshold}}", "path separator"),
+    ("sweep.gate_specs={p: {type: threshold, high: .inf}}", "sweep.gate_specs.p.high"),
+    ("name=../escape", "path separator"), ("name=" + "n" * 300, "characters long"),
+])
+def test_bad_numbers_and_plugin_kwargs_are_refused_at_load(override, named):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert named in str(e.value)
+
+
+def test_plugin_kwargs_are_coerced_to_their_annotations():
+    cfg, _ = load_config(None, ["supervisor.gate_kwargs={high: 1, low: 0}"])
+    assert cfg.supervisor.gate_kwargs == {"high": 1.0, "low": 0.0}
+    assert all(type(v) is float for v in cfg.supervisor.gate_kwargs.values())
+    # infinity where the plugin's default documents it: the budget gate's initial threshold
+    cfg, _ = load_config(None, ["supervisor.gate=budget", "supervisor.gate_kwargs={initial: .inf}"])
+    assert cfg.supervisor.gate_kwargs["initial"] == float("inf")
+
+
+def test_run_refuses_bad_kwargs_before_writing(tmp_path):
+    from typer.testing import CliRunner
+
+    from takeover.cli import app
+
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["run", "supervisor.gate_kwargs={bogus: 1}", "--out", str(out)])
+    assert res.exit_code == 2 and "bogus" in res.output and not out.exists()
+
+
+@pytest.mark.parametrize("content,message", [
+    (b"name: caf\xe9\n", "not UTF-8"),
+    (b"a: " + b"[" * 200 + b"]" * 200 + b"\n", "nests deeper"),
+    (b"a: &x [1, 2]\nb: *x\n", "alias"),
+    (b"- just\n- a list\n", "must hold a mapping"),
+    (b"a: [unclosed\n", "not valid YAML"),
+    (b"name: x\x00\n", "NUL"),
+    (b"!!python/object/apply:os.system [echo hi]\n", "not valid YAML"),
+])
+def test_bad_yaml_files_are_clear_errors(tmp_path, content, message):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_the_empty_config_runs_the_embedded_default(tmp_path):
+    (tmp_path / "empty.yaml").write_text("# nothing\n")
+    empty, _ = load_config(tmp_path / "empty.yaml")
+    assert empty == load_config(None)[0]
+    # the dataclass defaults are consistent on their own (the shipped novice is discrete)
+    bare = ExperimentConfig()
+    assert bare.agent.name == "novice" and bare.env.action_type == "discrete"
+    assert bare.supervisor.gate_score in bare.supervisor.estimators
+
+
+def test_seed_blocks_are_exported():
+    from takeover import config
+
+    assert config.HELD_OUT_SEED == 1_000_000
+    assert config.TRAIN_SEED == 100_000 and config.CALIBRATION_SEED == 200_000
+    assert max(config.DEV_SEEDS) < config.TRAIN_SEED
+
+
+# --- property tests of the loader: any YAML value either loads or is a ConfigError ----------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats() | st.text(max_size=12),
+    lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3),
+    max_leaves=5)
+_KEYS = [k for k, _d, _h in describe()]
+
+
+@settings(max_examples=150, deadline=None)
+@given(key=st.sampled_from(_KEYS), value=_VALUES)
+def test_any_value_at_any_key_loads_or_is_a_config_error(key, value):
+    data = {}
+    node = data
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+    node[parts[-1]] = value
+    try:
+        cfg = from_dict(ExperimentConfig, data)
+    except ConfigError:
+        return
+    import math
+
+    def finite(x):
+        if isinstance(x, float):
+            return math.isfinite(x)
+        if isinstance(x, dict):
+            return all(finite(v) for v in x.values())
+        if isinstance(x, (list, tuple)):
+            return all(finite(v) for v in x)
+        return True
+
+    assert finite(to_dict(cfg)), f"{key}={value!r} let a non-finite number through"
+
+
+@settings(max_examples=100, deadline=None)
+@given(text=st.text(max_size=60))
+def test_any_override_text_loads_or_is_a_config_error(text):
+    try:
+        load_config(None, [text])
+    except ConfigError:
+        pass

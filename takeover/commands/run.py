@@ -34,6 +34,9 @@ def run(
     junit: Annotated[Path | None, typer.Option(
         "--junit", help="Write the expectations as JUnit XML.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", help="Continue the interrupted run in this folder, keeping every "
+                         "completed episode (takes no CONFIG or overrides).")] = None,
 ) -> None:
     """Run an experiment: rounds of supervised fine-tuning, evaluation against baselines,
     statistics and a report in the run folder."""
@@ -42,28 +45,40 @@ def run(
     from takeover.config import ConfigError
     from takeover.experiments import expect as ex
     from takeover.experiments.config import load_config
-    from takeover.experiments.provenance import default_run_dir
+    from takeover.experiments.provenance import default_run_dir, resume_config
+    from takeover.folders import FolderError, claimed
 
     console = Console(stderr=True)
     config, overrides = _split(list(args or []))
     overrides += list(set_ or [])
     expect = list(expect or [])
     try:
-        cfg, _ = load_config(config, overrides)
+        if resume is not None:
+            if config is not None or overrides or out is not None:
+                raise ConfigError("--resume RUN_DIR continues that run with its own "
+                                  "config.yaml; drop the CONFIG, overrides and --out")
+            cfg, overrides = resume_config(resume)
+        else:
+            cfg, _ = load_config(config, overrides)
         for e in expect:  # refuse a malformed expectation before running for minutes
             ex.parse(e)
     except ConfigError as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
-    run_dir = out or default_run_dir(cfg.name)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        console.print(f"[red]error:[/red] {run_dir} already exists and is not empty; pass "
-                      "another --out (or delete it)")
-        raise typer.Exit(2)
+    run_dir = resume or out or default_run_dir(cfg.name)
+    if resume is not None and (run_dir / "metrics.json").exists():
+        console.print(f"{run_dir} is complete; nothing to resume (report: "
+                      f"{run_dir / 'report.md'})")
+        typer.echo(str(run_dir / "report.md"))
+        return
     from takeover.agents.checkpoint import CheckpointError
 
     try:
-        result = _run(cfg, run_dir, overrides, quiet, console)
+        with claimed(run_dir, resume=resume is not None):
+            result = _run(cfg, run_dir, overrides, quiet, console, resume=resume is not None)
+    except FolderError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
     except CheckpointError as e:  # raised while loading the agent, before anything is written
         console.print(f"[red]error:[/red] agent.name={cfg.agent.name!r}: {e}")
         raise typer.Exit(2) from None
@@ -86,13 +101,26 @@ def run(
             raise typer.Exit(1)
 
 
-def _run(cfg, run_dir: Path, overrides: list[str], quiet: bool, console):
+def _run(cfg, run_dir: Path, overrides: list[str], quiet: bool, console, resume: bool = False):
+    import inspect
+
     from rich import progress as rp
 
     from takeover.experiments.runner import run_experiment
+    from takeover.folders import FolderError
 
-    if quiet:
-        return run_experiment(cfg, run_dir, overrides=overrides)
+    kw = {}
+    if resume:
+        if "resume" not in inspect.signature(run_experiment).parameters:
+            raise FolderError(f"this build cannot resume {run_dir} yet (the runner takes no "
+                              "resume=True); start it again with: takeover run "
+                              f"{run_dir / 'config.yaml'} --out NEW_FOLDER")
+        kw["resume"] = True
+    from takeover import interrupt
+
+    if quiet:  # no bar, but still a safe point per episode for a swallowed signal
+        return run_experiment(cfg, run_dir, overrides=overrides,
+                              progress=lambda _total: lambda _msg: interrupt.check(), **kw)
     with rp.Progress(rp.TextColumn("{task.description:<36}"), rp.BarColumn(),
                      rp.MofNCompleteColumn(), rp.TimeElapsedColumn(), console=console) as bar:
         task = bar.add_task("starting", total=None)
@@ -101,8 +129,9 @@ def _run(cfg, run_dir: Path, overrides: list[str], quiet: bool, console):
             bar.update(task, total=total)
 
             def tick(msg: str) -> None:
+                interrupt.check()
                 bar.update(task, advance=1, description=msg)
 
             return tick
 
-        return run_experiment(cfg, run_dir, overrides=overrides, progress=start)
+        return run_experiment(cfg, run_dir, overrides=overrides, progress=start, **kw)

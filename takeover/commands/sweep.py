@@ -29,12 +29,11 @@ def sweep(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Run every missing cell of a sweep, then write summary.json and report.md."""
-    from rich import progress as rp
     from rich.console import Console
 
     from takeover.config import ConfigError
     from takeover.experiments.config import load_config
-    from takeover.experiments.sweep import run_sweep
+    from takeover.folders import FolderError
 
     console = Console(stderr=True)
     config, overrides = args[0], [*args[1:], *(set_ or [])]
@@ -48,21 +47,8 @@ def sweep(
         raise typer.Exit(2) from None
     root = out or Path("runs") / f"sweep-{cfg.name}"
     try:
-        if quiet:
-            res = run_sweep(cfg, root, backend=backend, address=address, workers=workers)
-        else:
-            with rp.Progress(rp.TextColumn("{task.description:<48}"), rp.BarColumn(),
-                             rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
-                             console=console) as bar:
-                task = bar.add_task("sweep", total=None)
-
-                def start(total: int):
-                    bar.update(task, total=total)
-                    return lambda msg: bar.update(task, advance=1, description=msg[:48])
-
-                res = run_sweep(cfg, root, backend=backend, address=address,
-                                workers=workers, progress=start)
-    except ConfigError as e:
+        res = _sweep(cfg, root, backend, address, workers, quiet, console)
+    except (ConfigError, FolderError) as e:
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
     console.print(f"{res.total} cells: {res.ran} run, {res.skipped} already done, "
@@ -72,3 +58,30 @@ def sweep(
         for cell, err in res.summary["errors"].items():
             console.print(f"[red]failed[/red] {cell}: {err}")
         raise typer.Exit(1)
+
+
+def _sweep(cfg, root: Path, backend: str, address: str | None, workers: int | None,
+           quiet: bool, console):
+    from rich import progress as rp
+
+    from takeover import interrupt
+    from takeover.experiments.sweep import run_sweep
+
+    if quiet:
+        return run_sweep(cfg, root, backend=backend, address=address, workers=workers,
+                         progress=lambda _total: lambda _msg: interrupt.check())
+    with rp.Progress(rp.TextColumn("{task.description:<48}"), rp.BarColumn(),
+                     rp.MofNCompleteColumn(), rp.TimeElapsedColumn(), console=console) as bar:
+        task = bar.add_task("sweep", total=None)
+
+        def start(total: int):
+            bar.update(task, total=total)
+            def tick(msg: str) -> None:
+                interrupt.check()
+                bar.update(task, advance=1, description=msg[:48])
+
+            return tick
+
+        return run_sweep(cfg, root, backend=backend, address=address, workers=workers,
+                         progress=start)
+

@@ -27,13 +27,21 @@ def train(
     from takeover.config import ConfigError, apply_overrides, from_dict, load_yaml
 
     console = Console()
+    err = Console(stderr=True)
     try:
         data = load_yaml(config) if config is not None else {}
         data = apply_overrides(data, list(overrides or []))
         data.setdefault("progress_bar", progress)
         cfg = from_dict(TrainConfig, data)
     except ConfigError as e:
-        console.print(f"[red]error:[/red] {e}")
+        err.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
-    path = run(cfg)
+    from takeover.folders import FolderError, claimed
+
+    try:
+        with claimed(cfg.out):  # a new or empty folder only: never overwrite an earlier run
+            path = run(cfg)
+    except FolderError as e:
+        err.print(f"[red]error:[/red] {e} (set out=NEW_FOLDER)")
+        raise typer.Exit(2) from None
     console.print(f"checkpoint: [bold]{path}[/bold]  (config: {Path(cfg.out) / 'config.yaml'})")
