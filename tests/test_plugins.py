@@ -93,18 +93,28 @@ def test_plugin_builds_documents_and_types_its_kwargs(key, entry):
 
 # --- per-kind behaviour (only what every plugin of the kind must do) ------------------------
 def _gate(entry: str, gate: Any) -> None:
+    """Every gate decides for N worlds at once: ``(N,)`` arrays in, ``(N,)`` arrays out,
+    whatever the scores (NaN and +inf included: the engine sends +inf for non-finite)."""
     from takeover.supervisor.gates import Gate, GateContext, GateDecision
-    from takeover.types import AgentOutput, Phase
+    from takeover.types import AgentOutputs
 
     assert isinstance(gate, Gate), f"gate {entry!r} does not implement the Gate protocol"
-    gate.reset()
-    out = AgentOutput(action=0, risk=0.5)
-    for t, score in enumerate([0.0, 0.2, 0.9, 0.95, 0.1, 0.0, math.nan, 1.0]):
-        ctx = GateContext(time=0.1 * t, phase=Phase.AGENT, info={"ttc": 5.0}, out=out,
-                          scores={"q_risk": score, "ensemble": score})
-        d = gate.decide(score, ctx)
-        assert isinstance(d, GateDecision) and isinstance(d.request, (bool, np.bool_))
-    gate.end_episode()
+    n = 3
+    gate.bind(n)
+    gate.reset(np.arange(n), [0, 1, 2])
+    out = AgentOutputs(action=np.zeros(n, dtype=np.int64), risk=np.full(n, 0.5))
+    for t, score in enumerate([0.0, 0.2, 0.9, 0.95, 0.1, 0.0, math.inf, 1.0]):
+        scores = np.array([score, 1.0 - score if math.isfinite(score) else score, 0.5])
+        ctx = GateContext(time=np.full(n, 0.1 * t), phase=np.zeros(n, dtype=np.int8),
+                          info={"ttc": np.full(n, 5.0)}, out=out,
+                          human_action=np.full((n, 1), np.nan),
+                          scores={"q_risk": scores, "ensemble": scores})
+        d = gate.decide(scores, ctx)
+        assert isinstance(d, GateDecision)
+        for field in (d.request, d.threshold, d.release):
+            assert np.shape(field) == (n,), f"gate {entry!r} must answer one value per world"
+        assert np.asarray(d.request).dtype == bool
+    gate.end_episode(np.arange(n))
 
 
 def _estimator(entry: str, est: Any) -> None:

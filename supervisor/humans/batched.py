@@ -303,7 +303,7 @@ class ScriptedHumans:
     its first ``act`` (unseeded worlds draw fresh entropy).
     """
 
-    def __init__(self, num_worlds: int, skill: str = "average", **overrides: Any) -> None:
+    def __init__(self, num_worlds: int = 1, skill: str = "average", **overrides: Any) -> None:
         if not isinstance(num_worlds, (int, np.integer)) or num_worlds < 1:
             raise ValueError(f"num_worlds must be a positive integer, got {num_worlds!r}")
         self.num_worlds = n = int(num_worlds)
@@ -378,7 +378,7 @@ class ScriptedHumans:
 class AbsentHumans:
     """Nobody answers and nobody takes over: exercises the fallback (minimal-risk) path."""
 
-    def __init__(self, num_worlds: int) -> None:
+    def __init__(self, num_worlds: int = 1) -> None:
         if not isinstance(num_worlds, (int, np.integer)) or num_worlds < 1:
             raise ValueError(f"num_worlds must be a positive integer, got {num_worlds!r}")
         self.num_worlds = int(num_worlds)
