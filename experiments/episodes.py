@@ -2,7 +2,7 @@
 env, the agent and the supervisor together (everything after it reads ``StepRecord`` lists).
 
 A *condition* is what a row of the report compares: the configured gate (``supervised``),
-the agent with nobody watching (``agent_alone``: no estimators, no gate, no human), or the
+the agent with nobody watching (``agent_alone``: estimators scored, no gate, no human), or the
 supervisor with a baseline gate (``never`` / ``always`` / ``random`` at the configured
 gate's request rate). Episode seeds derive from the base seed through
 ``numpy.random.SeedSequence``, so adding a scenario or a condition never shifts the seeds of
@@ -53,6 +53,8 @@ class Condition:
     name: str
     gate: str | None
     gate_kwargs: dict[str, Any] = field(default_factory=dict)
+    human: str | None = None
+    """Human model of this condition (``None``: the configured ``supervisor.human``)."""
 
 
 def conditions(cfg: ExperimentConfig, random_rate: float = 0.05) -> list[Condition]:
@@ -65,6 +67,8 @@ def conditions(cfg: ExperimentConfig, random_rate: float = 0.05) -> list[Conditi
         elif b == "random":
             rate = float(min(max(random_rate, 0.0), 1.0))
             out.append(Condition(b, "random", {"rate": rate, "seed": cfg.seed}))
+        elif b == "absent":  # the configured gate with nobody answering
+            out.append(Condition(b, sup.gate, dict(sup.gate_kwargs), human="absent"))
         else:
             out.append(Condition(b, b))
     return out
@@ -97,7 +101,7 @@ class Rollouts:
     def __init__(self, cfg: ExperimentConfig, envs: EnvCache, agent: Any) -> None:
         self.cfg, self.envs, self.agent = cfg, envs, agent
         self._gates: dict[tuple, Any] = {}
-        self._human = None
+        self._humans: dict[str, Any] = {}
         self._estimators: dict[str, Any] | None = None
 
     def estimators(self) -> dict[str, Any]:
@@ -120,13 +124,16 @@ class Rollouts:
             self._gates[key] = GATES.make(name, **condition.gate_kwargs)
         return self._gates[key]
 
-    def human(self) -> Any:
-        if self._human is None:
+    def human(self, name: str | None = None) -> Any:
+        """The human model ``name`` (default: the configured one, with its kwargs)."""
+        s = self.cfg.supervisor
+        name = name or s.human
+        if name not in self._humans:
             from takeover.supervisor.humans import HUMANS
 
-            s = self.cfg.supervisor
-            self._human = HUMANS.make(s.human, **dict(s.human_kwargs))
-        return self._human
+            kwargs = dict(s.human_kwargs) if name == s.human else {}
+            self._humans[name] = HUMANS.make(name, **kwargs)
+        return self._humans[name]
 
     def run(self, condition: Condition, scenario: str, seed: int, episode_id: str,
             label: bool = False) -> tuple[list[StepRecord], list[Any]]:
@@ -143,8 +150,8 @@ class Rollouts:
                                 seed=self.cfg.seed)
         sup = Supervisor(
             self.envs.get(scenario), self.agent,
-            {} if alone else self.estimators(),
-            self.gate(condition), None if alone else self.human(),
+            self.estimators(),  # scored alone too: the ROC of the agent's own failures
+            self.gate(condition), None if alone else self.human(condition.human),
             gate_score=None if alone else s.gate_score,
             handover=HandoverConfig(**dict(s.handover_kwargs)),
             episode_name=lambda _seed, _i: episode_id, counterfactual=cf,
