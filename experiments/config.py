@@ -156,6 +156,9 @@ class TrainSection:
                                   "the agent drove (0 = plain BC)", range=(0.0, 1000.0))
     relabel: bool = option(True, "clone discrete labels as executed: an 'idle' while the "
                            "car still brakes/accelerates hard counts as slower/faster")
+    seeds: int = option(1, "independent fine-tuning seeds (collection + training), the "
+                        "learning curve's CI is over them; the final evaluation uses seed 0's "
+                        "agent", range=(1, 100))
 
     def __post_init__(self) -> None:
         validate(self, "train")

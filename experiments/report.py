@@ -147,10 +147,16 @@ def figures(run_dir: Path, cfg: Any, metrics: Mapping[str, Any],
             for m in ("success_rate", "safety_rate", "rohe")}
     plots.intervals(rows, fig_dir / "headline.png", "headline metrics, 95% CI")
     out.append(("figures/headline.png", "Headline metrics per condition with 95% CIs"))
-    if metrics.get("rounds"):
+    curve = metrics.get("learning_curve") or []
+    if curve and curve[0].get("seeds", 1) > 1:
+        plots.learning_curves(curve, fig_dir / "learning_curves.png")
+        out.append(("figures/learning_curves.png", f"Across fine-tuning rounds: mean over "
+                    f"{curve[0]['seeds']} fine-tuning seeds, 95% t-interval over them "
+                    "(held-out round seeds)"))
+    elif metrics.get("rounds"):
         plots.learning_curves(metrics["rounds"], fig_dir / "learning_curves.png")
-        out.append(("figures/learning_curves.png", "Across fine-tuning rounds (held-out "
-                    "seeds, 95% CI bands)"))
+        out.append(("figures/learning_curves.png", "Across fine-tuning rounds (one "
+                    "fine-tuning seed; 95% CI bands over held-out episodes)"))
     if metrics.get("roc"):
         h = cfg.metrics.horizons[0]
         tq = metrics.get("trigger_quality", {})
@@ -267,6 +273,18 @@ def _round_blocks(metrics: Mapping[str, Any]) -> list[Block]:
         ["round", "new human steps", "aggregate size", "BC loss first", "BC loss last"],
         [[str(r["round"]), fmt(r.get("new_human_steps")), fmt(r.get("aggregate_size")),
           fmt(r.get("bc_loss_first")), fmt(r.get("bc_loss_last"))] for r in rows])))
+    curve = metrics.get("learning_curve") or []
+    if curve and curve[0].get("seeds", 1) > 1:
+        k = curve[0]["seeds"]
+        blocks.append(Block("p", f"Learning curve over {k} independent fine-tuning seeds "
+                                 "(mean [95% t-interval over seeds]; the final evaluation "
+                                 "uses seed 0's agent)."))
+        blocks.append(Block("table", (
+            ["round", "supervised success", "agent-alone success", "agent-alone failure",
+             "human share"],
+            [[str(r["round"]), ci(r, "supervised", "success_rate"),
+              ci(r, "agent_alone", "success_rate"), ci(r, "agent_alone", "failure_rate"),
+              ci(r, "supervised", "human_share")] for r in curve])))
     ests = sorted({e for r in rows for e in (r.get("agent_alone.auroc") or {})})
     if ests:
         blocks.append(Block("table", (

@@ -23,7 +23,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -225,7 +225,7 @@ def n_episodes(cfg: ExperimentConfig) -> int:
     final = per * cfg.eval.episodes * (1 + len(cfg.eval.baselines) + len(preset_conditions(cfg)))
     rounds = cfg.train.rounds * len(cfg.env.scenarios) * cfg.train.episodes_per_round
     curve = 2 * (cfg.train.rounds + 1) * per * cfg.eval.round_episodes
-    return final + rounds + curve
+    return final + (rounds + curve) * cfg.train.seeds
 
 
 def final_evaluation(exp: Experiment) -> dict[str, ConditionResult]:
@@ -431,9 +431,63 @@ def trigger_quality_at(steps: dict[Key, StepLabels], cfg: ExperimentConfig,
     return out
 
 
+CURVE = ("success_rate", "failure_rate", "human_share")
+"""Learning-curve metrics summarised over fine-tuning seeds."""
+
+
+def extra_finetune_seed(exp: Experiment, k: int) -> tuple[list[dict[str, Any]],
+                                                          list[dict[str, ConditionResult]]]:
+    """Rounds of fine-tuning seed ``k >= 1`` on a copy of the starting agent (own collection
+    and training seeds, the same held-out round seeds); leaves ``exp.agent`` untouched."""
+    import copy
+    from dataclasses import replace
+
+    from takeover.experiments.rounds import run_rounds
+
+    cfg = replace(exp.cfg, seed=exp.cfg.seed + k)
+    child = Experiment(cfg, exp.run_dir / f"finetune-seed{k}", agent=copy.deepcopy(exp.agent),
+                       progress=exp.progress)
+    try:
+        rows = run_rounds(child)
+    finally:
+        child.close()
+    return rows, child.round_results
+
+
+def curve_over_seeds(per_seed: Sequence[Sequence[Mapping[str, Any]]],
+                     confidence: float) -> list[dict[str, Any]]:
+    """Per round, the mean of each learning-curve metric over fine-tuning seeds and its
+    t-interval (seeds are the independent replicates of the training procedure); rows shaped
+    like ``rounds`` rows (``<cond>.<metric>`` and ``<cond>.<metric>.ci``)."""
+    from scipy.stats import t as student
+
+    out = []
+    for r in range(min(len(rows) for rows in per_seed)):
+        row: dict[str, Any] = {"round": per_seed[0][r]["round"], "seeds": len(per_seed)}
+        for cond in ("supervised", "agent_alone"):
+            for m in CURVE:
+                v = np.array([_nan(rows[r].get(f"{cond}.{m}")) for rows in per_seed])
+                v = v[np.isfinite(v)]
+                if v.size == 0:
+                    continue
+                mean = float(v.mean())
+                half = (float(student.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1)
+                              / math.sqrt(v.size)) if v.size > 1 else math.nan)
+                row[f"{cond}.{m}"] = mean
+                row[f"{cond}.{m}.ci"] = [mean - half, mean + half]
+                row[f"{cond}.{m}.seeds"] = v.tolist()
+        out.append(row)
+    return out
+
+
+def _nan(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
 def build_metrics(cfg: ExperimentConfig, results: dict[str, ConditionResult],
                   rounds: list[dict[str, Any]],
-                  round_results: Sequence[dict[str, ConditionResult]] = ()) -> dict[str, Any]:
+                  round_results: Sequence[dict[str, ConditionResult]] = (),
+                  seed_rounds: Sequence[Sequence[Mapping[str, Any]]] = ()) -> dict[str, Any]:
     """The content of ``metrics.json`` (deterministic: no wall-clock values)."""
     from takeover.experiments.invariants import check_invariants
 
@@ -475,6 +529,8 @@ def build_metrics(cfg: ExperimentConfig, results: dict[str, ConditionResult],
         "trigger_quality": trigger_quality(steps, cfg),
         "roc": roc_points(steps, cfg.supervisor.estimators, cfg.metrics.horizons[0]),
         "rounds": round_summary(cfg, rounds, list(round_results)),
+        "learning_curve": curve_over_seeds([rounds, *seed_rounds], cfg.stats.confidence)
+        if rounds else [],
     }
     out["invariants"] = [iv.as_dict() for iv in check_invariants(out, cfg.supervisor.human)]
     return _clean(out)
@@ -574,11 +630,12 @@ def _run(cfg: ExperimentConfig, run_dir: Path, overrides: Sequence[str],
     if progress:
         exp.progress = progress(n_episodes(cfg))
     try:
-        rounds = run_rounds(exp)
+        seed_rounds = [extra_finetune_seed(exp, k)[0] for k in range(1, cfg.train.seeds)]
+        rounds = run_rounds(exp)  # fine-tuning seed 0: updates exp.agent in place
         results = final_evaluation(exp)
     finally:
         exp.close()
-    metrics = build_metrics(cfg, results, rounds, exp.round_results)
+    metrics = build_metrics(cfg, results, rounds, exp.round_results, seed_rounds)
     for iv in metrics["invariants"]:
         if iv["status"] == "FAIL":  # a testbed that says when it is lying
             sys.stderr.write(f"WARNING: invariant violated: {iv['name']}: {iv['message']}\n")

@@ -40,7 +40,8 @@ def run(tmp_path_factory):
         "supervisor": {"gate": "threshold", "gate_kwargs": {"high": 0.1, "min_dwell": 2},
                        "gate_score": "ttc", "estimators": ["ensemble", "ttc"],
                        "human": "expert", "handover_kwargs": {"timeout": 2.0}},
-        "train": {"rounds": 1, "episodes_per_round": 1, "epochs": 1, "batch_size": 32},
+        "train": {"rounds": 1, "episodes_per_round": 1, "epochs": 1, "batch_size": 32,
+                  "seeds": 2},
         "eval": {"seeds": 2, "episodes": 1, "seed_start": 100, "round_seed_start": 200,
                  "humans": ["perfect"]},  # development seeds: no test uses the held-out block
         "counterfactual": {"horizon": 1.0, "sample_every": 4},
@@ -100,6 +101,19 @@ def test_metrics_file_has_every_metric_for_every_baseline(run):
     assert "supervised - random" in m["comparisons"]
     d = m["comparisons"]["supervised - agent_alone"]["human_share"]
     assert d["diff"] == pytest.approx(m["conditions"]["supervised"]["human_share"])
+
+
+def test_learning_curve_is_over_independent_fine_tuning_seeds(run):
+    res, _, _ = run
+    curve = res.metrics["learning_curve"]
+    assert [r["round"] for r in curve] == [0, 1] and curve[0]["seeds"] == 2
+    for r in curve:
+        vals = r["agent_alone.success_rate.seeds"]
+        assert len(vals) == 2 and r["agent_alone.success_rate"] == pytest.approx(sum(vals) / 2)
+    # round 0 is the same shipped agent on the same seeds for both fine-tuning seeds
+    assert curve[0]["agent_alone.success_rate.seeds"][0] == \
+        curve[0]["agent_alone.success_rate.seeds"][1]
+    assert (res.run_dir / "finetune-seed1" / "logs" / "train-round0").is_dir()
 
 
 def test_every_condition_plays_the_same_seeds(run):
