@@ -204,7 +204,8 @@ def _trigger_blocks(cfg: Any, metrics: Mapping[str, Any]) -> list[Block]:
     hs = list(cfg.metrics.horizons)
     h0 = f"{hs[0]:g}s"
     scen = ["all", *metrics["scenarios"]]
-    blocks = [Block("h2", "Trigger quality (held-out agent-alone episodes)"),
+    held = "held-out" if metrics.get("design", {}).get("held_out") else "development-seed"
+    blocks = [Block("h2", f"Trigger quality ({held} agent-alone episodes)"),
               Block("p", f"Label: the agent alone fails (collision or off-road) within h s "
                          f"of the step. AUROC [95% episode-cluster bootstrap CI, "
                          f"{cfg.stats.auc_bootstrap} resamples]; hazard window: steps within "
@@ -253,9 +254,10 @@ def _round_blocks(metrics: Mapping[str, Any]) -> list[Block]:
         return fmt_ci({"value": r.get(f"{c}.{m}"), "lo": lo, "hi": hi})
 
     n = rows[0].get("episodes_per_condition")
+    held = "held-out" if metrics.get("design", {}).get("held_out") else "development-seed"
     blocks = [Block("h2", "Fine-tuning rounds"),
               Block("p", f"Round 0 is the shipped agent; every round is evaluated on the same "
-                         f"{n} held-out episodes per condition; differences are paired on "
+                         f"{n} {held} episodes per condition; differences are paired on "
                          "those seeds.")]
     blocks.append(Block("table", (
         ["round", "supervised success", "vs round 0", "agent-alone success", "vs round 0"],
