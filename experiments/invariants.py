@@ -132,9 +132,9 @@ def check_invariants(metrics: Mapping[str, Any], human: str) -> list[Invariant]:
            equals(metrics, "never equals agent alone (safety)", "never", "agent_alone",
                   "safety_rate"),
            at_least(metrics, "a present human is not beaten by an absent one", "supervised",
-                    "absent", "success_rate"),
-           at_least(metrics, "a present human is not less safe than an absent one",
-                    "supervised", "absent", "safety_rate")]
+                    "absent", "success_rate")]
+    # not on safety: nobody answering ends in the minimal-risk manoeuvre, a standstill that
+    # is safe by definition (a do-nothing policy would win that comparison)
     names = {h: ("supervised" if h == human else f"human_{h}") for h in PRESET_ORDER}
     ordered = [h for h in PRESET_ORDER if names[h] in conds]
     for hi, lo in zip(ordered, ordered[1:], strict=False):

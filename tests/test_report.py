@@ -253,7 +253,6 @@ def test_invariants_pass_fail_and_not_applicable():
     assert got["never equals agent alone (success)"].status == "pass"
     bad = got["a present human is not beaten by an absent one"]
     assert bad.status == "FAIL" and "absent 0.800" in bad.message and "-0.200" in bad.message
-    assert got["a present human is not less safe than an absent one"].status == "pass"
     gate = got["the gate beats a random gate at its request rate (success)"]
     assert gate.status == "pass" and "not significant" in gate.message
     assert got["human presets ordered perfect >= expert >= average >= novice"].status == "n/a"
