@@ -266,11 +266,13 @@ def _round_blocks(metrics: Mapping[str, Any]) -> list[Block]:
           ci(r, "agent_alone", "success_rate"),
           fmt_diff(r.get("agent_alone.success_rate.vs_round0"))] for r in rows])))
     blocks.append(Block("table", (
-        ["round", "supervised failure", "agent-alone failure", "human share",
-         "interventions / episode"],
+        ["round", "supervised failure", "vs round 0", "agent-alone failure", "vs round 0",
+         "human share"],
         [[str(r["round"]), ci(r, "supervised", "failure_rate"),
-          ci(r, "agent_alone", "failure_rate"), ci(r, "supervised", "human_share"),
-          fmt(r.get("supervised.interventions_per_episode"))] for r in rows])))
+          fmt_diff(r.get("supervised.failure_rate.vs_round0")),
+          ci(r, "agent_alone", "failure_rate"),
+          fmt_diff(r.get("agent_alone.failure_rate.vs_round0")),
+          ci(r, "supervised", "human_share")] for r in rows])))
     blocks.append(Block("table", (
         ["round", "new human steps", "aggregate size", "BC loss first", "BC loss last"],
         [[str(r["round"]), fmt(r.get("new_human_steps")), fmt(r.get("aggregate_size")),
