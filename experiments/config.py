@@ -42,9 +42,14 @@ SCENARIO_NAMES = ("sudden_brake", "cut_in", "stalled_car", "merge", "lane_closur
                   "mixed")
 """Scenario names of ``takeover.envs`` (kept here so config checks need no env import)."""
 
-BASELINES = ("agent_alone", "never", "always", "random")
+BASELINES = ("agent_alone", "never", "always", "random", "absent")
 """Reference conditions evaluated beside the configured gate: the agent with no supervisor,
-and the supervisor with the ``never`` / ``always`` / rate-matched ``random`` gates."""
+the supervisor with the ``never`` / ``always`` / rate-matched ``random`` gates, and the
+configured gate with an ``absent`` human (nobody answers: the sanity floor)."""
+
+HELD_OUT_SEED = 1_000_000
+"""First seed of the held-out evaluation block (brief: every reported number comes from
+``1_000_000`` upward; no test, training or calibration uses it)."""
 
 TRAIN_METHODS = ("hg-dagger", "thrifty", "none")
 """Behaviour-cloning updates of the agent's PPO policies. PVP (``takeover.agents.pvp``) needs
@@ -173,6 +178,9 @@ class TrainSection:
                                   "the agent drove (0 = plain BC)", range=(0.0, 1000.0))
     relabel: bool = option(True, "clone discrete labels as executed: an 'idle' while the "
                            "car still brakes/accelerates hard counts as slower/faster")
+    seeds: int = option(1, "independent fine-tuning seeds (collection + training), the "
+                        "learning curve's CI is over them; the final evaluation uses seed 0's "
+                        "agent", range=(1, 100))
 
     def __post_init__(self) -> None:
         validate(self, "train")
@@ -189,12 +197,23 @@ class EvalSection:
                                         + ", ".join(BASELINES) + ")")
     round_episodes: int = option(1, "episodes per seed per scenario for the per-round "
                                  "learning curve", range=(1, 10_000))
+    seed_start: int = option(HELD_OUT_SEED, "first episode seed of the final evaluation; "
+                             "condition c, scenario s, episode i plays seed_start + i for every "
+                             "c and s (paired); keep the held-out block >= 1_000_000 for "
+                             "reported numbers", range=(0, 2**31 - 1))
+    round_seed_start: int = option(HELD_OUT_SEED + 500_000, "first episode seed of the "
+                                   "per-round evaluation (the same seeds every round)",
+                                   range=(0, 2**31 - 1))
+    humans: tuple[str, ...] = option((), "human presets also evaluated with the configured "
+                                     "gate (condition 'human_NAME'), for the preset-order "
+                                     "invariant, e.g. [perfect, expert, novice]", factory=None)
 
     def __post_init__(self) -> None:
         validate(self, "eval")
         _check_names("eval.baselines", self.baselines, BASELINES, "baseline")
         if len(set(self.baselines)) != len(self.baselines):
             raise ConfigError(f"eval.baselines lists a value twice: {list(self.baselines)}")
+        _check_names("eval.humans", self.humans, human_names(), "human")
 
 
 @dataclass(frozen=True)
@@ -210,12 +229,41 @@ class CounterfactualSection:
 
 
 @dataclass(frozen=True)
+class MetricsSection:
+    """How metrics are measured (``metric_definitions`` holds what each one means)."""
+
+    horizons: tuple[float, ...] = option(
+        (4.0, 2.0, 6.0), "failure-prediction horizons of the trigger-quality tables, s; the "
+        "first is the headline (4 s: the average human needs 2.7 s to respond under urgency, "
+        "Zhang et al. 2019, plus margin)", factory=None)
+    false_alarm: float = option(0.05, "false-alarm rate (share of steps far from any failure) "
+                                "at which the warning lead time is measured", range=(1e-4, 0.5))
+    lead_window: float = option(10.0, "window before a failure searched for its warning, s",
+                                range=(0.5, 120.0))
+    rohe_min_intervention: float = option(5.0, "ROHE: the least human time one intervention "
+                                          "costs, s (Fleet-DAgger's minimum intervention time)",
+                                          range=(0.0, 600.0))
+    rohe_reset_time: float = option(60.0, "ROHE: human time to recover a car that did not "
+                                    "arrive, s (Fleet-DAgger's hard-reset time)",
+                                    range=(0.0, 3600.0))
+
+    def __post_init__(self) -> None:
+        validate(self, "metrics")
+        _nonempty("metrics.horizons", self.horizons)
+        if any(not 0.1 <= h <= 30.0 for h in self.horizons):
+            raise ConfigError(f"metrics.horizons must lie in [0.1, 30] s; got "
+                              f"{list(self.horizons)}")
+
+
+@dataclass(frozen=True)
 class StatsSection:
     """rliable aggregation across seeds x scenarios."""
 
     bootstrap: int = option(1000, "stratified bootstrap resamples (use ~200 in CI)",
                             range=(10, 1_000_000))
     confidence: float = option(0.95, "confidence level of the intervals", range=(0.5, 0.999))
+    auc_bootstrap: int = option(300, "episode-cluster bootstrap resamples of each AUROC / "
+                                "AUPRC", range=(10, 100_000))
 
     def __post_init__(self) -> None:
         validate(self, "stats")
@@ -273,6 +321,8 @@ class ExperimentConfig:
     eval: EvalSection = field(default_factory=EvalSection, metadata={"help": "evaluation"})
     counterfactual: CounterfactualSection = field(default_factory=CounterfactualSection,
                                                   metadata={"help": "trigger labels"})
+    metrics: MetricsSection = field(default_factory=MetricsSection,
+                                    metadata={"help": "measurement"})
     stats: StatsSection = field(default_factory=StatsSection, metadata={"help": "statistics"})
     sweep: SweepSection = field(default_factory=SweepSection, metadata={"help": "sweep grid"})
     figures: bool = option(True, "draw the report's figures")

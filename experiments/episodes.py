@@ -4,7 +4,7 @@ lists). Episodes run as batches of worlds on one engine (``Rollouts.run_batch``)
 independent batches on both cores (``run_jobs``).
 
 A *condition* is what a row of the report compares: the configured gate (``supervised``),
-the agent with nobody watching (``agent_alone``: no estimators, no gate, no human), or the
+the agent with nobody watching (``agent_alone``: estimators scored, no gate, no human), or the
 supervisor with a baseline gate (``never`` / ``always`` / ``random`` at the configured
 gate's request rate). Episode seeds derive from the base seed through
 ``numpy.random.SeedSequence``, so adding a scenario or a condition never shifts the seeds of
@@ -56,6 +56,8 @@ class Condition:
     name: str
     gate: str | None
     gate_kwargs: dict[str, Any] = field(default_factory=dict)
+    human: str | None = None
+    """Human model of this condition (``None``: the configured ``supervisor.human``)."""
 
 
 def conditions(cfg: ExperimentConfig, random_rate: float = 0.05) -> list[Condition]:
@@ -68,6 +70,8 @@ def conditions(cfg: ExperimentConfig, random_rate: float = 0.05) -> list[Conditi
         elif b == "random":
             rate = float(min(max(random_rate, 0.0), 1.0))
             out.append(Condition(b, "random", {"rate": rate, "seed": cfg.seed}))
+        elif b == "absent":  # the configured gate with nobody answering
+            out.append(Condition(b, sup.gate, dict(sup.gate_kwargs), human="absent"))
         else:
             out.append(Condition(b, b))
     return out
@@ -144,12 +148,15 @@ class Rollouts:
             self._gates[key] = GATES.make(name, **condition.gate_kwargs)
         return self._gates[key]
 
-    def humans(self, n: int) -> Any:
-        """N scripted humans of the configured model, one per world, advanced together."""
+    def humans(self, n: int, name: str | None = None) -> Any:
+        """N scripted humans of model ``name`` (default: the configured one, with its
+        kwargs), one per world, advanced together."""
         from takeover.supervisor.humans import HUMANS
 
         s = self.cfg.supervisor
-        return HUMANS.make(s.human, num_worlds=n, **dict(s.human_kwargs))
+        name = name or s.human
+        kwargs = dict(s.human_kwargs) if name == s.human else {}
+        return HUMANS.make(name, num_worlds=n, **kwargs)
 
     def run_batch(self, condition: Condition, scenario: str, seeds: Sequence[int],
                   episode_ids: Sequence[str], label: bool = False
@@ -171,8 +178,9 @@ class Rollouts:
                                 seed=self.cfg.seed)
         n = min(len(seeds), self.max_worlds)
         eng = Engine(
-            self.envs.batch(scenario, n), self.agent, {} if alone else self.estimators(),
-            self.gate(condition), None if alone else self.humans(n),
+            self.envs.batch(scenario, n), self.agent,
+            self.estimators(),  # scored alone too: the ROC of the agent's own failures
+            self.gate(condition), None if alone else self.humans(n, condition.human),
             gate_score=None if alone else s.gate_score,
             handover=from_dict(HandoverConfig, dict(s.handover_kwargs)), counterfactual=cf)
         eps = eng.run(list(seeds), list(episode_ids))

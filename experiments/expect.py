@@ -2,8 +2,9 @@
 
 An expectation is ``[condition.]metric OP number`` with OP one of ``>= <= > < == !=``; the
 condition defaults to ``supervised`` (the configured gate). Values are the pooled metrics of
-``metrics.json`` (and the trigger metrics). A metric that is undefined in the run (NaN, e.g. a
-takeover time when nobody took over) fails the expectation, saying so.
+``metrics.json["conditions"]`` -- the statistic of the report's headline table, whose 95% CI
+the message repeats -- and the trigger metrics. A metric that is undefined in the run (NaN,
+e.g. a takeover time when nobody took over) fails the expectation, saying so.
 """
 
 from __future__ import annotations
@@ -78,8 +79,11 @@ def check(metrics: Mapping[str, Any], texts: Sequence[str]) -> list[Outcome]:
                                f"{e.text}: {e.condition}.{e.metric} is undefined in this run"))
             continue
         ok = bool(OPS[e.op](float(v), e.value))
+        iv = metrics.get("ci", {}).get(e.condition, {}).get(e.metric) or {}
+        ci = (f" [95% CI {iv['lo']:.3g}, {iv['hi']:.3g}]"
+              if isinstance(iv.get("lo"), float) and isinstance(iv.get("hi"), float) else "")
         out.append(Outcome(e, float(v), ok,
-                           f"{e.text}: {e.condition}.{e.metric} = {float(v):.6g} "
+                           f"{e.text}: {e.condition}.{e.metric} = {float(v):.6g}{ci} "
                            f"-> {'ok' if ok else 'FAILED'}"))
     return out
 

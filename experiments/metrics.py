@@ -1,71 +1,54 @@
-"""Every metric of the testbed, defined once, from the per-step log (``StepRecord``).
+"""Every metric of the testbed, computed from the per-step log (``StepRecord``) exactly as
+``takeover.experiments.metric_definitions`` defines it.
 
-Two levels: :func:`episode_metrics` reduces one episode's records to numbers, and
-:func:`aggregate` turns many episodes into a condition's metrics (rates are pooled over
-episodes, not averaged per episode, so a short crashed episode weighs like a long one).
-A metric that does not apply (a takeover time when nobody took over) is ``NaN`` -- never 0,
-which would read as "instant".
+Two levels: :func:`episode_metrics` reduces one episode's records to an
+:class:`EpisodeMetrics`; :func:`components` turns episodes into a ``(episodes, C)`` table of
+additive parts (numerators and denominators), and :func:`from_sums` computes every metric from
+the column sums. Because every metric is a function of sums over episodes, one resampling of
+episodes (``stats.bootstrap``) gives the confidence interval of every metric at once, and a
+pooled rate weighs a short crashed episode like a long one.
 
-Trigger-quality metrics (missed failures and false alarms judged by counterfactual
-labels) come from :func:`trigger_metrics`; the labels are made in the supervised loop by
-rolling the agent alone from a snapshot at each request and at sampled other steps
-(``takeover.supervisor.counterfactual``).
+A metric that does not apply (a takeover time when nobody took over) is ``NaN``, never 0,
+which would read as "instant". An episode whose world reports no ``outcome`` is ``unknown``:
+safe or not is still read from the collision / off-road flags, but it is never a success.
+
+Trigger quality (AUROC / AUPRC / lead time of each estimator against observed agent-alone
+failures) is :func:`step_labels` + ``stats.auc_interval``; the gate's counterfactual trigger
+metrics come from :func:`trigger_metrics`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from takeover.experiments.metric_definitions import (
+    DEFINITIONS,
+    FAILURE_OUTCOMES,
+    METRIC_NAMES,
+    TRIGGER_DEFINITIONS,
+)
 from takeover.records import StepRecord
 
 TTC_NONE = 99.0
 """The env reports this TTC (s) when nothing closes in on the ego; not a real time budget."""
 
-FAILURES = ("collision", "offroad")
+ROHE_EXPOSURE = 100
+"""Episodes of the standard exposure ROHE is stated on (``metric_definitions``)."""
 
-METRICS: dict[str, str] = {
-    "success_rate": "share of episodes that end without a collision or leaving the road",
-    "collision_rate": "share of episodes ending in a collision",
-    "offroad_rate": "share of episodes ending off the road",
-    "failure_rate": "collision_rate + offroad_rate",
-    "interventions_per_episode": "human (or fallback) control segments per episode; one "
-                                 "segment = control passing from the agent until it returns",
-    "interventions_per_km": "intervention segments per km driven (pooled: all segments / all km)",
-    "human_share": "share of steps the human drove (pooled over episodes)",
-    "context_switches_per_episode": "changes of the controller between consecutive steps "
-                                    "(agent->human and back both count; LazyDAgger)",
-    "tors_per_episode": "takeover requests issued per episode",
-    "tor_lead_time": "mean time budget at a TOR: the TTC (s) when the request is issued, over "
-                     "requests issued while something was closing in (Gold et al. 2013)",
-    "takeover_time": "mean reaction time, s: request issued -> human in control (TOR-led "
-                     "takeovers only; Eriksson & Stanton 2017)",
-    "min_ttc_after_takeover": "mean over takeovers of the minimum TTC (s) while the human drove",
-    "fallback_rate": "share of episodes in which the minimal-risk manoeuvre took over",
-    "missed_failure_rate": "share of episodes that failed with no takeover request in the "
-                           "preceding horizon (observed misses)",
-    "rohe": "return on human effort (Fleet-DAgger): success_rate / (1 + human steps per "
-            "episode); the +1 keeps it defined without a human",
-    "mean_return": "mean undiscounted env return per episode",
-    "km_per_episode": "mean distance driven per episode, km",
-}
+METRICS: dict[str, str] = {d.name: f"{d.formula} [{d.unit}]" for d in DEFINITIONS}
 """Name -> definition of every condition-level metric; ``metrics.json`` has each key."""
 
-TRIGGER_METRICS: dict[str, str] = {
-    "trigger_precision": "share of the gate's request steps labelled needed (the agent alone "
-                         "fails within the horizon from there)",
-    "trigger_recall": "share of needed steps on which the gate requested (weighted by the "
-                      "inverse sampling probability of non-request steps)",
-    "false_alarm_rate": "1 - trigger_precision: requests the agent did not need",
-    "missed_failures_per_episode": "estimated needed steps with no request, per episode",
-    "cf_lead_time": "mean time from a request's onset to the agent-alone failure it "
-                    "prevented, s (needed onsets only)",
-}
-"""Computed from counterfactual labels (``takeover.supervisor.counterfactual``)."""
+COUNTERFACTUAL_METRICS = ("trigger_precision", "trigger_recall", "false_alarm_rate",
+                          "missed_failures_per_episode", "cf_lead_time")
+TRIGGER_METRICS: dict[str, str] = {d.name: f"{d.formula} [{d.unit}]"
+                                   for d in TRIGGER_DEFINITIONS
+                                   if d.name in COUNTERFACTUAL_METRICS}
+"""The gate's counterfactual trigger metrics (``takeover.supervisor.counterfactual``)."""
 
 
 def trigger_metrics(gate_report: Mapping[str, Any] | None, episodes: int) -> dict[str, float]:
@@ -86,137 +69,305 @@ def trigger_metrics(gate_report: Mapping[str, Any] | None, episodes: int) -> dic
 
 @dataclass(frozen=True)
 class EpisodeMetrics:
-    """One episode reduced to numbers (the inputs of :func:`aggregate`).
+    """One episode reduced to numbers (the inputs of :func:`components`).
 
     Attributes:
         episode: the episode id of its records.
-        steps: control steps.
-        km: distance driven, km (``info["x"]`` at the end).
+        outcome: the world's outcome (``metric_definitions.OUTCOMES``) or ``"unknown"``.
+        failed: collision or off-road (read from the flags when the outcome is unknown).
+        steps: control steps; ``duration``: simulated seconds.
+        km: distance driven, km.
         ret: undiscounted return.
-        success / collision / offroad: how it ended.
-        interventions: human/fallback control segments.
-        fallbacks: fallback segments (nobody answered a request).
-        human_steps: steps the human drove.
+        human_steps / human_time: steps / seconds the human drove.
+        interventions: human segments (MRM steps are not human effort).
+        self_initiated: human segments the human started without a request.
         context_switches: controller changes between consecutive steps.
         tors: takeover requests issued.
-        tor_lead_times: TTC (s) at each request issued while something was closing in.
-        takeover_times: request -> human control delays, s.
-        min_ttc_after_takeover: per takeover, minimum TTC (s) while the human drove.
-        missed_failure: failed without a request in the ``horizon`` s before the end.
+        tor_lead_times: TTC (s) at each request issued during a closing conflict.
+        takeover_times: request -> human control delays (s) of answered requests.
+        min_ttcs: per human segment with a closing conflict, its minimum TTC (s).
+        no_conflict_segments: human segments with no closing conflict.
+        mrm: the minimal-risk manoeuvre engaged at some step.
+        hazard_fired: the scenario's hazard was triggered.
+        missed_failure: failed with no request in the horizon before the end and no human.
+        effort_min: ROHE human effort, minutes (segments at least the minimum intervention
+            time, plus the reset time when the episode did not arrive).
     """
 
     episode: str
+    outcome: str
+    failed: bool
     steps: int
+    duration: float
     km: float
     ret: float
-    success: bool
-    collision: bool
-    offroad: bool
-    interventions: int
-    fallbacks: int
     human_steps: int
+    human_time: float
+    interventions: int
+    self_initiated: int
     context_switches: int
     tors: int
     tor_lead_times: tuple[float, ...]
     takeover_times: tuple[float, ...]
-    min_ttc_after_takeover: tuple[float, ...]
+    min_ttcs: tuple[float, ...]
+    no_conflict_segments: int
+    mrm: bool
+    hazard_fired: bool
     missed_failure: bool
+    effort_min: float
+
+    @property
+    def success(self) -> bool:
+        return self.outcome == "arrived"
 
 
-def _finite(x: float) -> bool:
-    return x is not None and math.isfinite(x)
+def _finite(x: Any) -> bool:
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def episode_metrics(records: Sequence[StepRecord], horizon: float = 2.0) -> EpisodeMetrics:
-    """Reduce one episode's records (in step order) to :class:`EpisodeMetrics`."""
+def _field(r: StepRecord, name: str, default: Any = None) -> Any:
+    """A record field of the newer schema (``outcome``, ``mrm``, ``hazard_fired``), else the
+    same key in the env info, else ``default``."""
+    v = getattr(r, name, None)
+    if v is None:
+        v = r.info.get(name, default)
+    return v
+
+
+def episode_outcome(records: Sequence[StepRecord]) -> tuple[str, bool]:
+    """``(outcome, failed)`` of an episode: the world's outcome at the last step; when the
+    world reports none, collision / off-road from its flags and ``"unknown"`` otherwise."""
+    last = records[-1]
+    outcome = _field(last, "outcome", None)
+    if outcome:
+        outcome = str(outcome)
+        return outcome, outcome in FAILURE_OUTCOMES
+    reason = last.reason or str(last.info.get("reason", ""))
+    if reason == "collision" or bool(last.info.get("collision", False)):
+        return "collision", True
+    if reason in ("offroad", "off_road") or bool(last.info.get("offroad", False)):
+        return "off_road", True
+    return "unknown", False
+
+
+def hazard_fired(records: Sequence[StepRecord]) -> bool:
+    """The hazard was triggered: ``hazard_fired`` when the world reports it, else a finite,
+    non-negative ``hazard_onset`` or an active hazard at some step."""
+    for r in records:
+        v = _field(r, "hazard_fired", None)
+        if v is not None:
+            if bool(v):
+                return True
+            continue
+        onset = r.info.get("hazard_onset", math.nan)
+        if (_finite(onset) and onset >= 0.0) or bool(r.info.get("hazard_active", False)):
+            return True
+    return False
+
+
+def hazard_onset(records: Sequence[StepRecord]) -> float:
+    """Time (s) the hazard fired, NaN if it never did."""
+    for r in records:
+        onset = r.info.get("hazard_onset", math.nan)
+        if _finite(onset) and onset >= 0.0:
+            return float(onset)
+    return math.nan
+
+
+def control_period(records: Sequence[StepRecord]) -> float:
+    """Seconds per control step (the record times are the ends of the steps)."""
+    if len(records) > 1:
+        return float(records[1].time - records[0].time)
+    return float(records[0].time) if records[0].time > 0 else 0.1
+
+
+def _ttc(r: StepRecord) -> float:
+    v = r.info.get("ttc", TTC_NONE)
+    return float(v) if _finite(v) else TTC_NONE
+
+
+def episode_metrics(records: Sequence[StepRecord], horizon: float = 2.0, *,
+                    min_intervention: float = 5.0, reset_time: float = 60.0) -> EpisodeMetrics:
+    """Reduce one episode's records (in step order) to :class:`EpisodeMetrics`.
+
+    ``horizon`` (s) is the window before a failure in which a request counts as raised;
+    ``min_intervention`` and ``reset_time`` (s) price human effort for ROHE."""
     if not records:
         raise ValueError("episode_metrics needs at least one record; got an empty episode")
-    last = records[-1]
-    reason = last.reason or str(last.info.get("reason", ""))
-    collision = reason == "collision" or bool(last.info.get("collision", False))
-    offroad = reason == "offroad" or bool(last.info.get("offroad", False))
+    dt = control_period(records)
+    outcome, failed = episode_outcome(records)
     ctrl = [r.controller for r in records]
     switches = sum(a != b for a, b in zip(ctrl, ctrl[1:], strict=False))
-    segments: list[tuple[int, int]] = []  # [start, end) of non-agent control
+    segments: list[tuple[int, int]] = []  # [start, end) of human control
     start = None
-    for i, c in enumerate(ctrl + ["agent"]):
-        if c != "agent" and start is None:
+    for i, c in enumerate([*ctrl, "agent"]):
+        if c == "human" and start is None:
             start = i
-        elif c == "agent" and start is not None:
+        elif c != "human" and start is not None:
             segments.append((start, i))
             start = None
-    fallbacks = sum(any(ctrl[j] == "fallback" for j in range(a, b)) for a, b in segments)
-    tor_steps = []
-    prev = math.nan
+    tor_steps, prev = [], math.nan
     for i, r in enumerate(records):
         if _finite(r.tor_time) and not (_finite(prev) and r.tor_time == prev):
             tor_steps.append(i)
         prev = r.tor_time
-    lead = tuple(float(records[i].info.get("ttc", TTC_NONE)) for i in tor_steps
-                 if float(records[i].info.get("ttc", TTC_NONE)) < TTC_NONE)
-    takeover_times, min_ttcs = [], []
+    lead = tuple(_ttc(records[i]) for i in tor_steps if _ttc(records[i]) < TTC_NONE)
+    takeover_times, min_ttcs, self_init, no_conflict = [], [], 0, 0
     for a, b in segments:
-        human = [j for j in range(a, b) if ctrl[j] == "human"]
-        if not human:
-            continue
-        r0 = records[human[0]]
-        if _finite(r0.takeover_time) and _finite(r0.tor_time):
+        r0 = records[a]
+        reasons = set(r0.transition.split(",")) if r0.transition else set()
+        if "human_initiated" in reasons:
+            self_init += 1
+        answered = "human_response" in reasons or (not reasons and _finite(r0.tor_time))
+        if answered and _finite(r0.takeover_time) and _finite(r0.tor_time) \
+                and r0.takeover_time >= r0.tor_time:
             takeover_times.append(float(r0.takeover_time - r0.tor_time))
-        min_ttcs.append(min(float(records[j].info.get("ttc", TTC_NONE)) for j in human))
-    failed = collision or offroad
+        closing = [_ttc(records[j]) for j in range(a, b) if _ttc(records[j]) < TTC_NONE]
+        if closing:
+            min_ttcs.append(min(closing))
+        else:
+            no_conflict += 1
+    human_steps = sum(b - a for a, b in segments)
+    last = records[-1]
     recent_tor = any(records[i].time >= last.time - horizon for i in tor_steps)
+    mrm = any(c == "fallback" or bool(_field(r, "mrm", False)) for c, r in zip(ctrl, records,
+                                                                              strict=True))
+    effort_s = sum(max((b - a) * dt, min_intervention) for a, b in segments)
+    if outcome != "arrived":
+        effort_s += reset_time
     return EpisodeMetrics(
-        episode=last.episode,
-        steps=len(records),
-        km=float(last.info.get("x", 0.0)) / 1000.0,
-        ret=float(sum(r.reward for r in records)),
-        success=not failed,
-        collision=collision,
-        offroad=offroad,
-        interventions=len(segments),
-        fallbacks=int(fallbacks),
-        human_steps=sum(c == "human" for c in ctrl),
-        context_switches=int(switches),
-        tors=len(tor_steps),
-        tor_lead_times=lead,
-        takeover_times=tuple(takeover_times),
-        min_ttc_after_takeover=tuple(min_ttcs),
+        episode=last.episode, outcome=outcome, failed=failed, steps=len(records),
+        duration=len(records) * dt, km=float(last.info.get("x", 0.0)) / 1000.0,
+        ret=float(sum(r.reward for r in records)), human_steps=human_steps,
+        human_time=human_steps * dt, interventions=len(segments), self_initiated=self_init,
+        context_switches=int(switches), tors=len(tor_steps), tor_lead_times=lead,
+        takeover_times=tuple(takeover_times), min_ttcs=tuple(min_ttcs),
+        no_conflict_segments=no_conflict, mrm=mrm, hazard_fired=hazard_fired(records),
         missed_failure=failed and not recent_tor and not segments,
+        effort_min=effort_s / 60.0,
     )
 
 
-def _mean(values: Iterable[float]) -> float:
-    v = list(values)
-    return float(np.mean(v)) if v else math.nan
+COMPONENTS = ("n", "arrived", "safe", "collision", "off_road", "stopped", "pulled_over",
+              "timeout", "unknown", "mrm", "fired", "arrived_fired", "failed_fired", "steps",
+              "human_steps", "human_time", "km", "ret", "interventions", "self_initiated",
+              "switches", "tors", "lead_sum", "lead_n", "tot_sum", "tot_n", "minttc_sum",
+              "minttc_n", "no_conflict", "missed", "effort")
+"""Additive per-episode parts every metric is computed from (:func:`from_sums`)."""
+_C = {c: i for i, c in enumerate(COMPONENTS)}
+
+
+def components(episodes: Sequence[EpisodeMetrics]) -> np.ndarray:
+    """``(len(episodes), len(COMPONENTS))`` float table, one row per episode."""
+    rows = np.zeros((len(episodes), len(COMPONENTS)))
+    for k, e in enumerate(episodes):
+        o = e.outcome
+        rows[k] = (1, o == "arrived", not e.failed, o == "collision", o == "off_road",
+                   o in ("stopped", "stopped_in_lane"), o == "pulled_over", o == "timeout",
+                   o == "unknown", e.mrm, e.hazard_fired, e.hazard_fired and o == "arrived",
+                   e.hazard_fired and e.failed, e.steps, e.human_steps, e.human_time, e.km,
+                   e.ret, e.interventions, e.self_initiated, e.context_switches, e.tors,
+                   sum(e.tor_lead_times), len(e.tor_lead_times), sum(e.takeover_times),
+                   len(e.takeover_times), sum(e.min_ttcs), len(e.min_ttcs),
+                   e.no_conflict_segments, e.missed_failure, e.effort_min)
+    return rows
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(b > 0, a / np.where(b > 0, b, 1.0), np.nan)
+
+
+def from_sums(sums: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric of :data:`METRICS` from column sums of :func:`components`; ``sums`` is
+    ``(C,)`` or ``(R, C)`` (R bootstrap resamples at once)."""
+    s = {c: sums[..., i] for c, i in _C.items()}
+    n = s["n"]
+    out = {
+        "success_rate": _div(s["arrived"], n),
+        "safety_rate": _div(s["safe"], n),
+        "collision_rate": _div(s["collision"], n),
+        "offroad_rate": _div(s["off_road"], n),
+        "failure_rate": _div(s["collision"] + s["off_road"], n),
+        "stopped_rate": _div(s["stopped"], n),
+        "pulled_over_rate": _div(s["pulled_over"], n),
+        "timeout_rate": _div(s["timeout"], n),
+        "unknown_outcome_rate": _div(s["unknown"], n),
+        "mrm_rate": _div(s["mrm"], n),
+        "hazard_fired_rate": _div(s["fired"], n),
+        "success_rate_hazard": _div(s["arrived_fired"], s["fired"]),
+        "failure_rate_hazard": _div(s["failed_fired"], s["fired"]),
+        "interventions_per_episode": _div(s["interventions"], n),
+        "interventions_per_km": _div(s["interventions"], s["km"]),
+        "human_share": _div(s["human_steps"], s["steps"]),
+        "human_time_per_episode": _div(s["human_time"], n),
+        "self_initiated_per_episode": _div(s["self_initiated"], n),
+        "context_switches_per_episode": _div(s["switches"], n),
+        "tors_per_episode": _div(s["tors"], n),
+        "tor_lead_time": _div(s["lead_sum"], s["lead_n"]),
+        "takeover_time": _div(s["tot_sum"], s["tot_n"]),
+        "min_ttc_human": _div(s["minttc_sum"], s["minttc_n"]),
+        "no_conflict_share": _div(s["no_conflict"], s["interventions"]),
+        "missed_failure_rate": _div(s["missed"], n),
+        "rohe": _div(ROHE_EXPOSURE * _div(s["arrived"], n),
+                     1.0 + ROHE_EXPOSURE * _div(s["effort"], n)),
+        "mean_return": _div(s["ret"], n),
+        "km_per_episode": _div(s["km"], n),
+    }
+    assert tuple(out) == METRIC_NAMES, "metrics.py and metric_definitions.py disagree"
+    return out
 
 
 def aggregate(episodes: Sequence[EpisodeMetrics]) -> dict[str, float]:
     """Condition-level metrics (every key of :data:`METRICS`) over ``episodes``."""
-    n = len(episodes)
-    if n == 0:
-        return {k: math.nan for k in METRICS}
-    km = sum(e.km for e in episodes)
-    steps = sum(e.steps for e in episodes)
-    human = sum(e.human_steps for e in episodes)
-    interventions = sum(e.interventions for e in episodes)
-    successes = sum(e.success for e in episodes)
-    out = {
-        "success_rate": successes / n,
-        "collision_rate": sum(e.collision for e in episodes) / n,
-        "offroad_rate": sum(e.offroad for e in episodes) / n,
-        "interventions_per_episode": interventions / n,
-        "interventions_per_km": interventions / km if km > 0 else math.nan,
-        "human_share": human / steps if steps else math.nan,
-        "context_switches_per_episode": sum(e.context_switches for e in episodes) / n,
-        "tors_per_episode": sum(e.tors for e in episodes) / n,
-        "tor_lead_time": _mean(x for e in episodes for x in e.tor_lead_times),
-        "takeover_time": _mean(x for e in episodes for x in e.takeover_times),
-        "min_ttc_after_takeover": _mean(x for e in episodes for x in e.min_ttc_after_takeover),
-        "fallback_rate": sum(e.fallbacks > 0 for e in episodes) / n,
-        "missed_failure_rate": sum(e.missed_failure for e in episodes) / n,
-        "rohe": (successes / n) / (1.0 + human / n),
-        "mean_return": sum(e.ret for e in episodes) / n,
-        "km_per_episode": km / n,
-    }
-    out["failure_rate"] = out["collision_rate"] + out["offroad_rate"]
-    return {k: float(out[k]) for k in METRICS}
+    sums = components(episodes).sum(axis=0) if episodes else np.zeros(len(COMPONENTS))
+    return {k: float(v) for k, v in from_sums(sums).items()}
+
+
+@dataclass(frozen=True)
+class StepLabels:
+    """Per-step estimator scores of agent-alone episodes and what happened next.
+
+    Attributes:
+        cluster: ``(S,)`` int, the episode each step belongs to (the bootstrap's cluster).
+        time_to_failure: ``(S,)`` s from the end of the step to the episode's failure;
+            ``inf`` in episodes that did not fail.
+        to_onset: ``(S,)`` s from the hazard onset to the step (negative before it); NaN when
+            the hazard never fired.
+        scores: estimator -> ``(S,)`` float scores (NaN where not scored).
+    """
+
+    cluster: np.ndarray
+    time_to_failure: np.ndarray
+    to_onset: np.ndarray
+    scores: dict[str, np.ndarray]
+
+    def label(self, horizon: float) -> np.ndarray:
+        """1 where the agent alone fails within ``horizon`` s of the step."""
+        return (self.time_to_failure <= horizon).astype(np.int8)
+
+    def hazard_window(self, horizon: float) -> np.ndarray:
+        """Steps within ``horizon`` s either side of the hazard onset (fired hazards only):
+        where an estimator has to tell the hazards the agent fails from those it handles."""
+        with np.errstate(invalid="ignore"):
+            return np.abs(self.to_onset) <= horizon
+
+
+def step_labels(episodes: Sequence[Sequence[StepRecord]],
+                estimators: Sequence[str]) -> StepLabels:
+    """:class:`StepLabels` of agent-alone episodes (records in step order)."""
+    cl, ttf, onset_rel = [], [], []
+    scores: dict[str, list[np.ndarray]] = {e: [] for e in estimators}
+    for k, recs in enumerate(episodes):
+        t = np.array([r.time for r in recs], float)
+        _, failed = episode_outcome(recs)
+        ttf.append(t[-1] - t if failed else np.full(len(t), np.inf))
+        cl.append(np.full(len(t), k, np.int64))
+        onset = hazard_onset(recs)
+        onset_rel.append(t - onset if math.isfinite(onset) else np.full(len(t), np.nan))
+        for e in estimators:
+            scores[e].append(np.array([r.scores.get(e, math.nan) for r in recs], float))
+    cat = (lambda xs: np.concatenate(xs) if xs else np.zeros(0))  # noqa: E731
+    return StepLabels(cat(cl).astype(np.int64), cat(ttf), cat(onset_rel),
+                      {e: cat(v) for e, v in scores.items()})

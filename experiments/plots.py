@@ -22,7 +22,28 @@ from matplotlib.patches import Patch
 CONTROL_COLOURS = {"human": "#f4a261", "fallback": "#e63946"}
 
 
+class EmptyFigureError(ValueError):
+    """A figure would have been written with an axes that shows no data."""
+
+
+def empty_axes(fig: Figure) -> list[str]:
+    """Titles (or indices) of the axes of ``fig`` that draw no data: no line with a finite
+    point, no collection (scatter, error bars, bands) and no bar."""
+    empty = []
+    for k, ax in enumerate(fig.axes):
+        lines = [ln for ln in ax.get_lines() if np.any(np.isfinite(
+            np.asarray(ln.get_ydata(), dtype=float))) and ln.get_label() != "chance"]
+        if not lines and not ax.collections and not ax.patches:
+            empty.append(ax.get_title() or f"axes {k}")
+    return empty
+
+
 def _save(fig: Figure, path: Path, top: float = 1.0) -> Path:
+    """Write ``fig`` as PNG; refuses a figure with an empty axes (it would look like a
+    result and show none)."""
+    empty = empty_axes(fig)
+    if empty:
+        raise EmptyFigureError(f"{path.name}: axes with no data: {', '.join(empty)}")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout(rect=(0.0, 0.0, 1.0, top))
     fig.savefig(path, dpi=100)  # a bare Figure renders with the Agg canvas
@@ -74,33 +95,53 @@ def pareto_front(points: Mapping[str, tuple[float, float]]) -> list[str]:
     return sorted(front, key=lambda k: ok[k])
 
 
-def pareto(points: Mapping[str, tuple[float, float]], path: Path, *,
-           xlabel: str = "interventions per episode",
-           ylabel: str = "failure rate") -> Path:
-    """Intervention rate vs failure rate per gate, with the Pareto front drawn through the
-    non-dominated gates."""
-    fig = Figure(figsize=(5.5, 4))
+Point = tuple[float, float]
+Span = tuple[float, float]
+
+
+def pareto(points: Mapping[str, Point], path: Path, *,
+           errors: Mapping[str, tuple[Span, Span]] | None = None,
+           xlabel: str = "human time per episode, s",
+           ylabel: str = "failure rate (collision or off-road)") -> Path:
+    """Human effort vs failure rate per condition with 95% CI error bars on both axes
+    (``errors[name] = ((x_lo, x_hi), (y_lo, y_hi))``), the Pareto front through the
+    non-dominated conditions and one label per point, offset to stay readable."""
+    fig = Figure(figsize=(6.5, 4.5))
     ax = fig.subplots()
     front = pareto_front(points)
-    for name, (x, y) in points.items():
-        if not (math.isfinite(x) and math.isfinite(y)):
-            continue
-        ax.scatter([x], [y], s=40, color="#e76f51" if name in front else "#8d99ae", zorder=3)
-        ax.annotate(name, (x, y), fontsize=8, xytext=(4, 4), textcoords="offset points")
+    shown = [(n, p) for n, p in points.items() if all(math.isfinite(c) for c in p)]
+    for k, (name, (x, y)) in enumerate(shown):
+        colour = "#e76f51" if name in front else "#457b9d"
+        err = (errors or {}).get(name)
+        if err is not None:
+            (xl, xh), (yl, yh) = err
+            xerr = [[max(x - xl, 0.0) if math.isfinite(xl) else 0.0],
+                    [max(xh - x, 0.0) if math.isfinite(xh) else 0.0]]
+            yerr = [[max(y - yl, 0.0) if math.isfinite(yl) else 0.0],
+                    [max(yh - y, 0.0) if math.isfinite(yh) else 0.0]]
+            ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="o", color=colour, ms=5,
+                        capsize=3, lw=1, zorder=3)
+        else:
+            ax.scatter([x], [y], s=30, color=colour, zorder=3)
+        dy = 6 + 9 * (k % 3)  # stagger labels of nearby points
+        ax.annotate(name, (x, y), fontsize=8, xytext=(6, dy), textcoords="offset points",
+                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#999999"})
     if len(front) > 1:
         xs, ys = zip(*(points[k] for k in front), strict=True)
         ax.plot(xs, ys, color="#e76f51", lw=1, zorder=2, label="Pareto front")
         ax.legend(fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
+    ax.set_title("effort vs failures (95% CI)", fontsize=9)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 
 
 def learning_curves(rows: Sequence[Mapping[str, Any]], path: Path,
-                    metrics: Sequence[str] = ("success_rate", "interventions_per_episode",
+                    metrics: Sequence[str] = ("success_rate", "failure_rate",
                                               "human_share")) -> Path:
-    """Each metric across fine-tuning rounds, supervised and agent alone."""
+    """Each metric across fine-tuning rounds, supervised and agent alone, with the 95% CI of
+    each round's held-out evaluation as a band (``<cond>.<metric>.ci`` in the rows)."""
     fig = Figure(figsize=(4 * len(metrics), 3.2))
     axes = fig.subplots(1, len(metrics), squeeze=False)
     rounds = [r["round"] for r in rows]
@@ -108,27 +149,64 @@ def learning_curves(rows: Sequence[Mapping[str, Any]], path: Path,
         for cond, style in (("supervised", "-o"), ("agent_alone", "--s")):
             ys = [r.get(f"{cond}.{m}") for r in rows]
             ys = [math.nan if y is None else y for y in ys]
-            if any(math.isfinite(y) for y in ys):
-                ax.plot(rounds, ys, style, label=cond, ms=4)
-        ax.set_title(m, fontsize=9)
+            if not any(math.isfinite(y) for y in ys):
+                continue
+            (line,) = ax.plot(rounds, ys, style, label=cond, ms=4)
+            ci = [r.get(f"{cond}.{m}.ci") or [None, None] for r in rows]
+            lo = [math.nan if c[0] is None else c[0] for c in ci]
+            hi = [math.nan if c[1] is None else c[1] for c in ci]
+            if any(math.isfinite(v) for v in lo):
+                ax.fill_between(rounds, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+        ax.set_title(f"{m} (95% CI)", fontsize=9)
         ax.set_xlabel("round")
         ax.set_xticks(rounds)
         ax.grid(alpha=0.3)
-    axes[0, 0].legend(fontsize=8)
+    if axes[0, 0].get_legend_handles_labels()[0]:
+        axes[0, 0].legend(fontsize=8)
     return _save(fig, path)
 
 
-def roc(curves: Mapping[str, Mapping[str, Any]], path: Path, horizon: float) -> Path:
-    """ROC of each estimator for predicting an agent-alone failure within ``horizon``."""
-    fig = Figure(figsize=(4.5, 4))
+def roc(curves: Mapping[str, Mapping[str, Any]], path: Path, horizon: float,
+        auroc: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+    """ROC of each estimator for predicting an agent-alone failure within ``horizon``, the
+    AUROC and its episode-cluster 95% CI in the legend (``auroc[name] = {value, lo, hi}``)."""
+    fig = Figure(figsize=(5, 4.2))
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=1, label="chance")
     for name, c in curves.items():
-        auc = c.get("auroc")
-        label = f"{name} (AUROC {auc:.2f})" if isinstance(auc, float) else f"{name} (n/a)"
+        a = (auroc or {}).get(name) or {}
+        v, lo, hi = (a.get(k) for k in ("value", "lo", "hi"))
+        if isinstance(v, float) and math.isfinite(v):
+            label = f"{name} AUROC {v:.2f} [{lo:.2f}, {hi:.2f}]" if isinstance(lo, float) \
+                else f"{name} AUROC {v:.2f}"
+        else:
+            label = f"{name} (n/a)"
         ax.plot(c["fpr"], c["tpr"], lw=1.5, label=label)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.set_title(f"failure within {horizon:g} s", fontsize=9)
+    ax.set_title(f"agent-alone failure within {horizon:g} s (95% CI)", fontsize=9)
     ax.legend(fontsize=7, loc="lower right")
     return _save(fig, path)
+
+
+def intervals(rows: Mapping[str, Mapping[str, tuple[float, float, float]]], path: Path,
+              title: str) -> Path:
+    """Forest plot: per metric (one axes each), every condition's value with its 95% CI."""
+    metrics = list(rows)
+    fig = Figure(figsize=(3.2 * len(metrics), 0.45 * max(len(v) for v in rows.values()) + 1.4))
+    axes = fig.subplots(1, len(metrics), squeeze=False, sharey=True)
+    for ax, m in zip(axes[0], metrics, strict=True):
+        names = list(rows[m])
+        for k, name in enumerate(names):
+            v, lo, hi = rows[m][name]
+            if not math.isfinite(v):
+                continue
+            ax.errorbar([v], [k], xerr=[[v - lo if math.isfinite(lo) else 0.0],
+                                        [hi - v if math.isfinite(hi) else 0.0]],
+                        fmt="o", color="#264653", capsize=3, ms=4)
+        ax.set_yticks(range(len(names)))
+        ax.set_yticklabels(names, fontsize=8)
+        ax.set_title(m, fontsize=9)
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, path, top=0.92)

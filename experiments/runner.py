@@ -2,11 +2,15 @@
 
 1. load the agent (a bad name fails before anything is written), then write the run
    folder's provenance (``provenance.py``);
-2. rounds of supervised collection + fine-tuning, evaluated after each (``rounds.py``);
-3. final evaluation of the configured gate and the baselines on held-out seeds, every
-   episode logged crash-safely (``takeover.logio``), labelled counterfactually in the loop
-   (``takeover.supervisor.counterfactual``) and reduced to metrics (``metrics.py``);
-4. rliable statistics (``stats.py``), ``metrics.json`` / ``metrics.csv``, figures and
+2. rounds of supervised collection + fine-tuning, each round's agent evaluated on the same
+   held-out seeds (``rounds.py``);
+3. final evaluation of the agent the rounds produced, under the configured gate, the baselines
+   and the human presets, every condition on the same held-out seeds (``eval.seed_start``
+   upward, ``1_000_000`` by default), every episode logged crash-safely (``takeover.logio``)
+   and reduced to metrics (``metrics.py``);
+4. statistics (``stats.py``: one stratified episode bootstrap for every interval and every
+   paired comparison), trigger quality of each estimator on the agent-alone episodes, the
+   sanity invariants (``invariants.py``), ``metrics.json`` / ``metrics.csv``, figures and
    ``report.md`` / ``report.html`` (``report.py``).
 
 Episodes stream: each is written to the log, measured and dropped, so memory stays flat.
@@ -17,9 +21,9 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
-from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,20 +33,33 @@ import numpy as np
 from takeover.atomic import atomic_write_text
 from takeover.config import to_dict
 from takeover.experiments import episodes as ep
+from takeover.experiments import stats
 from takeover.experiments.config import ExperimentConfig
+from takeover.experiments.metric_definitions import BY_NAME, DEFINITIONS
 from takeover.experiments.metrics import (
     METRICS,
     TRIGGER_METRICS,
     EpisodeMetrics,
+    StepLabels,
     aggregate,
+    components,
     episode_metrics,
+    from_sums,
+    step_labels,
     trigger_metrics,
 )
-from takeover.experiments.stats import summarize
 from takeover.records import RunMeta, StepRecord
 
 TRACE_EPISODES = 3
 """Episodes per condition whose per-step trace is kept for the timeline figure."""
+
+LABELLED = ("supervised", "random")
+"""Conditions labelled counterfactually in the final evaluation (the gate and its
+rate-matched random twin: the comparison the trigger metrics serve)."""
+
+Key = tuple[str, int, int]
+"""An episode's place in the design: ``(scenario, run, episode index)``; the same key plays
+the same seed in every condition, so keys pair conditions."""
 
 
 @dataclass
@@ -61,45 +78,58 @@ class Trace:
 
     @classmethod
     def from_records(cls, records: Sequence[StepRecord], scenario: str, score: str) -> Trace:
+        from takeover.experiments.metrics import episode_outcome, hazard_onset
+
         tors = sorted({r.tor_time for r in records if math.isfinite(r.tor_time)})
-        onsets = [float(r.info.get("hazard_onset", -1.0)) for r in records]
-        onset = next((o for o in onsets if o >= 0.0), math.nan)
         return cls(records[0].episode, scenario,
                    np.array([r.time for r in records]),
                    np.array([r.scores.get(score, math.nan) for r in records], dtype=float),
                    np.array([r.threshold for r in records], dtype=float),
-                   [r.controller for r in records], tors, onset, records[-1].reason)
+                   [r.controller for r in records], tors, hazard_onset(records),
+                   episode_outcome(records)[0])
 
 
 @dataclass
 class ConditionResult:
     """Everything measured for one condition in one evaluation."""
 
-    episodes: dict[tuple[int, str], list[EpisodeMetrics]] = field(
-        default_factory=lambda: defaultdict(list))
+    episodes: dict[Key, EpisodeMetrics] = field(default_factory=dict)
     labels: list[Any] = field(default_factory=list)
     traces: list[Trace] = field(default_factory=list)
+    steps: dict[Key, StepLabels] = field(default_factory=dict)
     request_rate: float = math.nan
 
+    def keys(self) -> list[Key]:
+        return sorted(self.episodes)
+
     def all_episodes(self) -> list[EpisodeMetrics]:
-        return [e for k in sorted(self.episodes) for e in self.episodes[k]]
+        return [self.episodes[k] for k in self.keys()]
 
     def metrics(self) -> dict[str, float]:
         return aggregate(self.all_episodes())
 
-    def cell_matrix(self, seeds: int, scenarios: Sequence[str]) -> dict[str, np.ndarray]:
-        """``{metric: (seeds, scenarios)}``: each cell is the metric over that cell's
-        episodes, the run x task layout rliable expects."""
-        out = {m: np.full((seeds, len(scenarios)), np.nan) for m in METRICS}
-        for (run, scen), eps in self.episodes.items():
-            agg = aggregate(eps)
-            for m in METRICS:
-                out[m][run, scenarios.index(scen)] = agg[m]
-        return out
+    def table(self, keys: Sequence[Key]) -> np.ndarray:
+        """``(len(keys), C)`` components in the order of ``keys`` (pairs conditions)."""
+        return components([self.episodes[k] for k in keys])
+
+    def scenario(self, scenario: str) -> list[EpisodeMetrics]:
+        return [self.episodes[k] for k in self.keys() if k[0] == scenario]
 
 
 Progress = Callable[[str], None]
 """Called once per finished episode with a short description (drives the progress bar)."""
+
+
+def seed_of(cfg: ExperimentConfig, purpose: str, scenario: str, run: int, episode: int) -> int:
+    """The episode seed: ``eval`` and ``round`` count up from their held-out block starts
+    (``eval.seed_start``, ``eval.round_seed_start``) by ``run * episodes + episode``, the same
+    for every condition and scenario; other purposes (fine-tuning collection, sweeps) keep
+    ``episodes.episode_seed``'s hashed stream, disjoint from both blocks in practice."""
+    if purpose == "eval":
+        return cfg.eval.seed_start + run * cfg.eval.episodes + episode
+    if purpose == "round":
+        return cfg.eval.round_seed_start + run * cfg.eval.round_episodes + episode
+    return ep.episode_seed(cfg.seed, purpose, scenario, run, episode)
 
 
 class Experiment:
@@ -113,6 +143,8 @@ class Experiment:
         self.agent = agent if agent is not None else self._load_agent()
         self.rollouts = ep.Rollouts(cfg, self.envs, self.agent)
         self.progress = progress or (lambda _msg: None)
+        self.round_results: list[dict[str, ConditionResult]] = []
+        """Per round evaluation (``rounds.py`` calls :meth:`evaluate` with ``"round"``)."""
 
     def _load_agent(self) -> Any:
         from takeover.agents import load_agent
@@ -127,28 +159,32 @@ class Experiment:
                  runs: Sequence[int] | None = None, log_dir: Path | None = None,
                  label: bool = False, traces: int = 0,
                  keep: list[StepRecord] | None = None) -> ConditionResult:
-        """Play ``condition`` for ``episodes`` per run (seed index) per scenario; optionally
+        """Play ``condition`` for ``episodes`` per run (seed block) per scenario; optionally
         log every episode, label it counterfactually, keep the first ``traces`` timelines
-        and append the records to ``keep``."""
+        and append the records to ``keep``. Agent-alone episodes also keep their per-step
+        estimator scores (the trigger-quality data)."""
         cfg = self.cfg
         res = ConditionResult()
         writer = self._writer(log_dir, condition.name, purpose) if log_dir else None
+        horizon = cfg.metrics.horizons[0]
         n_req = n_steps = 0
         try:
             for run in (range(cfg.eval.seeds) if runs is None else runs):
                 for scen in cfg.env.scenarios:
-                    seeds = [ep.episode_seed(cfg.seed, purpose, scen, run, i)
-                             for i in range(episodes)]
-                    eids = [f"{condition.name}-{scen}-s{run:02d}-e{i:03d}"
-                            for i in range(episodes)]
+                    seeds = [seed_of(cfg, purpose, scen, run, i) for i in range(episodes)]
+                    eids = [f"{condition.name}-{scen}-{seed}" for seed in seeds]
                     batch = self.rollouts.run_batch(condition, scen, seeds, eids, label)
                     for i, (records, labels) in enumerate(batch):
                         if writer is not None:
                             for r in records:
                                 writer.write(r)
                             writer.end_episode()
-                        res.episodes[(run, scen)].append(
-                            episode_metrics(records, cfg.counterfactual.horizon))
+                        key = (scen, run, i)
+                        res.episodes[key] = episode_metrics(
+                            records, horizon, min_intervention=cfg.metrics.rohe_min_intervention,
+                            reset_time=cfg.metrics.rohe_reset_time)
+                        if condition.gate is None:
+                            res.steps[key] = step_labels([records], cfg.supervisor.estimators)
                         res.labels += labels
                         n_req += sum(r.gate_request for r in records)
                         n_steps += len(records)
@@ -162,6 +198,10 @@ class Experiment:
             if writer is not None:
                 writer.close()
         res.request_rate = n_req / n_steps if n_steps else math.nan
+        if purpose == "round":
+            if not self.round_results or condition.name in self.round_results[-1]:
+                self.round_results.append({})
+            self.round_results[-1][condition.name] = res
         return res
 
     def _writer(self, log_dir: Path, name: str, purpose: str):
@@ -172,17 +212,25 @@ class Experiment:
         return LogWriter(log_dir, meta)
 
 
+def preset_conditions(cfg: ExperimentConfig) -> list[ep.Condition]:
+    """The configured gate with each extra human preset (``eval.humans``)."""
+    s = cfg.supervisor
+    return [ep.Condition(f"human_{h}", s.gate, dict(s.gate_kwargs), human=h)
+            for h in cfg.eval.humans if h != s.human]
+
+
 def n_episodes(cfg: ExperimentConfig) -> int:
     """Episodes a run will play (the progress bar's total)."""
     per = cfg.eval.seeds * len(cfg.env.scenarios)
-    final = per * cfg.eval.episodes * (1 + len(cfg.eval.baselines))
+    final = per * cfg.eval.episodes * (1 + len(cfg.eval.baselines) + len(preset_conditions(cfg)))
     rounds = cfg.train.rounds * len(cfg.env.scenarios) * cfg.train.episodes_per_round
     curve = 2 * (cfg.train.rounds + 1) * per * cfg.eval.round_episodes
-    return final + rounds + curve
+    return final + (rounds + curve) * cfg.train.seeds
 
 
 def final_evaluation(exp: Experiment) -> dict[str, ConditionResult]:
-    """The configured gate, then each baseline (``random`` at the gate's request rate)."""
+    """The configured gate, then each baseline (``random`` at the gate's request rate), then
+    the human presets; all on the same held-out seeds."""
     cfg = exp.cfg
     label = cfg.counterfactual.enabled
     logs = exp.run_dir / "logs"
@@ -191,11 +239,301 @@ def final_evaluation(exp: Experiment) -> dict[str, ConditionResult]:
                                            log_dir=logs / conds[0].name, label=label,
                                            traces=TRACE_EPISODES)}
     rate = results[conds[0].name].request_rate
-    for cond in ep.conditions(cfg, random_rate=0.0 if math.isnan(rate) else rate)[1:]:
+    rest = ep.conditions(cfg, random_rate=0.0 if math.isnan(rate) else rate)[1:]
+    for cond in [*rest, *preset_conditions(cfg)]:
         results[cond.name] = exp.evaluate(cond, "eval", episodes=cfg.eval.episodes,
-                                          log_dir=logs / cond.name, label=label,
+                                          log_dir=logs / cond.name,
+                                          label=label and cond.name in LABELLED,
                                           traces=TRACE_EPISODES)
     return results
+
+
+def _stat(sums: np.ndarray) -> dict[str, np.ndarray]:
+    return from_sums(sums)
+
+
+def comparison_pairs(results: dict[str, Any], human: str) -> list[tuple[str, str]]:
+    """Every paired comparison the report draws or an invariant checks, as ``(a, b)``
+    (reported as ``a - b``): supervised vs agent alone, gate vs its rate-matched random
+    twin, never vs agent alone, absent vs the present human, adjacent human presets, and
+    each pair of gates ordered by human effort."""
+    from itertools import combinations
+
+    from takeover.experiments.invariants import EFFORT_GATES, PRESET_ORDER
+
+    have = set(results)
+    pairs = [("supervised", "agent_alone"), ("supervised", "random"), ("never", "agent_alone"),
+             ("supervised", "absent")]
+    pairs += [(b, a) for a, b in combinations(EFFORT_GATES, 2)]
+    names = {h: ("supervised" if h == human else f"human_{h}") for h in PRESET_ORDER}
+    ordered = [names[h] for h in PRESET_ORDER if names[h] in have]
+    pairs += list(zip(ordered, ordered[1:], strict=False))
+    return [p for p in dict.fromkeys(pairs) if p[0] in have and p[1] in have]
+
+
+def compare(a: ConditionResult, b: ConditionResult, weights: np.ndarray, keys: Sequence[Key],
+            confidence: float) -> dict[str, dict[str, float]]:
+    diffs = stats.paired(a.table(keys), b.table(keys), _stat, weights, confidence)
+    return {m: d.as_dict() for m, d in diffs.items()}
+
+
+def trigger_quality(steps: dict[Key, StepLabels], cfg: ExperimentConfig) -> dict[str, Any]:
+    """Per estimator, per scenario (and ``all``), per horizon: AUROC / AUPRC over all steps
+    and over the hazard window, with episode-cluster bootstrap CIs; and the warning lead time
+    at ``metrics.false_alarm`` (agent-alone episodes: the label is what the agent did)."""
+    keys = sorted(steps)
+    if not keys:
+        return {}
+    m, st = cfg.metrics, cfg.stats
+    out: dict[str, Any] = {}
+    groups = {"all": keys, **{s: [k for k in keys if k[0] == s] for s in cfg.env.scenarios}}
+    for est in cfg.supervisor.estimators:
+        per: dict[str, Any] = {}
+        for gname, gkeys in groups.items():
+            if not gkeys:
+                continue
+            cl = np.concatenate([np.full(steps[k].cluster.size, j) for j, k in
+                                 enumerate(gkeys)])
+            ttf = np.concatenate([steps[k].time_to_failure for k in gkeys])
+            onset = np.concatenate([steps[k].to_onset for k in gkeys])
+            score = np.concatenate([steps[k].scores[est] for k in gkeys])
+            strata = [k[0] for k in gkeys]
+            lab = StepLabels(cl, ttf, onset, {est: score})
+            row: dict[str, Any] = {"episodes": len(gkeys),
+                                   "failed_episodes": int(len(np.unique(cl[np.isfinite(ttf)])))}
+            for h in m.horizons if gname == "all" else m.horizons[:1]:
+                y = lab.label(h)
+                win = lab.hazard_window(h)
+                row[f"{h:g}s"] = {
+                    "all_steps": {k: v.as_dict() for k, v in stats.auc_interval(
+                        y, score, cl, strata=strata, reps=st.auc_bootstrap,
+                        confidence=st.confidence, seed=cfg.seed).items()},
+                    "hazard_window": {k: v.as_dict() for k, v in stats.auc_interval(
+                        y[win], score[win], cl[win], strata=strata, reps=st.auc_bootstrap,
+                        confidence=st.confidence, seed=cfg.seed).items()},
+                    "positives": int(y.sum()), "steps": int(np.isfinite(score).sum()),
+                }
+            row["lead"] = {k: v.as_dict() for k, v in stats.lead_time(
+                ttf, score, cl, false_alarm=m.false_alarm, window=m.lead_window,
+                reps=st.auc_bootstrap, confidence=st.confidence, seed=cfg.seed).items()}
+            per[gname] = row
+        out[est] = per
+    return out
+
+
+def roc_points(steps: dict[Key, StepLabels], estimators: Sequence[str],
+               horizon: float) -> dict[str, dict[str, Any]]:
+    """ROC curve of each estimator at ``horizon`` over all agent-alone steps (the figure)."""
+    from sklearn.metrics import roc_curve
+
+    keys = sorted(steps)
+    if not keys:
+        return {}
+    ttf = np.concatenate([steps[k].time_to_failure for k in keys])
+    y = (ttf <= horizon).astype(int)
+    out = {}
+    for est in estimators:
+        s = np.concatenate([steps[k].scores[est] for k in keys])
+        ok = np.isfinite(s)
+        fpr, tpr = [0.0, 1.0], [0.0, 1.0]
+        if len(np.unique(y[ok])) == 2:
+            f, t, _ = roc_curve(y[ok], s[ok])
+            if len(f) > 400:  # enough points to draw; keeps metrics.json small
+                idx = np.unique(np.linspace(0, len(f) - 1, 400).astype(int))
+                f, t = f[idx], t[idx]
+            fpr, tpr = f.tolist(), t.tolist()
+        out[est] = {"fpr": fpr, "tpr": tpr, "positives": int(y[ok].sum()), "n": int(ok.sum())}
+    return out
+
+
+def gate_report(labels: Sequence[Any]) -> dict[str, Any] | None:
+    if not labels:
+        return None
+    from takeover.supervisor.counterfactual import report
+
+    return report(labels)["gates"].get("gate")
+
+
+def agent_description(cfg: ExperimentConfig, rnd: int) -> str:
+    """What the evaluated agent is: the shipped one, or fine-tuned for ``rnd`` rounds."""
+    if rnd == 0 or cfg.train.method == "none":
+        return f"shipped agent `{cfg.agent.name}` (not fine-tuned)"
+    return (f"`{cfg.agent.name}` fine-tuned by {cfg.train.method} for {rnd} round(s) "
+            f"(round {rnd} of the learning curve)")
+
+
+def _condition_block(cfg: ExperimentConfig, results: dict[str, ConditionResult]
+                     ) -> tuple[dict[str, Any], list[Key], np.ndarray]:
+    """Pooled values, CIs, IQM and per-scenario values of every condition, and the one
+    resampling matrix every comparison reuses."""
+    keys = results["supervised"].keys() if "supervised" in results else \
+        next(iter(results.values())).keys()
+    for name, res in results.items():
+        if res.keys() != keys:
+            raise RuntimeError(f"condition {name} did not play the same seeds as the others")
+    weights = stats.resample_weights([k[0] for k in keys], cfg.stats.bootstrap, cfg.seed)
+    scen = list(cfg.env.scenarios)
+    conditions, ci, iqm, per_scenario = {}, {}, {}, {}
+    for name, res in results.items():
+        conditions[name] = res.metrics()
+        ci[name] = {m: iv.as_dict() for m, iv in stats.intervals(
+            res.table(keys), _stat, weights, cfg.stats.confidence).items()}
+        per_scenario[name] = {s: aggregate(res.scenario(s)) for s in scen}
+        iqm[name] = {m: {"iqm": stats.iqm([per_scenario[name][s][m] for s in scen]),
+                         "scenarios": len(scen)} for m in METRICS}
+    return ({"conditions": conditions, "ci": ci, "iqm": iqm, "per_scenario": per_scenario},
+            keys, weights)
+
+
+def round_summary(cfg: ExperimentConfig, rounds: list[dict[str, Any]],
+                  round_results: list[dict[str, ConditionResult]]) -> list[dict[str, Any]]:
+    """Each round row gains CIs of its headline metrics and the paired difference from round
+    0 on the same held-out seeds (supervised and agent alone), and the trigger quality of the
+    gate's estimator at the headline horizon."""
+    if not round_results:
+        return rounds
+    first = round_results[0]
+    keys = next(iter(first.values())).keys()
+    weights = stats.resample_weights([k[0] for k in keys], cfg.stats.bootstrap, cfg.seed)
+    h = cfg.metrics.horizons[0]
+    out = []
+    for row, res in zip(rounds, round_results, strict=False):
+        row = dict(row)
+        for cond, r in res.items():
+            ivs = stats.intervals(r.table(keys), _stat, weights, cfg.stats.confidence)
+            for m in ("success_rate", "failure_rate", "human_share"):
+                row[f"{cond}.{m}.ci"] = [ivs[m].lo, ivs[m].hi]
+            if cond in first and row["round"] > 0:
+                d = compare(r, first[cond], weights, keys, cfg.stats.confidence)
+                for m in ("success_rate", "failure_rate"):
+                    row[f"{cond}.{m}.vs_round0"] = d[m]
+            if r.steps:
+                tq = trigger_quality_at(r.steps, cfg, h)
+                row[f"{cond}.auroc"] = tq
+        row["episodes_per_condition"] = len(keys)
+        out.append(row)
+    return out
+
+
+def trigger_quality_at(steps: dict[Key, StepLabels], cfg: ExperimentConfig,
+                       horizon: float) -> dict[str, dict[str, float]]:
+    """AUROC (all steps) of each estimator at one horizon, with its CI."""
+    keys = sorted(steps)
+    cl = np.concatenate([np.full(steps[k].cluster.size, j) for j, k in enumerate(keys)])
+    y = (np.concatenate([steps[k].time_to_failure for k in keys]) <= horizon).astype(int)
+    out = {}
+    for est in cfg.supervisor.estimators:
+        s = np.concatenate([steps[k].scores[est] for k in keys])
+        out[est] = stats.auc_interval(y, s, cl, strata=[k[0] for k in keys],
+                                      reps=cfg.stats.auc_bootstrap,
+                                      confidence=cfg.stats.confidence,
+                                      seed=cfg.seed)["auroc"].as_dict()
+    return out
+
+
+CURVE = ("success_rate", "failure_rate", "human_share")
+"""Learning-curve metrics summarised over fine-tuning seeds."""
+
+
+def extra_finetune_seed(exp: Experiment, k: int) -> tuple[list[dict[str, Any]],
+                                                          list[dict[str, ConditionResult]]]:
+    """Rounds of fine-tuning seed ``k >= 1`` on a copy of the starting agent (own collection
+    and training seeds, the same held-out round seeds); leaves ``exp.agent`` untouched."""
+    import copy
+    from dataclasses import replace
+
+    from takeover.experiments.rounds import run_rounds
+
+    cfg = replace(exp.cfg, seed=exp.cfg.seed + k)
+    child = Experiment(cfg, exp.run_dir / f"finetune-seed{k}", agent=copy.deepcopy(exp.agent),
+                       progress=exp.progress)
+    try:
+        rows = run_rounds(child)
+    finally:
+        child.close()
+    return rows, child.round_results
+
+
+def curve_over_seeds(per_seed: Sequence[Sequence[Mapping[str, Any]]],
+                     confidence: float) -> list[dict[str, Any]]:
+    """Per round, the mean of each learning-curve metric over fine-tuning seeds and its
+    t-interval (seeds are the independent replicates of the training procedure); rows shaped
+    like ``rounds`` rows (``<cond>.<metric>`` and ``<cond>.<metric>.ci``)."""
+    from scipy.stats import t as student
+
+    out = []
+    for r in range(min(len(rows) for rows in per_seed)):
+        row: dict[str, Any] = {"round": per_seed[0][r]["round"], "seeds": len(per_seed)}
+        for cond in ("supervised", "agent_alone"):
+            for m in CURVE:
+                v = np.array([_nan(rows[r].get(f"{cond}.{m}")) for rows in per_seed])
+                v = v[np.isfinite(v)]
+                if v.size == 0:
+                    continue
+                mean = float(v.mean())
+                half = (float(student.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1)
+                              / math.sqrt(v.size)) if v.size > 1 else math.nan)
+                row[f"{cond}.{m}"] = mean
+                row[f"{cond}.{m}.ci"] = [mean - half, mean + half]
+                row[f"{cond}.{m}.seeds"] = v.tolist()
+        out.append(row)
+    return out
+
+
+def _nan(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def build_metrics(cfg: ExperimentConfig, results: dict[str, ConditionResult],
+                  rounds: list[dict[str, Any]],
+                  round_results: Sequence[dict[str, ConditionResult]] = (),
+                  seed_rounds: Sequence[Sequence[Mapping[str, Any]]] = ()) -> dict[str, Any]:
+    """The content of ``metrics.json`` (deterministic: no wall-clock values)."""
+    from takeover.experiments.invariants import check_invariants
+
+    block, keys, weights = _condition_block(cfg, results)
+    comparisons = {f"{a} - {b}": compare(results[a], results[b], weights, keys,
+                                         cfg.stats.confidence)
+                   for a, b in comparison_pairs(results, cfg.supervisor.human)}
+    triggers = {name: {**trigger_metrics(gate_report(res.labels), len(res.episodes)),
+                       "labels": len(res.labels), "request_rate": res.request_rate}
+                for name, res in results.items()}
+    alone = results.get("agent_alone")
+    steps = alone.steps if alone is not None else {}
+    rnd = cfg.train.rounds
+    out = {
+        "name": cfg.name, "seed": cfg.seed, "scenarios": list(cfg.env.scenarios),
+        "agent": {"name": cfg.agent.name, "rounds": rnd,
+                  "evaluated": agent_description(cfg, rnd)},
+        "design": {
+            "episodes_per_condition": len(keys),
+            "episodes_per_scenario": cfg.eval.seeds * cfg.eval.episodes,
+            "eval_seeds": [cfg.eval.seed_start,
+                           cfg.eval.seed_start + cfg.eval.seeds * cfg.eval.episodes - 1],
+            "round_seeds": [cfg.eval.round_seed_start, cfg.eval.round_seed_start
+                            + cfg.eval.seeds * cfg.eval.round_episodes - 1],
+            "held_out": cfg.eval.seed_start >= 1_000_000,
+            "pairing": "every condition plays the same seeds (seed = seed_start + index, "
+                       "per scenario)",
+            "bootstrap": f"{cfg.stats.bootstrap} resamples of episodes stratified by scenario",
+            "confidence": cfg.stats.confidence,
+        },
+        "metric_definitions": {d.name: {"formula": d.formula, "unit": d.unit,
+                                        "source": d.source, "better": d.better}
+                               for d in DEFINITIONS},
+        "trigger_definitions": {k: BY_NAME[k].formula for k in
+                                ("auroc", "auprc", "lead_time", "detected", *TRIGGER_METRICS)},
+        **block,
+        "comparisons": comparisons,
+        "triggers": triggers,
+        "trigger_quality": trigger_quality(steps, cfg),
+        "roc": roc_points(steps, cfg.supervisor.estimators, cfg.metrics.horizons[0]),
+        "rounds": round_summary(cfg, rounds, list(round_results)),
+        "learning_curve": curve_over_seeds([rounds, *seed_rounds], cfg.stats.confidence)
+        if rounds else [],
+    }
+    out["invariants"] = [iv.as_dict() for iv in check_invariants(out, cfg.supervisor.human)]
+    return _clean(out)
 
 
 def _clean(x: Any) -> Any:
@@ -212,79 +550,23 @@ def _clean(x: Any) -> Any:
     return x
 
 
-def roc_by_estimator(labels: Sequence[Any]) -> dict[str, dict[str, Any]]:
-    """Per estimator: weighted ROC points and AUROC / AUPRC for predicting the
-    counterfactual failure (weights undo the sampling of non-request steps)."""
-    from sklearn.metrics import roc_curve
-
-    from takeover.supervisor.counterfactual import report
-
-    rep = report(labels)
-    y = np.array([lab.needed for lab in labels], dtype=int)
-    w = np.array([lab.weight for lab in labels], dtype=float)
-    out = {}
-    for name, vals in rep["estimators"].items():
-        s = np.array([lab.scores.get(name, math.nan) for lab in labels], dtype=float)
-        ok = np.isfinite(s)
-        fpr, tpr = [0.0, 1.0], [0.0, 1.0]
-        if len(np.unique(y[ok])) == 2:
-            f, t, _ = roc_curve(y[ok], s[ok], sample_weight=w[ok])
-            fpr, tpr = f.tolist(), t.tolist()
-        out[name] = {**vals, "fpr": fpr, "tpr": tpr, "positives": int(y[ok].sum()),
-                     "n": int(ok.sum())}
-    return out
-
-
-def gate_report(labels: Sequence[Any]) -> dict[str, Any] | None:
-    if not labels:
-        return None
-    from takeover.supervisor.counterfactual import report
-
-    return report(labels)["gates"].get("gate")
-
-
-def build_metrics(cfg: ExperimentConfig, results: dict[str, ConditionResult],
-                  rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """The content of ``metrics.json`` (deterministic: no wall-clock values)."""
-    scen = list(cfg.env.scenarios)
-    conditions, stats, triggers = {}, {}, {}
-    for name, res in results.items():
-        conditions[name] = res.metrics()
-        cells = res.cell_matrix(cfg.eval.seeds, scen)
-        stats[name] = {m: iv.as_dict() for m, iv in summarize(
-            cells, reps=cfg.stats.bootstrap, confidence=cfg.stats.confidence,
-            seed=cfg.seed).items()}
-        triggers[name] = {**trigger_metrics(gate_report(res.labels), len(res.all_episodes())),
-                          "labels": len(res.labels), "request_rate": res.request_rate}
-    main = results.get("supervised")
-    roc = roc_by_estimator(main.labels) if main is not None and main.labels else {}
-    per_scenario = {
-        name: {s: aggregate([e for (_run, sc), eps in res.episodes.items() if sc == s
-                             for e in eps]) for s in scen}
-        for name, res in results.items()
-    }
-    return _clean({
-        "name": cfg.name, "seed": cfg.seed, "scenarios": scen,
-        "metric_definitions": {**METRICS, **TRIGGER_METRICS},
-        "conditions": conditions, "iqm": stats, "triggers": triggers,
-        "per_scenario": per_scenario, "roc": roc, "rounds": rounds,
-    })
-
-
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
-    """``metrics.json`` and the flat ``metrics.csv`` (condition, metric, value, iqm, lo, hi)."""
+    """``metrics.json`` and the flat ``metrics.csv`` (condition, metric, value, iqm, ci_lo,
+    ci_hi, n): ``value`` is the pooled value, ``ci_lo`` / ``ci_hi`` its bootstrap CI, ``iqm``
+    the secondary interquartile mean over scenarios."""
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
-    rows = ["condition,metric,value,iqm,ci_lo,ci_hi"]
+    rows = ["condition,metric,value,iqm,ci_lo,ci_hi,n"]
 
     def fmt(v: Any) -> str:
         return "" if v is None else repr(v)
 
     for cond, vals in metrics["conditions"].items():
         for m, v in vals.items():
-            iv = metrics["iqm"][cond][m]
-            rows.append(f"{cond},{m},{fmt(v)},{fmt(iv['iqm'])},{fmt(iv['lo'])},{fmt(iv['hi'])}")
+            iv, q = metrics["ci"][cond][m], metrics["iqm"][cond][m]
+            rows.append(f"{cond},{m},{fmt(v)},{fmt(q['iqm'])},{fmt(iv['lo'])},{fmt(iv['hi'])},"
+                        f"{fmt(iv['n'])}")
         for m, v in metrics["triggers"][cond].items():
-            rows.append(f"{cond},{m},{fmt(v)},,,")
+            rows.append(f"{cond},{m},{fmt(v)},,,,")
     atomic_write_text(run_dir / "metrics.csv", "\n".join(rows) + "\n")
 
 
@@ -338,17 +620,25 @@ def _run(cfg: ExperimentConfig, run_dir: Path, overrides: Sequence[str],
     from takeover.experiments.rounds import run_rounds
 
     seeds = {"base": cfg.seed, "eval_runs": cfg.eval.seeds,
-             "derivation": "numpy.random.SeedSequence([base, purpose, scenario, run, episode])"}
+             "eval": f"eval.seed_start + run * eval.episodes + episode "
+                     f"(from {cfg.eval.seed_start}; the same for every condition and scenario)",
+             "round": f"eval.round_seed_start + run * eval.round_episodes + episode "
+                      f"(from {cfg.eval.round_seed_start}; the same every round)",
+             "train": "numpy.random.SeedSequence([base, purpose, scenario, run, episode])"}
     exp = Experiment(cfg, run_dir, agent=agent)  # loads the agent: fail before writing
     write_provenance(run_dir, cfg, overrides, seeds)
     if progress:
         exp.progress = progress(n_episodes(cfg))
     try:
-        rounds = run_rounds(exp)
+        seed_rounds = [extra_finetune_seed(exp, k)[0] for k in range(1, cfg.train.seeds)]
+        rounds = run_rounds(exp)  # fine-tuning seed 0: updates exp.agent in place
         results = final_evaluation(exp)
     finally:
         exp.close()
-    metrics = build_metrics(cfg, results, rounds)
+    metrics = build_metrics(cfg, results, rounds, exp.round_results, seed_rounds)
+    for iv in metrics["invariants"]:
+        if iv["status"] == "FAIL":  # a testbed that says when it is lying
+            sys.stderr.write(f"WARNING: invariant violated: {iv['name']}: {iv['message']}\n")
     write_metrics(run_dir, metrics)
     report = write_report(run_dir, cfg, metrics, results)
     if cfg.tensorboard:

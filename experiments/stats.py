@@ -1,23 +1,236 @@
-"""Honest aggregates across seeds: rliable's interquartile mean (IQM) with stratified
-bootstrap confidence intervals (Agarwal et al. 2021).
+"""Confidence intervals and paired comparisons that fit the design: one bootstrap.
 
-Scores are arranged as rliable expects, a ``(runs, tasks)`` matrix per condition: runs are
-evaluation seeds and tasks are scenarios, so the bootstrap resamples seeds within each
-scenario. The bootstrap is seeded, so the same scores give the same intervals.
+The design: every condition plays the same episode seeds (one seed per episode, per
+scenario), so an episode is a cluster, scenarios are strata, and two conditions are compared
+*paired* on the same seeds. :func:`resample_weights` draws the one stratified cluster
+bootstrap (a ``(reps, clusters)`` multiplicity matrix); every statistic below applies the same
+matrix:
+
+* :func:`intervals`: each metric's pooled value and percentile CI (metrics are functions of
+  sums over clusters, ``metrics.from_sums``, so all metrics share one matrix product);
+* :func:`paired`: each metric's difference between two conditions on the same clusters, its CI
+  and a two-sided bootstrap p-value;
+* :func:`auc_interval`: AUROC / AUPRC of a score for a step label, resampling whole episodes
+  (steps of one episode are not independent);
+* :func:`wilson`: the Wilson score interval of a binomial rate, for independent episodes.
+
+:func:`iqm` (interquartile mean over scenario values, Agarwal et al. 2021) is the report's
+secondary column; it is undefined, not silently shrunk, when a scenario is undefined.
+Everything is seeded: the same inputs give the same intervals.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+Stat = Callable[[np.ndarray], Mapping[str, np.ndarray]]
+"""Column sums ``(..., C)`` -> metric name -> value(s) ``(...)``."""
+
 
 @dataclass(frozen=True)
 class Interval:
-    """A point estimate and its confidence interval (``NaN`` when undefined)."""
+    """A pooled value and its confidence interval (``NaN`` when undefined)."""
+
+    value: float
+    lo: float
+    hi: float
+    n: int
+
+    def as_dict(self) -> dict[str, float]:
+        return {"value": self.value, "lo": self.lo, "hi": self.hi, "n": float(self.n)}
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``a - b`` on the same clusters, its CI and the two-sided bootstrap p-value."""
+
+    diff: float
+    lo: float
+    hi: float
+    p: float
+    n: int
+
+    def as_dict(self) -> dict[str, float]:
+        return {"diff": self.diff, "lo": self.lo, "hi": self.hi, "p": self.p,
+                "n": float(self.n)}
+
+
+def wilson(k: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of ``k`` successes in ``n`` independent trials."""
+    if n <= 0:
+        return math.nan, math.nan
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + confidence / 2))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def resample_weights(strata: Sequence, reps: int, seed: int = 0) -> np.ndarray:
+    """``(reps, clusters)`` multiplicities of a cluster bootstrap stratified by ``strata``
+    (one label per cluster): each resample redraws, with replacement, as many clusters of
+    each stratum as it has, so the scenario mix stays the design's."""
+    strata = np.asarray(list(strata))
+    w = np.zeros((reps, len(strata)))
+    rng = np.random.default_rng(seed)
+    for s in sorted(set(strata.tolist()), key=str):
+        idx = np.flatnonzero(strata == s)
+        w[:, idx] = rng.multinomial(len(idx), np.full(len(idx), 1.0 / len(idx)), size=reps)
+    return w
+
+
+def _percentile(x: np.ndarray, confidence: float) -> tuple[float, float]:
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return math.nan, math.nan
+    a = (1 - confidence) / 2
+    return float(np.quantile(x, a)), float(np.quantile(x, 1 - a))
+
+
+def intervals(table: np.ndarray, stat: Stat, weights: np.ndarray,
+              confidence: float = 0.95) -> dict[str, Interval]:
+    """Each statistic of ``stat`` on the column sums of ``table`` (``(clusters, C)``) and its
+    percentile CI over the resamples ``weights`` (``(reps, clusters)``)."""
+    point = stat(table.sum(axis=0))
+    boot = stat(weights @ table)
+    out = {}
+    for k, v in point.items():
+        lo, hi = _percentile(np.asarray(boot[k]), confidence)
+        v = float(v)
+        out[k] = Interval(v, lo if math.isfinite(v) else math.nan,
+                          hi if math.isfinite(v) else math.nan, len(table))
+    return out
+
+
+def p_value(boot_diff: np.ndarray, diff: float) -> float:
+    """Two-sided bootstrap p-value of ``diff != 0``: twice the smaller share of resampled
+    differences on either side of 0 (with the +1 correction); 1 when nothing differs."""
+    d = boot_diff[np.isfinite(boot_diff)]
+    if d.size == 0 or not math.isfinite(diff):
+        return math.nan
+    if np.all(d == 0) and diff == 0:
+        return 1.0
+    r = d.size
+    below = (1 + np.count_nonzero(d <= 0)) / (r + 1)
+    above = (1 + np.count_nonzero(d >= 0)) / (r + 1)
+    return float(min(1.0, 2 * min(below, above)))
+
+
+def paired(table_a: np.ndarray, table_b: np.ndarray, stat: Stat, weights: np.ndarray,
+           confidence: float = 0.95) -> dict[str, Difference]:
+    """``stat(a) - stat(b)`` for two conditions whose rows are the same clusters (same seeds,
+    same order), resampled together."""
+    if table_a.shape != table_b.shape:
+        raise ValueError(f"paired tables must hold the same clusters; got {table_a.shape} "
+                         f"and {table_b.shape}")
+    pa, pb = stat(table_a.sum(axis=0)), stat(table_b.sum(axis=0))
+    ba, bb = stat(weights @ table_a), stat(weights @ table_b)
+    out = {}
+    for k in pa:
+        diff = float(pa[k] - pb[k])
+        d = np.asarray(ba[k] - bb[k], float)
+        lo, hi = _percentile(d, confidence) if math.isfinite(diff) else (math.nan, math.nan)
+        out[k] = Difference(diff, lo, hi, p_value(d, diff), len(table_a))
+    return out
+
+
+def _auc_sums(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted AUROC and average precision for every row of ``w`` (``(R, S)`` step weights),
+    with tied scores counted half (AUROC) / as one threshold (AP)."""
+    order = np.argsort(-s, kind="stable")
+    s, y, w = s[order], y[order], w[:, order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+    pos = np.add.reduceat(w * y, starts, axis=1)  # (R, G) per distinct score, descending
+    neg = np.add.reduceat(w * (1 - y), starts, axis=1)
+    tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
+    p_tot, n_tot = tp[:, -1], fp[:, -1]
+    neg_below = n_tot[:, None] - fp  # negatives scoring strictly lower
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auroc = (pos * (neg_below + 0.5 * neg)).sum(axis=1) / (p_tot * n_tot)
+        prec = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-300), 0.0)
+        ap = (pos * prec).sum(axis=1) / p_tot
+    bad = (p_tot <= 0) | (n_tot <= 0)
+    return np.where(bad, np.nan, auroc), np.where(bad, np.nan, ap)
+
+
+def auc_interval(y: np.ndarray, score: np.ndarray, cluster: np.ndarray, *, strata: Sequence,
+                 reps: int = 500, confidence: float = 0.95, seed: int = 0) -> dict[str, Interval]:
+    """AUROC and AUPRC of ``score`` for the binary step label ``y`` with an episode-cluster
+    bootstrap CI: ``cluster[i]`` is step i's episode index (0..E-1), ``strata`` the scenario
+    of each episode. Steps with a NaN score are left out (and counted in ``n``)."""
+    y, score, cluster = np.asarray(y, float), np.asarray(score, float), np.asarray(cluster)
+    ok = np.isfinite(score)
+    y, score, cluster = y[ok], score[ok], cluster[ok]
+    if y.size == 0 or y.min() == y.max():
+        nan = Interval(math.nan, math.nan, math.nan, int(y.size))
+        return {"auroc": nan, "auprc": nan}
+    auroc, ap = _auc_sums(y, score, np.ones((1, y.size)))
+    wc = resample_weights(strata, reps, seed)
+    broc, bap = _auc_sums(y, score, wc[:, cluster])
+    out = {}
+    for name, v, b in (("auroc", auroc[0], broc), ("auprc", ap[0], bap)):
+        lo, hi = _percentile(b, confidence)
+        out[name] = Interval(float(v), lo, hi, int(y.size))
+    return out
+
+
+def lead_time(time_to_failure: np.ndarray, score: np.ndarray, cluster: np.ndarray, *,
+              false_alarm: float = 0.05, window: float = 10.0, reps: int = 500,
+              confidence: float = 0.95, seed: int = 0) -> dict[str, Interval]:
+    """Warning lead time at a fixed false-alarm rate: the threshold is the ``1 - false_alarm``
+    quantile of the scores on steps more than ``window`` s from any failure; per failed
+    episode, the lead time is the time to failure at the start of the last uninterrupted
+    alarm (score at or above the threshold) within ``window`` s before it, 0 when there is
+    none (isolated false alarms earlier in the window do not count as warning). Median lead time and share
+    detected, with a bootstrap CI over failed episodes (the threshold held fixed)."""
+    ttf, score, cluster = (np.asarray(a) for a in (time_to_failure, score, cluster))
+    ok = np.isfinite(score)
+    negatives = score[ok & (ttf > window)]
+    failed = np.unique(cluster[ok & np.isfinite(ttf)])
+    nan = Interval(math.nan, math.nan, math.nan, int(failed.size))
+    if negatives.size == 0 or failed.size == 0:
+        return {"lead_time": nan, "detected": nan, "threshold": nan}
+    thr = float(np.quantile(negatives, 1 - false_alarm))
+    leads = np.zeros(failed.size)
+    for k, c in enumerate(failed):
+        m = ok & (cluster == c) & (ttf <= window)
+        on = score[m] >= thr
+        if on.any():  # the start of the last uninterrupted alarm before the failure
+            last = np.flatnonzero(on)[-1]
+            start = last
+            while start > 0 and on[start - 1]:
+                start -= 1
+            leads[k] = float(ttf[m][start])
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, failed.size, size=(reps, failed.size))
+    med, det = np.median(leads[idx], axis=1), np.mean(leads[idx] > 0, axis=1)
+    return {"lead_time": Interval(float(np.median(leads)), *_percentile(med, confidence),
+                                  int(failed.size)),
+            "detected": Interval(float(np.mean(leads > 0)), *_percentile(det, confidence),
+                                 int(failed.size)),
+            "threshold": Interval(thr, thr, thr, int(negatives.size))}
+
+
+def iqm(values: Sequence[float]) -> float:
+    """Interquartile mean (the mean of the middle 50%, Agarwal et al. 2021) of the scenario
+    values; NaN when any is undefined (a scenario is never dropped silently)."""
+    v = np.asarray(list(values), float)
+    if v.size == 0 or not np.all(np.isfinite(v)):
+        return math.nan
+    from scipy.stats import trim_mean
+
+    return float(trim_mean(v, 0.25))
+
+
+@dataclass(frozen=True)
+class IQMInterval:
+    """IQM over a ``(runs, tasks)`` matrix, its plain mean and stratified bootstrap CI."""
 
     iqm: float
     mean: float
@@ -30,49 +243,35 @@ class Interval:
                 "n": float(self.n)}
 
 
-NAN_INTERVAL = Interval(math.nan, math.nan, math.nan, math.nan, 0)
-
-
-def _finite_tasks(scores: np.ndarray) -> np.ndarray:
-    """Keep the scenarios (columns) defined for every seed: a metric that does not apply in
-    a scenario (no takeover happened) is left out rather than imputed."""
-    keep = np.all(np.isfinite(scores), axis=0)
-    return scores[:, keep]
+NAN_IQM = IQMInterval(math.nan, math.nan, math.nan, math.nan, 0)
 
 
 def iqm_interval(scores: np.ndarray, *, reps: int = 2000, confidence: float = 0.95,
-                 seed: int = 0) -> Interval:
-    """IQM over all ``(runs, tasks)`` scores and its stratified bootstrap CI."""
-    from rliable import library as rly
-    from rliable import metrics as rm
-
+                 seed: int = 0) -> IQMInterval:
+    """IQM of ``(runs, tasks)`` scores (runs = independent seeds, e.g. sweep cells) with a
+    bootstrap over runs stratified by task (Agarwal et al. 2021). Undefined (NaN) when any
+    cell is: a task is never dropped silently."""
     scores = np.asarray(scores, dtype=float)
     if scores.ndim != 2:
         raise ValueError(f"scores must be a (runs, tasks) matrix, got shape {scores.shape}")
-    scores = _finite_tasks(scores)
-    if scores.size == 0:
-        return NAN_INTERVAL
-    mean = float(np.mean(scores))
-    if scores.shape[0] < 2 or np.all(scores == scores.flat[0]):
-        # one seed (nothing to resample) or constant scores: the interval is the point
-        iqm = float(rm.aggregate_iqm(scores))
-        return Interval(iqm, mean, iqm, iqm, scores.size)
-    # rliable's StratifiedBootstrap draws its resamples from numpy's global RNG (it ignores
-    # ``random_state``), so seed that RNG for the call and restore it afterwards.
-    state = np.random.get_state()
-    np.random.seed(seed)
-    try:
-        bs = rly.StratifiedBootstrap(scores)
-        ci = bs.conf_int(lambda x: np.array([rm.aggregate_iqm(x)]), reps=reps,
-                         size=confidence, method="percentile")
-    finally:
-        np.random.set_state(state)
-    return Interval(float(rm.aggregate_iqm(scores)), mean, float(ci[0, 0]), float(ci[1, 0]),
-                    scores.size)
+    if scores.size == 0 or not np.all(np.isfinite(scores)):
+        return NAN_IQM
+    point, mean = iqm(scores.ravel()), float(scores.mean())
+    runs, tasks = scores.shape
+    if runs < 2 or np.all(scores == scores.flat[0]):
+        return IQMInterval(point, mean, point, point, scores.size)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, runs, size=(reps, runs, tasks))
+    boot = scores[idx, np.arange(tasks)]  # (reps, runs, tasks), runs redrawn per task
+    from scipy.stats import trim_mean
+
+    vals = trim_mean(boot.reshape(reps, -1), 0.25, axis=1)
+    lo, hi = _percentile(vals, confidence)
+    return IQMInterval(point, mean, lo, hi, scores.size)
 
 
 def summarize(cells: Mapping[str, np.ndarray], *, reps: int = 2000, confidence: float = 0.95,
-              seed: int = 0) -> dict[str, Interval]:
-    """:func:`iqm_interval` for each metric's ``(runs, tasks)`` matrix."""
+              seed: int = 0) -> dict[str, IQMInterval]:
+    """:func:`iqm_interval` for each metric's ``(runs, tasks)`` matrix (``takeover sweep``)."""
     return {name: iqm_interval(m, reps=reps, confidence=confidence, seed=seed)
             for name, m in cells.items()}

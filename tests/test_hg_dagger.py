@@ -20,6 +20,7 @@ BASE = [
     "supervisor.gate=human", "supervisor.human=expert",
     "supervisor.estimators=[q_risk,ttc]", "supervisor.gate_score=ttc",
     "eval.baselines=[agent_alone]", "counterfactual.enabled=false",
+    "eval.round_seed_start=2000",  # development seeds: tests never use the held-out block
 ]
 
 
@@ -53,10 +54,13 @@ def assert_learned(rows: list[dict], *, fail_drop: float, km_keep: float = 0.8) 
 
 
 def test_hg_dagger_improves_the_novice_on_one_hazard(tmp_path):
-    """Fast variant: one scenario, 5 held-out seeds x 2 episodes, 2 rounds."""
+    """Fast variant: one scenario, 40 evaluation episodes per round (development seeds
+    2000-2039), 2 rounds. Measured on seed blocks 2000 and 3000: agent-alone failure drops
+    0.53 -> 0.15 and 0.78 -> 0.38, km/episode keeps 0.89 and 0.86 of the novice's (10
+    episodes per round were too few: the km check failed on both blocks)."""
     rows = curve(tmp_path, ["env.scenarios=[stalled_car]", "train.rounds=2",
-                            "train.episodes_per_round=6", "eval.seeds=5",
-                            "eval.round_episodes=2"])
+                            "train.episodes_per_round=6", "eval.seeds=1",
+                            "eval.round_episodes=40"])
     assert len(rows) == 3
     assert_learned(rows, fail_drop=0.2)
 

@@ -40,8 +40,10 @@ def run(tmp_path_factory):
         "supervisor": {"gate": "threshold", "gate_kwargs": {"high": 0.1, "min_dwell": 2},
                        "gate_score": "ttc", "estimators": ["ensemble", "ttc"],
                        "human": "expert", "handover_kwargs": {"timeout": 2.0}},
-        "train": {"rounds": 1, "episodes_per_round": 1, "epochs": 1, "batch_size": 32},
-        "eval": {"seeds": 2, "episodes": 1},
+        "train": {"rounds": 1, "episodes_per_round": 1, "epochs": 1, "batch_size": 32,
+                  "seeds": 2},
+        "eval": {"seeds": 2, "episodes": 1, "seed_start": 100, "round_seed_start": 200,
+                 "humans": ["perfect"]},  # development seeds: no test uses the held-out block
         "counterfactual": {"horizon": 1.0, "sample_every": 4},
         "stats": {"bootstrap": 50},
     })
@@ -65,7 +67,10 @@ def test_progress_counts_every_episode(run):
     assert ticks[0] == len(ticks) - 1  # the announced total matches the episodes played
 
 
-@pytest.mark.parametrize("name", ["timeline", "pareto", "learning_curves", "roc"])
+FIGURES = ["timeline", "pareto", "headline", "learning_curves", "roc"]
+
+
+@pytest.mark.parametrize("name", FIGURES)
 def test_figures_exist_and_are_not_blank(run, name):
     res, _, _ = run
     path = res.run_dir / "figures" / f"{name}.png"
@@ -77,16 +82,62 @@ def test_figures_exist_and_are_not_blank(run, name):
 def test_metrics_file_has_every_metric_for_every_baseline(run):
     res, _, _ = run
     m = json.loads((res.run_dir / "metrics.json").read_text())
-    assert set(m["conditions"]) == {"supervised", *BASELINES}
+    assert set(m["conditions"]) == {"supervised", *BASELINES, "human_perfect"}
     for cond in m["conditions"]:
         assert set(m["conditions"][cond]) == set(METRICS), cond
         assert set(m["iqm"][cond]) == set(METRICS), cond
+        assert set(m["ci"][cond]) == set(METRICS), cond
+        for k, iv in m["ci"][cond].items():
+            if iv["value"] is not None:
+                assert iv["lo"] <= iv["value"] + 1e-9 <= iv["hi"] + 2e-9, (cond, k, iv)
         assert set(TRIGGER_METRICS) <= set(m["triggers"][cond]), cond
     alone = m["conditions"]["agent_alone"]
     assert alone["interventions_per_episode"] == 0 and alone["human_share"] == 0
     assert m["conditions"]["always"]["interventions_per_episode"] > 0
     assert m["roc"] and all(r["n"] > 0 for r in m["roc"].values())
     assert len(m["rounds"]) == 2
+    assert m["design"]["episodes_per_condition"] == 4 and not m["design"]["held_out"]
+    assert "supervised - agent_alone" in m["comparisons"]
+    assert "supervised - random" in m["comparisons"]
+    d = m["comparisons"]["supervised - agent_alone"]["human_share"]
+    assert d["diff"] == pytest.approx(m["conditions"]["supervised"]["human_share"])
+
+
+def test_learning_curve_is_over_independent_fine_tuning_seeds(run):
+    res, _, _ = run
+    curve = res.metrics["learning_curve"]
+    assert [r["round"] for r in curve] == [0, 1] and curve[0]["seeds"] == 2
+    for r in curve:
+        vals = r["agent_alone.success_rate.seeds"]
+        assert len(vals) == 2 and r["agent_alone.success_rate"] == pytest.approx(sum(vals) / 2)
+    # round 0 is the same shipped agent on the same seeds for both fine-tuning seeds
+    assert curve[0]["agent_alone.success_rate.seeds"][0] == \
+        curve[0]["agent_alone.success_rate.seeds"][1]
+    assert (res.run_dir / "finetune-seed1" / "logs" / "train-round0").is_dir()
+
+
+def test_every_condition_plays_the_same_seeds(run):
+    from takeover.logio import read_log
+
+    res, _, _ = run
+    seeds = {}
+    for cond in ("supervised", "agent_alone", "absent", "human_perfect"):
+        log = read_log(res.run_dir / "logs" / cond)
+        seeds[cond] = sorted(e.split("-", 1)[1] for e in log.complete)
+    assert len(seeds["supervised"]) == 4
+    assert all(v == seeds["supervised"] for v in seeds.values()), seeds
+    assert all(int(e.rsplit("-", 1)[1]) in (100, 101) for e in seeds["supervised"])
+
+
+def test_trigger_quality_has_cis_at_every_horizon(run):
+    res, _, _ = run
+    tq = res.metrics["trigger_quality"]
+    assert set(tq) == {"ensemble", "ttc"}
+    for est, per in tq.items():
+        assert {"all", "cut_in", "stalled_car"} <= set(per), est
+        for h in ("4s", "2s", "6s"):
+            assert set(per["all"][h]) >= {"all_steps", "hazard_window"}, (est, h)
+        assert set(per["all"]["lead"]) == {"lead_time", "detected", "threshold"}
 
 
 def test_rounds_collect_human_data_and_fine_tune_the_agent(run):
@@ -111,12 +162,16 @@ def test_report_has_tables_and_figures(run):
     res, _, _ = run
     md = res.report.read_text()
     html = (res.run_dir / "report.html").read_text()
-    for fig in ("timeline", "pareto", "learning_curves", "roc"):
+    for fig in FIGURES:
         assert f"figures/{fig}.png" in md and f"figures/{fig}.png" in html
     for metric in ("success_rate", "interventions_per_km", "takeover_time", "rohe",
                    "false_alarm_rate", "missed_failures_per_episode"):
         assert metric in md and metric in html
-    assert "| supervised | agent_alone | never | always | random |" in md
+    assert "| supervised | agent_alone | never | always | random | absent |" in md
+    # what a reader needs first: the agent evaluated, then the invariants, then the numbers
+    assert md.index("fine-tuned by hg-dagger for 1 round") < md.index("## Sanity invariants")
+    assert md.index("## Sanity invariants") < md.index("## Headline")
+    assert "NOT held-out" in md  # the test ran on development seeds and the report says so
 
 
 def test_markdown_and_html_render_the_same_blocks():
@@ -138,5 +193,80 @@ def test_undefined_values_print_as_a_dash():
     from takeover.experiments.report import fmt, fmt_ci
 
     assert fmt(None) == fmt(math.nan) == "–"
-    assert fmt_ci({"iqm": math.nan, "lo": math.nan, "hi": math.nan}) == "–"
-    assert fmt_ci({"iqm": 0.5, "lo": 0.25, "hi": 0.75}) == "0.5 [0.25, 0.75]"
+    assert fmt_ci({"value": math.nan, "lo": math.nan, "hi": math.nan}) == "–"
+    assert fmt_ci({"value": 0.5, "lo": 0.25, "hi": 0.75}) == "0.5 [0.25, 0.75]"
+    assert fmt_ci({"iqm": 0.5, "lo": 0.5, "hi": 0.5}) == "0.5 [0.5, 0.5]"
+
+
+def test_empty_axes_are_refused(tmp_path):
+    with pytest.raises(plots.EmptyFigureError, match="no data"):
+        plots.pareto({"a": (math.nan, 0.1)}, tmp_path / "p.png")
+    rows = [{"round": 0, "supervised.success_rate": None}, {"round": 1}]
+    with pytest.raises(plots.EmptyFigureError, match="success_rate"):
+        plots.learning_curves(rows, tmp_path / "l.png", metrics=("success_rate",))
+    with pytest.raises(plots.EmptyFigureError):
+        plots.roc({}, tmp_path / "r.png", 4.0)  # the chance line alone is no data
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_pareto_draws_error_bars(tmp_path):
+    from matplotlib.figure import Figure
+
+    drawn = {}
+    orig = plots._save
+
+    def keep(fig: Figure, path, top=1.0):
+        drawn["fig"] = fig
+        return orig(fig, path, top)
+
+    plots._save, saved = keep, plots._save
+    try:
+        plots.pareto({"a": (1.0, 0.2), "b": (2.0, 0.1)}, tmp_path / "p.png",
+                     errors={"a": ((0.5, 1.5), (0.1, 0.3)), "b": ((1.5, 2.5), (0.05, 0.2))})
+    finally:
+        plots._save = saved
+    ax = drawn["fig"].axes[0]
+    assert len(ax.containers) == 2  # one ErrorbarContainer per condition
+
+
+def _metrics(conds, comps):
+    return {"conditions": conds, "comparisons": comps}
+
+
+def _d(diff, lo, hi, p=0.5, metric="success_rate"):
+    return {metric: {"diff": diff, "lo": lo, "hi": hi, "p": p}}
+
+
+def test_invariants_pass_fail_and_not_applicable():
+    from takeover.experiments.invariants import check_invariants
+
+    base = {"success_rate": 0.6, "safety_rate": 0.9, "unknown_outcome_rate": 0.0,
+            "human_time_per_episode": 1.0, "self_initiated_per_episode": 0.0}
+    conds = {c: dict(base) for c in ("supervised", "agent_alone", "never", "random", "absent")}
+    conds["absent"]["success_rate"] = 0.8
+    comps = {"never - agent_alone": {**_d(0.0, 0.0, 0.0, 1.0),
+                                     **_d(0.0, 0.0, 0.0, 1.0, "safety_rate")},
+             "supervised - absent": {**_d(-0.2, -0.3, -0.1, 0.002),
+                                     **_d(0.0, -0.1, 0.1, 1.0, "safety_rate")},
+             "supervised - random": _d(0.05, -0.02, 0.12)}
+    got = {iv.name: iv for iv in check_invariants(_metrics(conds, comps), "average")}
+    assert got["never equals agent alone (success)"].status == "pass"
+    bad = got["a present human is not beaten by an absent one"]
+    assert bad.status == "FAIL" and "absent 0.800" in bad.message and "-0.200" in bad.message
+    gate = got["the gate beats a random gate at its request rate (success)"]
+    assert gate.status == "pass" and "not significant" in gate.message
+    assert got["human presets ordered perfect >= expert >= average >= novice"].status == "n/a"
+    conds["random"]["unknown_outcome_rate"] = 0.4  # an old world: no outcome
+    got = {iv.name: iv for iv in check_invariants(_metrics(conds, comps), "average")}
+    assert got["the gate beats a random gate at its request rate (success)"].status == "n/a"
+
+
+def test_never_differing_from_agent_alone_names_the_unasked_takeovers():
+    from takeover.experiments.invariants import equals
+
+    conds = {"never": {"success_rate": 0.7, "unknown_outcome_rate": 0.0,
+                       "self_initiated_per_episode": 0.4},
+             "agent_alone": {"success_rate": 0.5, "unknown_outcome_rate": 0.0}}
+    iv = equals(_metrics(conds, {"never - agent_alone": _d(0.2, 0.1, 0.3, 0.01)}), "x",
+                "never", "agent_alone", "success_rate")
+    assert iv.status == "FAIL" and "unasked 0.400" in iv.message

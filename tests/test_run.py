@@ -33,7 +33,8 @@ def tiny_config(agent_path, **over) -> dict:
                        "human": "expert", "handover_kwargs": {"timeout": 2.0}},
         "train": {"method": "hg-dagger", "rounds": 1, "episodes_per_round": 1, "epochs": 1,
                   "batch_size": 32},
-        "eval": {"seeds": 2, "episodes": 1, "round_episodes": 1},
+        "eval": {"seeds": 2, "episodes": 1, "round_episodes": 1, "seed_start": 300,
+                 "round_seed_start": 400},  # development seeds: never the held-out block
         "counterfactual": {"horizon": 1.0, "sample_every": 5},
         "stats": {"bootstrap": 50},
     }
@@ -178,21 +179,43 @@ def test_finetune_without_human_data(tmp_path):
                     seed=0) == []
 
 
+def test_default_config_has_the_sample_sizes_the_comparisons_need():
+    """Issue 11: >= 200 held-out episodes per condition (half-width about 0.07 at p = 0.5),
+    each round on >= 100, presets and the absent human for the invariants."""
+    from takeover.experiments.config import HELD_OUT_SEED, load_config
+
+    cfg, _ = load_config(None)
+    per_condition = cfg.eval.seeds * cfg.eval.episodes * len(cfg.env.scenarios)
+    assert per_condition >= 200
+    assert cfg.eval.seeds * cfg.eval.round_episodes * len(cfg.env.scenarios) >= 100
+    assert cfg.eval.seed_start >= HELD_OUT_SEED and cfg.eval.round_seed_start >= HELD_OUT_SEED
+    assert {"agent_alone", "never", "random", "absent"} <= set(cfg.eval.baselines)
+    assert {"perfect", "expert", "novice"} <= set(cfg.eval.humans)
+    assert cfg.metrics.horizons[0] == 4.0
+
+
 def test_default_run_with_the_shipped_novice(tmp_path):
-    """The embedded default (``takeover run`` with no config) on the shipped agent: a full
-    report with every metric for every baseline (about 1-2 minutes on 2 cores)."""
+    """The embedded default on the shipped agent, shrunk to 10 episodes per condition on
+    development seeds (the full default plays 200 held-out episodes per condition; tests never
+    use the held-out block): a full report with every metric for every condition."""
     from takeover.experiments.metrics import METRICS
 
     pytest.importorskip("takeover.agents.pretrained")
-    res = runner.invoke(app, ["run", "--out", str(tmp_path / "default"), "--quiet"])
+    res = runner.invoke(app, ["run", "--out", str(tmp_path / "default"), "--quiet",
+                              "eval.episodes=2", "eval.round_episodes=1", "eval.seed_start=10",
+                              "eval.round_seed_start=20", "eval.humans=[expert]",
+                              "counterfactual.sample_every=30"])
     if res.exit_code == 2 and "missing" in res.output:
         pytest.skip("shipped checkpoints not built")
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "default" / "metrics.json").read_text())
-    assert set(m["conditions"]) == {"supervised", "agent_alone", "never", "always", "random"}
+    assert set(m["conditions"]) == {"supervised", "agent_alone", "never", "always", "random",
+                                    "absent", "human_expert"}
     for cond, vals in m["conditions"].items():
         assert set(vals) == set(METRICS), cond
     assert len(m["rounds"]) == 3 and m["rounds"][0]["new_human_steps"] > 0
     assert {"q_risk", "novelty", "ttc"} <= set(m["roc"])
-    for fig in ("timeline", "pareto", "learning_curves", "roc"):
+    assert m["agent"]["evaluated"].startswith("`novice` fine-tuned by hg-dagger for 2")
+    assert {iv["status"] for iv in m["invariants"]} <= {"pass", "FAIL", "n/a"}
+    for fig in ("timeline", "pareto", "headline", "learning_curves", "roc"):
         assert (tmp_path / "default" / "figures" / f"{fig}.png").stat().st_size > 5000

@@ -1,0 +1,154 @@
+"""Sanity invariants every report checks and prints at its top: a testbed that says when it
+is lying.
+
+Each invariant is a relation between two conditions played on the same seeds, judged on the
+paired difference ``a - b`` of one metric (``metrics.json["comparisons"]``, from
+``stats.paired``):
+
+* ``never`` equals agent-alone: a supervisor that never asks must not change what happens
+  (a human who takes over unasked breaks it, and the message says how often they did);
+* an ``absent`` human never beats a present one;
+* human presets are ordered: ``perfect >= expert >= average >= novice``;
+* the configured gate beats a random gate at the same request rate;
+* more human effort does not buy less safety (among the gates, sorted by human time).
+
+A ``>=`` relation fails only when the difference is significantly negative (its CI lies below
+0): a sample that cannot tell two conditions apart is not a violation. "Equals" fails when
+the CI excludes 0; "beats" fails unless the difference is positive. A relation between
+conditions the run did not play is ``n/a``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+PRESET_ORDER = ("perfect", "expert", "average", "novice")
+"""Human presets from most to least capable (``takeover.supervisor.humans``)."""
+
+EFFORT_GATES = ("never", "random", "supervised", "always")
+"""Conditions with the same human and different gates: the effort-vs-safety check."""
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """One checked relation: ``status`` is ``"pass"``, ``"FAIL"`` or ``"n/a"``."""
+
+    name: str
+    status: str
+    message: str
+    numbers: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "status": self.status, "message": self.message,
+                "numbers": self.numbers}
+
+
+def _f(x: Any) -> float:
+    return math.nan if x is None else float(x)
+
+
+def _diff(metrics: Mapping[str, Any], a: str, b: str, metric: str) -> dict[str, float] | None:
+    comp = metrics.get("comparisons", {})
+    if metric in comp.get(f"{a} - {b}", {}):
+        d = comp[f"{a} - {b}"][metric]
+        return {k: _f(d[k]) for k in ("diff", "lo", "hi", "p")}
+    if metric in comp.get(f"{b} - {a}", {}):
+        d = comp[f"{b} - {a}"][metric]
+        return {"diff": -_f(d["diff"]), "lo": -_f(d["hi"]), "hi": -_f(d["lo"]), "p": _f(d["p"])}
+    return None
+
+
+def _unmeasurable(metrics: Mapping[str, Any], a: str, b: str, metric: str) -> str | None:
+    """``n/a`` when success is judged on episodes whose world reported no outcome (an old
+    world): 0 = 0 there says nothing."""
+    if not metric.startswith("success"):
+        return None
+    conds = metrics["conditions"]
+    unknown = max(_f(conds.get(c, {}).get("unknown_outcome_rate")) for c in (a, b))
+    if math.isfinite(unknown) and unknown > 0:
+        return f"{unknown:.0%} of the episodes of {a} / {b} have no outcome (the world reports " \
+               "none): success is not measurable"
+    return None
+
+
+def _text(a: str, b: str, metric: str, d: Mapping[str, float], values: Mapping[str, Any]) -> str:
+    va, vb = _f(values.get(a, {}).get(metric)), _f(values.get(b, {}).get(metric))
+    return (f"{metric}: {a} {va:.3f} vs {b} {vb:.3f}, difference {d['diff']:+.3f} "
+            f"[{d['lo']:+.3f}, {d['hi']:+.3f}], p = {d['p']:.3g}")
+
+
+def at_least(metrics: Mapping[str, Any], name: str, a: str, b: str,
+             metric: str) -> Invariant:
+    """``a >= b`` on ``metric``: fails when ``a - b`` is significantly negative."""
+    d = _diff(metrics, a, b, metric)
+    if d is None or not math.isfinite(d["diff"]):
+        return Invariant(name, "n/a", f"needs conditions {a} and {b} with {metric} defined", {})
+    why = _unmeasurable(metrics, a, b, metric)
+    if why:
+        return Invariant(name, "n/a", why, d)
+    ok = not (d["hi"] < 0)
+    return Invariant(name, "pass" if ok else "FAIL",
+                     _text(a, b, metric, d, metrics["conditions"]), d)
+
+
+def beats(metrics: Mapping[str, Any], name: str, a: str, b: str, metric: str) -> Invariant:
+    """``a > b`` on ``metric``: fails unless the difference is positive (significance shown)."""
+    d = _diff(metrics, a, b, metric)
+    if d is None or not math.isfinite(d["diff"]):
+        return Invariant(name, "n/a", f"needs conditions {a} and {b} with {metric} defined", {})
+    why = _unmeasurable(metrics, a, b, metric)
+    if why:
+        return Invariant(name, "n/a", why, d)
+    ok = d["diff"] > 0
+    sig = " (significant)" if d["lo"] > 0 else " (not significant at this sample size)"
+    return Invariant(name, "pass" if ok else "FAIL",
+                     _text(a, b, metric, d, metrics["conditions"]) + (sig if ok else ""), d)
+
+
+def equals(metrics: Mapping[str, Any], name: str, a: str, b: str, metric: str) -> Invariant:
+    """``a == b`` on ``metric``: fails when the CI of the difference excludes 0."""
+    d = _diff(metrics, a, b, metric)
+    if d is None or not math.isfinite(d["diff"]):
+        return Invariant(name, "n/a", f"needs conditions {a} and {b} with {metric} defined", {})
+    why = _unmeasurable(metrics, a, b, metric)
+    if why:
+        return Invariant(name, "n/a", why, d)
+    ok = d["lo"] <= 0 <= d["hi"]
+    msg = _text(a, b, metric, d, metrics["conditions"])
+    unasked = _f(metrics["conditions"].get(a, {}).get("self_initiated_per_episode"))
+    if math.isfinite(unasked) and unasked > 0:
+        msg += f"; the human took over unasked {unasked:.3f} times per episode in {a}"
+    return Invariant(name, "pass" if ok else "FAIL", msg, d)
+
+
+def check_invariants(metrics: Mapping[str, Any], human: str) -> list[Invariant]:
+    """Every invariant on a run's metrics (``runner.build_metrics`` before writing)."""
+    conds = metrics["conditions"]
+    out = [equals(metrics, "never equals agent alone (success)", "never", "agent_alone",
+                  "success_rate"),
+           equals(metrics, "never equals agent alone (safety)", "never", "agent_alone",
+                  "safety_rate"),
+           at_least(metrics, "a present human is not beaten by an absent one", "supervised",
+                    "absent", "success_rate")]
+    # not on safety: nobody answering ends in the minimal-risk manoeuvre, a standstill that
+    # is safe by definition (a do-nothing policy would win that comparison)
+    names = {h: ("supervised" if h == human else f"human_{h}") for h in PRESET_ORDER}
+    ordered = [h for h in PRESET_ORDER if names[h] in conds]
+    for hi, lo in zip(ordered, ordered[1:], strict=False):
+        out.append(at_least(metrics, f"human preset {hi} >= {lo} (success)", names[hi],
+                            names[lo], "success_rate"))
+    if len(ordered) < 2:
+        out.append(Invariant("human presets ordered perfect >= expert >= average >= novice",
+                             "n/a", "needs at least two presets (eval.humans)", {}))
+    out.append(beats(metrics, "the gate beats a random gate at its request rate (success)",
+                     "supervised", "random", "success_rate"))
+    gates = [g for g in EFFORT_GATES if g in conds
+             and math.isfinite(_f(conds[g].get("human_time_per_episode")))]
+    gates.sort(key=lambda g: _f(conds[g]["human_time_per_episode"]))
+    for less, more in zip(gates, gates[1:], strict=False):
+        out.append(at_least(metrics, f"more human effort is not less safe ({more} >= {less})",
+                            more, less, "safety_rate"))
+    return out

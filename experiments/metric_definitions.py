@@ -1,0 +1,174 @@
+"""What every number of a report means: name, formula, unit and source, in one table.
+
+Pure data (no numpy, no torch), so ``takeover log show`` and any reader of ``metrics.json``
+can import it cheaply. The computation lives in ``takeover.experiments.metrics``, which
+implements exactly these formulas; a test checks that the two list the same names.
+
+Conventions used in the formulas:
+
+* ``n``: episodes of the condition. Every rate is pooled over episodes (sum over episodes of
+  the numerator / sum of the denominator), so its confidence interval comes from resampling
+  episodes (``takeover.experiments.stats``).
+* Outcomes are the world's ``info["outcome"]`` at the last step: ``arrived`` (the only
+  success), ``collision``, ``off_road``, ``stopped``, ``pulled_over``, ``stopped_in_lane``,
+  ``timeout``. An episode from a world that reports no outcome is ``unknown``: never counted
+  as a success (the report says how many there were).
+* A *human segment* is a maximal run of steps driven by the human. Steps driven by the
+  minimal-risk manoeuvre (MRM, controller ``"fallback"``) are never human effort: they are
+  counted by ``mrm_rate`` alone.
+* A *closing conflict* is a step whose time-to-collision is finite (the env's sentinel
+  ``TTC_NONE = 99 s`` means nothing is closing in).
+
+Question asked of each metric: can a policy that does nothing win it? Stopping in a live
+lane is not ``arrived``; ROHE charges every undelivered episode a recovery; a hazard metric
+is also reported over the episodes whose hazard fired.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    """One metric.
+
+    Attributes:
+        name: key in ``metrics.json`` / ``metrics.csv``.
+        formula: how it is computed from the episodes (plain text).
+        unit: unit of the value.
+        source: where the definition comes from (paper, standard or our own choice).
+        better: ``"higher"``, ``"lower"`` or ``""`` (descriptive only).
+    """
+
+    name: str
+    formula: str
+    unit: str
+    source: str
+    better: str = ""
+
+
+OUTCOMES = ("arrived", "collision", "off_road", "stopped", "pulled_over", "stopped_in_lane",
+            "timeout")
+"""The world's episode outcomes (``takeover.envs.OUTCOMES``), copied so this module needs no env."""
+
+SUCCESS_OUTCOMES = ("arrived",)
+FAILURE_OUTCOMES = ("collision", "off_road")
+"""Unsafe outcomes; every other outcome is safe (``takeover.envs.SAFE_OUTCOMES``)."""
+
+_OUR = "takeover testbed (this definition)"
+_FLEET = ("Hoque et al. 2022, Fleet-DAgger (CoRL), return on human effort; "
+          "BerkeleyAutomation/ifl_benchmark counts human effort as human-controlled steps "
+          "plus hard-reset steps")
+
+DEFINITIONS: tuple[MetricDef, ...] = (
+    MetricDef("success_rate", "episodes with outcome arrived / n", "share of episodes",
+              "reached the route's end; standing still, an MRM or a timeout is no success "
+              "(Dosovitskiy et al. 2017 route completion; brief outcome list)", "higher"),
+    MetricDef("safety_rate", "episodes without collision or off_road / n", "share of episodes",
+              "no crash, no road departure", "higher"),
+    MetricDef("collision_rate", "episodes with outcome collision / n", "share of episodes",
+              _OUR, "lower"),
+    MetricDef("offroad_rate", "episodes with outcome off_road / n", "share of episodes", _OUR,
+              "lower"),
+    MetricDef("failure_rate", "collision_rate + offroad_rate", "share of episodes", _OUR,
+              "lower"),
+    MetricDef("stopped_rate", "episodes with outcome stopped or stopped_in_lane / n",
+              "share of episodes", "standstill in a live lane (a hazard to others)", "lower"),
+    MetricDef("pulled_over_rate", "episodes with outcome pulled_over / n", "share of episodes",
+              "MRM ended at rest on the shoulder (ISO/SAE J3016 minimal risk condition)", ""),
+    MetricDef("timeout_rate", "episodes with outcome timeout / n", "share of episodes",
+              "time limit without arriving: a failure to deliver", "lower"),
+    MetricDef("unknown_outcome_rate", "episodes whose world reported no outcome / n",
+              "share of episodes", "counted as no success; nonzero means an old world", ""),
+    MetricDef("mrm_rate", "episodes in which the minimal-risk manoeuvre engaged / n",
+              "share of episodes", "fallback, never a human intervention (brief)", "lower"),
+    MetricDef("hazard_fired_rate", "episodes whose hazard fired / n", "share of episodes",
+              "exposure: how often the scenario's hazard actually happened", ""),
+    MetricDef("success_rate_hazard", "arrived episodes among those whose hazard fired / "
+              "episodes whose hazard fired", "share of hazard episodes",
+              "conditional on exposure: an episode whose hazard never happened says nothing "
+              "about it", "higher"),
+    MetricDef("failure_rate_hazard", "collision or off_road episodes among those whose hazard "
+              "fired / episodes whose hazard fired", "share of hazard episodes", _OUR, "lower"),
+    MetricDef("interventions_per_episode", "human segments / n (MRM steps excluded)",
+              "segments per episode", "Kelly et al. 2019 HG-DAgger; Hoque et al. 2021 "
+              "ThriftyDAgger (interventions)", "lower"),
+    MetricDef("interventions_per_km", "human segments / km driven (pooled)", "segments per km",
+              "disengagements per distance (California DMV disengagement reports)", "lower"),
+    MetricDef("human_share", "steps driven by the human / all steps (pooled)",
+              "share of driving time", "Peng et al. 2023 PVP (human-controlled share)", "lower"),
+    MetricDef("human_time_per_episode", "seconds driven by the human / n", "s per episode",
+              _OUR, "lower"),
+    MetricDef("self_initiated_per_episode", "human segments started without a request / n",
+              "segments per episode", "human-gated takeovers (Kelly et al. 2019 HG-DAgger)",
+              ""),
+    MetricDef("context_switches_per_episode", "changes of the controller between consecutive "
+              "steps / n", "switches per episode",
+              "Hoque et al. 2021 LazyDAgger (context switches)", "lower"),
+    MetricDef("tors_per_episode", "takeover requests issued / n", "requests per episode", _OUR,
+              "lower"),
+    MetricDef("tor_lead_time", "mean over requests issued during a closing conflict of the TTC "
+              "at the request", "s",
+              "time budget at the TOR (Gold et al. 2013; Eriksson & Stanton 2017)", "higher"),
+    MetricDef("takeover_time", "mean over takeovers that answered a request of (time the human "
+              "took control - time the request was issued)", "s",
+              "takeover time (Eriksson & Stanton 2017; Zhang et al. 2019)", ""),
+    MetricDef("min_ttc_human", "mean over human segments with a closing conflict of the "
+              "minimum TTC while the human drove", "s",
+              "minimum TTC after takeover (Gold et al. 2013; Zhang et al. 2019)", "higher"),
+    MetricDef("no_conflict_share", "human segments with no closing conflict / human segments",
+              "share of segments", "the segments min_ttc_human leaves out", ""),
+    MetricDef("missed_failure_rate", "failed episodes with no request in the horizon before the "
+              "end and no human control / n", "share of episodes", _OUR, "lower"),
+    MetricDef("rohe", "S / (1 + H) on a standard exposure of 100 episodes: S = arrived per 100 "
+              "episodes; H = human minutes per 100 episodes = sum over human segments of "
+              "max(duration, rohe_min_intervention) + rohe_reset_time for every episode that "
+              "did not arrive (someone must recover the car)", "successes per human-minute",
+              _FLEET + "; effort in minutes (not steps) so it does not depend on the control "
+              "rate; the standard exposure makes it independent of the sample size", "higher"),
+    MetricDef("mean_return", "sum of env rewards / n", "reward per episode", _OUR, "higher"),
+    MetricDef("km_per_episode", "distance driven / n", "km per episode",
+              "exposes a policy made safe by crawling", "higher"),
+)
+"""Every condition-level metric of ``metrics.json``, in report order."""
+
+TRIGGER_DEFINITIONS: tuple[MetricDef, ...] = (
+    MetricDef("auroc", "area under the ROC curve of an estimator's score for the label "
+              "'the agent alone fails (collision or off_road) within h s of this step', over "
+              "agent-alone steps; CI by episode-cluster bootstrap", "probability",
+              "Hanley & McNeil 1982; labels observed on the agent's own trajectory", "higher"),
+    MetricDef("auprc", "area under the precision-recall curve (average precision) of the same "
+              "label", "probability", "Davis & Goadrich 2006", "higher"),
+    MetricDef("lead_time", "median over failed agent-alone episodes of (failure time - start "
+              "of the last uninterrupted alarm within the lead window before it); alarm = score "
+              "at or above the threshold giving the fixed false-alarm rate on steps far from "
+              "any failure; 0 when never raised",
+              "s", "early-warning lead time at a fixed false-alarm rate", "higher"),
+    MetricDef("detected", "failed episodes whose alarm was raised before the failure / failed "
+              "episodes", "share of failures", _OUR, "higher"),
+    MetricDef("trigger_precision", "share of the gate's request steps labelled needed "
+              "(counterfactual rollout of the agent alone fails within the horizon)",
+              "share of requests", "counterfactual labels (takeover.supervisor.counterfactual)",
+              "higher"),
+    MetricDef("trigger_recall", "share of needed steps on which the gate requested (weighted by "
+              "the inverse sampling probability of non-request steps)", "share of needed steps",
+              "counterfactual labels", "higher"),
+    MetricDef("false_alarm_rate", "1 - trigger_precision", "share of requests",
+              "counterfactual labels", "lower"),
+    MetricDef("missed_failures_per_episode", "estimated needed steps with no request / n",
+              "steps per episode", "counterfactual labels", "lower"),
+    MetricDef("cf_lead_time", "mean time from a needed request's onset to the agent-alone "
+              "failure it prevented", "s", "counterfactual labels", "higher"),
+)
+"""Trigger-quality metrics (per estimator / scenario / horizon, and of the gate)."""
+
+BY_NAME: dict[str, MetricDef] = {d.name: d for d in (*DEFINITIONS, *TRIGGER_DEFINITIONS)}
+
+METRIC_NAMES: tuple[str, ...] = tuple(d.name for d in DEFINITIONS)
+
+
+def describe(name: str) -> str:
+    """``"formula [unit]; source"`` of a metric, for tables and ``log show``."""
+    d = BY_NAME[name]
+    return f"{d.formula} [{d.unit}]; {d.source}"
