@@ -57,14 +57,22 @@ RED, CYAN, WHITE, GREY, AMBER = (255, 40, 40), (80, 220, 255), (255, 255, 255), 
     (255, 190, 40)
 
 
+def _names(module: str, registry: str) -> list[str]:
+    import importlib
+
+    return list(getattr(importlib.import_module(f"takeover.supervisor.{module}"), registry).names())
+
+
 @dataclass(frozen=True)
 class LiveSettings:
     """What a live drive depends on (all of it stored in a recording)."""
 
     scenario: str = option("Highway-v0", "env id or scenario, e.g. CutIn-v0 or cut_in")
     agent: str = option("novice", "shipped agent name, checkpoint dir, or 'idm'")
-    gate: str = option("threshold", "takeover gate (takeover.supervisor.gates)")
-    estimator: str = option("ttc", "estimator feeding the gate")
+    gate: str = option("threshold", "takeover gate (takeover.supervisor.gates)",
+                       choices=lambda: _names("gates", "GATES"))
+    estimator: str = option("ttc", "estimator feeding the gate",
+                            choices=lambda: _names("estimators", "ESTIMATORS"))
     action_type: str = option("auto", "continuous, discrete, or auto (the agent's own)",
                               choices=("auto", "continuous", "discrete"))
     input: str = option("keyboard", "keyboard or gamepad (wheel)", choices=INPUTS)
@@ -551,13 +559,13 @@ class Screen:
 
 def run_episode(live: LiveSupervisor, screen: Screen, seed: int, opts: LoopOptions, *,
                 clock: Any, replay_end: tuple[str, int] | None = None,
-                frame_budget: list[int] | None = None) -> EpisodeResult:
+                frame_budget: list[int] | None = None, frame0: int = 0) -> EpisodeResult:
     """One episode in real time: start screen, drive, end screen.
 
     ``replay_end=(end, step)`` replays a recording (the human already holds its events):
     live keys are ignored except pause / ESC / window close, and the episode ends as it
     was recorded. ``frame_budget`` (a one-element list) counts frames left across episodes
-    (``max_frames``).
+    (``max_frames``); ``frame0`` is the session's frame count so far (for ``before_frame``).
     """
     import pygame
 
@@ -582,7 +590,7 @@ def run_episode(live: LiveSupervisor, screen: Screen, seed: int, opts: LoopOptio
 
     def frame_hook() -> None:
         if opts.before_frame is not None:
-            opts.before_frame(res.frames)
+            opts.before_frame(frame0 + res.frames)
 
     # --- start screen: the episode does not start unseen
     if opts.start_screen and not replaying:
@@ -850,7 +858,7 @@ class LiveSession:
         clock = FixedClock(self.loop.fps) if self.loop.fixed_clock else RealClock(self.loop.fps)
         budget = [self.loop.max_frames] if self.loop.max_frames is not None else None
         out = SessionResult()
-        seed = self.seed
+        seed, frames = self.seed, 0
         plan = list(self.recording.episodes) if self.recording is not None else None
         try:
             while True:
@@ -864,7 +872,8 @@ class LiveSession:
                                                                      ep_rec.events)
                     replay_end = (ep_rec.end, ep_rec.end_step)
                 ep = run_episode(live, screen, seed, self.loop, clock=clock,
-                                 replay_end=replay_end, frame_budget=budget)
+                                 replay_end=replay_end, frame_budget=budget, frame0=frames)
+                frames += ep.frames
                 if not ep.records and ep.end in ("quit", "close", "max_frames"):
                     break  # left from the start screen: nothing was driven
                 out.episodes.append(ep)
