@@ -792,24 +792,26 @@ def make_human(settings: LiveSettings, events: list[KeyEvent] | None = None) -> 
 
 def check_writable(path: Any, what: str) -> None:
     """Refuse a path we cannot write before the drive starts (naming it), instead of losing
-    the drive at the end."""
+    the drive at the end: the directory is created and a probe file written and removed."""
+    import os
+    import tempfile
     from pathlib import Path
 
     p = Path(path)
-    parent = p.parent if what == "record" else p
-    probe_dir = parent if parent.exists() else next(
-        (q for q in parent.parents if q.exists()), Path("."))
-    if p.exists() and p.is_dir() and what == "record":
+    if what == "record" and p.is_dir():
         raise ConfigError(f"--record {p} is a directory; give a file name like drive.json")
     if what == "log" and p.exists() and (not p.is_dir() or (p / "meta.json").exists()):
         raise ConfigError(f"--log {p} already exists and holds "
                           f"{'a run' if p.is_dir() else 'a file'}; pick a new directory")
-    if not probe_dir.is_dir():
-        raise ConfigError(f"--{what} {p}: {probe_dir} is not a directory")
-    import os
-
-    if not os.access(probe_dir, os.W_OK):
-        raise ConfigError(f"--{what} {p}: cannot write in {probe_dir}; pick a writable path")
+    folder = p.parent if what == "record" else p
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".takeover-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"--{what} {p}: cannot write there ({err.strerror or err}); pick a "
+                          "writable path") from None
 
 
 class LiveSession:

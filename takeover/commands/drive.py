@@ -47,7 +47,8 @@ def drive(
     fullscreen: Annotated[bool, typer.Option(help="open full screen")] = False,
     sound: Annotated[bool, typer.Option(help="a tone with each takeover request")] = True,
     max_frames: Annotated[int | None, typer.Option(help="stop after N frames")] = None,
-    fixed_clock: Annotated[bool, typer.Option(help="1/60 s per frame, no waiting")] = False,
+    fixed_clock: Annotated[bool, typer.Option(
+        help="1/60 s per frame, no waiting, no start/end screen (headless runs)")] = False,
 ) -> None:
     """Drive live: the agent drives, you take over with SPACE and hand back with R."""
     from rich.console import Console
@@ -71,7 +72,8 @@ def drive(
         else:
             settings = LiveSettings(**{k: v for k, v in given.items() if v is not None})
         session = LiveSession(settings, 1 if seed is None else seed, LoopOptions(
-            fixed_clock=fixed_clock, sound=sound, max_frames=max_frames), log=log,
+            fixed_clock=fixed_clock, sound=sound, max_frames=max_frames,
+            start_screen=not fixed_clock, end_screen=not fixed_clock), log=log,
             record=record, recording=recording, fullscreen=fullscreen)
         res = session.run()
     except (ConfigError, RecordingError) as err:
