@@ -343,12 +343,16 @@ def panel(surface: Any, renderer: Renderer, title: str, lines: Sequence[str] = (
     pg = renderer._pg
     w, h = surface.get_size()
     shade = pg.Surface((w, h), pg.SRCALPHA)
-    shade.fill((0, 0, 0, 170))
+    shade.fill((0, 0, 0, 120))
     surface.blit(shade, (0, 0))
     imgs = [renderer.big_font.render(title, True, title_color)]
     imgs += [renderer.font.render(line, True, color) for line in lines]
     total = sum(i.get_height() + 6 for i in imgs)
     y = max((h - total) // 2, 4)
+    bw = min(max(i.get_width() for i in imgs) + 40, w)
+    box = pg.Surface((bw, total + 24), pg.SRCALPHA)
+    box.fill((15, 15, 20, 235))
+    surface.blit(box, ((w - bw) // 2, y - 12))
     for img in imgs:
         surface.blit(img, ((w - img.get_width()) // 2, y))
         y += img.get_height() + 6

@@ -419,7 +419,8 @@ class EpisodeSummary:
         takeover_wall_s: the same in wall-clock s (key press arrival), NaN if none.
         min_ttc: s, the smallest TTC of the episode (99 = nothing ever closing).
         human_s / total_s: simulated s driven by the person / in total.
-        requests: takeover requests issued; initiated: unasked takeovers.
+        requests: takeover requests issued; withdrawn: of them withdrawn (risk cleared);
+        initiated: unasked takeovers.
     """
 
     outcome: str
@@ -429,6 +430,7 @@ class EpisodeSummary:
     human_s: float
     total_s: float
     requests: int
+    withdrawn: int
     initiated: int
 
 
@@ -444,15 +446,22 @@ def summarize(records: Sequence[StepRecord], end: str, dt: float) -> EpisodeSumm
         human_s=dt * sum(r.controller == "human" for r in records),
         total_s=dt * len(records),
         requests=sum("gate_request" in r.transition for r in records),
+        withdrawn=sum("tor_withdrawn" in r.transition for r in records),
         initiated=sum("human_initiated" in r.transition for r in records))
 
 
 def end_lines(s: EpisodeSummary) -> list[str]:
-    take = ("you did not answer a takeover request" if s.requests else "no takeover request")
     if math.isfinite(s.takeover_s):
         wall = f" ({s.takeover_wall_s:.2f} s by the wall clock)" \
             if math.isfinite(s.takeover_wall_s) else ""
         take = f"your takeover time: {s.takeover_s:.1f} s after the request{wall}"
+    elif s.requests:
+        take = (f"{s.requests} takeover request{'s' if s.requests > 1 else ''}, "
+                f"{'withdrawn before you answered' if s.withdrawn == s.requests else 'not answered'}")
+    else:
+        take = "no takeover request"
+    if s.initiated:
+        take += f"; you took over unasked {s.initiated} time{'s' if s.initiated > 1 else ''}"
     ttc = "--" if not s.min_ttc < 99 else f"{s.min_ttc:.1f} s"
     return [take, f"min TTC {ttc}    you drove {s.human_s:.1f} s of {s.total_s:.1f} s",
             "", "R restart    N / SPACE next episode    ESC quit"]
@@ -559,13 +568,16 @@ class Screen:
 
 def run_episode(live: LiveSupervisor, screen: Screen, seed: int, opts: LoopOptions, *,
                 clock: Any, replay_end: tuple[str, int] | None = None,
-                frame_budget: list[int] | None = None, frame0: int = 0) -> EpisodeResult:
+                frame_budget: list[int] | None = None, frame0: int = 0,
+                on_end: Callable[[EpisodeResult], None] | None = None) -> EpisodeResult:
     """One episode in real time: start screen, drive, end screen.
 
     ``replay_end=(end, step)`` replays a recording (the human already holds its events):
     live keys are ignored except pause / ESC / window close, and the episode ends as it
     was recorded. ``frame_budget`` (a one-element list) counts frames left across episodes
-    (``max_frames``); ``frame0`` is the session's frame count so far (for ``before_frame``).
+    (``max_frames``); ``frame0`` is the session's frame count so far (for ``before_frame``);
+    ``on_end(result)`` runs as soon as the episode is over, before the end screen (the
+    session makes the episode durable there, so a kill on the end screen loses nothing).
     """
     import pygame
 
@@ -736,6 +748,8 @@ def run_episode(live: LiveSupervisor, screen: Screen, seed: int, opts: LoopOptio
     res.end = end
     res.events = list(human.events)
     res.summary = summarize(res.records, end, live.dt)
+    if on_end is not None and res.records:
+        on_end(res)
     if then:
         res.then = then
         return res
@@ -873,18 +887,21 @@ class LiveSession:
                     live.human = live.sup.human = human = make_human(self.settings,
                                                                      ep_rec.events)
                     replay_end = (ep_rec.end, ep_rec.end_step)
+                def keep(ep: EpisodeResult) -> None:
+                    out.episodes.append(ep)
+                    if writer is not None:
+                        for r in ep.records:
+                            writer.write(r)
+                        writer.end_episode()
+                    if self.record is not None:
+                        self._save(live, out)
+
                 ep = run_episode(live, screen, seed, self.loop, clock=clock,
-                                 replay_end=replay_end, frame_budget=budget, frame0=frames)
+                                 replay_end=replay_end, frame_budget=budget, frame0=frames,
+                                 on_end=keep)
                 frames += ep.frames
-                if not ep.records and ep.end in ("quit", "close", "max_frames"):
+                if not ep.records:
                     break  # left from the start screen: nothing was driven
-                out.episodes.append(ep)
-                if writer is not None and ep.records:
-                    for r in ep.records:
-                        writer.write(r)
-                    writer.end_episode()
-                if self.record is not None:
-                    self._save(live, out)
                 if ep.then in ("quit", "close") or (
                         self.max_episodes is not None and len(out.episodes) >= self.max_episodes):
                     break

@@ -205,7 +205,18 @@ def test_end_screen_shows_the_outcome_and_waits(tmp_path):
     """The window stays after the episode ends; N starts the next seed, ESC leaves."""
     s = LiveSettings(scenario="Plain-v0", agent="idm", gate="never", env={"duration": 1.0})
     plan = _plan(_tap(200, pygame.K_n), _tap(400, pygame.K_ESCAPE))
-    res = _session(tmp_path, plan, settings=s, end_screen=True, max_frames=2000).run()
+    durable = []
+    hook = _post(plan)
+
+    def look(frame):
+        hook(frame)
+        if frame == 150:  # on the first end screen: the episode is already on disk
+            durable.append(len(read_log(tmp_path / "log").episodes))
+
+    sess = _session(tmp_path, plan, settings=s, end_screen=True, max_frames=2000)
+    sess.loop.before_frame = look
+    res = sess.run()
+    assert durable == [1]
     first, second = res.episodes
     assert first.summary.outcome == "timeout" and first.then == "next"
     assert first.frames > 150  # 10 steps take 60 frames; the end screen waited for N
