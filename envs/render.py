@@ -337,9 +337,10 @@ class Window:
 
 
 def panel(surface: Any, renderer: Renderer, title: str, lines: Sequence[str] = (), *,
-          color: Color = TEXT, title_color: Color = TEXT) -> None:
-    """A centred card of text over a darkened frame (start, pause, end and questionnaire
-    screens): ``title`` in the big font, then ``lines``."""
+          color: Color = TEXT, title_color: Color = TEXT, top: int | None = None) -> None:
+    """A card of text over a darkened frame (start, pause, end and questionnaire screens):
+    ``title`` in the big font, then ``lines``; centred, or from ``top`` (px) down, e.g.
+    below the road so the ego and what happened to it stay visible."""
     pg = renderer._pg
     w, h = surface.get_size()
     shade = pg.Surface((w, h), pg.SRCALPHA)
@@ -348,7 +349,7 @@ def panel(surface: Any, renderer: Renderer, title: str, lines: Sequence[str] = (
     imgs = [renderer.big_font.render(title, True, title_color)]
     imgs += [renderer.font.render(line, True, color) for line in lines]
     total = sum(i.get_height() + 6 for i in imgs)
-    y = max((h - total) // 2, 4)
+    y = max((h - total) // 2, 4) if top is None else int(top) + 12
     bw = min(max(i.get_width() for i in imgs) + 40, w)
     box = pg.Surface((bw, total + 24), pg.SRCALPHA)
     box.fill((15, 15, 20, 235))

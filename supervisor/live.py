@@ -349,7 +349,7 @@ class Hud:
             pygame.draw.rect(surface, RED, surface.get_rect(), 8)
         kind, left = st.countdown
         hand = "R" if live.settings.input == "keyboard" else "button"
-        label = {"agent": "AGENT driving", "human": f"YOU drive  ({hand}: hand back)",
+        label = {"ended": "", "agent": "AGENT driving", "human": f"YOU drive  ({hand}: hand back)",
                  "tor": f"TAKE OVER!  (SPACE{'/button' if hand == 'button' else ''})",
                  "fallback": "NO RESPONSE: automatic stop  (take over any time)"}
         color = RED if tor else (CYAN if phase == "human" else WHITE)
@@ -542,7 +542,7 @@ class Screen:
     """The window plus the frame composer: the world with the HUD, and text screens."""
 
     def __init__(self, live: LiveSupervisor, window: Any, width: int = 1000,
-                 height: int = 360) -> None:
+                 height: int = 460) -> None:
         from takeover.envs.render import Renderer
 
         self.live = live
@@ -559,7 +559,11 @@ class Screen:
         from takeover.envs.render import panel
 
         def card(surface, r):
-            panel(surface, r, title, lines, title_color=title_color)
+            cfg = r.config  # below the road (and the ramp), so the ego stays visible
+            top = r.to_screen(0.0, (cfg.lanes - 0.5) * cfg.lane_width + 1.0)[1]
+            fits = top + 60 + 24 * len(lines) < r.height
+            panel(surface, r, title, lines, title_color=title_color,
+                  top=top if fits else None)
 
         surf = self.frame([card] if title or lines else [])
         if self.window is not None:
@@ -757,6 +761,7 @@ def run_episode(live: LiveSupervisor, screen: Screen, seed: int, opts: LoopOptio
     if not opts.end_screen or replaying or (frame_budget is not None and frame_budget[0] <= 0):
         res.then = "next" if replaying else ("quit" if end in ("quit", "max_frames") else "next")
         return res
+    hud.state.phase, hud.state.countdown, hud.state.message = "ended", ("", math.nan), ""
     title = outcome(res.records[-1] if res.records else None, end)
     bad = title in ("collision", "off_road", "stopped", "stopped_in_lane", "timeout")
     lines = end_lines(res.summary)
@@ -845,7 +850,7 @@ class LiveSession:
 
     def __init__(self, settings: LiveSettings, seed: int = 0, loop: LoopOptions | None = None,
                  *, log: Any = None, record: Any = None, recording: Any = None,
-                 fullscreen: bool = False, width: int = 1000, height: int = 360,
+                 fullscreen: bool = False, width: int = 1000, height: int = 460,
                  max_episodes: int | None = None) -> None:
         self.settings, self.seed = settings, int(seed)
         self.loop = loop or LoopOptions()
