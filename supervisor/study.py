@@ -190,13 +190,16 @@ def _wait_key(screen: Any, title: str, lines: list[str], keys: dict[int, str], c
         if before_frame is not None and frame is not None:
             before_frame(frame[0])
             frame[0] += 1
+        got = ""
         for ev in pygame.event.get():
             if ev.type == pygame.QUIT:
-                return "close"
-            if ev.type == pygame.KEYDOWN and ev.key in keys:
-                return keys[ev.key]
+                got = got or "close"
+            elif ev.type == pygame.KEYDOWN and ev.key in keys:
+                got = got or keys[ev.key]
         screen.show(title, lines)
         clock.tick()
+        if got:
+            return got
 
 
 def ask_tlx(screen: Any, clock: Any, **kw: Any) -> list[Answer] | None:
