@@ -551,11 +551,15 @@ class Screen:
                                  realtime=False)
         self.hud = Hud(live)
 
-    def frame(self, overlays: Sequence[Any] = ()) -> Any:
+    def frame(self, overlays: Sequence[Any] = (), hud: bool = True) -> Any:
         w = self.live.world
-        return self.renderer.compose(w.vehicles, w.world, w.hazard, [self.hud, *overlays])
+        return self.renderer.compose(w.vehicles, w.world, w.hazard,
+                                     [self.hud, *overlays] if hud else list(overlays))
 
-    def show(self, title: str = "", lines: Sequence[str] = (), title_color=WHITE) -> None:
+    def show(self, title: str = "", lines: Sequence[str] = (), title_color=WHITE, *,
+             hud: bool = True) -> None:
+        """The world (with the HUD unless ``hud=False``: consent, questionnaires) and a card
+        of text when ``title`` or ``lines`` are given."""
         from takeover.envs.render import panel
 
         def card(surface, r):
@@ -565,7 +569,7 @@ class Screen:
             panel(surface, r, title, lines, title_color=title_color,
                   top=top if fits else None)
 
-        surf = self.frame([card] if title or lines else [])
+        surf = self.frame([card] if title or lines else [], hud=hud)
         if self.window is not None:
             self.window.present(surf)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time as _time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -181,22 +181,28 @@ def trust_score(answers: list[dict[str, Any]]) -> float:
     return float(sum(vals) / len(vals))
 
 
+_PENDING: list[Any] = []  # events that arrived after the key that closed the last card
+
+
 def _wait_key(screen: Any, title: str, lines: list[str], keys: dict[int, str], clock: Any,
               before_frame: Any = None, frame: list[int] | None = None) -> str:
-    """Show a card until one of ``keys`` is pressed; returns its name (``close`` on QUIT)."""
+    """Show a card until one of ``keys`` is pressed; returns its name (``close`` on QUIT).
+    Keys typed faster than the frame rate are kept for the next card, never dropped."""
     import pygame
 
     while True:
         if before_frame is not None and frame is not None:
             before_frame(frame[0])
             frame[0] += 1
+        _PENDING.extend(pygame.event.get())
         got = ""
-        for ev in pygame.event.get():
+        while _PENDING and not got:
+            ev = _PENDING.pop(0)
             if ev.type == pygame.QUIT:
-                got = got or "close"
+                got = "close"
             elif ev.type == pygame.KEYDOWN and ev.key in keys:
-                got = got or keys[ev.key]
-        screen.show(title, lines)
+                got = keys[ev.key]
+        screen.show(title, lines, hud=False)
         clock.tick()
         if got:
             return got
@@ -285,6 +291,7 @@ def run_study(cfg: StudyConfig, participant: str, out_dir: str | Path, *,
         atomic_write_text(out / "study.json", json.dumps(data, indent=1))
 
     clock = FixedClock(60.0) if fixed_clock else RealClock(60.0)
+    _PENDING.clear()
     frame = [0]
     hook = {"before_frame": before_frame, "frame": frame}
     window = Window((1000, 460), fullscreen=fullscreen, title=f"takeover study {cfg.name}")
@@ -339,6 +346,15 @@ def run_study(cfg: StudyConfig, participant: str, out_dir: str | Path, *,
             save()
             if ep.end in ("quit", "close"):
                 break
+            if ep.summary is not None:
+                from .live import end_lines
+
+                what = _wait_key(screen, f"Drive over: {ep.summary.outcome}",
+                                 [*end_lines(ep.summary)[:2], "", "SPACE to continue"],
+                                 {pygame.K_SPACE: "ok", pygame.K_RETURN: "ok",
+                                  pygame.K_ESCAPE: "close"}, clock, **hook)
+                if what == "close":
+                    break
             if trial.condition:
                 stopped = False
                 for q in cfg.questionnaires:
@@ -408,8 +424,9 @@ def aggregate(participants: list[dict[str, Any]]) -> list[dict[str, Any]]:
                      if "trust" in t["answers"]]
             rows.append({
                 "participant": d["participant"], "condition": cond, "trials": len(driven),
-                "arrived": sum(t["outcome"] in ("arrived", "timeout") for t in driven),
+                "arrived": sum(t["outcome"] == "arrived" for t in driven),
                 "collisions": sum(t["outcome"] == "collision" for t in driven),
+                "off_road": sum(t["outcome"] == "off_road" for t in driven),
                 "takeovers": len(takes),
                 "takeover_median_s": float(np.median(takes)) if takes else math.nan,
                 "min_ttc_s": min((t["min_ttc"] for t in driven), default=math.nan),

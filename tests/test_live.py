@@ -13,6 +13,7 @@ import pytest
 from takeover.config import ConfigError
 from takeover.logio import read_log, records_equal
 from takeover.supervisor.gates import GATES, BaseGate, GateDecision
+from takeover.supervisor.keyboard import KeyEvent
 from takeover.supervisor.live import (
     LiveSession,
     LiveSettings,
@@ -30,7 +31,6 @@ from takeover.supervisor.replay import (
     ReplayHuman,
     load_recording,
 )
-from takeover.supervisor.keyboard import KeyEvent
 
 D, U = pygame.KEYDOWN, pygame.KEYUP
 

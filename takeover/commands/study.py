@@ -93,7 +93,7 @@ def _report(run_dirs: list[Path], study_file: Path | None, repeats: int | None,
 
     con = Console()
     t = Table(title="per participant and condition")
-    cols = ("participant", "condition", "trials", "arrived", "collisions", "takeovers",
+    cols = ("participant", "condition", "trials", "arrived", "collisions", "off_road", "takeovers",
             "takeover_median_s", "min_ttc_s", "tlx_raw", "trust")
     for c in cols:
         t.add_column(c)
