@@ -142,3 +142,17 @@ def test_declined_consent_runs_nothing(tmp_path):
     data = run_study(cfg, "P02", tmp_path / "run", fixed_clock=True, sound=False,
                      before_frame=hook)
     assert data["consent"]["given"] is False and data["trials"] == []
+
+
+def test_cli_refuses_bad_input_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from takeover.cli import app
+
+    run = CliRunner().invoke
+    res = run(app, ["study", str(tmp_path / "nope.yaml"), "--participant", "P1"])
+    assert res.exit_code == 2 and "nope.yaml" in res.output and "Traceback" not in res.output
+    res = run(app, ["study", str(_study_file(tmp_path))])
+    assert res.exit_code == 2 and "--participant" in res.output
+    res = run(app, ["study", "report", str(tmp_path)])
+    assert res.exit_code == 2 and "study.json" in res.output

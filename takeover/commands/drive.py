@@ -8,6 +8,8 @@ back with R. P pauses; at the end the outcome stays on screen (R restart, N next
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,6 +21,32 @@ def _fail(message: str) -> None:
 
     Console(stderr=True).print(f"[red]error:[/red] {message}")
     raise typer.Exit(2)
+
+
+@contextlib.contextmanager
+def person_errors():
+    """Bad input and any failure reach the person as one line (exit 2), never a traceback
+    (``TAKEOVER_DEBUG=1`` re-raises); Ctrl-C exits 130."""
+    from takeover.config import ConfigError
+
+    try:
+        yield
+    except ConfigError as err:  # RecordingError is a ValueError subclass too: see below
+        _fail(str(err))
+    except FileNotFoundError as err:
+        _fail(f"{err.filename or err}: not found")
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as err:  # noqa: BLE001 - no traceback reaches the person
+        if os.environ.get("TAKEOVER_DEBUG"):
+            raise
+        from takeover.supervisor.replay import RecordingError
+
+        if isinstance(err, (RecordingError, ImportError)):
+            _fail(str(err))
+        _fail(f"{type(err).__name__}: {err} (set TAKEOVER_DEBUG=1 for the traceback)")
 
 
 def drive(
@@ -55,13 +83,13 @@ def drive(
 
     from takeover.config import ConfigError
     from takeover.supervisor.live import LiveSession, LiveSettings, LoopOptions, merge_settings
-    from takeover.supervisor.replay import RecordingError, load_recording
+    from takeover.supervisor.replay import load_recording
 
     given: dict[str, Any] = dict(scenario=scenario, agent=agent, gate=gate, estimator=estimator,
                                  action_type=action_type, release=release, withdraw=withdraw,
                                  timeout=timeout,
                                  input="gamepad" if gamepad else None)
-    try:
+    with person_errors():
         recording = None
         if replay is not None:
             recording = load_recording(replay)
@@ -76,20 +104,6 @@ def drive(
             start_screen=not fixed_clock, end_screen=not fixed_clock), log=log,
             record=record, recording=recording, fullscreen=fullscreen)
         res = session.run()
-    except (ConfigError, RecordingError) as err:
-        _fail(str(err))
-    except FileNotFoundError as err:
-        _fail(f"{err.filename or err}: not found")
-    except ImportError as err:
-        _fail(f"{err}")
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except Exception as err:  # noqa: BLE001 - no traceback reaches the person
-        import os
-
-        if os.environ.get("TAKEOVER_DEBUG"):
-            raise
-        _fail(f"{type(err).__name__}: {err} (set TAKEOVER_DEBUG=1 for the traceback)")
     con = Console()
     for ep in res.episodes:
         s = ep.summary

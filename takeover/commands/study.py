@@ -15,13 +15,6 @@ from typing import Annotated
 import typer
 
 
-def _fail(message: str) -> None:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[red]error:[/red] {message}")
-    raise typer.Exit(2)
-
-
 def study(
     target: Annotated[str, typer.Argument(help="STUDY.yaml, or 'report'")],
     run_dirs: Annotated[list[Path] | None, typer.Argument(
@@ -40,9 +33,10 @@ def study(
     json_out: Annotated[bool, typer.Option("--json", help="report as JSON")] = False,
 ) -> None:
     """Run a participant through a study, or report on the participants' runs."""
+    from takeover.commands.drive import person_errors
     from takeover.config import ConfigError
 
-    try:
+    with person_errors():
         if target == "report":
             _report(run_dirs or [], study_file, repeats, json_out)
             return
@@ -57,16 +51,6 @@ def study(
         folder = out or Path("study-runs") / cfg.name / participant
         data = run_study(cfg, participant, folder, order=order, sound=sound,
                          fullscreen=fullscreen)
-    except ConfigError as err:
-        _fail(str(err))
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    except Exception as err:  # noqa: BLE001 - no traceback reaches the person
-        import os
-
-        if os.environ.get("TAKEOVER_DEBUG"):
-            raise
-        _fail(f"{type(err).__name__}: {err} (set TAKEOVER_DEBUG=1 for the traceback)")
     done = sum(1 for t in data["trials"] if "outcome" in t)
     typer.echo(f"participant {participant}: {done} of {len(data['trials'])} trials driven; "
                f"saved in {folder}")
