@@ -19,7 +19,7 @@ import typer
 def _fail(message: str) -> None:
     from rich.console import Console
 
-    Console(stderr=True).print(f"[red]error:[/red] {message}")
+    Console(stderr=True).print(f"[red]error:[/red] {message}", soft_wrap=True)  # paths whole
     raise typer.Exit(2)
 
 
@@ -110,4 +110,4 @@ def drive(
         con.print(f"seed {ep.seed}: {s.outcome}; {len(ep.records)} steps, {s.human_s:.1f} s "
                   f"driven by you")
     if record is not None and res.episodes:
-        con.print(f"recording saved to {record} (replay with --replay {record})")
+        con.print(f"recording saved to {record} (replay with --replay {record})", soft_wrap=True)
