@@ -122,12 +122,12 @@ class Renderer:
         return surface.blit(img, pos)
 
     # --- drawing ----------------------------------------------------------------------
-    def draw(self, veh: np.ndarray, wld: np.ndarray, hazard: str,
-             overlays: Sequence[Overlay] = ()) -> np.ndarray | None:
-        """Draw one frame of world ``(veh, wld)`` and then each overlay on top."""
+    def compose(self, veh: np.ndarray, wld: np.ndarray, hazard: str,
+                overlays: Sequence[Overlay] = ()) -> Any:
+        """Draw one frame of world ``(veh, wld)`` and each overlay on top into the
+        off-screen surface, and return it (a caller owning its window presents it)."""
         if self._closed:
             raise RuntimeError("this Renderer was closed; create a new one (env.render() does)")
-        pg = self._pg
         self.veh, self.wld, self.hazard = veh, wld, hazard
         self._cam_x = float(veh[0, L.X])
         surf = self.surface
@@ -138,17 +138,20 @@ class Renderer:
             self._draw_caption(surf, veh, wld, hazard)
         for overlay in overlays:
             overlay(surf, self)
+        return surf
+
+    def draw(self, veh: np.ndarray, wld: np.ndarray, hazard: str,
+             overlays: Sequence[Overlay] = ()) -> np.ndarray | None:
+        """Draw one frame of world ``(veh, wld)`` and then each overlay on top."""
+        pg = self._pg
+        surf = self.compose(veh, wld, hazard, overlays)
         if self.mode == "rgb_array":
             buf = pg.image.tobytes(surf, "RGB")
             return np.frombuffer(buf, dtype=np.uint8).reshape(self.height, self.width, 3).copy()
         if self._window is None:
-            pg.display.init()
-            self._window = pg.display.set_mode((self.width, self.height))
-            pg.display.set_caption("takeover")
+            self._window = Window((self.width, self.height))
             self._clock = pg.time.Clock()
-        self._window.blit(surf, (0, 0))
-        pg.event.pump()  # keep the window responsive; never drains the queue (the UI owns it)
-        pg.display.flip()
+        self._window.present(surf)
         if self.realtime:
             self._clock.tick(self.config.control_hz)
         return None
@@ -285,5 +288,72 @@ class Renderer:
             return
         self._closed = True
         if self._window is not None:
-            self._pg.display.quit()
+            self._window.close()
             self._window = None
+
+
+class Window:
+    """A resizable (or full-screen) pygame window presenting fixed-size frames scaled to fit,
+    letterboxed, so every picture and HUD keeps its layout at any window size.
+
+    Args:
+        size: the frames' size in pixels (and the window's initial size).
+        fullscreen: open full screen at the display's resolution.
+        title: the window's title.
+    """
+
+    def __init__(self, size: tuple[int, int], *, fullscreen: bool = False,
+                 title: str = "takeover") -> None:
+        pg = _import_pygame()
+        self._pg = pg
+        self.size = (int(size[0]), int(size[1]))
+        pg.display.init()
+        flags = pg.FULLSCREEN if fullscreen else pg.RESIZABLE
+        self.screen = pg.display.set_mode((0, 0) if fullscreen else self.size, flags)
+        pg.display.set_caption(title)
+        self._closed = False
+
+    def present(self, surface: Any) -> None:
+        """Show ``surface`` scaled to the window (aspect ratio kept) and flip."""
+        pg = self._pg
+        screen = pg.display.get_surface() or self.screen
+        sw, sh = screen.get_size()
+        fw, fh = surface.get_size()
+        if (sw, sh) == (fw, fh):
+            screen.blit(surface, (0, 0))
+        else:
+            k = min(sw / fw, sh / fh)
+            w, h = max(1, int(fw * k)), max(1, int(fh * k))
+            screen.fill((0, 0, 0))
+            screen.blit(pg.transform.smoothscale(surface, (w, h)), ((sw - w) // 2, (sh - h) // 2))
+        pg.event.pump()  # keep the window responsive; never drains the queue (the UI owns it)
+        pg.display.flip()
+
+    def close(self) -> None:
+        """Close the window. Safe to call more than once."""
+        if not self._closed:
+            self._closed = True
+            self._pg.display.quit()
+
+
+def panel(surface: Any, renderer: Renderer, title: str, lines: Sequence[str] = (), *,
+          color: Color = TEXT, title_color: Color = TEXT, top: int | None = None) -> None:
+    """A card of text over a darkened frame (start, pause, end and questionnaire screens):
+    ``title`` in the big font, then ``lines``; centred, or from ``top`` (px) down, e.g.
+    below the road so the ego and what happened to it stay visible."""
+    pg = renderer._pg
+    w, h = surface.get_size()
+    shade = pg.Surface((w, h), pg.SRCALPHA)
+    shade.fill((0, 0, 0, 120))
+    surface.blit(shade, (0, 0))
+    imgs = [renderer.big_font.render(title, True, title_color)]
+    imgs += [renderer.font.render(line, True, color) for line in lines]
+    total = sum(i.get_height() + 6 for i in imgs)
+    y = max((h - total) // 2, 4) if top is None else int(top) + 12
+    bw = min(max(i.get_width() for i in imgs) + 40, w)
+    box = pg.Surface((bw, total + 24), pg.SRCALPHA)
+    box.fill((15, 15, 20, 235))
+    surface.blit(box, ((w - bw) // 2, y - 12))
+    for img in imgs:
+        surface.blit(img, ((w - img.get_width()) // 2, y))
+        y += img.get_height() + 6

@@ -68,6 +68,10 @@ app.command("drive")(_drive.drive)
 from takeover.commands import humans as _humans  # noqa: E402
 
 app.add_typer(_humans.app, name="humans")
+from takeover.commands import study as _study  # noqa: E402
+
+app.command("study")(_study.study)
+
 
 
 def quiet_environment() -> None:

@@ -1,38 +1,17 @@
-"""The live keyboard path, headless: pygame key events posted into ``takeover drive``'s loop,
-the frame-rate-independent KeyState, and bit-identical replay of a recorded drive."""
+"""``takeover drive`` as a person meets it: the key state machine, the CLI's options, and bad
+input refused with one clear line (no traceback) before any window opens."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
-import pygame
 import pytest
+from typer.testing import CliRunner
 
-from takeover.commands.drive import DriveOptions, make_agent, run_drive
+from takeover.cli import app
 from takeover.supervisor.keyboard import KeyEvent, KeyHuman, KeyState
-from takeover.supervisor.replay import ReplayHuman, load_events, save_events
 from takeover.types import HumanView, Phase
-
-
-def _script(plan: dict[int, list[tuple[int, int]]]):
-    """``{frame: [(KEYDOWN|KEYUP, key), ...]}`` -> a before_frame hook posting them."""
-
-    def hook(frame: int) -> None:
-        for kind, key in plan.get(frame, []):
-            pygame.event.post(pygame.event.Event(kind, key=key, mod=0, unicode="",
-                                                 scancode=0))
-
-    return hook
-
-
-def _opts(tmp_path, plan, **kw) -> DriveOptions:
-    base = dict(scenario="Plain-v0", agent="idm", gate="never", seed=3, fixed_clock=True,
-                max_frames=240, sound=False, before_frame=_script(plan),
-                log=tmp_path / "log", record=tmp_path / "keys.json")
-    base.update(kw)
-    return DriveOptions(**base)
-
-
-D, U = pygame.KEYDOWN, pygame.KEYUP
 
 
 @pytest.mark.parametrize("fps", [15, 30, 60])
@@ -62,114 +41,88 @@ def test_cancelling_keys_still_count_as_input():
     assert idle.act(np.zeros((9, 7)), {}, None, view).action is None
 
 
-def test_takeover_drive_and_hand_back(tmp_path):
-    from takeover.logio import read_log
-
-    plan = {10: [(D, pygame.K_SPACE)], 11: [(U, pygame.K_SPACE)],
-            30: [(D, pygame.K_RIGHT), (D, pygame.K_UP)], 60: [(U, pygame.K_RIGHT)],
-            90: [(U, pygame.K_UP)], 120: [(D, pygame.K_r)], 121: [(U, pygame.K_r)]}
-    res = run_drive(_opts(tmp_path, plan))
-    recs = res.records
-    phases = [r.phase for r in recs]
-    assert "human" in phases
-    first = phases.index("human")
-    assert recs[first].transition == "human_initiated"
-    human_recs = [r for r in recs if r.controller == "human" and r.human_action is not None]
-    assert human_recs, "held arrows produced no human actions"
-    steer = [r.human_action[0] for r in human_recs]
-    assert max(steer) > 0.3  # steering built up at its per-second rate
-    assert all(r.action is not None and np.array_equal(r.action, r.human_action)
-               for r in human_recs)
-    # hand back: the agent drives again and the human gives no input
-    assert phases[-1] == "agent" and "human_release" in {r.transition for r in recs}
-    assert recs[-1].human_action is None and recs[-1].controller == "agent"
-    # the episode ended at max_frames as a user quit, flushed to the log
-    assert recs[-1].truncated and recs[-1].reason == "user_quit"
-    log = read_log(tmp_path / "log")
-    (ep,) = log.episodes.values()
-    assert len(ep) == len(recs) and ep[-1].reason == "user_quit"
-    assert [r.controller for r in ep] == [r.controller for r in recs]
-    assert (tmp_path / "log" / "input_latency.json").exists()
-    assert all(0 <= x < 1000 for x in res.latencies_ms) and res.latencies_ms
+def test_holding_control_never_answers_none():
+    """While the person holds control, no key is a standing command, not 'no input'."""
+    human = KeyHuman()
+    human.reset()
+    out = human.act(np.zeros((9, 7)), {}, None, HumanView(Phase.HUMAN, False, 0.0, 0.0, 0.0))
+    assert out.wants_control and out.action is not None and not out.releases
 
 
-def test_escape_ends_the_episode_as_user_quit(tmp_path):
-    from takeover.logio import read_log
-
-    res = run_drive(_opts(tmp_path, {25: [(D, pygame.K_ESCAPE)]}, max_frames=None))
-    assert res.reason == "user_quit" and res.frames == 25
-    assert res.records[-1].truncated and res.records[-1].reason == "user_quit"
-    assert read_log(tmp_path / "log").ok
-
-
-def test_window_close_is_a_user_quit(tmp_path):
-    def hook(frame):
-        if frame == 12:
-            pygame.event.post(pygame.event.Event(pygame.QUIT))
-
-    res = run_drive(_opts(tmp_path, {}, before_frame=hook, max_frames=None, log=None))
-    assert res.reason == "user_quit" and res.records[-1].reason == "user_quit"
+def test_events_are_consumed_by_their_step_not_their_time():
+    human = KeyHuman([KeyEvent(0.0, "takeover", True, step=2)])
+    human.reset()
+    views = [HumanView(Phase.AGENT, False, 0.0, 0.0, 0.1 * k) for k in range(3)]
+    outs = [human.act(np.zeros(1), {}, None, v) for v in views]
+    assert [o.wants_control for o in outs] == [False, False, True]
 
 
-def test_discrete_arrow_press_is_one_meta_action(tmp_path):
-    plan = {20: [(D, pygame.K_UP)], 40: [(U, pygame.K_UP)]}
-    res = run_drive(_opts(tmp_path, plan, action_type="discrete", max_frames=80))
-    given = [r.human_action for r in res.records if r.human_action is not None]
-    assert [a.tolist() for a in given] == [[1.0]]  # "faster", once per press
-    human = [r for r in res.records if r.controller == "human"]
-    assert human and human[0].human_action is not None
-    # the person holds control afterwards; with no key the standing command is idle (0)
-    assert all(r.human_action is None and r.action[0] == 0.0 for r in human[1:])
+def _run(*args):
+    return CliRunner().invoke(app, ["drive", *args])
 
 
-def test_recorded_drive_replays_bit_identically(tmp_path):
-    import gymnasium as gym
-
-    from takeover.supervisor.engine import Supervisor
-    from takeover.supervisor.estimators import make_estimators
-    from takeover.supervisor.gates import GATES
-    from takeover.supervisor.handover import HandoverConfig
-
-    plan = {5: [(D, pygame.K_t)], 6: [(U, pygame.K_t)], 13: [(D, pygame.K_LEFT)],
-            17: [(D, pygame.K_DOWN)], 47: [(U, pygame.K_LEFT)], 71: [(U, pygame.K_DOWN)],
-            100: [(D, pygame.K_RIGHT)], 133: [(U, pygame.K_RIGHT)]}
-    live = run_drive(_opts(tmp_path, plan, scenario="CutIn-v0", gate="threshold",
-                           max_frames=200))
-    events, meta = load_events(tmp_path / "keys.json")
-    assert events == live.events and meta["seed"] == 3
-    save_events(tmp_path / "again.json", events)
-    assert load_events(tmp_path / "again.json")[0] == events
-    env = gym.make("takeover/CutIn-v0")
-    sup = Supervisor(env, make_agent("idm", env), make_estimators(["ttc"]),
-                     GATES.make("threshold"), ReplayHuman(events), gate_score="ttc",
-                     handover=HandoverConfig(human_initiative=True))
-    sup.reset(3)
-    replayed = [sup.step() for _ in range(len(live.records)) if not sup.done]
-    assert any(r.controller == "human" for r in live.records)
-    for a, b in zip(live.records, replayed, strict=True):
-        assert a.obs.tobytes() == b.obs.tobytes() and a.action.tobytes() == b.action.tobytes()
-        assert a.controller == b.controller and a.phase == b.phase
+def test_unknown_scenario_lists_the_valid_ones_without_a_traceback():
+    res = _run("--scenario", "CutIm-v0", "--agent", "idm")
+    assert res.exit_code == 2
+    assert "Valid scenarios" in res.output and "CutIn-v0" in res.output
+    assert "Traceback" not in res.output
 
 
-def test_bad_replay_file_is_refused(tmp_path):
-    p = tmp_path / "x.json"
-    p.write_text('{"hello": 1}')
-    with pytest.raises(ValueError, match="--record"):
-        load_events(p)
+def test_bad_record_path_is_refused_before_the_drive(tmp_path):
+    res = _run("--agent", "idm", "--record", str(tmp_path))
+    assert res.exit_code == 2 and str(tmp_path) in res.output and "directory" in res.output
+    res = _run("--agent", "idm", "--record", "/proc/nope/x.json")
+    assert res.exit_code == 2 and "/proc/nope/x.json" in res.output
 
 
-def test_drive_benchmark_reports_frame_time_percentiles():
-    from takeover.experiments.benchmarks.drive import main
+def test_bad_replay_file_is_refused_naming_it(tmp_path):
+    p = tmp_path / "junk.json"
+    p.write_text("{}")
+    res = _run("--replay", str(p))
+    assert res.exit_code == 2 and "junk.json" in res.output and "Traceback" not in res.output
+    res = _run("--replay", str(tmp_path / "missing.json"))
+    assert res.exit_code == 2 and "missing.json" in res.output
 
-    out = main(frames=40, agent="idm")
-    assert out["frames"] == 40 and out["p50_ms"] > 0 and out["p99_ms"] >= out["p50_ms"]
+
+def test_replay_refuses_a_different_scenario(tmp_path):
+    from takeover.supervisor.replay import EpisodeRecording, Recording, save_recording
+
+    p = tmp_path / "r.json"
+    save_recording(p, Recording({"scenario": "CutIn-v0", "agent": "idm", "gate": "never"}, {},
+                                [EpisodeRecording(3, [], "quit", 4)]))
+    res = _run("--replay", str(p), "--scenario", "Merge-v0")
+    assert res.exit_code == 2 and "CutIn-v0" in res.output and "--scenario" in res.output
+    res = _run("--replay", str(p), "--seed", "5")
+    assert res.exit_code == 2 and "seed 3" in res.output
+
+
+def test_bad_gate_names_the_closest_one():
+    res = _run("--agent", "idm", "--gate", "treshold")
+    assert res.exit_code == 2 and "threshold" in res.output and "Traceback" not in res.output
+
+
+def test_cli_drive_headless_records_and_logs(tmp_path):
+    res = _run("--agent", "idm", "--scenario", "Plain", "--fixed-clock", "--max-frames", "60",
+               "--no-sound", "--record", str(tmp_path / "r.json"), "--log", str(tmp_path / "log"))
+    assert res.exit_code == 0, res.output
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["settings"]["scenario"] == "Plain" and data["settings"]["agent"] == "idm"
+    assert data["episodes"][0]["seed"] == 1 and data["episodes"][0]["end"] == "max_frames"
 
 
 def test_default_action_type_follows_the_agent():
     """`takeover drive` with no options must build the env the shipped (discrete) novice
     was trained on, and the IDM stand-in drives the default continuous env."""
-    from takeover.commands.drive import DriveOptions, _action_type
+    from takeover.supervisor.live import LiveSettings, resolve_action_type
 
-    assert _action_type(DriveOptions(agent="novice")) == "discrete"
-    assert _action_type(DriveOptions(agent="idm")) == "continuous"
-    assert _action_type(DriveOptions(agent="novice", action_type="continuous")) == "continuous"
+    assert resolve_action_type(LiveSettings(agent="novice")) == "discrete"
+    assert resolve_action_type(LiveSettings(agent="idm")) == "continuous"
+    assert resolve_action_type(LiveSettings(agent="novice", action_type="continuous")) == \
+        "continuous"
+
+
+def test_drive_benchmark_reports_frame_time_percentiles():
+    from takeover.experiments.benchmarks.drive import frames
+
+    out = frames(frames=40, agent="idm")
+    assert out["frames"] == 40 and out["p50_ms"] > 0 and out["p99_ms"] >= out["p50_ms"]
