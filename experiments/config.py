@@ -31,8 +31,8 @@ BASELINES = ("agent_alone", "never", "always", "random")
 and the supervisor with the ``never`` / ``always`` / rate-matched ``random`` gates."""
 
 TRAIN_METHODS = ("hg-dagger", "thrifty", "none")
-"""Behaviour-cloning updates of the agent's PPO policies. PVP (``takeover.agents.pvp``) needs
-an off-policy DQN/SAC agent and is not wired into ``takeover run``."""
+"""Behaviour-cloning updates of the agent's PPO policies (``takeover.agents.learners``). PVP
+and RLIF need the off-policy DQN agent: ``takeover run learning`` runs them."""
 
 
 def _registry_names(module: str, attr: str) -> Callable[[], list[str] | None]:

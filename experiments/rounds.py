@@ -194,11 +194,11 @@ class LearningSection:
             if names is not None and m not in names:
                 raise ConfigError(f"learning.methods: unknown learner {m!r}."
                                   f"{closest(m, names)} Valid: {', '.join(names)}")
-        for key in ("learner_kwargs", "gates"):
+        for key in ("learner_kwargs", "gates"):  # entries of unselected methods are kept
             for m in getattr(self, key):
-                if m not in self.methods:
-                    raise ConfigError(f"learning.{key}.{m}: {m!r} is not in learning.methods "
-                                      f"({', '.join(self.methods)})")
+                if m not in (names or self.methods):
+                    raise ConfigError(f"learning.{key}.{m}: unknown learner {m!r}."
+                                      f"{closest(m, names or list(self.methods))}")
 
 
 @dataclass(frozen=True)

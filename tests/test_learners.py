@@ -184,5 +184,10 @@ def test_learning_config_is_dispatched_and_checked():
     assert len(grid) == 9 * 10 * 10 * 30 and max(grid) < 200_000  # disjoint, in the block
     with pytest.raises(ConfigError, match="Did you mean 'rlif'"):
         load_learning_config("learning", ["learning.methods=[rlf]"])
-    with pytest.raises(ConfigError, match="not in learning.methods"):
-        load_learning_config("learning", ["learning.methods=[pvp]"])
+    from takeover.config import from_dict
+    from takeover.experiments.rounds import LearningSection
+
+    with pytest.raises(ConfigError, match="learner_kwargs.pvpp: unknown learner"):
+        from_dict(LearningSection, {"learner_kwargs": {"pvpp": {}}})
+    assert load_learning_config("learning", ["learning.methods=[pvp]"]).learning.methods == (
+        "pvp",)  # the other methods' learner_kwargs are kept, unused
