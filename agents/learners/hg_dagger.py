@@ -451,7 +451,8 @@ def clone_members(policies: Sequence, data: Aggregate, *, epochs: int, batch_siz
         from takeover.agents.ensemble import actor_parts
 
         hidden = prior_layout(policies[0])[0]
-        eps = float(torch.diagonal(actor_parts(policies[0]).trunk[-1].weight[:hidden]).mean())
+        last = actor_parts(policies[0]).trunk[-1].weight.detach()
+        eps = float(torch.diagonal(last[:hidden]).mean())
         lr = lr / eps
     rng = np.random.default_rng(seed)
     hists = []

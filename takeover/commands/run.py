@@ -61,10 +61,7 @@ def run(
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
     run_dir = out or default_run_dir(cfg.name)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        console.print(f"[red]error:[/red] {run_dir} already exists and is not empty; pass "
-                      "another --out (or delete it)")
-        raise typer.Exit(2)
+    _refuse_nonempty(run_dir, console)
     from takeover.agents.checkpoint import CheckpointError
 
     try:
@@ -113,6 +110,13 @@ def _run(cfg, run_dir: Path, overrides: list[str], quiet: bool, console):
         return run_experiment(cfg, run_dir, overrides=overrides, progress=start)
 
 
+def _refuse_nonempty(run_dir: Path, console) -> None:
+    if run_dir.exists() and any(run_dir.iterdir()):
+        console.print(f"[red]error:[/red] {run_dir} already exists and is not empty; pass "
+                      "another --out (or delete it)")
+        raise typer.Exit(2)
+
+
 def _run_learning(config: str | None, overrides: list[str], out: Path | None, quiet: bool,
                   console) -> None:
     """``takeover run learning``: every learner through the same rounds
@@ -127,10 +131,7 @@ def _run_learning(config: str | None, overrides: list[str], out: Path | None, qu
         console.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2) from None
     run_dir = out or default_run_dir(cfg.name)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        console.print(f"[red]error:[/red] {run_dir} already exists and is not empty; pass "
-                      "another --out (or delete it)")
-        raise typer.Exit(2)
+    _refuse_nonempty(run_dir, console)
     tick = None if quiet else (lambda msg: console.print(msg))
     _, report, seconds = run_learning(cfg, run_dir, progress=tick)
     console.print(f"report: {report}  ({seconds:.0f} s)")
