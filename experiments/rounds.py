@@ -229,10 +229,10 @@ def is_learning_config(config: str | Path | None) -> bool:
     from takeover.experiments.config import resolve_path
 
     try:
-        path = resolve_path(config)
-    except ConfigError:
+        data = load_yaml(resolve_path(config))
+    except ConfigError:  # the experiment path reports a bad file
         return False
-    return path.is_file() and "learning" in (load_yaml(path) or {})
+    return isinstance(data, dict) and "learning" in data
 
 
 def load_learning_config(config: str | Path,
