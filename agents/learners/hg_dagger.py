@@ -25,9 +25,9 @@ Two details decide whether cloning a few hundred intervention steps helps or hur
 * *Keeping what the supervisor needs.* A randomized-prior ensemble member
   (``distill.prior_member``) is the teacher's frozen trunk, a fixed random prior and a
   trained correction; its disagreement with the other members is the prior that was not
-  fitted away. :func:`finetune_params` never touches the trunk or the priors (default:
-  each member refits its correction), and ``refit="shared"`` moves every member by the
-  same change, so the disagreement survives fine-tuning exactly.
+  fitted away. :func:`finetune_params` never touches the trunk or the priors, and
+  ``refit="shared"`` (the learner's default) moves every member by the same change, so
+  the disagreement survives fine-tuning exactly.
 
 Typical round::
 
@@ -386,10 +386,12 @@ class HGDagger:
         bootstrap: each member trains on its own bootstrap resample of the aggregate
             (ThriftyDAgger's rule; keeps members distinct).
         refit: what a randomized-prior ensemble may change (:func:`clone_members`):
-            ``"correction"`` (default: priors and trunk kept, each member refits its
-            correction), ``"shared"`` (the disagreement is kept exactly, but the policy
-            changes less: measured no safety gain in two rounds) or ``"all"``; a single
-            policy always refits every parameter.
+            ``"shared"`` (default: the disagreement is kept exactly), ``"correction"``
+            (priors and trunk kept, each member refits its correction) or ``"all"``; a
+            single policy always refits every parameter. Measured on the shipped
+            novice-ensemble, stalled car, average human, held-out seeds 1_000_000..19, two
+            rounds: agent-alone safety 0.40 -> 0.55 / 0.55 / 0.75 and disagreement AUROC
+            0.83 -> 0.87 / 0.79 / 0.75 (shared / correction / all).
     """
 
     name = "hg-dagger"
@@ -397,7 +399,7 @@ class HGDagger:
 
     def __init__(self, *, epochs: int = 10, batch_size: int = 64, lr: float = 3e-4,
                  anchor_weight: float = 1.0, relabel: bool = True,
-                 bootstrap: bool = False, refit: str = "correction") -> None:
+                 bootstrap: bool = False, refit: str = "shared") -> None:
         if refit not in REFIT:
             raise ValueError(f"refit={refit!r}: use one of {', '.join(REFIT)}")
         self.epochs, self.batch_size, self.lr, self.refit = epochs, batch_size, lr, refit
