@@ -181,14 +181,14 @@ def plain_states(novice) -> np.ndarray:
 
 def prior_agent(novice, states: np.ndarray, members: int, meta: dict):
     """``novice-ensemble``: ``members`` randomized-prior members around the novice."""
-    from takeover.agents.distill import prior_ensemble
+    from takeover.agents.learners.distill import prior_ensemble
     from takeover.agents.policy import EnsembleAgent
 
     return EnsembleAgent(prior_ensemble(novice.policy, states, members, seed=0),
                          reference_obs=novice.reference_obs, metadata={
         **meta, "ensemble": f"{members} randomized-prior members on the novice's features, "
         f"fitted on bootstrap resamples of {len(states)} novice states "
-        "(agents/distill.py prior_ensemble)"})
+        "(agents/learners/distill.py prior_ensemble)"})
 
 
 def _finish(name: str, agent, out: Path, risk_episodes: int, risk_epochs: int) -> dict:

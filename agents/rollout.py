@@ -10,7 +10,13 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-FAILURE_REASONS = ("collision", "offroad")
+FAILURE_REASONS = ("collision", "offroad", "off_road")
+ARRIVED_MIN_SPEED = 5.0
+"""m/s. Until the world reports ``info["outcome"] == "arrived"``, an episode counts as
+arrived-like when it did not fail, still drives faster than this at its end (stopping is
+not arriving) and covered ``ARRIVED_MIN_DISTANCE``."""
+ARRIVED_MIN_DISTANCE = 300.0
+"""m: 30 s at an average 10 m/s (the novice cruises at 20-30 m/s in plain traffic)."""
 
 
 @dataclass(frozen=True)
@@ -24,6 +30,10 @@ class Episode:
         mean_speed: mean ego speed over the episode, m/s.
         hazard: the scenario's hazard name.
         obs: ``(steps, *obs_shape)`` observations the policy acted on (if kept).
+        final_speed: ego speed at the last step, m/s.
+        distance: m driven (``info["route_progress"]`` where the world reports it, else the
+            ego's ``x`` displacement).
+        outcome: the world's ``info["outcome"]`` at the last step, ``""`` if it has none.
     """
 
     env_id: str
@@ -34,10 +44,23 @@ class Episode:
     mean_speed: float
     hazard: str
     obs: np.ndarray | None = None
+    final_speed: float = float("nan")
+    distance: float = float("nan")
+    outcome: str = ""
 
     @property
     def failed(self) -> bool:
-        return self.reason in FAILURE_REASONS
+        return (self.outcome or self.reason) in FAILURE_REASONS
+
+    @property
+    def arrived(self) -> bool:
+        """The world's ``arrived`` outcome; before the world reports outcomes, arrived-like:
+        no failure, final speed above ``ARRIVED_MIN_SPEED`` and at least
+        ``ARRIVED_MIN_DISTANCE`` driven."""
+        if self.outcome:
+            return self.outcome == "arrived"
+        return (not self.failed and self.final_speed > ARRIVED_MIN_SPEED
+                and self.distance >= ARRIVED_MIN_DISTANCE)
 
 
 def run_episodes(predict: Callable[[np.ndarray], np.ndarray], env_id: str, seeds: list[int],
@@ -53,6 +76,9 @@ def run_episodes(predict: Callable[[np.ndarray], np.ndarray], env_id: str, seeds
         hazards = [i["hazard"] for _, i in first]
         traj: list[list[np.ndarray]] = [[o] for o in obs] if keep_obs else [[] for _ in chunk]
         speeds: list[list[float]] = [[i["speed"]] for _, i in first]
+        start = [_position(i) for _, i in first]
+        dist = [0.0] * len(chunk)
+        outcome = [""] * len(chunk)
         rets = [0.0] * len(chunk)
         reasons = [""] * len(chunk)
         alive = list(range(len(chunk)))
@@ -65,6 +91,8 @@ def run_episodes(predict: Callable[[np.ndarray], np.ndarray], env_id: str, seeds
                 speeds[i].append(info["speed"])
                 if term or trunc:
                     reasons[i] = info["reason"]
+                    dist[i] = _position(info) - start[i]
+                    outcome[i] = str(info.get("outcome", ""))
                     continue
                 obs[i] = o
                 if keep_obs:
@@ -77,5 +105,11 @@ def run_episodes(predict: Callable[[np.ndarray], np.ndarray], env_id: str, seeds
                 env_id, chunk[i], reasons[i], len(speeds[i]) - 1, rets[i],
                 float(np.mean(speeds[i])), hazards[i],
                 np.stack(traj[i]).astype(np.float32) if keep_obs else None,
+                float(speeds[i][-1]), float(dist[i]), outcome[i],
             ))
     return episodes
+
+
+def _position(info: dict) -> float:
+    """m along the road: the route progress where the world reports it, else ``x``."""
+    return float(info.get("route_progress", info["x"]))

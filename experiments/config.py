@@ -52,8 +52,8 @@ HELD_OUT_SEED = 1_000_000
 ``1_000_000`` upward; no test, training or calibration uses it)."""
 
 TRAIN_METHODS = ("hg-dagger", "thrifty", "none")
-"""Behaviour-cloning updates of the agent's PPO policies. PVP (``takeover.agents.pvp``) needs
-an off-policy DQN/SAC agent and is not wired into ``takeover run``."""
+"""Behaviour-cloning updates of the agent's PPO policies (``takeover.agents.learners``). PVP
+and RLIF need the off-policy DQN agent: ``takeover run learning`` runs them."""
 
 
 def gate_names() -> list[str]:

@@ -15,11 +15,31 @@ aggregate, so the members stay distinct and the ensemble's disagreement stays me
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import yaml
+
+from takeover.agents.learners.base import intervened
+from takeover.atomic import atomic_write_text
+from takeover.config import ConfigError, option, validate
+from takeover.experiments.config import (
+    CounterfactualSection,
+    EnvSection,
+    ExperimentConfig,
+    StatsSection,
+    SupervisorSection,
+    TrainSection,
+)
 from takeover.experiments.episodes import Condition
 from takeover.experiments.metrics import METRICS
+from takeover.experiments.stats import iqm_interval
 from takeover.records import StepRecord
+from takeover.registry import closest
 
 CURVE_METRICS = ("success_rate", "collision_rate", "failure_rate", "interventions_per_episode",
                  "interventions_per_km", "human_share", "context_switches_per_episode",
@@ -28,47 +48,27 @@ CURVE_METRICS = ("success_rate", "collision_rate", "failure_rate", "intervention
 context switches; plus distance, so a policy made "safe" by crawling shows up)."""
 
 
-def human_labelled(records: list[StepRecord]) -> list[StepRecord]:
-    """Steps the human drove with an actual input: the HG-DAgger training data."""
-    return [r for r in records if r.controller == "human" and r.human_action is not None]
-
-
 def finetune(agent: Any, episodes: list[list[StepRecord]], *, method: str, epochs: int,
              batch_size: int, lr: float, seed: int, references: list[Any] | None = None,
              anchor_weight: float = 0.0, relabel: bool = True) -> list[float]:
-    """Update ``agent`` in place from every logged episode so far; returns the mean BC loss
-    per epoch of the first member (empty when there is nothing to learn).
+    """Update ``agent`` in place from every logged episode so far with the BC learner
+    ``method`` (``hg-dagger`` / ``thrifty``, ``takeover.agents.learners``); returns the
+    mean BC loss per epoch of the first member (empty when there is nothing to learn).
 
-    ``hg-dagger``: behaviour cloning of every member on the human-labelled aggregate.
-    ``thrifty``: the same on a bootstrap resample per member, then the risk critic is refit
-    on all logged steps (``takeover.agents.bc.thrifty_update``).
     ``references`` (one frozen policy per member, e.g. the shipped agent's) with
     ``anchor_weight > 0`` keep each member close to its reference on the agent-driven
-    steps; ``relabel`` turns discrete labels into executed ones (``bc.executed_label``)."""
+    steps; ``relabel`` turns discrete labels into executed ones."""
     if method == "none":
         return []
-    from takeover.agents.bc import Aggregate, bc_update, thrifty_update
+    from takeover.agents.learners import LEARNERS
 
-    data = Aggregate.from_records((r for e in episodes for r in e), relabel=relabel)
-    if len(data) == 0:
-        return []
-    policies = list(getattr(agent, "policies", []))
-    if not policies:
-        raise TypeError(f"agent {type(agent).__name__} exposes no SB3 policies to fine-tune")
-    refs = list(references) if references is not None and anchor_weight > 0 else None
-    if method == "thrifty":
-        res = thrifty_update(policies, data, episodes, getattr(agent, "risk_critic", None),
-                             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
-                             references=refs, anchor_weight=anchor_weight)
-        hists = res.bc
-    else:
-        hists = [bc_update(p, data, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed + k,
-                           reference=None if refs is None else refs[k],
-                           anchor_weight=0.0 if refs is None else anchor_weight)
-                 for k, p in enumerate(policies)]
-    for p in policies:
-        p.set_training_mode(False)
-    return [float(x) for x in hists[0]]
+    use_anchor = references is not None and anchor_weight > 0
+    learner = LEARNERS.make(method, epochs=epochs, batch_size=batch_size, lr=lr,
+                            anchor_weight=anchor_weight if use_anchor else 0.0,
+                            relabel=relabel)
+    learner.references = list(references) if use_anchor else None
+    stats = learner.update(agent, episodes, seed=seed)
+    return list(learner.history) if stats.get("samples") else []
 
 
 def run_rounds(exp: Any) -> list[dict[str, Any]]:
@@ -83,7 +83,7 @@ def run_rounds(exp: Any) -> list[dict[str, Any]]:
     human_steps_total = 0
     references = None
     if t.method != "none" and t.rounds > 0 and t.anchor_weight > 0:
-        from takeover.agents.bc import frozen_copy
+        from takeover.agents.learners.hg_dagger import frozen_copy
 
         references = [frozen_copy(p) for p in getattr(exp.agent, "policies", [])]
     for rnd in range(t.rounds + 1):
@@ -102,7 +102,7 @@ def run_rounds(exp: Any) -> list[dict[str, Any]]:
         for r in collected:
             by_episode.setdefault(r.episode, []).append(r)
         logged += list(by_episode.values())
-        new = len(human_labelled(collected))
+        new = sum(map(intervened, collected))
         human_steps_total += new
         labelled += new
         losses = finetune(exp.agent, logged, method=t.method, epochs=t.epochs,
@@ -114,3 +114,465 @@ def run_rounds(exp: Any) -> list[dict[str, Any]]:
                     "bc_loss_last": losses[-1] if losses else None})
         rows.append(row)
     return rows
+
+
+# ======================================================================== learning experiment
+# ``takeover run learning``: every method of ``takeover.agents.learners`` through the same
+# rounds, compared on agent-alone arrival per human-minute.
+#
+#   for method x human x fine-tuning seed:
+#       agent = a fresh starting agent (PPO novice for BC methods, the DQN for pvp / rlif)
+#       for round in 0..R:
+#           evaluate agent alone on held-out seeds (1_000_000 + ...), hazards and plain traffic
+#           if round == R: stop
+#           supervise N episodes per scenario (training seeds 100_000 + ...) -> crash-safe log
+#           learner.update(agent, read_episodes(every round's log so far))
+#
+# Held-out seeds are the same for every method, human, fine-tuning seed and round, so
+# differences are paired. Human-minutes are simulated time under human control.
+
+LEARNING_METHODS = ("hg-dagger", "thrifty", "pvp", "rlif")
+HELD_OUT_SEED = 1_000_000
+"""First held-out evaluation seed (``takeover.config.HELD_OUT_SEED`` once the base exports
+it)."""
+TRAIN_SEED = 100_000
+"""First seed of supervised collection (the training block 100_000..199_999)."""
+
+
+def _learner_names() -> list[str] | None:
+    try:
+        from takeover.agents.learners import LEARNERS
+    except ImportError:
+        return None
+    return LEARNERS.names()
+
+
+@dataclass(frozen=True)
+class LearningSection:
+    """The comparison grid and its budget."""
+
+    methods: tuple[str, ...] = option(LEARNING_METHODS, "learners to compare "
+                                      "(takeover.agents.learners.LEARNERS names)")
+    humans: tuple[str, ...] = option(("average", "novice"), "scripted humans, each its own "
+                                     "arm (the second is the weaker one)")
+    finetune_seeds: int = option(3, "independent fine-tuning seeds per method and human "
+                                 "(the runs of the CIs)", range=(1, 9))
+    rounds: int = option(3, "fine-tuning rounds", range=(0, 9))
+    episodes_per_round: int = option(4, "supervised episodes per scenario per round",
+                                     range=(1, 30))
+    eval_episodes: int = option(20, "held-out agent-alone episodes per scenario per round",
+                                range=(1, 10_000))
+    plain_episodes: int = option(10, "held-out plain-traffic episodes per round (the "
+                                 "'keeps ordinary driving' check; 0 = off)", range=(0, 10_000))
+    bc_agent: str = option("novice", "starting agent of the behaviour-cloning learners "
+                           "(shipped name or checkpoint folder)")
+    q_agent: str = option("agents/pretrained/novice-dqn", "starting DQN of pvp / rlif "
+                          "(a takeover.agents.learners.offpolicy checkpoint folder)")
+    learner_kwargs: dict[str, Any] = option(None, "per method, keyword arguments of its "
+                                            "learner, e.g. {pvp: {gradient_steps: 300}}",
+                                            factory=dict)
+    gates: dict[str, Any] = option(None, "per method, a gate override {gate: NAME, "
+                                   "gate_kwargs: {...}} (default: supervisor.gate)",
+                                   factory=dict)
+    eval_seed: int = option(HELD_OUT_SEED, "first held-out evaluation seed (scenario k "
+                            "uses eval_seed + 10_000 k + i)", range=(0, 2**31 - 1_000_000))
+    train_seed: int = option(TRAIN_SEED, "first supervised-collection seed",
+                             range=(0, 2**31 - 1_000_000))
+    target_arrival: float = option(0.5, "arrival rate whose human-minutes the report "
+                                   "tabulates", range=(0.0, 1.0))
+    disagreement_horizon: float = option(2.0, "s; an ensemble's disagreement is scored "
+                                         "against failure within this horizon", range=(0.1, 30))
+
+    def __post_init__(self) -> None:
+        validate(self, "learning")
+        for key in ("methods", "humans"):
+            vals = getattr(self, key)
+            if not vals or len(set(vals)) != len(vals):
+                raise ConfigError(f"learning.{key} must list distinct values, got {list(vals)}")
+        names = _learner_names()
+        for m in self.methods:
+            if names is not None and m not in names:
+                raise ConfigError(f"learning.methods: unknown learner {m!r}."
+                                  f"{closest(m, names)} Valid: {', '.join(names)}")
+        for key in ("learner_kwargs", "gates"):  # entries of unselected methods are kept
+            for m in getattr(self, key):
+                if m not in (names or self.methods):
+                    raise ConfigError(f"learning.{key}.{m}: unknown learner {m!r}."
+                                      f"{closest(m, names or list(self.methods))}")
+
+
+@dataclass(frozen=True)
+class LearningConfig:
+    """A ``takeover run`` config with a ``learning:`` section (see ``configs/learning.yaml``)."""
+
+    name: str = option("learning", "run name (the run folder's prefix)")
+    seed: int = option(0, "base seed of the learner updates", range=(0, 2**31 - 1))
+    env: EnvSection = field(default_factory=EnvSection, metadata={"help": "worlds"})
+    supervisor: SupervisorSection = field(default_factory=SupervisorSection,
+                                          metadata={"help": "supervision during collection"})
+    learning: LearningSection = field(default_factory=LearningSection,
+                                      metadata={"help": "methods, humans, budget"})
+    stats: StatsSection = field(default_factory=StatsSection, metadata={"help": "CIs"})
+    figures: bool = option(True, "draw the report's figure")
+
+    def __post_init__(self) -> None:
+        validate(self)
+        if not self.name or any(c in self.name for c in "/\\"):
+            raise ConfigError(f"name={self.name!r} must be non-empty and contain no slashes")
+        if len(self.env.scenarios) > 10:
+            raise ConfigError("env.scenarios: at most 10 (the training seed layout)")
+
+
+def is_learning_config(config: str | Path | None) -> bool:
+    """Does this ``takeover run`` argument name a config with a ``learning:`` section?"""
+    from takeover.config import load_yaml
+    from takeover.experiments.config import resolve_path
+
+    try:
+        data = load_yaml(resolve_path(config))
+    except ConfigError:  # the experiment path reports a bad file
+        return False
+    return isinstance(data, dict) and "learning" in data
+
+
+def load_learning_config(config: str | Path,
+                         overrides: Sequence[str] = ()) -> LearningConfig:
+    from takeover.config import apply_overrides, from_dict, load_yaml
+    from takeover.experiments.config import resolve_path
+
+    data = apply_overrides(load_yaml(resolve_path(config)), list(overrides))
+    return from_dict(LearningConfig, data)
+
+
+def _experiment_config(cfg: LearningConfig, human: str, method: str) -> ExperimentConfig:
+    """The per-arm ``ExperimentConfig`` the episode runner (``episodes.Rollouts``) needs."""
+    sup = replace(cfg.supervisor, human=human)
+    gate = cfg.learning.gates.get(method)
+    if gate:
+        sup = replace(sup, gate=gate["gate"], gate_kwargs=dict(gate.get("gate_kwargs", {})))
+    return ExperimentConfig(name=cfg.name, seed=cfg.seed, env=cfg.env, supervisor=sup,
+                            train=TrainSection(method="none", rounds=0),
+                            counterfactual=CounterfactualSection(enabled=False))
+
+
+def starting_agent(cfg: LearningConfig, method: str, env: Any) -> Any:
+    """A fresh copy of the method's starting agent (loaded anew for every arm)."""
+    from takeover.agents.learners import LEARNERS
+
+    kind = LEARNERS.get(method).agent_kind
+    if kind == "q":
+        from takeover.agents.learners.offpolicy import load_q_agent
+
+        return load_q_agent(resolve_agent_path(cfg.learning.q_agent))
+    from takeover.agents import load_agent
+
+    return load_agent(cfg.learning.bc_agent, env=env)
+
+
+def resolve_agent_path(name: str) -> Path:
+    """A relative checkpoint path is taken from the current folder, else the package root."""
+    p = Path(name)
+    if p.is_absolute() or p.exists():
+        return p
+    return Path(__file__).resolve().parents[1] / p
+
+
+def held_out_seeds(cfg: LearningConfig) -> dict[str, list[int]]:
+    """Evaluation seeds per scenario (and ``plain``): ``eval_seed + 10_000 k + i``
+    (``eval_seed`` = 1_000_000, the held-out block, unless a test moves it)."""
+    lc = cfg.learning
+    out = {s: [lc.eval_seed + 10_000 * k + i for i in range(lc.eval_episodes)]
+           for k, s in enumerate(cfg.env.scenarios)}
+    if lc.plain_episodes:
+        out["plain"] = [lc.eval_seed + 900_000 + i for i in range(lc.plain_episodes)]
+    return out
+
+
+def train_seed(base: int, ft_seed: int, rnd: int, scenario_index: int, episode: int) -> int:
+    """Collection seed ``base + 3000 ft + 300 rnd + 30 k + i``: disjoint across
+    fine-tuning seeds, rounds (< 10), scenarios (< 10) and episodes (< 30), which the
+    config's ranges guarantee; within 30_000 of ``base`` (the training block from
+    100_000 by default)."""
+    return base + 3000 * ft_seed + 300 * rnd + 30 * scenario_index + episode
+
+
+def evaluate_alone(agent: Any, cfg: LearningConfig, seeds: Mapping[str, list[int]],
+                   horizon: float) -> dict[str, Any]:
+    """Agent-alone held-out evaluation: arrival and safety per scenario, and for an
+    ensemble the AUROC of its disagreement for failure within ``horizon`` s."""
+    from takeover.agents.rollout import run_episodes
+    from takeover.experiments.episodes import SCENARIO_IDS
+
+    kw = cfg.env.env_kwargs()
+    out: dict[str, Any] = {"arrived": {}, "safe": {}, "km": {}}
+    kept: list[Any] = []
+    ensemble = len(getattr(agent, "policies", [])) > 1
+    for scen, sd in seeds.items():
+        env_id = SCENARIO_IDS["none" if scen == "plain" else scen]
+        eps = run_episodes(agent.predict, env_id, sd, keep_obs=ensemble and scen != "plain",
+                           **kw)
+        out["arrived"][scen] = float(np.mean([e.arrived for e in eps]))
+        out["safe"][scen] = float(np.mean([not e.failed for e in eps]))
+        out["km"][scen] = float(np.mean([e.distance for e in eps]) / 1000.0)
+        if ensemble and scen != "plain":
+            kept += eps
+    if kept:
+        out["disagreement_auroc"] = disagreement_auroc(agent, kept, horizon,
+                                                       reps=cfg.stats.bootstrap, seed=cfg.seed)
+    return out
+
+
+def disagreement_auroc(agent: Any, episodes: Sequence[Any], horizon: float, *,
+                       reps: int = 1000, seed: int = 0) -> dict[str, float]:
+    """AUROC of the ensemble-disagreement estimator (what the supervisor's ``ensemble``
+    score reads) for "the agent alone fails within ``horizon`` s", with a 95% bootstrap
+    CI over episodes (steps of one episode are not independent)."""
+    from sklearn.metrics import roc_auc_score
+
+    from takeover.agents.risk import failure_labels
+    from takeover.supervisor.estimators import EnsembleDisagreement
+
+    est = EnsembleDisagreement()
+    steps = np.array([round(horizon * 10.0)])
+    scores, labels = [], []
+    for e in episodes:
+        outs = agent.act_batch(e.obs)
+        scores.append(est.score_batch(e.obs, outs))
+        labels.append(failure_labels(len(e.obs), e.failed, steps)[:, 0])
+    y_all = np.concatenate(labels)
+    if y_all.all() or not y_all.any():
+        return {"auroc": math.nan, "lo": math.nan, "hi": math.nan, "positives": int(y_all.sum())}
+    point = float(roc_auc_score(y_all, np.concatenate(scores)))
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(reps):
+        idx = rng.integers(0, len(episodes), len(episodes))
+        y = np.concatenate([labels[i] for i in idx])
+        if y.all() or not y.any():
+            continue
+        boots.append(roc_auc_score(y, np.concatenate([scores[i] for i in idx])))
+    lo, hi = (np.percentile(boots, [2.5, 97.5]) if boots else (math.nan, math.nan))
+    return {"auroc": point, "lo": float(lo), "hi": float(hi), "positives": int(y_all.sum())}
+
+
+def run_arm(cfg: LearningConfig, method: str, human: str, ft_seed: int, run_dir: Path,
+            seeds: Mapping[str, list[int]], progress: Any = None) -> list[dict[str, Any]]:
+    """One method x human x fine-tuning seed: the round loop; one row per round."""
+    from takeover.agents.learners import LEARNERS, human_seconds, read_episodes
+    from takeover.experiments.episodes import EnvCache, Rollouts
+    from takeover.logio import LogWriter
+    from takeover.records import RunMeta
+
+    lc = cfg.learning
+    exp_cfg = _experiment_config(cfg, human, method)
+    envs = EnvCache(exp_cfg)
+    try:
+        agent = starting_agent(cfg, method, envs.get(cfg.env.scenarios[0]))
+        learner = LEARNERS.make(method, **dict(lc.learner_kwargs.get(method, {})))
+        learner.start(agent)
+        rollouts = Rollouts(exp_cfg, envs, agent)
+        cond = Condition("supervised", exp_cfg.supervisor.gate,
+                         dict(exp_cfg.supervisor.gate_kwargs))
+        logs: list[Path] = []
+        minutes = 0.0
+        interventions = 0
+        rows = []
+        for rnd in range(lc.rounds + 1):
+            ev = evaluate_alone(agent, cfg, seeds, lc.disagreement_horizon)
+            row = {"method": method, "human": human, "ft_seed": ft_seed, "round": rnd,
+                   "human_minutes": minutes, "interventions": interventions, **ev}
+            rows.append(row)
+            if progress:
+                progress(f"{method} {human} ft{ft_seed} round {rnd}")
+            if rnd == lc.rounds:
+                break
+            log_dir = run_dir / "logs" / method / human / f"ft{ft_seed}" / f"round{rnd}"
+            meta = RunMeta(run_id=f"{cfg.name}-{method}-{human}-ft{ft_seed}-r{rnd}",
+                           seed=cfg.seed, config={"method": method, "human": human})
+            with LogWriter(log_dir, meta) as w:
+                for k, scen in enumerate(cfg.env.scenarios):
+                    for i in range(lc.episodes_per_round):
+                        eid = f"{scen}-r{rnd}-e{i:02d}"
+                        records, _ = rollouts.run(cond, scen, train_seed(lc.train_seed, ft_seed, rnd, k, i),
+                                                  eid)
+                        for r in records:
+                            w.write(r)
+                        w.end_episode()
+            logs.append(log_dir)
+            new = read_episodes(log_dir)
+            minutes += human_seconds(new) / 60.0
+            interventions += sum(
+                1 for e in new for a, b in zip(e, e[1:], strict=False)
+                if a.controller != "human" and b.controller == "human")
+            stats = learner.update(agent, read_episodes(*logs),
+                                   seed=cfg.seed * 1000 + ft_seed * 100 + rnd)
+            row["update"] = stats
+        return rows
+    finally:
+        envs.close()
+
+
+def _pooled(row: Mapping[str, Any], key: str, scenarios: Sequence[str]) -> float:
+    return float(np.mean([row[key][s] for s in scenarios]))
+
+
+def summarize_learning(cfg: LearningConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per method x human x round: arrival / safety on the hazards, plain arrival and
+    human-minutes, as IQM with stratified bootstrap CIs over (fine-tuning seeds x
+    scenarios); the gain over round 0 paired by seed and scenario; human-minutes to the
+    target arrival rate."""
+    lc, scen = cfg.learning, list(cfg.env.scenarios)
+    kw = {"reps": cfg.stats.bootstrap, "confidence": cfg.stats.confidence, "seed": cfg.seed}
+    curves: dict[str, Any] = {}
+    for method in lc.methods:
+        for human in lc.humans:
+            arm = [r for r in rows if r["method"] == method and r["human"] == human]
+            by_round = []
+            for rnd in range(lc.rounds + 1):
+                rr = sorted((r for r in arm if r["round"] == rnd), key=lambda r: r["ft_seed"])
+                if not rr:
+                    continue
+                cell = {k: np.array([[r[k][s] for s in scen] for r in rr])
+                        for k in ("arrived", "safe", "km")}
+                r0 = sorted((r for r in arm if r["round"] == 0), key=lambda r: r["ft_seed"])
+                gain = cell["arrived"] - np.array([[r["arrived"][s] for s in scen] for r in r0])
+                entry = {
+                    "round": rnd,
+                    "arrived": iqm_interval(cell["arrived"], **kw).as_dict(),
+                    "safe": iqm_interval(cell["safe"], **kw).as_dict(),
+                    "km": iqm_interval(cell["km"], **kw).as_dict(),
+                    "gain": iqm_interval(gain, **kw).as_dict(),
+                    "human_minutes": float(np.mean([r["human_minutes"] for r in rr])),
+                    "interventions": float(np.mean([r["interventions"] for r in rr])),
+                    "arrived_mean": float(cell["arrived"].mean()),
+                }
+                if all("plain" in r["arrived"] for r in rr):
+                    plain = np.array([[r["arrived"]["plain"]] for r in rr])
+                    entry["plain_arrived"] = iqm_interval(plain, **kw).as_dict()
+                aucs = [r["disagreement_auroc"]["auroc"] for r in rr
+                        if "disagreement_auroc" in r]
+                if aucs:
+                    entry["disagreement_auroc"] = [r["disagreement_auroc"] for r in rr]
+                by_round.append(entry)
+            reached = [e for e in by_round if e["arrived_mean"] >= lc.target_arrival]
+            curves[f"{method}/{human}"] = {
+                "method": method, "human": human, "rounds": by_round,
+                "minutes_to_target": reached[0]["human_minutes"] if reached else None,
+            }
+    return {"target_arrival": lc.target_arrival, "curves": curves}
+
+
+def plot_arrival_vs_minutes(summary: Mapping[str, Any], path: Path) -> Path:
+    """Agent-alone arrival (IQM, 95% CI over fine-tuning seeds x scenarios) against
+    cumulative human-minutes, one line per method, one panel per human."""
+    from matplotlib.figure import Figure
+
+    from takeover.experiments.plots import _save
+
+    curves = summary["curves"]
+    humans = list(dict.fromkeys(c["human"] for c in curves.values()))
+    fig = Figure(figsize=(4.5 * len(humans), 3.4))
+    axes = fig.subplots(1, len(humans), squeeze=False)[0]
+    for ax, human in zip(axes, humans, strict=True):
+        for c in curves.values():
+            if c["human"] != human:
+                continue
+            x = [e["human_minutes"] for e in c["rounds"]]
+            y = np.array([e["arrived"]["iqm"] for e in c["rounds"]], float)
+            lo = np.array([e["arrived"]["lo"] for e in c["rounds"]], float)
+            hi = np.array([e["arrived"]["hi"] for e in c["rounds"]], float)
+            ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", ms=4, capsize=3,
+                        label=c["method"])
+        ax.axhline(summary["target_arrival"], color="grey", ls=":", lw=1)
+        ax.set_title(f"human: {human}", fontsize=9)
+        ax.set_xlabel("cumulative human-minutes")
+        ax.set_ylabel("agent-alone arrival")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return _save(fig, path)
+
+
+def write_learning_report(run_dir: Path, cfg: LearningConfig, summary: Mapping[str, Any],
+                          seconds: float) -> Path:
+    from takeover.experiments.report import Block, fmt, fmt_ci, to_html, to_markdown
+
+    lc = cfg.learning
+    blocks = [
+        Block("h1", f"Learning from interventions: {cfg.name}"),
+        Block("p", f"Methods {', '.join(lc.methods)}; humans {', '.join(lc.humans)}; "
+                   f"{lc.finetune_seeds} fine-tuning seeds; {lc.rounds} rounds of "
+                   f"{lc.episodes_per_round} supervised episodes per scenario "
+                   f"({', '.join(cfg.env.scenarios)}), gate `{cfg.supervisor.gate}`. After "
+                   f"every round the agent drives alone on the same held-out seeds "
+                   f"({HELD_OUT_SEED} upward: {lc.eval_episodes} per scenario, "
+                   f"{lc.plain_episodes} in plain traffic). Values: IQM "
+                   f"[{cfg.stats.confidence:.0%} stratified bootstrap CI] over fine-tuning "
+                   f"seeds x scenarios. Human-minutes: simulated time under human control. "
+                   f"Arrival: the world's `arrived` outcome where it reports one, else "
+                   f"arrived-like (no collision / off-road, final speed > 5 m/s, >= 300 m "
+                   f"driven). Wall time {seconds / 60:.1f} min."),
+        Block("h2", f"Human-minutes to reach arrival {lc.target_arrival:.2f}"),
+        Block("table", (["method", "human", "human-minutes", "final arrival",
+                         "gain over round 0 (paired)"],
+                        [[c["method"], c["human"], fmt(c["minutes_to_target"]),
+                          fmt_ci(c["rounds"][-1]["arrived"]), fmt_ci(c["rounds"][-1]["gain"])]
+                         for c in summary["curves"].values()])),
+        Block("h2", "Rounds"),
+        Block("table", (["method", "human", "round", "human-min", "arrival", "safety",
+                         "plain arrival", "km/episode", "disagreement AUROC [CI] per seed"],
+                        [[c["method"], c["human"], str(e["round"]), fmt(e["human_minutes"]),
+                          fmt_ci(e["arrived"]), fmt_ci(e["safe"]),
+                          fmt_ci(e.get("plain_arrived")), fmt_ci(e["km"]),
+                          "; ".join(f"{fmt(a['auroc'], 2)} [{fmt(a['lo'], 2)}, "
+                                    f"{fmt(a['hi'], 2)}]"
+                                    for a in e.get("disagreement_auroc", []))]
+                         for c in summary["curves"].values() for e in c["rounds"]])),
+    ]
+    if cfg.figures:
+        plot_arrival_vs_minutes(summary, run_dir / "figures" / "arrival_vs_minutes.png")
+        blocks += [Block("h2", "Arrival vs human-minutes"),
+                   Block("img", ("figures/arrival_vs_minutes.png",
+                                 "agent-alone arrival vs cumulative human-minutes"))]
+    atomic_write_text(run_dir / "report.md", to_markdown(blocks))
+    atomic_write_text(run_dir / "report.html", to_html(blocks, cfg.name))
+    return run_dir / "report.md"
+
+
+def n_arms(cfg: LearningConfig) -> int:
+    lc = cfg.learning
+    return len(lc.methods) * len(lc.humans) * lc.finetune_seeds
+
+
+def run_learning(cfg: LearningConfig, run_dir: Path, *,
+                 progress: Any = None) -> tuple[dict[str, Any], Path, float]:
+    """Every arm, then ``metrics.json`` (rows + summary) and the report; returns the
+    metrics, the report path and the wall seconds. Torch runs on one thread meanwhile."""
+    import json
+    import time
+
+    import torch
+
+    from takeover.config import to_dict
+    from takeover.experiments.runner import _clean
+
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        seeds = held_out_seeds(cfg)
+        rows = [r for m in cfg.learning.methods for h in cfg.learning.humans
+                for k in range(cfg.learning.finetune_seeds)
+                for r in run_arm(cfg, m, h, k, run_dir, seeds, progress)]
+    finally:
+        torch.set_num_threads(threads)
+    summary = summarize_learning(cfg, rows)
+    metrics = _clean({"name": cfg.name, "kind": "learning", "rows": rows, **summary})
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
+    seconds = time.perf_counter() - t0
+    report = write_learning_report(run_dir, cfg, summary, seconds)
+    atomic_write_text(run_dir / "timing.json", json.dumps({"seconds": round(seconds, 3)}))
+    return metrics, report, seconds

@@ -10,7 +10,8 @@ import pytest
 import torch
 from stable_baselines3 import PPO
 
-from takeover.agents.bc import Aggregate, bc_update, log_likelihood, risk_data, thrifty_update
+from takeover.agents.learners.hg_dagger import Aggregate, bc_update, log_likelihood
+from takeover.agents.learners.thrifty import risk_data, thrifty_update
 from takeover.envs.drivers import IDMDriver  # also registers the env ids
 from takeover.logio import LogWriter
 from takeover.records import RunMeta, StepRecord, as_action_array
@@ -141,7 +142,7 @@ def test_thrifty_update_trains_members_and_refits_the_risk_critic():
 
 
 def test_idle_while_braking_is_cloned_as_slower():
-    from takeover.agents.bc import executed_label
+    from takeover.agents.learners.hg_dagger import executed_label
     from takeover.envs import layout as L
 
     r = expert_episodes("discrete", seeds=(0,), steps=2)[0][1]
@@ -167,7 +168,7 @@ def test_anchor_keeps_the_policy_where_the_agent_drove_untroubled():
     agg = Aggregate.from_records(recs)
     # the agent's last 3 s before the takeover are where it must change: not anchored
     assert len(agg) == 60 and 29 <= len(agg.anchor_obs) <= 31
-    from takeover.agents.bc import frozen_copy, kl_to_reference
+    from takeover.agents.learners.hg_dagger import frozen_copy, kl_to_reference
 
     drift = []
     for w in (0.0, 5.0):

@@ -133,7 +133,7 @@ def test_mc_dropout_samples_vary_and_are_reproducible():
 
 
 def test_bootstrap_students_copy_the_teacher_in_distribution():
-    from takeover.agents.distill import bootstrap_ensemble
+    from takeover.agents.learners.distill import bootstrap_ensemble
 
     teacher = _members("ppo", "discrete", k=1)[0]
     obs = _obs(64).numpy()
@@ -184,7 +184,7 @@ def test_single_step_path_sees_in_place_updates():
 def test_prior_members_act_like_the_teacher_and_disagree_off_distribution():
     """Randomized-prior members share the teacher's trunk, copy it on its states, are plain
     SB3 policies (checkpointable), and disagree more on states unlike the training ones."""
-    from takeover.agents.distill import prior_ensemble
+    from takeover.agents.learners.distill import prior_ensemble
     from takeover.supervisor.estimators import ensemble_kl
 
     teacher = _members("ppo", "discrete", k=1)[0]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from stable_baselines3 import DQN, PPO, TD3
 
-from takeover.agents.pvp import TwoBuffers, pvp_update, q_values, transitions
+from takeover.agents.learners.pvp import TwoBuffers, pvp_update, q_values, transitions
 from takeover.envs.drivers import IDMDriver  # noqa: F401  (registers the env ids)
 from takeover.records import StepRecord
 

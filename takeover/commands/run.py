@@ -52,6 +52,11 @@ def run(
     config, overrides = _split(list(args or []))
     overrides += list(set_ or [])
     expect = list(expect or [])
+    from takeover.experiments.rounds import is_learning_config
+
+    if is_learning_config(config):  # a `learning:` section: the learner comparison
+        _run_learning(config, overrides, out, quiet, console)
+        return
     try:
         if resume is not None:
             if config is not None or overrides or out is not None:
@@ -135,3 +140,26 @@ def _run(cfg, run_dir: Path, overrides: list[str], quiet: bool, console, resume:
             return tick
 
         return run_experiment(cfg, run_dir, overrides=overrides, progress=start, **kw)
+
+
+def _run_learning(config: str | None, overrides: list[str], out: Path | None, quiet: bool,
+                  console) -> None:
+    """``takeover run learning``: every learner through the same rounds
+    (``takeover.experiments.rounds.run_learning``)."""
+    from takeover.config import ConfigError
+    from takeover.experiments.provenance import default_run_dir
+    from takeover.experiments.rounds import load_learning_config, run_learning
+
+    try:
+        cfg = load_learning_config(config, overrides)
+    except ConfigError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    from takeover.folders import claimed
+
+    run_dir = out or default_run_dir(cfg.name)
+    tick = None if quiet else (lambda msg: console.print(msg))
+    with claimed(run_dir):  # refuses a non-empty folder or a second writer, naming it
+        _, report, seconds = run_learning(cfg, run_dir, progress=tick)
+    console.print(f"report: {report}  ({seconds:.0f} s)")
+    typer.echo(str(report))
