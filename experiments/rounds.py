@@ -553,8 +553,8 @@ def run_learning(cfg: LearningConfig, run_dir: Path, *,
 
     import torch
 
+    from takeover.atomic import json_safe
     from takeover.config import to_dict
-    from takeover.experiments.runner import _clean
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
@@ -570,7 +570,7 @@ def run_learning(cfg: LearningConfig, run_dir: Path, *,
     finally:
         torch.set_num_threads(threads)
     summary = summarize_learning(cfg, rows)
-    metrics = _clean({"name": cfg.name, "kind": "learning", "rows": rows, **summary})
+    metrics = json_safe({"name": cfg.name, "kind": "learning", "rows": rows, **summary})
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
     seconds = time.perf_counter() - t0
     report = write_learning_report(run_dir, cfg, summary, seconds)

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from takeover.atomic import atomic_write_text
+from takeover.atomic import atomic_write_text, json_safe
 from takeover.config import to_dict
 from takeover.experiments import episodes as ep
 from takeover.experiments import stats
@@ -533,21 +533,7 @@ def build_metrics(cfg: ExperimentConfig, results: dict[str, ConditionResult],
         if rounds else [],
     }
     out["invariants"] = [iv.as_dict() for iv in check_invariants(out, cfg.supervisor.human)]
-    return _clean(out)
-
-
-def _clean(x: Any) -> Any:
-    """JSON-safe: NaN/inf become ``None`` so the file is valid JSON for every reader."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        return round(x, 12) if math.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
+    return json_safe(out)
 
 
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:

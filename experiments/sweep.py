@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from takeover.atomic import atomic_write_text
+from takeover.atomic import atomic_write_text, json_safe
 from takeover.config import ConfigError, from_dict, to_dict
 from takeover.experiments.config import ExperimentConfig, with_sweep_cell
 from takeover.experiments.metrics import METRICS, TRIGGER_METRICS
@@ -104,12 +104,6 @@ def _run_cell(base: ExperimentConfig, cell: Cell) -> dict[str, Any]:
     }
 
 
-def _clean(x: Any) -> Any:
-    from takeover.experiments.runner import _clean as clean
-
-    return clean(x)
-
-
 class SweepStore:
     """The sweep folder: ``sweep.yaml`` (resolved config), ``cells/``, the summary."""
 
@@ -129,7 +123,7 @@ class SweepStore:
     def write(self, cell: Cell, result: dict[str, Any]) -> None:
         ok = result.get("status") == "ok"
         name = f"{cell.id}.json" if ok else f"{cell.id}.error.json"
-        atomic_write_text(self.cells / name, json.dumps(_clean(result), indent=1,
+        atomic_write_text(self.cells / name, json.dumps(json_safe(result), indent=1,
                                                         sort_keys=True))
         if ok:
             (self.cells / f"{cell.id}.error.json").unlink(missing_ok=True)
@@ -235,7 +229,7 @@ def _run_sweep(cfg: ExperimentConfig, root: Path, backend: str, address: str | N
         failed += result.get("status") != "ok"
         tick(f"{cell.id} {'ok' if result.get('status') == 'ok' else 'FAILED'}")
     summary = summarize_sweep(cfg, store, cells)
-    atomic_write_text(root / "summary.json", json.dumps(_clean(summary), indent=2,
+    atomic_write_text(root / "summary.json", json.dumps(json_safe(summary), indent=2,
                                                         sort_keys=True))
     write_sweep_report(root, summary)
     return SweepResult(root, len(cells), len(todo), len(cells) - len(todo), failed, summary)

@@ -50,3 +50,22 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def json_safe(x: Any) -> Any:
+    """``x`` with NaN/inf as ``None`` and numpy scalars as Python numbers, so the JSON a run
+    writes is valid for every reader (``json`` itself would write ``NaN``)."""
+    import math
+
+    import numpy as np
+
+    if isinstance(x, dict):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        x = float(x)
+        return round(x, 12) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
