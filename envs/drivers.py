@@ -1,5 +1,6 @@
 """Reference drivers that read the world's true state: baselines for tests and the core of
-the scripted human models (``takeover.supervisor.humans``).
+the scripted human models (``takeover.supervisor.humans``). The car following and lane
+keeping are ``takeover.envs.controllers`` (the kernel's own IDM and lane keeper).
 
 A driver is called with the unwrapped env and returns an action in the env's own action
 space, so it drives either action type.
@@ -13,7 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from takeover.envs import layout as L
+from takeover.envs.config import CAREFUL_SPEED
+from takeover.envs.controllers import idm_accel, lane_keep_steer
 from takeover.envs.highway import HighwayEnv
+
+__all__ = ["ConstantSpeedDriver", "IDMDriver", "corridor_follower_gap", "corridor_leader",
+           "idm_accel", "lane_keep_steer"]
 
 
 def corridor_leader(veh: np.ndarray, y: float, lateral_margin: float = 0.5) -> tuple[float, float]:
@@ -46,13 +52,7 @@ def corridor_follower_gap(veh: np.ndarray, y: float) -> tuple[float, float]:
     return float(dx[j] - 0.5 * (others[j, L.LEN] + ego[L.LEN])), float(others[j, L.V])
 
 
-def idm_accel(v: float, v0: float, gap: float, v_lead: float, *, headway: float, a_max: float,
-              b_comf: float, s0: float) -> float:
-    free = 1.0 - (v / max(v0, 0.1)) ** 4
-    if not math.isfinite(gap):
-        return a_max * free
-    s_star = s0 + max(0.0, v * headway + v * (v - v_lead) / (2.0 * math.sqrt(a_max * b_comf)))
-    return a_max * (free - (s_star / max(gap, 0.1)) ** 2)
+WHEELBASE = 2.5  # m, the ego's (HighwayConfig.params)
 
 
 @dataclass
@@ -64,7 +64,7 @@ class IDMDriver:
     limit, and a lane change when the leader is much slower than desired.
     """
 
-    desired_speed: float = 25.0
+    desired_speed: float = CAREFUL_SPEED
     headway: float = 1.8
     a_max: float = 2.0
     b_comf: float = 3.0
@@ -109,12 +109,8 @@ class IDMDriver:
                 a_new = idm_accel(v, self.desired_speed, g_ahead, v_ahead, **kw)
                 if a_new > best:
                     best, self.target_lane = a_new, lane
-        # lane keeping: steer the heading toward the target lane centre
-        err = float(ego[L.Y] - self.target_lane * w)
-        vv = max(v, 5.0)
-        psi_ref = math.asin(min(max(-0.6 * err / vv, -0.25), 0.25))
-        yaw_rate = 3.0 * (psi_ref - float(ego[L.PSI]))
-        steer = math.atan(yaw_rate * 2.5 / vv)
+        steer = lane_keep_steer(float(ego[L.Y] - self.target_lane * w), float(ego[L.PSI]), v,
+                                WHEELBASE)
         return steer, min(max(acc, -cfg.brake_max), cfg.accel_max)
 
     def __call__(self, env: HighwayEnv):
@@ -152,8 +148,7 @@ class ConstantSpeedDriver:
         if env.config.action_type == "discrete":
             return L.IDLE
         ego = env.vehicles[0]
-        err = float(ego[L.Y] - round(ego[L.Y] / env.config.lane_width) * env.config.lane_width)
-        v = max(float(ego[L.V]), 1.0)
-        psi_ref = math.asin(min(max(-0.6 * err / v, -0.25), 0.25))
-        steer = math.atan(3.0 * (psi_ref - float(ego[L.PSI])) * 2.5 / v)
+        w = env.config.lane_width
+        steer = lane_keep_steer(float(ego[L.Y] - round(ego[L.Y] / w) * w), float(ego[L.PSI]),
+                                float(ego[L.V]), WHEELBASE)
         return np.array([np.clip(steer / env.config.steer_max, -1, 1), 0.0], dtype=np.float32)
