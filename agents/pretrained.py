@@ -1,10 +1,10 @@
 """The agents shipped with the package, so nothing has to be trained before a first run.
 
 =====================  ==================================================================
-``novice``             discrete-action PPO (64x64) trained only on ``takeover/Plain-v0``
+``novice``             discrete-action PPO (64x64) trained only on ``takeover/Plain-v1``
                        (ordinary traffic, no hazards): competent there, unreliable in the
                        hazards it never saw. Risk critic fitted on its own rollouts on
-                       ``takeover/Highway-v0``; ``reference_obs`` = its training observations.
+                       ``takeover/Highway-v1``; ``reference_obs`` = its training observations.
 ``novice-ensemble``    five randomized-prior members around the novice
                        (``distill.prior_ensemble``): each shares the novice's frozen
                        features and adds a fixed random prior head plus a correction
@@ -27,7 +27,7 @@ which trains five members with ``takeover.agents.train`` (PPO, 600k steps, seeds
 ``TrainConfig`` defaults plus the crash penalty ``NOVICE_ENV``; two at a time), picks as
 ``novice`` the member with the best plain-traffic success on validation seeds 50000..50199,
 collects its 2000 reference observations (seeds from 20000), fits the risk critics on 400
-rollouts of ``takeover/Highway-v0`` (seeds from 100000; evaluation seeds start at 0), and
+rollouts of ``takeover/Highway-v1`` (seeds from 100000; evaluation seeds start at 0), and
 prints plain vs mixed-hazard success over 100 seeds and the critics' held-out AUROC.
 Measured on the shipped build (evaluation seeds 0..49, ``takeover eval novice``): see the
 ``metrics`` in each manifest and the report of issue 3.
@@ -62,7 +62,7 @@ def member_config(k: int, steps: int, work: Path):
     """The TrainConfig of ensemble member ``k`` (member 0 is the novice)."""
     from takeover.agents.train import TrainConfig
 
-    return TrainConfig(env_id="takeover/Plain-v0", action_type="discrete", seed=k,
+    return TrainConfig(env_id="takeover/Plain-v1", action_type="discrete", seed=k,
                        total_timesteps=steps, out=str(work / f"member{k}"), tensorboard=False,
                        reference_obs=0, env=dict(NOVICE_ENV))
 
@@ -99,7 +99,7 @@ def _seeded_critic(spec, seed: int):
 
 
 def fit_critic(predict, *, episodes: int, seed0: int, epochs: int, seed: int = 0,
-               env_id: str = "takeover/Highway-v0"):
+               env_id: str = "takeover/Highway-v1"):
     """A risk critic for the policy ``predict``, from its own rollouts on ``env_id``;
     returns ``(critic, held_out_auroc_at_primary_horizon)`` (last 20% of episodes held out,
     then refitted on all)."""
@@ -146,15 +146,15 @@ def build(out: Path, *, steps: int = 600_000, members: int = 5, risk_episodes: i
     members_ = [load_checkpoint(tmp / f"member{k}" / "checkpoint") for k in range(members)]
     # model selection on held-out plain-traffic seeds: the novice is the member that drives
     # plain traffic best; it becomes member 0 of the ensemble
-    val = [evaluate(m, ["takeover/Plain-v0"], n_seeds=200, seed0=VALIDATION_SEED0)
-           ["takeover/Plain-v0"]["success"].mean for m in members_]
+    val = [evaluate(m, ["takeover/Plain-v1"], n_seeds=200, seed0=VALIDATION_SEED0)
+           ["takeover/Plain-v1"]["success"].mean for m in members_]
     best = int(np.argmax(val))
     print("validation plain success per member:", np.round(val, 3), "-> novice =", best)
     order = [best] + [k for k in range(members) if k != best]
     policies = [members_[k].policy for k in order]
     meta = {k: v for k, v in members_[best].metadata.items() if k != "path"}
     meta["validation_plain_success"] = [float(val[k]) for k in order]
-    ref = collect_reference_obs(members_[best], "takeover/Plain-v0", 2000, REFERENCE_SEED0,
+    ref = collect_reference_obs(members_[best], "takeover/Plain-v1", 2000, REFERENCE_SEED0,
                                 "discrete", NOVICE_ENV)
     metrics: dict[str, float] = {}
     novice = PolicyAgent(policies[0], reference_obs=ref, metadata=meta)
@@ -175,7 +175,7 @@ def plain_states(novice) -> np.ndarray:
     from takeover.agents.rollout import run_episodes
 
     return np.concatenate([e.obs for e in run_episodes(
-        novice.predict, "takeover/Plain-v0", list(range(DISTILL_SEED0, DISTILL_SEED0 + 200)),
+        novice.predict, "takeover/Plain-v1", list(range(DISTILL_SEED0, DISTILL_SEED0 + 200)),
         keep_obs=True, action_type="discrete", **NOVICE_ENV)])
 
 
@@ -200,7 +200,7 @@ def _finish(name: str, agent, out: Path, risk_episodes: int, risk_epochs: int) -
                                epochs=risk_epochs)
     agent.risk_critic = critic
     metrics = {"risk_auroc_2s": auroc}
-    table = evaluate(agent, ["takeover/Plain-v0", "takeover/Highway-v0"], n_seeds=100)
+    table = evaluate(agent, ["takeover/Plain-v1", "takeover/Highway-v1"], n_seeds=100)
     for env_id, row in table.items():
         metrics[f"{env_id.split('/')[1]}/success"] = row["success"].mean
     save_agent(agent, out / PRETRAINED[name],

@@ -32,7 +32,7 @@ class IDMHuman:
         return HumanInput()
 
 
-def supervised(env_id="takeover/SuddenBrake-v0", cf=None, gate="threshold", shadow=None):
+def supervised(env_id="takeover/SuddenBrake-v1", cf=None, gate="threshold", shadow=None):
     env = gym.make(env_id)
     g = GATES.make(gate, high=0.3, low=0.2) if gate == "threshold" else GATES.make(gate)
     return Supervisor(env, ConstantAgent(env), {"ttc": TTCOracle()}, g, IDMHuman(),
@@ -53,7 +53,7 @@ def test_rollouts_do_not_disturb_the_real_episode():
 
 
 def test_rollout_restores_state_bit_for_bit():
-    env = gym.make("takeover/CutIn-v0")
+    env = gym.make("takeover/CutIn-v1")
     obs, _ = env.reset(seed=2)
     before = env.unwrapped.get_state()
     rollout_alone(env, ConstantAgent(env), obs, 30)
@@ -191,7 +191,7 @@ def _check(est: dict, name: str) -> None:
 
 
 def test_shipped_risk_critic_predicts_failure_fast():
-    est = _aurocs("novice-ensemble", ["q_risk"], "takeover/SuddenBrake-v0", range(15))
+    est = _aurocs("novice-ensemble", ["q_risk"], "takeover/SuddenBrake-v1", range(15))
     _check(est, "q_risk")
 
 
@@ -203,12 +203,12 @@ MERGE_GAP = ("measured on the shipped randomized-prior novice-ensemble (50 seeds
 
 
 def test_shipped_ensemble_predicts_failure_fast():
-    _check(_aurocs("novice-ensemble", ["ensemble"], "takeover/SuddenBrake-v0", range(15)),
+    _check(_aurocs("novice-ensemble", ["ensemble"], "takeover/SuddenBrake-v1", range(15)),
            "ensemble")
 
 
-HAZARDS = ["takeover/SuddenBrake-v0", "takeover/CutIn-v0", "takeover/StalledCar-v0",
-           "takeover/Merge-v0", "takeover/LaneClosure-v0"]
+HAZARDS = ["takeover/SuddenBrake-v1", "takeover/CutIn-v1", "takeover/StalledCar-v1",
+           "takeover/Merge-v1", "takeover/LaneClosure-v1"]
 
 
 @pytest.mark.slow

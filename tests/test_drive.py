@@ -25,7 +25,7 @@ def _script(plan: dict[int, list[tuple[int, int]]]):
 
 
 def _opts(tmp_path, plan, **kw) -> DriveOptions:
-    base = dict(scenario="Plain-v0", agent="idm", gate="never", seed=3, fixed_clock=True,
+    base = dict(scenario="Plain-v1", agent="idm", gate="never", seed=3, fixed_clock=True,
                 max_frames=240, sound=False, before_frame=_script(plan),
                 log=tmp_path / "log", record=tmp_path / "keys.json")
     base.update(kw)
@@ -130,13 +130,13 @@ def test_recorded_drive_replays_bit_identically(tmp_path):
     plan = {5: [(D, pygame.K_t)], 6: [(U, pygame.K_t)], 13: [(D, pygame.K_LEFT)],
             17: [(D, pygame.K_DOWN)], 47: [(U, pygame.K_LEFT)], 71: [(U, pygame.K_DOWN)],
             100: [(D, pygame.K_RIGHT)], 133: [(U, pygame.K_RIGHT)]}
-    live = run_drive(_opts(tmp_path, plan, scenario="CutIn-v0", gate="threshold",
+    live = run_drive(_opts(tmp_path, plan, scenario="CutIn-v1", gate="threshold",
                            max_frames=200))
     events, meta = load_events(tmp_path / "keys.json")
     assert events == live.events and meta["seed"] == 3
     save_events(tmp_path / "again.json", events)
     assert load_events(tmp_path / "again.json")[0] == events
-    env = gym.make("takeover/CutIn-v0")
+    env = gym.make("takeover/CutIn-v1")
     sup = Supervisor(env, make_agent("idm", env), make_estimators(["ttc"]),
                      GATES.make("threshold"), ReplayHuman(events), gate_score="ttc",
                      handover=HandoverConfig(human_initiative=True))

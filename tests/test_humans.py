@@ -76,7 +76,7 @@ def test_complacency_lengthens_reaction_and_raises_lapses():
 
 
 def test_complacency_grows_while_the_automation_drives_and_a_takeover_resets_it():
-    env = gym.make("takeover/Plain-v0").unwrapped
+    env = gym.make("takeover/Plain-v1").unwrapped
     obs, info = env.reset(seed=0)
     human = ScriptedHuman("average", complacency_tau=10.0)
     human.reset(seed=0)
@@ -89,7 +89,7 @@ def test_complacency_grows_while_the_automation_drives_and_a_takeover_resets_it(
 
 def _respond_time(human, urgency=0.0, dt=0.1, limit=60.0):
     """Simulation time from a request to the human's takeover, or None (lapse)."""
-    env = gym.make("takeover/Plain-v0", duration=100.0).unwrapped
+    env = gym.make("takeover/Plain-v1", duration=100.0).unwrapped
     obs, info = env.reset(seed=0)
     info = dict(info, ttc=99.0)
     k = 0
@@ -121,7 +121,7 @@ def test_lapses_leave_requests_unanswered():
 
 
 def test_self_initiated_takeover_on_danger_and_release_when_calm():
-    env = gym.make("takeover/Plain-v0", duration=100.0).unwrapped
+    env = gym.make("takeover/Plain-v1", duration=100.0).unwrapped
     obs, info = env.reset(seed=0)
     human = ScriptedHuman("expert", seed=1)
     t = 0.0
@@ -143,7 +143,7 @@ def test_self_initiated_takeover_on_danger_and_release_when_calm():
 
 
 def test_absent_human_never_answers():
-    env = gym.make("takeover/Plain-v0").unwrapped
+    env = gym.make("takeover/Plain-v1").unwrapped
     obs, info = env.reset(seed=0)
     h = AbsentHuman()
     h.reset(0)
@@ -166,7 +166,7 @@ def _drive_alone(human, env, seed):
 
 @pytest.mark.parametrize("action_type", ["continuous", "discrete"])
 def test_same_seed_same_actions(action_type):
-    env = gym.make("takeover/Highway-v0", action_type=action_type).unwrapped
+    env = gym.make("takeover/Highway-v1", action_type=action_type).unwrapped
     _, a = _drive_alone(ScriptedHuman("novice"), env, 5)
     _, b = _drive_alone(ScriptedHuman("novice"), env, 5)
     assert len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))

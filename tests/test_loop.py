@@ -45,7 +45,7 @@ class IDMHuman:
 
 
 def test_records_are_complete_and_named():
-    env = gym.make("takeover/SuddenBrake-v0")
+    env = gym.make("takeover/SuddenBrake-v1")
     sup = Supervisor(env, ConstantAgent(env), {"ttc": TTCOracle()},
                      GATES.make("threshold", high=0.3, low=0.2), IDMHuman(),
                      gate_score="ttc", run_id="r1")
@@ -70,7 +70,7 @@ def test_records_are_complete_and_named():
 
 
 def test_step_without_reset_and_bad_gate_score_are_refused():
-    env = gym.make("takeover/Plain-v0")
+    env = gym.make("takeover/Plain-v1")
     with pytest.raises(ValueError, match="Did you mean 'ttc'"):
         Supervisor(env, ConstantAgent(env), {"ttc": TTCOracle()}, GATES.make("never"),
                    gate_score="tcc")
@@ -80,7 +80,7 @@ def test_step_without_reset_and_bad_gate_score_are_refused():
 
 
 def test_step_is_incremental_for_real_time_callers():
-    env = gym.make("takeover/Plain-v0")
+    env = gym.make("takeover/Plain-v1")
     sup = Supervisor(env, ConstantAgent(env), {}, GATES.make("never"))
     obs, info = sup.reset(seed=0)
     assert obs.shape == (9, 7) and "ttc" in info and not sup.done
@@ -127,7 +127,7 @@ class DoubtfulAgent(ConstantAgent):
 
 
 def test_budget_gate_realised_rate_within_20_percent_over_50_episodes():
-    env = gym.make("takeover/Highway-v0", duration=10.0)
+    env = gym.make("takeover/Highway-v1", duration=10.0)
     agent = DoubtfulAgent(env)
     gate = GATES.make("budget", target_rate=0.05)
     sup = Supervisor(env, agent, {"ensemble": EnsembleDisagreement()}, gate, IDMHuman(),
@@ -153,7 +153,7 @@ def _failure_rate(env_id: str, gate: str, seeds: range, **gate_kw) -> float:
     return float(np.mean([sup.run_episode(s)[-1].terminated for s in seeds]))
 
 
-@pytest.mark.parametrize("env_id", ["takeover/SuddenBrake-v0", "takeover/CutIn-v0"])
+@pytest.mark.parametrize("env_id", ["takeover/SuddenBrake-v1", "takeover/CutIn-v1"])
 def test_perfect_human_fails_less_than_the_agent_alone_fast(env_id):
     seeds = range(50)
     alone = _failure_rate(env_id, "never", seeds)
@@ -204,7 +204,7 @@ def test_batched_supervisor_matches_single_env_runs():
 
     bs.agent = BatchAgent()
     recs = bs.run_episodes(n, seed=10)
-    env = gym.make("takeover/SuddenBrake-v0", duration=12.0)
+    env = gym.make("takeover/SuddenBrake-v1", duration=12.0)
     sup = Supervisor(env, ConstantAgent(env), {"ttc": TTCOracle()},
                      GATES.make("threshold", high=0.3, low=0.2), IDMHuman(release_after=3.0),
                      gate_score="ttc")
@@ -252,7 +252,7 @@ def test_shipped_agent_perfect_human_fails_less_over_50_seeds():
     from takeover.supervisor.humans import HUMANS
 
     agent = _novice("novice")
-    env = gym.make("takeover/Highway-v0", action_type="discrete")
+    env = gym.make("takeover/Highway-v1", action_type="discrete")
     rates = {}
     for gate in ("never", "threshold"):
         sup = Supervisor(env, agent, make_estimators(["q_risk"]),
@@ -267,7 +267,7 @@ def test_shipped_agent_budget_gate_rate_over_50_episodes():
     from takeover.supervisor.humans import HUMANS
 
     agent = _novice()
-    env = gym.make("takeover/Highway-v0", action_type="discrete", duration=15.0)
+    env = gym.make("takeover/Highway-v1", action_type="discrete", duration=15.0)
     sup = Supervisor(env, agent, make_estimators(["ensemble"]),
                      GATES.make("budget", target_rate=0.05), HUMANS.make("perfect"),
                      gate_score="ensemble",

@@ -15,7 +15,7 @@ from takeover.agents.pretrained import PRETRAINED_DIR
 from takeover.agents.risk import RiskSpec, collect_rollouts
 from takeover.envs import HAZARD_IDS
 
-PLAIN = "takeover/Plain-v0"
+PLAIN = "takeover/Plain-v1"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def ensemble():
 def test_shipped_agents_load_and_fit_the_discrete_env(novice, ensemble):
     assert isinstance(novice, PolicyAgent) and isinstance(ensemble, EnsembleAgent)
     assert len(ensemble.policies) == 5
-    env = gym.make("takeover/Highway-v0", action_type="discrete")
+    env = gym.make("takeover/Highway-v1", action_type="discrete")
     check_spaces(novice, env)
     obs, _ = env.reset(seed=0)
     out = ensemble.act(obs)
@@ -81,7 +81,7 @@ def test_novice_gap_50_seeds(novice):
 
 def _auroc(agent, seeds):
     spec = RiskSpec(obs_dim=63)
-    data = collect_rollouts(agent.predict, "takeover/Highway-v0", seeds, spec,
+    data = collect_rollouts(agent.predict, "takeover/Highway-v1", seeds, spec,
                             action_type="discrete")
     j = spec.horizons.index(2.0)
     risk = np.array([o.risk for o in agent.act_batch(data.obs)])

@@ -14,7 +14,7 @@ from typing import Any
 FRAME_BUDGET_MS = 1000.0 / 60.0
 
 
-def main(frames: int = 1800, agent: str = "auto", scenario: str = "Highway-v0",
+def main(frames: int = 1800, agent: str = "auto", scenario: str = "Highway-v1",
          seed: int = 0) -> dict[str, Any]:
     """Run ``frames`` frames (about ``frames / 60`` simulated seconds) and report
     p50/p99/max frame times in ms. ``agent="auto"`` uses the shipped ``novice`` agent when

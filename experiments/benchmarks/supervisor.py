@@ -105,7 +105,7 @@ def _agent(name: str, env: gym.Env, seed: int) -> tuple[Any, str]:
     return RandomEnsembleAgent(env.observation_space, env.action_space, seed=seed), "random-5x64x64"
 
 
-def main(steps: int = 3000, repeats: int = 5, env_id: str = "takeover/Highway-v0",
+def main(steps: int = 3000, repeats: int = 5, env_id: str = "takeover/Highway-v1",
          seed: int = 0, agent: str = "auto") -> dict[str, Any]:
     """Time each piece for ``steps`` steps, ``repeats`` times; report medians (us/step).
 

@@ -33,7 +33,7 @@ HUD_RED = (255, 40, 40)
 class DriveOptions:
     """Everything a drive needs; the CLI options map one to one."""
 
-    scenario: str = "Highway-v0"
+    scenario: str = "Highway-v1"
     agent: str = "novice"
     gate: str = "threshold"
     estimator: str = "ttc"
@@ -305,7 +305,7 @@ def _write_latency(run_dir: Path, lat_ms: list[float]) -> None:
 
 
 def drive(
-    scenario: Annotated[str, typer.Option(help="env id or scenario, e.g. CutIn-v0")] = "Highway-v0",
+    scenario: Annotated[str, typer.Option(help="env id or scenario, e.g. CutIn-v1")] = "Highway-v1",
     agent: Annotated[str, typer.Option(help="shipped agent name, checkpoint dir, or 'idm'")] = "novice",
     gate: Annotated[str, typer.Option(help="takeover gate (takeover.supervisor.gates)")] = "threshold",
     estimator: Annotated[str, typer.Option(help="estimator feeding the gate")] = "ttc",

@@ -28,7 +28,7 @@ def eval_agent(
     from takeover.envs import ENV_IDS, HAZARD_IDS
 
     console = Console(width=max(110, shutil.get_terminal_size().columns))
-    env_ids = list(scenario or ["takeover/Plain-v0", "takeover/Highway-v0", *HAZARD_IDS])
+    env_ids = list(scenario or ["takeover/Plain-v1", "takeover/Highway-v1", *HAZARD_IDS])
     bad = [e for e in env_ids if e not in ENV_IDS]
     if bad:
         console.print(f"[red]error:[/red] unknown scenario {bad[0]!r}; valid: "
