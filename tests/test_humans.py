@@ -176,7 +176,7 @@ def test_same_seed_same_actions(action_type):
 
 @pytest.mark.parametrize("scenario", HAZARDS)
 def test_expert_driving_alone_avoids_most_hazards(scenario):
-    env = gym.make(f"takeover/{scenario}-v0").unwrapped
+    env = gym.make(f"takeover/{scenario}-v1").unwrapped
     human = ScriptedHuman("expert")
     crashes = sum(_drive_alone(human, env, seed)[0] for seed in range(30))
     assert crashes <= 9, f"expert crashed in {crashes}/30 {scenario} episodes"

@@ -84,7 +84,7 @@ class IDMAgent:
 
 def _env_id(scenario: str) -> str:
     sid = scenario if "/" in scenario else f"takeover/{scenario}"
-    return sid if sid.endswith("-v0") else f"{sid}-v0"
+    return sid if sid.endswith("-v1") else f"{sid}-v1"
 
 
 def _action_type(opts: DriveOptions) -> str:
