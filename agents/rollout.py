@@ -19,11 +19,13 @@ class Episode:
 
     Attributes:
         env_id: the env it ran on; seed: its reset seed.
-        reason: ``"collision"``, ``"offroad"`` or ``"time_limit"``.
+        reason: v0's name of the outcome (``info["reason"]``, kept one version).
         steps: decisions taken; ret: undiscounted return.
         mean_speed: mean ego speed over the episode, m/s.
         hazard: the scenario's hazard name.
         obs: ``(steps, *obs_shape)`` observations the policy acted on (if kept).
+        outcome: ``info["outcome"]`` of the last step (``takeover.envs.OUTCOMES``).
+        hazard_fired: the hazard was triggered during the episode.
     """
 
     env_id: str
@@ -34,6 +36,8 @@ class Episode:
     mean_speed: float
     hazard: str
     obs: np.ndarray | None = None
+    outcome: str = ""
+    hazard_fired: bool = False
 
     @property
     def failed(self) -> bool:
@@ -55,6 +59,8 @@ def run_episodes(predict: Callable[[np.ndarray], np.ndarray], env_id: str, seeds
         speeds: list[list[float]] = [[i["speed"]] for _, i in first]
         rets = [0.0] * len(chunk)
         reasons = [""] * len(chunk)
+        outcomes = [""] * len(chunk)
+        fired = [False] * len(chunk)
         alive = list(range(len(chunk)))
         while alive:
             actions = predict(np.stack([obs[i] for i in alive]))
@@ -65,6 +71,8 @@ def run_episodes(predict: Callable[[np.ndarray], np.ndarray], env_id: str, seeds
                 speeds[i].append(info["speed"])
                 if term or trunc:
                     reasons[i] = info["reason"]
+                    outcomes[i] = info.get("outcome", "")
+                    fired[i] = bool(info.get("hazard_fired", False))
                     continue
                 obs[i] = o
                 if keep_obs:
@@ -77,5 +85,6 @@ def run_episodes(predict: Callable[[np.ndarray], np.ndarray], env_id: str, seeds
                 env_id, chunk[i], reasons[i], len(speeds[i]) - 1, rets[i],
                 float(np.mean(speeds[i])), hazards[i],
                 np.stack(traj[i]).astype(np.float32) if keep_obs else None,
+                outcomes[i], fired[i],
             ))
     return episodes

@@ -15,6 +15,8 @@ SCENARIOS = ("mixed", "none", *HAZARDS)
 
 CAREFUL_SPEED = 25.0
 """m/s: the reference careful driver's desired speed (``drivers.IDMDriver``)."""
+ROUTE_FRACTION = 0.7
+"""The default route takes a careful driver in free flow this fraction of the time limit."""
 
 
 @dataclass(frozen=True)
@@ -26,10 +28,9 @@ class HighwayConfig:
     control_hz: float = option(10.0, "agent decisions per simulated second", range=(1.0, 50.0))
     substeps: int = option(2, "physics sub-steps per control step", range=(1, 20))
     duration: float = option(30.0, "episode time limit, s", range=(1.0, 3600.0))
-    route_length: float = option(
-        525.0, "m of highway to drive; reaching it ends the episode 'arrived' (default: a "
-        "careful driver at 25 m/s in free flow covers it in 70% of the 30 s limit)",
-        range=(10.0, 1e5))
+    route_length: float | None = option(
+        None, "m of highway to drive; reaching it ends the episode 'arrived' (None: the "
+        "distance a careful driver at 25 m/s covers in 70% of duration, 525 m for 30 s)")
     observe: int = option(8, "nearest vehicles in the observation (K)", range=(1, 32))
     lane_width: float = option(4.0, "m", range=(2.5, 6.0))
     ego_speed: tuple[float, float] = option((22.0, 28.0), "initial ego speed range, m/s",
@@ -71,13 +72,23 @@ class HighwayConfig:
             lo, hi = getattr(self, name)
             if lo > hi:
                 raise ValueError(f"{name}=({lo}, {hi}): the first value must be <= the second")
-        if self.route_length > self.speed_max * self.duration:
+        if self.route_length is not None and not 10.0 <= self.route_length <= 1e5:
+            raise ValueError(f"route_length={self.route_length} is out of range: allowed "
+                             "[10, 100000] m, or None for the default")
+        if self.route > self.speed_max * self.duration:
             raise ValueError(
-                f"route_length={self.route_length} m cannot be driven in duration="
+                f"route_length={self.route} m cannot be driven in duration="
                 f"{self.duration} s at speed_max={self.speed_max} m/s; shorten the route or "
                 "lengthen the episode")
         if self.reward_speed_range[0] == self.reward_speed_range[1]:
             raise ValueError("reward_speed_range must span a non-empty interval, e.g. (20, 30)")
+
+    @property
+    def route(self) -> float:
+        """The route's length, m (``route_length``, or its default for ``duration``)."""
+        if self.route_length is not None:
+            return float(self.route_length)
+        return ROUTE_FRACTION * CAREFUL_SPEED * self.duration
 
     @property
     def dt(self) -> float:
@@ -120,7 +131,7 @@ class HighwayConfig:
         p[L.LC_THRESHOLD] = 0.2
         p[L.RECYCLE_BEHIND] = 120.0
         p[L.RECYCLE_AHEAD] = 180.0
-        p[L.ROUTE_LEN] = self.route_length
+        p[L.ROUTE_LEN] = self.route
         p[L.R_PROGRESS] = self.reward_progress
         p[L.R_ARRIVAL] = self.reward_arrival
         p[L.R_STOPPED] = self.reward_stopped

@@ -18,8 +18,8 @@ from takeover.envs.config import CAREFUL_SPEED
 from takeover.envs.controllers import idm_accel, lane_keep_steer
 from takeover.envs.highway import HighwayEnv
 
-__all__ = ["ConstantSpeedDriver", "IDMDriver", "corridor_follower_gap", "corridor_leader",
-           "idm_accel", "lane_keep_steer"]
+__all__ = ["ConstantSpeedDriver", "IDMDriver", "StandstillDriver", "corridor_follower_gap",
+           "corridor_leader", "idm_accel", "lane_keep_steer"]
 
 
 def corridor_leader(veh: np.ndarray, y: float, lateral_margin: float = 0.5) -> tuple[float, float]:
@@ -152,3 +152,17 @@ class ConstantSpeedDriver:
         steer = lane_keep_steer(float(ego[L.Y] - round(ego[L.Y] / w) * w), float(ego[L.PSI]),
                                 float(ego[L.V]), WHEELBASE)
         return np.array([np.clip(steer / env.config.steer_max, -1, 1), 0.0], dtype=np.float32)
+
+
+@dataclass
+class StandstillDriver:
+    """Brakes to a standstill in its lane and stays there: the policy the reward must never
+    pay (it ends ``stopped``, and returns less than any driver that arrives)."""
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, env: HighwayEnv):
+        if env.config.action_type == "discrete":
+            return L.SLOWER if env.world[L.TGT_SPEED] > 0.0 else L.IDLE
+        return np.array([0.0, -1.0], dtype=np.float32)

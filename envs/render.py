@@ -186,7 +186,7 @@ class Renderer:
         for k in range(1, cfg.lanes):
             self._dashes(surf, self.to_screen(x_lo, (k - 0.5) * w)[1], x_lo, x_hi)
         # the route's end: a chequered line across the road
-        end = cfg.route_length
+        end = cfg.route
         if x_lo - 2.0 < end < x_hi + 2.0:
             sx = self.to_screen(end, 0)[0]
             sq = max(2, int(0.5 * w * self.scale / 2))

@@ -18,16 +18,13 @@ from takeover.envs.controllers import (
     lane_keep_steer,
     lane_keep_steer_batch,
 )
-from takeover.envs.drivers import ConstantSpeedDriver, IDMDriver
+from takeover.envs.drivers import ConstantSpeedDriver, IDMDriver, StandstillDriver
 from takeover.envs.vector import make_vector_env
 
 PLAIN = "takeover/Plain-v1"
 
 
-def brake_to_stop(env):
-    """Brakes to a standstill in its lane and stays there."""
-    return 0 if env.config.action_type == "discrete" and env.vehicles[0, L.V] < 1 else (
-        2 if env.config.action_type == "discrete" else np.array([0.0, -1.0], np.float32))
+brake_to_stop = StandstillDriver()
 
 
 def _episode(env_id, driver, seed, **kw):

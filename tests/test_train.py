@@ -84,7 +84,7 @@ def test_cli_train_then_eval(tmp_path):
                               "takeover/CutIn-v1", "--json"])
     assert res.exit_code == 0, res.output
     result = json.loads(res.output)["takeover/CutIn-v1"]
-    assert set(result) == {"success", "collision", "offroad", "mean_speed"}
+    assert set(result) >= {"success", "collision", "offroad", "mean_speed"}
     assert 0 <= result["success"]["lo"] <= result["success"]["mean"] <= result["success"]["hi"]
     bad = runner.invoke(app, ["train", "total_timestep=5"])
     assert bad.exit_code == 2 and "total_timesteps" in bad.output
