@@ -39,7 +39,8 @@ class HighwayConfig:
                                                 range=(1.0, 40.0))
     onset: tuple[float, float] = option((5.0, 14.0), "hazard onset time range, s",
                                         range=(0.0, 3600.0))
-    hazard_window: float = option(5.0, "how long a dynamic hazard counts as active, s",
+    hazard_window: float = option(5.0, "how long a moving hazard lasts (active) before its car drives on as "
+                                  "ordinary traffic, s",
                                   range=(0.5, 60.0))
     sense_range: float = option(80.0, "distance at which a static hazard becomes active, m",
                                 range=(10.0, 500.0))

@@ -71,6 +71,8 @@ class IDMDriver:
     s0: float = 5.0
     change_lanes: bool = True
     safe_gap_behind: float = 8.0
+    closing_time: float = 2.0
+    overtake_below: float = 0.8
     target_lane: float | None = None
 
     def reset(self) -> None:
@@ -87,23 +89,28 @@ class IDMDriver:
             self.target_lane = lane_now if self.target_lane is None else self.target_lane
         v = float(ego[L.V])
         gap, v_lead = corridor_leader(veh, float(ego[L.Y]))
+        creep = math.inf  # steering around a standing obstacle: creep up to it, do not wait
         if self.target_lane != lane_now:  # mid-change: also respect the target lane
             g2, v2 = corridor_leader(veh, self.target_lane * w)
-            if g2 < gap:
+            if v_lead < 2.0 and gap > 2.0:
+                creep = idm_accel(v, self.desired_speed, gap, v_lead, headway=0.5,
+                                  a_max=self.a_max, b_comf=self.b_comf, s0=1.0)
+                gap, v_lead = g2, v2
+            elif g2 < gap:
                 gap, v_lead = g2, v2
         # stop well back from a standing obstacle: steering around it needs room
         s0 = self.s0 + (7.0 if v_lead < 2.0 else 0.0)
         kw = dict(headway=self.headway, a_max=self.a_max, b_comf=self.b_comf, s0=s0)
-        acc = idm_accel(v, self.desired_speed, gap, v_lead, **kw)
+        acc = min(idm_accel(v, self.desired_speed, gap, v_lead, **kw), creep)
         if (self.change_lanes and self.target_lane == lane_now and gap < 80.0
-                and v_lead < 0.8 * self.desired_speed):
+                and v_lead < self.overtake_below * self.desired_speed):
             best = acc + 0.5
             for lane in (lane_now - 1.0, lane_now + 1.0):
                 if not 0 <= lane < cfg.lanes:
                     continue
                 g_ahead, v_ahead = corridor_leader(veh, lane * w)
                 g_back, v_back = corridor_follower_gap(veh, lane * w)
-                if (g_back < self.safe_gap_behind + max(0.0, v_back - v) * 2.0
+                if (g_back < self.safe_gap_behind + max(0.0, v_back - v) * self.closing_time
                         or g_ahead < 10.0 + max(0.0, v - v_ahead) * 1.0):
                     continue
                 a_new = idm_accel(v, self.desired_speed, g_ahead, v_ahead, **kw)

@@ -282,14 +282,21 @@ def _update_hazard(vw, ww, p):
         return
     t = ww[TIME]
     ranged = ww[HZ_TRIGGER] == TRIGGER_RANGE
+    j = int(ww[HZ_IDX])
+    mode = ww[HZ_FIRE_MODE]
     if state == ACTIVE:
         if (vw[0, X] > ww[HZ_XEND]) if ranged else (t >= ww[HZ_END]):
             ww[HZ_STATE] = OVER
+            # past its window a moving hazard's car drives on: the braked car pulls away
+            # again, the car that cut in speeds up and rejoins ordinary traffic
+            if j >= 0 and mode == BRAKING:
+                vw[j, MODE] = LANE_BOUND
+            elif j >= 0 and mode == LANE_BOUND:
+                vw[j, MODE] = NORMAL
+                vw[j, V0] += ww[HZ_DEFICIT]
         return
     if not ((ww[HZ_X] - vw[0, X] < p[SENSE]) if ranged else (t >= ww[HZ_ONSET])):
         return
-    j = int(ww[HZ_IDX])
-    mode = ww[HZ_FIRE_MODE]
     if j >= 0 and mode == BRAKING:
         vw[j, MODE] = BRAKING
     elif j >= 0 and mode == LANE_BOUND:  # the waiting car moves into the ego's lane, slower

@@ -13,7 +13,8 @@ class CutIn(Hazard):
     trigger = L.TRIGGER_TIME
     fire_mode = L.LANE_BOUND
     summary = ("a car alongside in an adjacent lane cuts in at the onset with a gap of "
-               "12 - 8 s m, driving 2 + 5 s m/s slower than the ego")
+               "12 - 8 s m, driving 2 + 5 s m/s slower than the ego; ``hazard_window`` s later it speeds "
+               "up and rejoins traffic")
 
     def place(self, scene: Scene) -> list[KeepOut]:
         s, n = scene.severity, scene.cfg.lanes

@@ -14,7 +14,8 @@ class Merge(Hazard):
     fire_mode = L.LANE_BOUND
     start_lane = "right"
     summary = ("the ego starts in the right lane; a car on the acceleration lane beside it "
-               "merges in front at the onset with a gap of 12 - 7 s m, 3 + 6 s m/s slower")
+               "merges in front at the onset with a gap of 12 - 7 s m, 3 + 6 s m/s slower, and "
+               "rejoins traffic ``hazard_window`` s later")
 
     def place(self, scene: Scene) -> list[KeepOut]:
         s = scene.severity

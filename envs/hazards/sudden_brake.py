@@ -12,8 +12,8 @@ class SuddenBrake(Hazard):
     code = 1
     trigger = L.TRIGGER_TIME
     fire_mode = L.BRAKING
-    summary = ("a lead car 20-35 m ahead in the ego's lane brakes at 4 + 5 s m/s^2 to a stop "
-               "at the onset time")
+    summary = ("a lead car 20-35 m ahead in the ego's lane brakes at 4 + 5 s m/s^2 at the onset "
+               "time, to a stop if it has time, and drives off again ``hazard_window`` s later")
 
     def place(self, scene: Scene) -> list[KeepOut]:
         gap = 20.0 + 15.0 * scene.rng.random()
