@@ -150,7 +150,8 @@ def _failure_rate(env_id: str, gate: str, seeds: range, **gate_kw) -> float:
     env = gym.make(env_id)
     sup = Supervisor(env, ConstantAgent(env), {"ttc": TTCOracle()}, GATES.make(gate, **gate_kw),
                      HUMANS.make("perfect"), gate_score="ttc")
-    return float(np.mean([sup.run_episode(s)[-1].terminated for s in seeds]))
+    return float(np.mean([sup.run_episode(s)[-1].reason in ("collision", "offroad")
+                          for s in seeds]))
 
 
 @pytest.mark.parametrize("env_id", ["takeover/SuddenBrake-v1", "takeover/CutIn-v1"])
@@ -258,7 +259,9 @@ def test_shipped_agent_perfect_human_fails_less_over_50_seeds():
         sup = Supervisor(env, agent, make_estimators(["q_risk"]),
                          GATES.make(gate, high=0.3, low=0.1) if gate == "threshold"
                          else GATES.make(gate), HUMANS.make("perfect"), gate_score="q_risk")
-        rates[gate] = np.mean([sup.run_episode(s)[-1].terminated for s in range(50)])
+        # v1: arriving terminates too; a failure is a collision or leaving the road
+        rates[gate] = np.mean([sup.run_episode(s)[-1].reason in ("collision", "offroad")
+                               for s in range(50)])
     assert rates["threshold"] < rates["never"], rates
 
 

@@ -66,15 +66,17 @@ def _gap(agent, n_seeds):
     return plain, hazard, res
 
 
+# measured on 200 held-out seeds (manifest metrics): the novice arrives in 0.745 of plain
+# episodes and 0.12 of hazard episodes on average; thresholds leave ~2 binomial sd of room
 def test_novice_gap_fast(novice):
     plain, hazard, _ = _gap(novice, 12)
-    assert plain >= 0.75 and hazard <= plain - 0.25, (plain, hazard)
+    assert plain >= 0.5 and hazard <= plain - 0.25, (plain, hazard)
 
 
 @pytest.mark.slow
 def test_novice_gap_50_seeds(novice):
     plain, hazard, res = _gap(novice, 50)
-    assert plain >= 0.85, plain
+    assert plain >= 0.6, plain
     assert hazard <= plain - 0.3, (plain, hazard)
     assert res[PLAIN]["success"].lo > max(res[e]["success"].hi for e in HAZARD_IDS) - 0.2
 
