@@ -1,8 +1,9 @@
 """Evaluate an agent over N seeds per scenario: success, collision and off-road rates and
 mean speed, each with a 95% percentile-bootstrap confidence interval.
 
-An episode is a *success* when it reaches the time limit without a collision or leaving the
-road. Seeds ``seed0 .. seed0 + n_seeds - 1`` are used for every scenario, so two agents
+An episode is a *success* when it arrives at the route's end (``info["outcome"] ==
+"arrived"``, the env's only success outcome); ``stopped`` counts standstills in a live lane and
+``hazard_met`` the episodes whose hazard fired. Seeds ``seed0 .. seed0 + n_seeds - 1`` are used for every scenario, so two agents
 evaluated with the same arguments face the same traffic.
 """
 
@@ -16,6 +17,7 @@ from gymnasium import spaces
 from takeover.agents.rollout import Episode, run_episodes
 
 METRICS = ("success", "collision", "offroad", "mean_speed")
+EXTRA_METRICS = ("stopped", "timeout", "hazard_met")
 
 
 @dataclass(frozen=True)
@@ -44,11 +46,19 @@ def bootstrap_ci(values: np.ndarray, *, n_boot: int = 2000, level: float = 0.95,
 
 
 def summarize(episodes: list[Episode]) -> dict[str, Estimate]:
+    from takeover.envs import SUCCESS_OUTCOMES
+
+    def rate(pred) -> Estimate:
+        return bootstrap_ci(np.array([pred(e) for e in episodes], dtype=np.float64))
+
     return {
-        "success": bootstrap_ci(np.array([e.reason == "time_limit" for e in episodes])),
-        "collision": bootstrap_ci(np.array([e.reason == "collision" for e in episodes])),
-        "offroad": bootstrap_ci(np.array([e.reason == "offroad" for e in episodes])),
+        "success": rate(lambda e: e.outcome in SUCCESS_OUTCOMES),
+        "collision": rate(lambda e: e.outcome == "collision"),
+        "offroad": rate(lambda e: e.outcome == "off_road"),
         "mean_speed": bootstrap_ci(np.array([e.mean_speed for e in episodes])),
+        "stopped": rate(lambda e: e.outcome == "stopped"),
+        "timeout": rate(lambda e: e.outcome == "timeout"),
+        "hazard_met": rate(lambda e: e.hazard_fired),
     }
 
 

@@ -25,7 +25,7 @@ class Episode:
 
     Attributes:
         env_id: the env it ran on; seed: its reset seed.
-        reason: ``"collision"``, ``"offroad"`` or ``"time_limit"``.
+        reason: v0's name of the outcome (``info["reason"]``, kept one version).
         steps: decisions taken; ret: undiscounted return.
         mean_speed: mean ego speed over the episode, m/s.
         hazard: the scenario's hazard name.
@@ -33,7 +33,9 @@ class Episode:
         final_speed: ego speed at the last step, m/s.
         distance: m driven (``info["route_progress"]`` where the world reports it, else the
             ego's ``x`` displacement).
-        outcome: the world's ``info["outcome"]`` at the last step, ``""`` if it has none.
+        outcome: ``info["outcome"]`` of the last step (``takeover.envs.OUTCOMES``), ``""`` if
+            the world has none.
+        hazard_fired: the hazard was triggered during the episode.
     """
 
     env_id: str
@@ -47,6 +49,7 @@ class Episode:
     final_speed: float = float("nan")
     distance: float = float("nan")
     outcome: str = ""
+    hazard_fired: bool = False
 
     @property
     def failed(self) -> bool:
@@ -76,11 +79,12 @@ def run_episodes(predict: Callable[[np.ndarray], np.ndarray], env_id: str, seeds
         hazards = [i["hazard"] for _, i in first]
         traj: list[list[np.ndarray]] = [[o] for o in obs] if keep_obs else [[] for _ in chunk]
         speeds: list[list[float]] = [[i["speed"]] for _, i in first]
-        start = [_position(i) for _, i in first]
+        x0 = [_position(i) for _, i in first]
         dist = [0.0] * len(chunk)
-        outcome = [""] * len(chunk)
         rets = [0.0] * len(chunk)
         reasons = [""] * len(chunk)
+        outcomes = [""] * len(chunk)
+        fired = [False] * len(chunk)
         alive = list(range(len(chunk)))
         while alive:
             actions = predict(np.stack([obs[i] for i in alive]))
@@ -91,8 +95,9 @@ def run_episodes(predict: Callable[[np.ndarray], np.ndarray], env_id: str, seeds
                 speeds[i].append(info["speed"])
                 if term or trunc:
                     reasons[i] = info["reason"]
-                    dist[i] = _position(info) - start[i]
-                    outcome[i] = str(info.get("outcome", ""))
+                    dist[i] = _position(info) - x0[i]
+                    outcomes[i] = str(info.get("outcome", ""))
+                    fired[i] = bool(info.get("hazard_fired", False))
                     continue
                 obs[i] = o
                 if keep_obs:
@@ -105,7 +110,7 @@ def run_episodes(predict: Callable[[np.ndarray], np.ndarray], env_id: str, seeds
                 env_id, chunk[i], reasons[i], len(speeds[i]) - 1, rets[i],
                 float(np.mean(speeds[i])), hazards[i],
                 np.stack(traj[i]).astype(np.float32) if keep_obs else None,
-                float(speeds[i][-1]), float(dist[i]), outcome[i],
+                float(speeds[i][-1]), float(dist[i]), outcomes[i], fired[i],
             ))
     return episodes
 

@@ -5,19 +5,20 @@ from __future__ import annotations
 import gymnasium as gym
 
 from takeover.envs.config import SCENARIOS, HighwayConfig
+from takeover.envs.hazards import HAZARDS, MIXED
 from takeover.envs.highway import HighwayEnv, WorldState
+from takeover.envs.outcomes import MRM_OUTCOMES, OUTCOMES, SAFE_OUTCOMES, SUCCESS_OUTCOMES
+
+VERSION = "v1"
+"""The world's version (Gymnasium's rule: changed dynamics or reward bump it)."""
 
 ENV_IDS = {
-    "takeover/Highway-v0": "mixed",
-    "takeover/Plain-v0": "none",
-    "takeover/SuddenBrake-v0": "sudden_brake",
-    "takeover/CutIn-v0": "cut_in",
-    "takeover/StalledCar-v0": "stalled_car",
-    "takeover/Merge-v0": "merge",
-    "takeover/LaneClosure-v0": "lane_closure",
+    f"takeover/Highway-{VERSION}": "mixed",
+    f"takeover/Plain-{VERSION}": "none",
+    **{f"takeover/{h.env_name}-{VERSION}": name for name, h in HAZARDS.items()},
 }
-"""Registered ids and their scenario; ``Highway-v0`` draws one hazard per episode and
-``Plain-v0`` has none (the novice agent's training world)."""
+"""Registered ids and their scenario; ``Highway`` draws one hazard per episode from the
+pinned ``hazards.MIXED`` and ``Plain`` has none (the novice agent's training world)."""
 
 HAZARD_IDS = tuple(k for k, v in ENV_IDS.items() if v not in ("mixed", "none"))
 
@@ -32,5 +33,6 @@ def register_envs() -> None:
 
 register_envs()
 
-__all__ = ["ENV_IDS", "HAZARD_IDS", "SCENARIOS", "HighwayConfig", "HighwayEnv", "WorldState",
-           "register_envs"]
+__all__ = ["ENV_IDS", "HAZARDS", "HAZARD_IDS", "MIXED", "MRM_OUTCOMES", "OUTCOMES",
+           "SAFE_OUTCOMES", "SCENARIOS", "SUCCESS_OUTCOMES", "VERSION", "HighwayConfig",
+           "HighwayEnv", "WorldState", "register_envs"]

@@ -8,9 +8,15 @@ import numpy as np
 
 from takeover.config import option, validate
 from takeover.envs import layout as L
+from takeover.envs.hazards import HAZARDS
 
-SCENARIOS = ("mixed", "none", *L.HAZARD_NAMES[1:])
-"""``mixed`` draws one hazard per episode; ``none`` is plain traffic."""
+SCENARIOS = ("mixed", "none", *HAZARDS)
+"""``mixed`` draws one hazard per episode (``hazards.MIXED``); ``none`` is plain traffic."""
+
+CAREFUL_SPEED = 25.0
+"""m/s: the reference careful driver's desired speed (``drivers.IDMDriver``)."""
+ROUTE_FRACTION = 0.7
+"""The default route takes a careful driver in free flow this fraction of the time limit."""
 
 
 @dataclass(frozen=True)
@@ -22,6 +28,9 @@ class HighwayConfig:
     control_hz: float = option(10.0, "agent decisions per simulated second", range=(1.0, 50.0))
     substeps: int = option(2, "physics sub-steps per control step", range=(1, 20))
     duration: float = option(30.0, "episode time limit, s", range=(1.0, 3600.0))
+    route_length: float | None = option(
+        None, "m of highway to drive; reaching it ends the episode 'arrived' (None: the "
+        "distance a careful driver at 25 m/s covers in 70% of duration, 525 m for 30 s)")
     observe: int = option(8, "nearest vehicles in the observation (K)", range=(1, 32))
     lane_width: float = option(4.0, "m", range=(2.5, 6.0))
     ego_speed: tuple[float, float] = option((22.0, 28.0), "initial ego speed range, m/s",
@@ -30,7 +39,8 @@ class HighwayConfig:
                                                 range=(1.0, 40.0))
     onset: tuple[float, float] = option((5.0, 14.0), "hazard onset time range, s",
                                         range=(0.0, 3600.0))
-    hazard_window: float = option(5.0, "how long a dynamic hazard counts as active, s",
+    hazard_window: float = option(5.0, "how long a moving hazard lasts (active) before its car drives on as "
+                                  "ordinary traffic, s",
                                   range=(0.5, 60.0))
     sense_range: float = option(80.0, "distance at which a static hazard becomes active, m",
                                 range=(10.0, 500.0))
@@ -47,6 +57,15 @@ class HighwayConfig:
     jerk_threshold: float = option(10.0, "m/s^3", range=(0.1, None))
     reward_collision: float = option(-50.0, "added on collision", range=(None, 0.0))
     reward_offroad: float = option(-50.0, "added on leaving the road", range=(None, 0.0))
+    reward_progress: float = option(20.0, "paid pro rata per metre, in total for the route",
+                                    range=(0.0, None))
+    reward_arrival: float = option(20.0, "added on arriving", range=(0.0, None))
+    reward_stopped: float = option(-50.0, "added when the episode ends 'stopped' (standing in "
+                                   "a live lane on a free road)", range=(None, 0.0))
+    reward_shoulder: float = option(1.0, "penalty per step on the hard shoulder outside a "
+                                    "minimal-risk manoeuvre", range=(0.0, None))
+    stop_grace: float = option(3.0, "s of standstill on a free road before 'stopped'",
+                               range=(0.1, 60.0))
 
     def __post_init__(self) -> None:
         validate(self)
@@ -54,8 +73,23 @@ class HighwayConfig:
             lo, hi = getattr(self, name)
             if lo > hi:
                 raise ValueError(f"{name}=({lo}, {hi}): the first value must be <= the second")
+        if self.route_length is not None and not 10.0 <= self.route_length <= 1e5:
+            raise ValueError(f"route_length={self.route_length} is out of range: allowed "
+                             "[10, 100000] m, or None for the default")
+        if self.route > self.speed_max * self.duration:
+            raise ValueError(
+                f"route_length={self.route} m cannot be driven in duration="
+                f"{self.duration} s at speed_max={self.speed_max} m/s; shorten the route or "
+                "lengthen the episode")
         if self.reward_speed_range[0] == self.reward_speed_range[1]:
             raise ValueError("reward_speed_range must span a non-empty interval, e.g. (20, 30)")
+
+    @property
+    def route(self) -> float:
+        """The route's length, m (``route_length``, or its default for ``duration``)."""
+        if self.route_length is not None:
+            return float(self.route_length)
+        return ROUTE_FRACTION * CAREFUL_SPEED * self.duration
 
     @property
     def dt(self) -> float:
@@ -98,6 +132,14 @@ class HighwayConfig:
         p[L.LC_THRESHOLD] = 0.2
         p[L.RECYCLE_BEHIND] = 120.0
         p[L.RECYCLE_AHEAD] = 180.0
+        p[L.ROUTE_LEN] = self.route
+        p[L.R_PROGRESS] = self.reward_progress
+        p[L.R_ARRIVAL] = self.reward_arrival
+        p[L.R_STOPPED] = self.reward_stopped
+        p[L.R_SHOULDER] = self.reward_shoulder
+        p[L.STOP_GRACE] = self.stop_grace
+        p[L.STOP_SPEED] = 0.5  # m/s: below this the ego counts as standing still
+        p[L.STOP_CLEAR] = 30.0  # m: the road ahead is free if nothing is closer in the lane
         return p
 
 

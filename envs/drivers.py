@@ -1,5 +1,6 @@
 """Reference drivers that read the world's true state: baselines for tests and the core of
-the scripted human models (``takeover.supervisor.humans``).
+the scripted human models (``takeover.supervisor.humans``). The car following and lane
+keeping are ``takeover.envs.controllers`` (the kernel's own IDM and lane keeper).
 
 A driver is called with the unwrapped env and returns an action in the env's own action
 space, so it drives either action type.
@@ -13,7 +14,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from takeover.envs import layout as L
+from takeover.envs.config import CAREFUL_SPEED
+from takeover.envs.controllers import idm_accel, lane_keep_steer
 from takeover.envs.highway import HighwayEnv
+
+__all__ = ["ConstantSpeedDriver", "IDMDriver", "StandstillDriver", "corridor_follower_gap",
+           "corridor_leader", "idm_accel", "lane_keep_steer"]
 
 
 def corridor_leader(veh: np.ndarray, y: float, lateral_margin: float = 0.5) -> tuple[float, float]:
@@ -46,13 +52,7 @@ def corridor_follower_gap(veh: np.ndarray, y: float) -> tuple[float, float]:
     return float(dx[j] - 0.5 * (others[j, L.LEN] + ego[L.LEN])), float(others[j, L.V])
 
 
-def idm_accel(v: float, v0: float, gap: float, v_lead: float, *, headway: float, a_max: float,
-              b_comf: float, s0: float) -> float:
-    free = 1.0 - (v / max(v0, 0.1)) ** 4
-    if not math.isfinite(gap):
-        return a_max * free
-    s_star = s0 + max(0.0, v * headway + v * (v - v_lead) / (2.0 * math.sqrt(a_max * b_comf)))
-    return a_max * (free - (s_star / max(gap, 0.1)) ** 2)
+WHEELBASE = 2.5  # m, the ego's (HighwayConfig.params)
 
 
 @dataclass
@@ -64,13 +64,15 @@ class IDMDriver:
     limit, and a lane change when the leader is much slower than desired.
     """
 
-    desired_speed: float = 25.0
+    desired_speed: float = CAREFUL_SPEED
     headway: float = 1.8
     a_max: float = 2.0
     b_comf: float = 3.0
     s0: float = 5.0
     change_lanes: bool = True
     safe_gap_behind: float = 8.0
+    closing_time: float = 2.0
+    overtake_below: float = 0.8
     target_lane: float | None = None
 
     def reset(self) -> None:
@@ -87,34 +89,35 @@ class IDMDriver:
             self.target_lane = lane_now if self.target_lane is None else self.target_lane
         v = float(ego[L.V])
         gap, v_lead = corridor_leader(veh, float(ego[L.Y]))
+        creep = math.inf  # steering around a standing obstacle: creep up to it, do not wait
         if self.target_lane != lane_now:  # mid-change: also respect the target lane
             g2, v2 = corridor_leader(veh, self.target_lane * w)
-            if g2 < gap:
+            if v_lead < 2.0 and gap > 2.0:
+                creep = idm_accel(v, self.desired_speed, gap, v_lead, headway=0.5,
+                                  a_max=self.a_max, b_comf=self.b_comf, s0=1.0)
+                gap, v_lead = g2, v2
+            elif g2 < gap:
                 gap, v_lead = g2, v2
         # stop well back from a standing obstacle: steering around it needs room
         s0 = self.s0 + (7.0 if v_lead < 2.0 else 0.0)
         kw = dict(headway=self.headway, a_max=self.a_max, b_comf=self.b_comf, s0=s0)
-        acc = idm_accel(v, self.desired_speed, gap, v_lead, **kw)
+        acc = min(idm_accel(v, self.desired_speed, gap, v_lead, **kw), creep)
         if (self.change_lanes and self.target_lane == lane_now and gap < 80.0
-                and v_lead < 0.8 * self.desired_speed):
+                and v_lead < self.overtake_below * self.desired_speed):
             best = acc + 0.5
             for lane in (lane_now - 1.0, lane_now + 1.0):
                 if not 0 <= lane < cfg.lanes:
                     continue
                 g_ahead, v_ahead = corridor_leader(veh, lane * w)
                 g_back, v_back = corridor_follower_gap(veh, lane * w)
-                if (g_back < self.safe_gap_behind + max(0.0, v_back - v) * 2.0
+                if (g_back < self.safe_gap_behind + max(0.0, v_back - v) * self.closing_time
                         or g_ahead < 10.0 + max(0.0, v - v_ahead) * 1.0):
                     continue
                 a_new = idm_accel(v, self.desired_speed, g_ahead, v_ahead, **kw)
                 if a_new > best:
                     best, self.target_lane = a_new, lane
-        # lane keeping: steer the heading toward the target lane centre
-        err = float(ego[L.Y] - self.target_lane * w)
-        vv = max(v, 5.0)
-        psi_ref = math.asin(min(max(-0.6 * err / vv, -0.25), 0.25))
-        yaw_rate = 3.0 * (psi_ref - float(ego[L.PSI]))
-        steer = math.atan(yaw_rate * 2.5 / vv)
+        steer = lane_keep_steer(float(ego[L.Y] - self.target_lane * w), float(ego[L.PSI]), v,
+                                WHEELBASE)
         return steer, min(max(acc, -cfg.brake_max), cfg.accel_max)
 
     def __call__(self, env: HighwayEnv):
@@ -152,8 +155,21 @@ class ConstantSpeedDriver:
         if env.config.action_type == "discrete":
             return L.IDLE
         ego = env.vehicles[0]
-        err = float(ego[L.Y] - round(ego[L.Y] / env.config.lane_width) * env.config.lane_width)
-        v = max(float(ego[L.V]), 1.0)
-        psi_ref = math.asin(min(max(-0.6 * err / v, -0.25), 0.25))
-        steer = math.atan(3.0 * (psi_ref - float(ego[L.PSI])) * 2.5 / v)
+        w = env.config.lane_width
+        steer = lane_keep_steer(float(ego[L.Y] - round(ego[L.Y] / w) * w), float(ego[L.PSI]),
+                                float(ego[L.V]), WHEELBASE)
         return np.array([np.clip(steer / env.config.steer_max, -1, 1), 0.0], dtype=np.float32)
+
+
+@dataclass
+class StandstillDriver:
+    """Brakes to a standstill in its lane and stays there: the policy the reward must never
+    pay (it ends ``stopped``, and returns less than any driver that arrives)."""
+
+    def reset(self) -> None:
+        pass
+
+    def __call__(self, env: HighwayEnv):
+        if env.config.action_type == "discrete":
+            return L.SLOWER if env.world[L.TGT_SPEED] > 0.0 else L.IDLE
+        return np.array([0.0, -1.0], dtype=np.float32)

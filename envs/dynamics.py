@@ -17,6 +17,7 @@ import math
 import numpy as np
 from numba import njit
 
+from takeover.envs.controllers import idm_accel, lane_keep_steer
 from takeover.envs.layout import (
     ACC,
     ACC_MAX,
@@ -37,12 +38,14 @@ from takeover.envs.layout import (
     FASTER,
     HZ_DEFICIT,
     HZ_END,
+    HZ_FIRE_MODE,
     HZ_IDX,
     HZ_KIND,
     HZ_ONSET,
     HZ_SEV,
     HZ_STATE,
     HZ_T_ACTIVE,
+    HZ_TRIGGER,
     HZ_WINDOW,
     HZ_X,
     HZ_XEND,
@@ -51,12 +54,16 @@ from takeover.envs.layout import (
     I_HEADING,
     I_HEADWAY,
     I_HZ_ACTIVE,
+    I_HZ_FIRED,
     I_HZ_ONSET,
     I_HZ_SEV,
     I_JERK,
     I_LANE,
     I_MIN_DIST,
+    I_MRM,
     I_OFFROAD,
+    I_PROGRESS,
+    I_ROUTE_LEN,
     I_SPEED,
     I_STEER,
     I_TIME,
@@ -69,15 +76,16 @@ from takeover.envs.layout import (
     KIND,
     LANE,
     LANE_BOUND,
-    LANE_CLOSURE,
     LANE_LEFT,
     LANE_RIGHT,
     LANE_W,
     LC_THRESHOLD,
     LC_TIMER,
     LEN,
-    MERGE,
     MODE,
+    MRM,
+    MRM_LANE,
+    MRM_T,
     N_LANES,
     NORMAL,
     NSUB,
@@ -88,29 +96,42 @@ from takeover.envs.layout import (
     POLITE,
     PREV_ACC,
     PSI,
+    R_ARRIVAL,
     R_COLLISION,
     R_HEADWAY,
     R_JERK,
     R_OFFROAD,
+    R_PROGRESS,
+    R_SHOULDER,
     R_SPEED,
-    RAMP_X0,
-    RAMP_X1,
+    R_STOPPED,
     RECYCLE_AHEAD,
     RECYCLE_BEHIND,
+    ROUTE_LEN,
+    RUNNING,
     S0,
+    S_ARRIVED,
+    S_COLLISION,
+    S_OFF_ROAD,
+    S_PULLED_OVER,
+    S_STOPPED,
+    S_STOPPED_IN_LANE,
     SENSE,
     SHADOW,
     SLOWER,
-    STALLED_CAR,
     STATIC,
     STEER,
     STEER_MAX,
     STEP,
-    SUDDEN_BRAKE,
+    STILL,
+    STOP_CLEAR,
+    STOP_GRACE,
+    STOP_SPEED,
     TGT_LANE,
     TGT_SPEED,
     THW,
     TIME,
+    TRIGGER_RANGE,
     TTC_MAX,
     V0,
     V_HI,
@@ -131,6 +152,16 @@ LAT_SPEED_HAZARD = 2.8  # m/s, an aggressive cut-in or merge (~1.4 s per lane)
 LC_COOLDOWN = 4.0  # s between two lane changes of one driver
 DISCRETE_SPEED_STEP = 5.0  # m/s per faster/slower meta-action
 DISCRETE_BRAKE = 6.0  # m/s^2, strongest braking of the meta-action speed controller
+# minimal-risk manoeuvre (MRM): gentle in a live lane so that following traffic can react
+# and there is time to reach the shoulder, firmer once on it (UN R157 allows up to 4 m/s^2)
+MRM_DECEL = 1.5  # m/s^2 while in a live lane
+MRM_STOP_DECEL = 3.0  # m/s^2 once on the hard shoulder
+MRM_SEEK_SPEED = 12.0  # m/s held in a live lane while looking for gaps to the right ...
+MRM_SEEK_TIME = 12.0  # s ... for at most this long; then it stops in its lane
+MRM_GAP_AHEAD = 5.0  # m (+ MRM_GAP_TIME x closing speed) needed ahead in the lane right
+MRM_GAP_BEHIND = 8.0  # m (+ MRM_GAP_TIME x closing speed) needed behind in it
+MRM_GAP_TIME = 1.5  # s
+MRM_IN_LANE = 1.0  # m: this close to a lane's centre the MRM looks for the next gap
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -168,29 +199,18 @@ def _sort_by_x(vw, order, rank):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _idm(v, v0, thw, amax, b, s0, gap, v_lead):
-    """IDM acceleration; ``gap`` < 0 means no leader (free road)."""
-    r = v / max(v0, 0.1)
-    r *= r
-    free = 1.0 - r * r
-    if gap < 0.0:
-        return amax * free
-    q = (s0 + max(0.0, v * thw + v * (v - v_lead) / (2.0 * math.sqrt(amax * b)))) / max(gap, 0.1)
-    return amax * (free - q * q)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
 def _idm_behind(vw, i, j):
     """IDM acceleration of slot ``i`` following slot ``j`` (``j`` = -1: free road)."""
     if vw[i, AMAX] <= 0.0:  # static objects and the ego have no IDM driver
         return 0.0
     if j < 0:
-        gap = -1.0
+        gap = math.inf
         vl = 0.0
     else:
         gap = vw[j, X] - vw[i, X] - 0.5 * (vw[j, LEN] + vw[i, LEN])
         vl = vw[j, V] if vw[j, PSI] == 0.0 else vw[j, V] * math.cos(vw[j, PSI])
-    a = _idm(vw[i, V], vw[i, V0], vw[i, THW], vw[i, AMAX], vw[i, BCOMF], vw[i, S0], gap, vl)
+    a = idm_accel(vw[i, V], vw[i, V0], gap, vl, vw[i, THW], vw[i, AMAX], vw[i, BCOMF],
+                  vw[i, S0])
     return max(a, -9.0)
 
 
@@ -234,49 +254,54 @@ def _ego_collides(vw):
 
 
 @njit(cache=True, error_model="numpy")
-def _offroad(vw, ww, p):
+def _offroad(vw, p):
+    """The ego's centre is off the paved road: left of lane 0 or right of the shoulder."""
     w = p[LANE_W]
     y = vw[0, Y]
-    right = (p[N_LANES] - 0.5) * w
-    if ww[RAMP_X0] <= vw[0, X] <= ww[RAMP_X1]:
-        right += w
-    return y < -0.5 * w or y > right
+    return y < -0.5 * w or y > (p[N_LANES] + 0.5) * w
 
 
 @njit(cache=True, error_model="numpy", inline="always")
 def _ego_lane(vw, p):
+    """The lane under the ego's centre: 0..N_LANES-1, or N_LANES on the hard shoulder."""
     lane = round(vw[0, Y] / p[LANE_W])
-    return min(max(lane, 0.0), p[N_LANES] - 1.0)
+    return min(max(lane, 0.0), p[N_LANES])
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _on_shoulder(vw, p):
+    return vw[0, Y] > (p[N_LANES] - 0.5) * p[LANE_W]
 
 
 @njit(cache=True, error_model="numpy")
 def _update_hazard(vw, ww, p):
-    kind = ww[HZ_KIND]
+    """Fire a pending hazard on its trigger (time, or the ego within sensing range of a
+    standing hazard) and end an active one; see ``takeover.envs.hazards.base``."""
     state = ww[HZ_STATE]
+    if state == OVER or ww[HZ_KIND] == 0.0:
+        return
     t = ww[TIME]
-    if state == OVER or kind == 0:
-        return
-    if kind == STALLED_CAR or kind == LANE_CLOSURE:
-        ahead = ww[HZ_X] - vw[0, X]
-        if state == PENDING and ahead < p[SENSE]:
-            ww[HZ_STATE] = ACTIVE
-            ww[HZ_T_ACTIVE] = t
-        elif state == ACTIVE and vw[0, X] > ww[HZ_XEND]:
-            ww[HZ_STATE] = OVER
-        return
-    if state == ACTIVE:
-        if t >= ww[HZ_END]:
-            ww[HZ_STATE] = OVER
-        return
-    cue = vw[0, X] >= ww[HZ_X] if kind == MERGE else t >= ww[HZ_ONSET]
-    if not cue:
-        return
+    ranged = ww[HZ_TRIGGER] == TRIGGER_RANGE
     j = int(ww[HZ_IDX])
-    if kind == SUDDEN_BRAKE:
+    mode = ww[HZ_FIRE_MODE]
+    if state == ACTIVE:
+        if (vw[0, X] > ww[HZ_XEND]) if ranged else (t >= ww[HZ_END]):
+            ww[HZ_STATE] = OVER
+            # past its window a moving hazard's car drives on: the braked car pulls away
+            # again, the car that cut in speeds up and rejoins ordinary traffic
+            if j >= 0 and mode == BRAKING:
+                vw[j, MODE] = LANE_BOUND
+            elif j >= 0 and mode == LANE_BOUND:
+                vw[j, MODE] = NORMAL
+                vw[j, V0] += ww[HZ_DEFICIT]
+        return
+    if not ((ww[HZ_X] - vw[0, X] < p[SENSE]) if ranged else (t >= ww[HZ_ONSET])):
+        return
+    if j >= 0 and mode == BRAKING:
         vw[j, MODE] = BRAKING
-    else:  # cut-in or merge: the waiting car moves into the ego's lane, slower than the ego
+    elif j >= 0 and mode == LANE_BOUND:  # the waiting car moves into the ego's lane, slower
         vw[j, MODE] = LANE_BOUND
-        vw[j, LANE] = _ego_lane(vw, p)
+        vw[j, LANE] = min(_ego_lane(vw, p), p[N_LANES] - 1.0)
         vw[j, V0] = max(vw[0, V] - ww[HZ_DEFICIT], 3.0)
         vw[j, V] = min(vw[j, V], vw[j, V0] + 2.0)
     ww[HZ_STATE] = ACTIVE
@@ -284,15 +309,67 @@ def _update_hazard(vw, ww, p):
     ww[HZ_END] = t + p[HZ_WINDOW]
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _gap_to(vw, j):
+    """Bumper gap (m) from the ego to slot ``j`` (either side), ``inf`` for ``j`` = -1."""
+    if j < 0:
+        return math.inf
+    return abs(vw[j, X] - vw[0, X]) - 0.5 * (vw[j, LEN] + vw[0, LEN])
+
+
 @njit(cache=True, error_model="numpy")
-def _ego_controls(vw, ww, a_in, p):
+def _mrm_controls(vw, ww, p, order, rank):
+    """The minimal-risk manoeuvre: hazard lights (drawn from the ``MRM`` flag), slow to
+    12 m/s, move one lane right whenever the gap there allows, down to the hard shoulder,
+    and stop there; after 12 s without reaching it, stop in the lane. Follows its
+    leader(s) with the IDM throughout."""
+    w = p[LANE_W]
+    n = p[N_LANES]
+    v = vw[0, V]
+    tl = ww[MRM_LANE]
+    centred = abs(vw[0, Y] - tl * w) < MRM_IN_LANE
+    if centred and tl < n and ww[MRM_T] < MRM_SEEK_TIME:
+        lead = _neighbour(vw, order, rank, 0, tl + 1.0, w, True)
+        foll = _neighbour(vw, order, rank, 0, tl + 1.0, w, False)
+        closing_ahead = 0.0 if lead < 0 else max(0.0, v - vw[lead, V])
+        closing_behind = 0.0 if foll < 0 else max(0.0, vw[foll, V] - v)
+        if (_gap_to(vw, lead) > MRM_GAP_AHEAD + MRM_GAP_TIME * closing_ahead
+                and _gap_to(vw, foll) > MRM_GAP_BEHIND + MRM_GAP_TIME * closing_behind):
+            tl += 1.0
+            ww[MRM_LANE] = tl
+            centred = False
+    elif not centred and abs(vw[0, Y] - (tl - 1.0) * w) < 0.5 * w:
+        # mid-change, still mostly in the old lane: back out if the gap behind has closed
+        foll = _neighbour(vw, order, rank, 0, tl, w, False)
+        closing_behind = 0.0 if foll < 0 else max(0.0, vw[foll, V] - v)
+        if _gap_to(vw, foll) < 0.5 * (MRM_GAP_BEHIND + MRM_GAP_TIME * closing_behind):
+            tl -= 1.0
+            ww[MRM_LANE] = tl
+    cur = math.floor(vw[0, Y] / w + 0.5)
+    acc = _ego_idm(vw, _neighbour(vw, order, rank, 0, cur, w, True))
+    if tl != cur:
+        acc = min(acc, _ego_idm(vw, _neighbour(vw, order, rank, 0, tl, w, True)))
+    if centred and tl == n:
+        target = -MRM_STOP_DECEL
+    elif v > MRM_SEEK_SPEED or (ww[MRM_T] >= MRM_SEEK_TIME and tl == cur):
+        target = -MRM_DECEL
+    else:
+        target = 0.0
+    acc = max(min(acc, target), -p[BRAKE_MAX])
+    if v <= 0.0:
+        acc = max(acc, 0.0)
+    steer = lane_keep_steer(vw[0, Y] - tl * w, vw[0, PSI], v, p[WHEELBASE])
+    return min(max(steer, -p[STEER_MAX]), p[STEER_MAX]), acc
+
+
+@njit(cache=True, error_model="numpy")
+def _ego_controls(vw, ww, a_in, p, order, rank):
     """Steering angle (rad) and acceleration (m/s^2) the ego applies this sub-step."""
+    if ww[MRM] > 0.5:
+        return _mrm_controls(vw, ww, p, order, rank)
     if p[DISCRETE] > 0.5:
-        v = max(vw[0, V], 1.0)
-        err = vw[0, Y] - ww[TGT_LANE] * p[LANE_W]
-        psi_ref = math.asin(min(max(-0.6 * err / v, -0.25), 0.25))
-        yaw_rate = 3.0 * (psi_ref - vw[0, PSI])
-        steer = math.atan(yaw_rate * p[WHEELBASE] / v)
+        steer = lane_keep_steer(vw[0, Y] - ww[TGT_LANE] * p[LANE_W], vw[0, PSI], vw[0, V],
+                                p[WHEELBASE])
         acc = min(max(1.0 * (ww[TGT_SPEED] - vw[0, V]), -DISCRETE_BRAKE), p[ACC_MAX])
         return min(max(steer, -p[STEER_MAX]), p[STEER_MAX]), acc
     steer = a_in[0] * p[STEER_MAX]
@@ -309,8 +386,9 @@ def _apply_meta_action(vw, ww, action, p):
         ww[TGT_SPEED] = max(ww[TGT_SPEED] - DISCRETE_SPEED_STEP, 0.0)
     elif a == LANE_LEFT:
         ww[TGT_LANE] = max(_ego_lane(vw, p) - 1.0, 0.0)
-    elif a == LANE_RIGHT:
-        ww[TGT_LANE] = min(_ego_lane(vw, p) + 1.0, p[N_LANES] - 1.0)
+    elif a == LANE_RIGHT:  # travel lanes only: the shoulder is for the MRM
+        lane = _ego_lane(vw, p)
+        ww[TGT_LANE] = max(min(lane + 1.0, p[N_LANES] - 1.0), lane)
 
 
 @njit(cache=True, error_model="numpy")
@@ -321,7 +399,7 @@ def _substep(vw, ww, a_in, p, dt, order, rank):
     for i in range(1, m):
         if vw[i, KIND] != EMPTY:
             vw[i, ACC] = _npc_acc(vw, ww, i, w, order, rank)
-    steer, acc = _ego_controls(vw, ww, a_in, p)
+    steer, acc = _ego_controls(vw, ww, a_in, p, order, rank)
     ww[STEER] = steer
     ww[EGO_ACC] = acc
     # ego: kinematic bicycle about the centre of gravity (lr = lf = wheelbase / 2)
@@ -350,7 +428,7 @@ def _substep(vw, ww, a_in, p, dt, order, rank):
     ww[TIME] += dt
     if _ego_collides(vw):
         ww[CRASHED] = 1.0
-    if _offroad(vw, ww, p):
+    if _offroad(vw, p):
         ww[OFFROAD] = 1.0
 
 
@@ -424,11 +502,14 @@ def _mobil(vw, ww, p, order, rank):
 
 @njit(cache=True, error_model="numpy")
 def _ego_idm(vw, j):
-    """IDM acceleration the ego would need behind ``j``, with a typical driver's parameters
-    (the ego has none of its own): MOBIL's safety check when the ego is the new follower."""
-    gap = vw[j, X] - vw[0, X] - 0.5 * (vw[j, LEN] + vw[0, LEN])
+    """IDM acceleration the ego would need behind ``j`` (-1: free road), with a typical
+    driver's parameters (the ego has none of its own): MOBIL's safety check when the ego is
+    the new follower, and the MRM's car following."""
     v = vw[0, V]
-    return _idm(v, max(v, 1.0), 1.5, 1.5, 2.0, 2.5, gap, vw[j, V] * math.cos(vw[j, PSI]))
+    if j < 0:
+        return idm_accel(v, max(v, 1.0), math.inf, 0.0, 1.5, 1.5, 2.0, 2.5)
+    gap = vw[j, X] - vw[0, X] - 0.5 * (vw[j, LEN] + vw[0, LEN])
+    return idm_accel(v, max(v, 1.0), gap, vw[j, V] * math.cos(vw[j, PSI]), 1.5, 1.5, 2.0, 2.5)
 
 
 @njit(cache=True, error_model="numpy")
@@ -473,7 +554,7 @@ def _observe(vw, ww, p, ob, inf):
     k = int(p[K_OBS])
     xe, ye, ve, pe = vw[0, X], vw[0, Y], vw[0, V], vw[0, PSI]
     vxe, vye = ve * math.cos(pe), ve * math.sin(pe)
-    road = p[N_LANES] * w
+    road = (p[N_LANES] + 1.0) * w  # travel lanes and the hard shoulder
     ob[:, :] = 0.0
     ob[0, 0] = 1.0
     ob[0, 2] = min(max(2.0 * (ye + 0.5 * w) / road - 1.0, -1.0), 1.0)
@@ -554,15 +635,40 @@ def _observe(vw, ww, p, ob, inf):
     inf[I_HZ_SEV] = ww[HZ_SEV]
     inf[I_COLLISION] = ww[CRASHED]
     inf[I_OFFROAD] = ww[OFFROAD]
+    inf[I_HZ_FIRED] = 1.0 if (ww[HZ_KIND] != 0.0 and ww[HZ_STATE] != PENDING) else 0.0
+    inf[I_PROGRESS] = min(xe, p[ROUTE_LEN])
+    inf[I_ROUTE_LEN] = p[ROUTE_LEN]
+    inf[I_MRM] = ww[MRM]
+    # the per-step shaping (speed, tailgating, jerk); the step adds progress and outcomes
     speed_r = min(max((ve - p[V_LO]) / (p[V_HI] - p[V_LO]), 0.0), 1.0)
     hw_pen = min(max(1.0 - headway, 0.0), 1.0)
     jerk_pen = min(max((abs(jerk) - p[JERK_THR]) / p[JERK_THR], 0.0), 1.0)
-    r = p[R_SPEED] * speed_r - p[R_HEADWAY] * hw_pen - p[R_JERK] * jerk_pen
+    return p[R_SPEED] * speed_r - p[R_HEADWAY] * hw_pen - p[R_JERK] * jerk_pen
+
+
+@njit(cache=True, error_model="numpy")
+def _status(vw, ww, p, order, rank):
+    """The episode's outcome after this step (``layout.STATUS_OUTCOMES``; 0 = running),
+    updating the standstill clock."""
     if ww[CRASHED] > 0.0:
-        r += p[R_COLLISION]
-    elif ww[OFFROAD] > 0.0:
-        r += p[R_OFFROAD]
-    return r
+        return S_COLLISION
+    if ww[OFFROAD] > 0.0:
+        return S_OFF_ROAD
+    if vw[0, X] >= p[ROUTE_LEN]:
+        return S_ARRIVED
+    if ww[MRM] > 0.5:
+        ww[STILL] = 0.0
+        ww[MRM_T] += p[DT]
+        if vw[0, V] <= 0.0:
+            return S_PULLED_OVER if _on_shoulder(vw, p) else S_STOPPED_IN_LANE
+        return RUNNING
+    if vw[0, V] < p[STOP_SPEED] and not _on_shoulder(vw, p):
+        lane = math.floor(vw[0, Y] / p[LANE_W] + 0.5)
+        if _gap_to(vw, _neighbour(vw, order, rank, 0, lane, p[LANE_W], True)) > p[STOP_CLEAR]:
+            ww[STILL] += p[DT]
+            return S_STOPPED if ww[STILL] >= p[STOP_GRACE] - 1e-9 else RUNNING
+    ww[STILL] = 0.0
+    return RUNNING
 
 
 @njit(cache=True, error_model="numpy")
@@ -570,7 +676,8 @@ def _step_world(vw, ww, a_in, p, ob, inf, order, rank):
     """One world, one control step; returns (reward, status)."""
     nsub = int(p[NSUB])
     dt = p[DT] / nsub
-    if p[DISCRETE] > 0.5:
+    x0 = vw[0, X]
+    if p[DISCRETE] > 0.5 and ww[MRM] < 0.5:
         _apply_meta_action(vw, ww, a_in[0], p)
     _sort_by_x(vw, order, rank)
     for _ in range(nsub):
@@ -586,7 +693,20 @@ def _step_world(vw, ww, a_in, p, ob, inf, order, rank):
     _mobil(vw, ww, p, order, rank)
     _recycle(vw, p)
     r = _observe(vw, ww, p, ob, inf)
-    return r, 1 if ww[CRASHED] > 0.0 else (2 if ww[OFFROAD] > 0.0 else 0)
+    route = p[ROUTE_LEN]
+    r += p[R_PROGRESS] * (min(vw[0, X], route) - min(x0, route)) / route
+    if ww[MRM] < 0.5 and _on_shoulder(vw, p):
+        r -= p[R_SHOULDER]
+    status = _status(vw, ww, p, order, rank)
+    if status == S_COLLISION:
+        r += p[R_COLLISION]
+    elif status == S_OFF_ROAD:
+        r += p[R_OFFROAD]
+    elif status == S_ARRIVED:
+        r += p[R_ARRIVAL]
+    elif status == S_STOPPED:
+        r += p[R_STOPPED]
+    return r, status
 
 
 @njit(cache=True, error_model="numpy")
@@ -594,8 +714,10 @@ def step_worlds(veh, wld, actions, p, obs, info, reward, status):
     """Advance every world one control step in place.
 
     ``actions`` is ``(N, 2)`` ([steer, accel] in [-1, 1]) or, for the discrete variant,
-    ``(N, 1)`` meta-action indices. ``status`` receives 0 (running), 1 (collision) or
-    2 (off-road). Worlds already ended are still stepped; the caller resets them.
+    ``(N, 1)`` meta-action indices; a world whose ``MRM`` flag is set ignores its action.
+    ``status`` receives 0 (running) or the index of the outcome in
+    ``layout.STATUS_OUTCOMES`` (collision, off_road, stopped, arrived, pulled_over,
+    stopped_in_lane). Worlds already ended are still stepped; the caller resets them.
     """
     m = veh.shape[1]
     order = np.empty(m, dtype=np.int64)

@@ -1,9 +1,11 @@
-"""The single-world Gymnasium environment."""
+"""The single-world Gymnasium environment, and the world's snapshot format."""
 
 from __future__ import annotations
 
-import pickle
-from dataclasses import dataclass, fields
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import gymnasium as gym
@@ -14,18 +16,73 @@ from takeover.config import ConfigError, from_dict
 from takeover.envs import layout as L
 from takeover.envs.config import HighwayConfig
 from takeover.envs.dynamics import observe_worlds, step_worlds
+from takeover.envs.hazards import hazard_name
+from takeover.envs.outcomes import STATUS_NAMES, TIMEOUT_STATUS, reason
 from takeover.envs.scenarios import reset_world
+
+SNAPSHOT_FORMAT = "takeover.WorldState/1"
 
 
 @dataclass(frozen=True)
 class WorldState:
-    """A snapshot of a world: restoring it and replaying the same actions reproduces the
-    trajectory bit for bit. Small (a few kB) and picklable."""
+    """A snapshot of one world: restoring it and replaying the same actions reproduces the
+    trajectory bit for bit.
+
+    ``to_bytes()`` / ``WorldState.from_bytes(data)`` give a safe file format: an ``.npz``
+    (``numpy.savez``, read with ``allow_pickle=False``) holding the arrays ``veh``
+    ``(M, VEH_COLS)`` and ``wld`` ``(WLD_COLS,)`` (float64, see ``layout``) and ``header``,
+    UTF-8 JSON ``{"format": "takeover.WorldState/1", "config": {field: value},
+    "rng_state": numpy bit-generator state, "ended": bool}``. Nothing in it is executed.
+    ``config`` is the env's ``HighwayConfig`` as a dict; ``set_state`` refuses a snapshot
+    whose config differs, naming the fields.
+    """
 
     veh: np.ndarray
     wld: np.ndarray
     rng_state: dict
     ended: bool
+    config: dict
+
+    def to_bytes(self) -> bytes:
+        header = {"format": SNAPSHOT_FORMAT, "config": self.config,
+                  "rng_state": self.rng_state, "ended": bool(self.ended)}
+        buf = io.BytesIO()
+        np.savez(buf, veh=self.veh, wld=self.wld,
+                 header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8))
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> WorldState:
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                header = json.loads(z["header"].tobytes().decode())
+                veh, wld = z["veh"], z["wld"]
+        except (ValueError, KeyError, OSError, UnicodeDecodeError) as err:
+            raise ValueError(f"not a world snapshot (expected {SNAPSHOT_FORMAT} npz bytes "
+                             f"from WorldState.to_bytes): {err}") from None
+        if header.get("format") != SNAPSHOT_FORMAT:
+            raise ValueError(f"snapshot format {header.get('format')!r} is not "
+                             f"{SNAPSHOT_FORMAT!r}; re-take it with this version")
+        return cls(veh, wld, header["rng_state"], bool(header["ended"]), header["config"])
+
+
+def config_dict(cfg: HighwayConfig) -> dict:
+    """``cfg`` as JSON-ready values (tuples become lists)."""
+    return json.loads(json.dumps(asdict(cfg)))
+
+
+def check_snapshot(state: WorldState, cfg: HighwayConfig, slots: int) -> None:
+    """Refuse a snapshot taken under another configuration, naming the differing fields."""
+    mine = config_dict(cfg)
+    theirs = state.config
+    diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if diff:
+        pairs = ", ".join(f"{k}={theirs.get(k)!r} (this env: {mine.get(k)!r})" for k in diff)
+        raise ValueError(f"the snapshot was taken from an env with another config: {pairs}; "
+                         "restore it into an env made with the same config")
+    if state.veh.shape != (slots, L.VEH_COLS) or state.wld.shape != (L.WLD_COLS,):
+        raise ValueError(f"snapshot arrays {state.veh.shape}, {state.wld.shape} do not fit "
+                         f"this env ({slots}, {L.VEH_COLS}), ({L.WLD_COLS},)")
 
 
 def make_config(config: HighwayConfig | dict | None, **overrides: Any) -> HighwayConfig:
@@ -71,30 +128,75 @@ def check_action(action: Any, space: spaces.Space, out: np.ndarray) -> None:
     out[1] = accel
 
 
-def info_dict(row: np.ndarray, hazard: str, reason: str) -> dict[str, Any]:
+class NotYet(float):
+    """``info["hazard_onset"]`` before the hazard fires: a NaN (``math.isnan`` is true, it
+    is stored and logged as NaN) that compares equal to itself, because Gymnasium's
+    determinism check compares two runs' infos with ``==``."""
+
+    def __new__(cls) -> NotYet:
+        return super().__new__(cls, math.nan)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, float) and math.isnan(other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = float.__hash__
+
+    def __reduce__(self):
+        return NotYet, ()
+
+    def __repr__(self) -> str:
+        return "nan"
+
+
+NOT_YET = NotYet()
+
+
+def info_dict(row: np.ndarray, hazard: str, outcome: str) -> dict[str, Any]:
     info: dict[str, Any] = dict(zip(L.INFO_KEYS, row.tolist()))
+    if math.isnan(info["hazard_onset"]):
+        info["hazard_onset"] = NOT_YET
     info["lane"] = int(row[L.I_LANE])
-    info["hazard_active"] = bool(row[L.I_HZ_ACTIVE])
-    info["collision"] = bool(row[L.I_COLLISION])
-    info["offroad"] = bool(row[L.I_OFFROAD])
+    for key in L.BOOL_INFO:
+        info[key] = bool(info[key])
     info["hazard"] = hazard
-    info["reason"] = reason
+    info["outcome"] = outcome
+    info["reason"] = reason(outcome)
     return info
 
 
-REASONS = ("", "collision", "offroad")
+def mrm_switch(veh: np.ndarray, wld: np.ndarray, cfg: HighwayConfig, on: bool) -> None:
+    """Engage (``on``) or release one world's minimal-risk manoeuvre. Engaging aims it at
+    the ego's current lane; releasing hands the discrete controller the ego's current speed
+    and lane, so control resumes without a jump."""
+    lane = float(min(max(round(veh[0, L.Y] / cfg.lane_width), 0), cfg.lanes))
+    if on and wld[L.MRM] < 0.5:
+        wld[L.MRM_LANE] = lane
+        wld[L.MRM_T] = 0.0
+    elif not on and wld[L.MRM] > 0.5:
+        wld[L.TGT_SPEED] = veh[0, L.V]
+        wld[L.TGT_LANE] = lane
+    wld[L.MRM] = 1.0 if on else 0.0
 
 
 class HighwayEnv(gym.Env):
-    """A multi-lane highway with IDM/MOBIL traffic and one hazard per episode.
+    """A multi-lane highway with IDM/MOBIL traffic, a route to drive, and one hazard.
 
     ## Description
-    The ego car drives on a straight highway of ``lanes`` lanes among ``vehicles`` cars that
-    follow the Intelligent Driver Model and change lanes with MOBIL, each driver with its own
-    desired speed, time headway, acceleration and politeness. Each episode may carry one
-    hazard (see ``takeover.envs.scenarios``): a lead car braking hard, a cut-in, a stalled
-    car, an on-ramp merge or a work zone. The ego follows a kinematic bicycle model. Agents
-    decide at ``control_hz`` (10 Hz); physics runs ``substeps`` sub-steps per decision.
+    The ego car must drive ``route_length`` m (525) of a straight highway of ``lanes``
+    travel lanes plus a hard shoulder on the right, within ``duration`` s (30), among
+    ``vehicles`` cars that follow the Intelligent Driver Model and change lanes with MOBIL
+    (each driver with its own desired speed, headway, acceleration and politeness; traffic
+    never uses the shoulder). Each hazard episode carries one hazard from
+    ``takeover.envs.hazards``, placed relative to the ego and fired at a seeded time after a
+    warm-up (``onset``, 5-14 s), so an ego that keeps driving always meets it:
+
+    HAZARD_TABLE
+
+    The ego follows a kinematic bicycle model. Agents decide at ``control_hz`` (10 Hz);
+    physics runs ``substeps`` sub-steps per decision.
 
     ## Action Space
     ``action_type="continuous"`` (default): ``Box(-1, 1, (2,), float32)``
@@ -105,8 +207,9 @@ class HighwayEnv(gym.Env):
     | 1   | accel  | +``accel_max`` (4 m/s^2) / -``brake_max`` (8)   |
 
     ``action_type="discrete"``: ``Discrete(5)`` meta-actions ``0 idle``, ``1 faster``
-    (+5 m/s target), ``2 slower`` (-5 m/s), ``3 lane left``, ``4 lane right``, executed by a
-    speed and lane-keeping controller (braking at most 6 m/s^2).
+    (+5 m/s target), ``2 slower`` (-5 m/s), ``3 lane left``, ``4 lane right`` (travel
+    lanes only), executed by a speed controller (braking at most 6 m/s^2) and the lane
+    keeper of ``takeover.envs.controllers``.
     Actions with NaN or outside the space raise ``ValueError``.
 
     ## Observation Space
@@ -117,57 +220,84 @@ class HighwayEnv(gym.Env):
     |-----|----------|--------------------------------------|--------------------------------|
     | 0   | presence | 1                                    | 1 if present                   |
     | 1   | x        | 0                                    | (x - x_ego) / 100 m            |
-    | 2   | y        | position across the road, -1..1     | (y - y_ego) / road width       |
+    | 2   | y        | across lanes + shoulder, -1..1       | (y - y_ego) / paved width      |
     | 3   | vx       | v_x / 20 m/s                         | (v_x - v_x,ego) / 20 m/s       |
     | 4   | vy       | v_y / 20 m/s                         | (v_y - v_y,ego) / 20 m/s       |
     | 5   | cos_h    | cos(heading)                         | cos(heading)                   |
     | 6   | sin_h    | sin(heading)                         | sin(heading)                   |
 
     ## Rewards
-    Each step: ``reward_speed * clip((v - 20) / (30 - 20), 0, 1)`` (progress at a safe
-    speed) ``- reward_headway * clip(1 - headway_s, 0, 1)`` (tailgating) ``- reward_jerk *
-    clip(|jerk| / 10 - 1, 0, 1)`` (harsh jerk); plus ``reward_collision`` (-50) on a
-    collision or ``reward_offroad`` (-50) on leaving the road: large enough against up to
-    300 steps of speed reward that PPO learns to survive rather than race (with -5 it
-    learns to crash at speed).
+    Each step: ``reward_progress * dx / route_length`` (20 in total for the whole route,
+    paid per metre driven) ``+ reward_speed * clip((v - 20) / (30 - 20), 0, 1)`` (progress
+    at a safe speed) ``- reward_headway * clip(1 - headway_s, 0, 1)`` (tailgating)
+    ``- reward_jerk * clip(|jerk| / 10 - 1, 0, 1)`` (harsh jerk) ``- reward_shoulder`` (1)
+    per step on the shoulder outside a minimal-risk manoeuvre. At the end:
+    ``+ reward_arrival`` (20) on ``arrived``; ``reward_collision`` / ``reward_offroad``
+    (-50) on ``collision`` / ``off_road``; ``reward_stopped`` (-50) on ``stopped``.
+    Stopping never pays: a standstill earns no progress or speed reward and ends in -50,
+    while arriving earns the 40 of progress and arrival on top of the speed reward (the
+    tests check a braking-to-standstill policy's return is below the careful driver's on
+    every seed). -50 against up to 300 steps of speed reward makes PPO learn to survive
+    rather than race (with -5 it learns to crash at speed).
 
     ## Starting State
     The ego starts at x = 0 in a random lane (the right lane for ``merge``) at 22-28 m/s;
     traffic is scattered 100 m behind to 200 m ahead, keeping the ego's lane clear for 45 m.
 
     ## Episode End
-    Terminated on a collision or when the ego's centre leaves the road (``info["reason"]``
-    is ``"collision"`` / ``"offroad"``); truncated after ``duration`` s (30 s, 300 steps;
-    reason ``"time_limit"``).
+    ``info["outcome"]`` names how it ended (``takeover.envs.outcomes``; ``""`` before):
+
+    OUTCOME_TABLE
+
+    ## Minimal-risk manoeuvre
+    ``set_mrm(True)`` engages the manoeuvre production systems run when nobody takes over:
+    the env ignores the action, the ego turns on its hazard lights, slows at 1.5 m/s^2 to
+    12 m/s, moves one lane right whenever the gap allows (5 m ahead + 1.5 s x closing
+    speed, 8 m behind + 1.5 s x closing speed) down to the hard shoulder and stops there
+    at 3 m/s^2 (``pulled_over``); if it has not reached the shoulder 12 s after engaging,
+    it stops in its lane at 1.5 m/s^2 (``stopped_in_lane``); it follows its leader with
+    the IDM throughout. ``set_mrm(False)`` hands control back.
+    ``takeover.envs.vector.HighwayVectorEnv.set_mrm(mask)`` does the same per world.
 
     ## Info (ground truth, every step, always the same keys)
-    ``time`` s, ``x`` m travelled, ``y`` m, ``heading`` rad, ``speed`` m/s, ``lane`` int,
-    ``accel`` m/s^2 and ``steer`` rad applied, ``jerk`` m/s^3, ``ttc`` s until the first
-    conflict ahead: a vehicle closing in the ego's corridor, or one drifting into it (a cut-in
-    or merge: the later of its longitudinal and lateral closing times); 99 when none;
-    ``headway`` s to the leader in the
-    corridor (99 when none), ``min_distance`` m box distance to the nearest object (<= 100),
-    ``hazard`` scenario name, ``hazard_active`` bool, ``hazard_onset`` s when the hazard
-    became active (-1 before), ``hazard_severity`` 0..1, ``collision`` and ``offroad``
-    bools, ``reason`` str.
+    ``time`` s, ``x`` m travelled, ``y`` m, ``heading`` rad, ``speed`` m/s, ``lane`` int
+    (``lanes`` = the shoulder), ``accel`` m/s^2 and ``steer`` rad applied, ``jerk`` m/s^3,
+    ``ttc`` s until the first conflict ahead: a vehicle closing in the ego's corridor, or
+    one drifting into it (a cut-in or merge: the later of its longitudinal and lateral
+    closing times); 99 when none; ``headway`` s to the leader in the corridor (99 when
+    none), ``min_distance`` m box distance to the nearest object (<= 100), ``hazard``
+    scenario name, ``hazard_fired`` bool (the hazard has been triggered),
+    ``hazard_onset`` s when it fired (NaN before), ``hazard_active`` bool (fired and not
+    yet over: passed, or ``hazard_window`` s for a moving one), ``hazard_severity`` 0..1,
+    ``route_progress`` m driven along the route, ``route_length`` m, ``mrm`` bool,
+    ``collision`` and ``offroad`` bools, ``outcome`` str, ``reason`` (v0's name for the
+    outcome, kept for one version: ``offroad``, ``time_limit`` for ``off_road``,
+    ``timeout``).
 
     ## Arguments
-    ``gymnasium.make("takeover/Highway-v0", render_mode=None, **config)`` where ``config``
+    ``gymnasium.make("takeover/Highway-v1", render_mode=None, **config)`` where ``config``
     keys are the fields of :class:`~takeover.envs.config.HighwayConfig` (unknown keys and
     out-of-range values raise ``ConfigError`` naming the key).
 
     ``env.unwrapped.get_state()`` / ``set_state(state)`` snapshot and restore the world
-    exactly (used for counterfactual rollouts).
+    exactly (used for counterfactual rollouts); ``state.to_bytes()`` is a safe file format
+    (see :class:`WorldState`).
 
     ## Version History
+    * v1: a route whose end is the only success (``arrived``); named outcomes (``stopped``,
+      ``timeout`` ... instead of success = "no crash before the time limit", under which
+      stopping won); a hard shoulder and the minimal-risk manoeuvre (``set_mrm``); hazards
+      as plugins that fire at a seeded time (the merge no longer waits for the ego to reach
+      a fixed x); reward for progress, against standstill; ``hazard_onset`` NaN (was -1)
+      before the hazard; snapshots as npz + JSON (no pickle).
     * v0: initial release.
 
     ## Example
     >>> import gymnasium as gym, takeover
-    >>> env = gym.make("takeover/SuddenBrake-v0")
+    >>> env = gym.make("takeover/SuddenBrake-v1")
     >>> obs, info = env.reset(seed=0)
-    >>> obs.shape, info["hazard"]
-    ((9, 7), 'sudden_brake')
+    >>> obs.shape, info["hazard"], info["outcome"]
+    ((9, 7), 'sudden_brake', '')
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "render_fps": 10}
@@ -205,8 +335,8 @@ class HighwayEnv(gym.Env):
     # --- Gymnasium API ----------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        kind = reset_world(self._veh[0], self._wld[0], self.config, self.np_random)
-        self._hazard = L.HAZARD_NAMES[kind]
+        self._hazard = hazard_name(reset_world(self._veh[0], self._wld[0], self.config,
+                                               self.np_random))
         observe_worlds(self._veh, self._wld, self._params, self._obs, self._info)
         self._ended = False
         if self.render_mode == "human":
@@ -222,12 +352,22 @@ class HighwayEnv(gym.Env):
         status = int(self._status[0])
         terminated = status != 0
         truncated = not terminated and bool(self._wld[0, L.STEP] >= self.config.max_steps)
-        reason = REASONS[status] if terminated else ("time_limit" if truncated else "")
+        outcome = STATUS_NAMES[TIMEOUT_STATUS if truncated else status]
         self._ended = terminated or truncated
         if self.render_mode == "human":
             self.render()
         return (self._obs[0].copy(), float(self._rew[0]), terminated, truncated,
-                info_dict(self._info[0], self._hazard, reason))
+                info_dict(self._info[0], self._hazard, outcome))
+
+    def set_mrm(self, on: bool) -> None:
+        """Engage (``True``) or release (``False``) the minimal-risk manoeuvre: while
+        engaged, ``step`` ignores its action (it must still be a valid one)."""
+        mrm_switch(self._veh[0], self._wld[0], self.config, bool(on))
+
+    @property
+    def mrm(self) -> bool:
+        """Whether the minimal-risk manoeuvre is engaged."""
+        return bool(self._wld[0, L.MRM] > 0.5)
 
     def render(self):
         if self.render_mode is None:
@@ -250,21 +390,20 @@ class HighwayEnv(gym.Env):
     # --- snapshots --------------------------------------------------------------------
     def get_state(self) -> WorldState:
         return WorldState(self._veh[0].copy(), self._wld[0].copy(),
-                          self.np_random.bit_generator.state, self._ended)
+                          self.np_random.bit_generator.state, self._ended,
+                          config_dict(self.config))
 
     def set_state(self, state: WorldState | bytes) -> None:
-        if isinstance(state, bytes):
-            state = pickle.loads(state)
-        if state.veh.shape != self._veh.shape[1:]:
-            raise ValueError(
-                f"snapshot has {state.veh.shape[0]} vehicle slots but this env has "
-                f"{self._veh.shape[1]}: it was taken from an env with another config"
-            )
+        """Restore a snapshot (a ``WorldState`` or its ``to_bytes()``); refuses one taken
+        under another config, naming the differing fields."""
+        if isinstance(state, (bytes, bytearray, memoryview)):
+            state = WorldState.from_bytes(bytes(state))
+        check_snapshot(state, self.config, self._veh.shape[1])
         self._veh[0] = state.veh
         self._wld[0] = state.wld
         self.np_random.bit_generator.state = state.rng_state
         self._ended = state.ended
-        self._hazard = L.HAZARD_NAMES[int(state.wld[L.HZ_KIND])]
+        self._hazard = hazard_name(state.wld[L.HZ_KIND])
         observe_worlds(self._veh, self._wld, self._params, self._obs, self._info)
 
     # --- read-only views for drivers, renderers and supervisors -----------------------
@@ -280,3 +419,18 @@ class HighwayEnv(gym.Env):
     @property
     def hazard(self) -> str:
         return self._hazard
+
+
+def _tables() -> None:
+    """Fill the docstring's hazard and outcome tables from the registry and outcomes."""
+    from takeover.envs import outcomes
+    from takeover.envs.hazards import HAZARDS
+
+    rows = [f"``{h.name}``: {h.summary}" for h in HAZARDS.values()]
+    hz = "\n\n    ".join(rows)
+    oc = outcomes.__doc__.split("\n\n")[1].replace("\n", "\n    ")
+    HighwayEnv.__doc__ = HighwayEnv.__doc__.replace("HAZARD_TABLE", hz).replace(
+        "OUTCOME_TABLE", oc)
+
+
+_tables()

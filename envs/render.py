@@ -31,6 +31,9 @@ GRASS: Color = (62, 110, 58)
 ROAD: Color = (70, 70, 74)
 MARKING: Color = (235, 235, 235)
 WORK_ZONE: Color = (112, 92, 60)
+SHOULDER: Color = (88, 88, 92)
+HAZARD_LIGHT: Color = (255, 190, 0)
+"""The ego's hazard lights while its minimal-risk manoeuvre runs (blinking at 1.5 Hz)."""
 EGO_COLOR: Color = (40, 220, 90)
 """The ego's fill; no other element uses it, so tests can find the ego by colour."""
 CAR_COLOR: Color = (90, 140, 225)
@@ -106,7 +109,11 @@ class Renderer:
         self.hazard = "none"
         self._cam_x = 0.0
         w = config.lane_width
-        self._cam_y = 0.5 * (config.lanes - 0.5) * w  # between the road's and the ramp's centre
+        self._cam_y = 0.5 * (config.lanes - 0.5) * w  # the centre of lanes + shoulder
+        from takeover.envs.hazards import HAZARDS
+
+        closure = HAZARDS.get("lane_closure")
+        self._closure_code = None if closure is None else float(closure.code)
 
     # --- coordinates ------------------------------------------------------------------
     def to_screen(self, x: float, y: float) -> tuple[int, int]:
@@ -166,42 +173,30 @@ class Renderer:
         w = cfg.lane_width
         x_lo, x_hi = self._visible_x()
         top = self.to_screen(x_lo, -0.5 * w)[1]
-        bottom = self.to_screen(x_lo, (cfg.lanes - 0.5) * w)[1]
+        bottom = self.to_screen(x_lo, (cfg.lanes - 0.5) * w)[1]  # the right lane's edge
+        edge = self.to_screen(x_lo, (cfg.lanes + 0.5) * w)[1]  # the shoulder's outer edge
         pg.draw.rect(surf, ROAD, (0, top, self.width, bottom - top))
-        ramp = wld[L.RAMP_X0] < wld[L.RAMP_X1]
-        r0 = r1 = 0.0
-        if ramp:  # an on-ramp lane right of the rightmost lane, with a taper at its end
-            r0, r1 = max(wld[L.RAMP_X0], x_lo - 1.0), min(wld[L.RAMP_X1], x_hi + 1.0)
-            if r0 < r1:
-                a = self.to_screen(r0, (cfg.lanes - 0.5) * w)
-                b = self.to_screen(r1, (cfg.lanes + 0.5) * w)
-                pg.draw.rect(surf, ROAD, (a[0], a[1], b[0] - a[0], b[1] - a[1]))
-            end = wld[L.RAMP_X1]
-            if x_lo - 30.0 < end < x_hi + 1.0:
-                pg.draw.polygon(surf, ROAD, [self.to_screen(end, (cfg.lanes - 0.5) * w),
-                                             self.to_screen(end, (cfg.lanes + 0.5) * w),
-                                             self.to_screen(end + 30.0, (cfg.lanes - 0.5) * w)])
-        if wld[L.HZ_KIND] == L.LANE_CLOSURE:  # tint the closed stretch of the lane
-            lane = self._closure_lane(wld)
+        pg.draw.rect(surf, SHOULDER, (0, bottom, self.width, edge - bottom))
+        if self._closure_code is not None and wld[L.HZ_KIND] == self._closure_code:
+            lane = self._closure_lane(wld)  # tint the closed stretch of the lane
             if lane is not None:
                 a = self.to_screen(wld[L.HZ_X], (lane - 0.5) * w)
                 b = self.to_screen(wld[L.HZ_XEND], (lane + 0.5) * w)
                 pg.draw.rect(surf, WORK_ZONE, (a[0], a[1], b[0] - a[0], b[1] - a[1]))
-        # solid edges (the right edge is dashed along the ramp)
-        pg.draw.line(surf, MARKING, (0, top), (self.width, top), 2)
-        if ramp and r0 < r1:
-            xa, xb = self.to_screen(r0, 0)[0], self.to_screen(r1, 0)[0]
-            if xa > 0:
-                pg.draw.line(surf, MARKING, (0, bottom), (xa, bottom), 2)
-            if xb < self.width:
-                pg.draw.line(surf, MARKING, (xb, bottom), (self.width, bottom), 2)
-            edge = self.to_screen(x_lo, (cfg.lanes + 0.5) * w)[1]
-            pg.draw.line(surf, MARKING, (xa, edge), (xb, edge), 2)
-            self._dashes(surf, bottom, max(r0, x_lo), min(r1, x_hi))
-        else:
-            pg.draw.line(surf, MARKING, (0, bottom), (self.width, bottom), 2)
+        # solid edges, the shoulder's line solid too (it is not a lane)
+        for sy in (top, bottom, edge):
+            pg.draw.line(surf, MARKING, (0, sy), (self.width, sy), 2)
         for k in range(1, cfg.lanes):
             self._dashes(surf, self.to_screen(x_lo, (k - 0.5) * w)[1], x_lo, x_hi)
+        # the route's end: a chequered line across the road
+        end = cfg.route
+        if x_lo - 2.0 < end < x_hi + 2.0:
+            sx = self.to_screen(end, 0)[0]
+            sq = max(2, int(0.5 * w * self.scale / 2))
+            for k, y in enumerate(range(top, edge, sq)):
+                for c in (0, 1):
+                    color = MARKING if (k + c) % 2 else (20, 20, 20)
+                    pg.draw.rect(surf, color, (sx + c * sq, y, sq, min(sq, edge - y)))
         # distance ticks on the verge so that speed is visible against the background
         x = math.floor(x_lo / TICK_PERIOD) * TICK_PERIOD
         while x <= x_hi:
@@ -265,6 +260,9 @@ class Renderer:
             hw = 0.4 * row[L.WID]
             pg.draw.line(surf, (30, 30, 40), self.to_screen(fx - sn * hw, fy + c * hw),
                          self.to_screen(fx + sn * hw, fy - c * hw), 2)
+            if kind == L.EGO and wld[L.MRM] > 0.5 and int(wld[L.TIME] * 3.0) % 2 == 0:
+                for p in pts:  # hazard lights at the four corners
+                    pg.draw.circle(surf, HAZARD_LIGHT, p, max(2, int(0.3 * s)))
 
     def _box(self, row: np.ndarray) -> list[tuple[int, int]]:
         """Screen corners of a vehicle's rotated rectangle."""

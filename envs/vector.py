@@ -20,17 +20,27 @@ from gymnasium.vector.utils import batch_space
 from takeover.envs import layout as L
 from takeover.envs.config import HighwayConfig
 from takeover.envs.dynamics import observe_worlds, observe_worlds_at, step_worlds
-from takeover.envs.highway import REASONS, make_config
+from takeover.envs.hazards import hazard_name
+from takeover.envs.highway import (
+    WorldState,
+    check_snapshot,
+    config_dict,
+    make_config,
+    mrm_switch,
+)
+from takeover.envs.outcomes import STATUS_NAMES, TIMEOUT_STATUS, reason
 from takeover.envs.scenarios import reset_world
 
-_REASON_NAMES = np.array([*REASONS, "time_limit"], dtype=object)  # by status code, 3 = time
+_OUTCOME_NAMES = np.array(STATUS_NAMES, dtype=object)  # by status code
+_REASON_NAMES = np.array([reason(o) for o in STATUS_NAMES], dtype=object)
 
 
 class HighwayVectorEnv(VectorEnv):
     """``num_envs`` highway worlds in ``(N, ...)`` arrays; same-step autoreset.
 
     ``infos`` holds one ``(N,)`` array per ground-truth key of ``HighwayEnv`` plus
-    ``hazard`` and ``reason`` (object arrays). When world ``i`` ends, ``obs[i]`` is already
+    ``hazard``, ``outcome`` and ``reason`` (object arrays). ``set_mrm(mask)`` engages
+    (``True``) or releases the minimal-risk manoeuvre per world. When world ``i`` ends, ``obs[i]`` is already
     the first observation of its next episode; the last observation and info of the ended
     episode are in ``infos["final_obs"][i]`` and ``infos["final_info"]`` (masked by
     ``infos["_final_obs"]``), as Gymnasium's same-step autoreset mode specifies.
@@ -77,8 +87,8 @@ class HighwayVectorEnv(VectorEnv):
         return self._obs.copy(), self._infos(np.zeros(self.num_envs, dtype=np.int64))
 
     def _reset_world(self, i: int) -> None:
-        kind = reset_world(self._veh[i], self._wld[i], self.config, self._rngs[i])
-        self._hazard[i] = L.HAZARD_NAMES[kind]
+        self._hazard[i] = hazard_name(reset_world(self._veh[i], self._wld[i], self.config,
+                                                  self._rngs[i]))
 
     def step(self, actions):
         a = np.asarray(actions)
@@ -101,7 +111,7 @@ class HighwayVectorEnv(VectorEnv):
         terminated = self._status != 0
         truncated = ~terminated & (self._wld[:, L.STEP] >= self.config.max_steps)
         done = terminated | truncated
-        reasons = np.where(terminated, self._status, np.where(truncated, 3, 0))
+        reasons = np.where(truncated, TIMEOUT_STATUS, self._status)
         rewards = self._rew.copy()
         if not done.any():
             return self._obs.copy(), rewards, terminated, truncated, self._infos(reasons)
@@ -123,24 +133,42 @@ class HighwayVectorEnv(VectorEnv):
     def _infos(self, reasons: np.ndarray) -> dict[str, Any]:
         infos: dict[str, Any] = {k: self._info[:, i].copy() for i, k in enumerate(L.INFO_KEYS)}
         infos["lane"] = infos["lane"].astype(np.int64)
-        for key in ("hazard_active", "collision", "offroad"):
+        for key in L.BOOL_INFO:
             infos[key] = infos[key] > 0.5
         infos["hazard"] = self._hazard.copy()
+        infos["outcome"] = _OUTCOME_NAMES[reasons]
         infos["reason"] = _REASON_NAMES[reasons]
         return infos
 
-    def get_state(self, i: int):
+    def set_mrm(self, mask) -> None:
+        """Engage the minimal-risk manoeuvre in the worlds where ``mask`` (``(N,)`` bool) is
+        true and release it elsewhere; engaged worlds ignore their actions."""
+        m = np.asarray(mask)
+        if m.shape != (self.num_envs,) or m.dtype != np.bool_:
+            raise ValueError(f"set_mrm wants a ({self.num_envs},) bool mask, got "
+                             f"{m.dtype} {m.shape}")
+        changed = np.flatnonzero(m != (self._wld[:, L.MRM] > 0.5))
+        for i in changed:  # only worlds that switch: no per-world work in a steady state
+            mrm_switch(self._veh[i], self._wld[i], self.config, bool(m[i]))
+
+    @property
+    def mrm(self) -> np.ndarray:
+        """``(N,)`` bool: worlds whose minimal-risk manoeuvre is engaged."""
+        return self._wld[:, L.MRM] > 0.5
+
+    def get_state(self, i: int) -> WorldState:
         """Snapshot of world ``i`` (same type as ``HighwayEnv.get_state``)."""
-        from takeover.envs.highway import WorldState
-
         return WorldState(self._veh[i].copy(), self._wld[i].copy(),
-                          self._rngs[i].bit_generator.state, False)
+                          self._rngs[i].bit_generator.state, False, config_dict(self.config))
 
-    def set_state(self, i: int, state) -> None:
+    def set_state(self, i: int, state: WorldState | bytes) -> None:
+        if isinstance(state, (bytes, bytearray, memoryview)):
+            state = WorldState.from_bytes(bytes(state))
+        check_snapshot(state, self.config, self._veh.shape[1])
         self._veh[i] = state.veh
         self._wld[i] = state.wld
         self._rngs[i].bit_generator.state = state.rng_state
-        self._hazard[i] = L.HAZARD_NAMES[int(state.wld[L.HZ_KIND])]
+        self._hazard[i] = hazard_name(state.wld[L.HZ_KIND])
         observe_worlds(self._veh[i : i + 1], self._wld[i : i + 1], self._params,
                        self._obs[i : i + 1], self._info[i : i + 1])
 

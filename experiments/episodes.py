@@ -31,10 +31,10 @@ PURPOSES = {"train": 1, "eval": 2, "round": 3}
 """Seed streams: training collection, final evaluation, per-round evaluation."""
 
 SCENARIO_IDS = {
-    "sudden_brake": "takeover/SuddenBrake-v0", "cut_in": "takeover/CutIn-v0",
-    "stalled_car": "takeover/StalledCar-v0", "merge": "takeover/Merge-v0",
-    "lane_closure": "takeover/LaneClosure-v0", "none": "takeover/Plain-v0",
-    "mixed": "takeover/Highway-v0",
+    "sudden_brake": "takeover/SuddenBrake-v1", "cut_in": "takeover/CutIn-v1",
+    "stalled_car": "takeover/StalledCar-v1", "merge": "takeover/Merge-v1",
+    "lane_closure": "takeover/LaneClosure-v1", "none": "takeover/Plain-v1",
+    "mixed": "takeover/Highway-v1",
 }
 
 NO_LABELS = ("agent_alone", "always")

@@ -13,7 +13,7 @@ from takeover.agents import EnsembleAgent, EnsemblePolicy, PolicyAgent
 
 
 def _env(action_type):
-    return gym.make("takeover/Plain-v0", action_type=action_type)
+    return gym.make("takeover/Plain-v1", action_type=action_type)
 
 
 def _obs(n=32):
@@ -157,8 +157,9 @@ def test_single_step_numpy_path_matches_the_batched_torch_forward(algo, action_t
     for o, ref in zip(obs, agent.act_batch(obs), strict=True):
         out = agent.act(o)
         np.testing.assert_allclose(out.action, ref.action, atol=1e-6)
-        np.testing.assert_array_equal(np.asarray(out.member_actions).round(5),
-                                      np.asarray(ref.member_actions).round(5))
+        # float32 numpy vs torch: equal to rounding (.round(5) flips at a boundary)
+        np.testing.assert_allclose(np.asarray(out.member_actions),
+                                   np.asarray(ref.member_actions), atol=2e-5)
         for field in ("probs", "mean", "log_std"):
             if getattr(ref, field) is not None:
                 np.testing.assert_allclose(getattr(out, field), getattr(ref, field), atol=1e-6)

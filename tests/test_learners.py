@@ -89,7 +89,7 @@ def test_rlif_penalises_exactly_the_step_before_each_takeover():
 def _prior_ensemble(k: int = 3):
     from takeover.agents.learners.distill import prior_ensemble
 
-    env = gym.make("takeover/Plain-v0", action_type="discrete")
+    env = gym.make("takeover/Plain-v1", action_type="discrete")
     teacher = PPO("MlpPolicy", env, policy_kwargs={"net_arch": [16, 16]}, seed=0,
                   device="cpu").policy
     obs = np.stack([env.reset(seed=s)[0] for s in range(32)])
@@ -136,7 +136,7 @@ def test_ensemble_refits_keep_the_random_priors(refit):
 
 
 def test_finetune_params_leaves_plain_policies_whole():
-    env = gym.make("takeover/Plain-v0", action_type="discrete")
+    env = gym.make("takeover/Plain-v1", action_type="discrete")
     policy = PPO("MlpPolicy", env, policy_kwargs={"net_arch": [8]}, seed=0, device="cpu").policy
     assert prior_layout(policy) is None
     assert all(m is None for _, m in finetune_params(policy))
@@ -148,9 +148,9 @@ def test_q_agent_checkpoint_round_trips(tmp_path):
     from takeover.agents.learners.offpolicy import QAgent, build_dqn, load_q_agent, save_q_agent
     from takeover.agents.risk import RiskCritic, RiskSpec
 
-    model = build_dqn("takeover/Plain-v0", net_arch=(8,), seed=3)
+    model = build_dqn("takeover/Plain-v1", net_arch=(8,), seed=3)
     agent = QAgent(model, risk=RiskCritic(RiskSpec(obs_dim=63, hidden=(8,))),
-                   metadata={"env_id": "takeover/Plain-v0", "recipe": {"net_arch": [8]}})
+                   metadata={"env_id": "takeover/Plain-v1", "recipe": {"net_arch": [8]}})
     save_q_agent(agent, tmp_path / "q")
     back = load_q_agent(tmp_path / "q")
     obs = np.random.default_rng(0).uniform(-1, 1, (16, 9, 7)).astype(np.float32)

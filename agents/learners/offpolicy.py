@@ -2,7 +2,7 @@
 same world, observation and discrete meta-actions as the PPO novice, so ``takeover run``
 can fine-tune it from interventions with no training first.
 
-Recipe (:func:`train_dqn`): SB3 DQN on the batched ``takeover/Plain-v0`` env with the
+Recipe (:func:`train_dqn`): SB3 DQN on the batched ``takeover/Plain-v1`` env with the
 novice's crash penalty (-50), a 64x64 Q-network and the novice's ``gamma = 0.99`` (with
 0.95 the speed reward of the next 2 s outweighs a crash and DQN learns to race and
 crash: measured 0/100 plain-traffic survival at 150k steps);
@@ -92,7 +92,7 @@ class QAgent:
 class DQNRecipe:
     """Everything :func:`train_dqn` varies (the manifest stores it)."""
 
-    env_id: str = "takeover/Plain-v0"
+    env_id: str = "takeover/Plain-v1"
     steps: int = 200_000
     seed: int = TRAIN_SEED0
     n_envs: int = 8
@@ -107,7 +107,7 @@ class DQNRecipe:
     target_update: int = 2_000
     exploration_fraction: float = 0.1
     exploration_final_eps: float = 0.02
-    risk_env_id: str = "takeover/Highway-v0"
+    risk_env_id: str = "takeover/Highway-v1"
     risk_episodes: int = 200
     crash_penalty: float = -50.0
     """reward on a collision / leaving the road (the novice's -50)"""
@@ -186,7 +186,7 @@ def save_q_agent(agent: QAgent, path: str | Path) -> Path:
     recipe = agent.metadata.get("recipe", {})
     manifest = {
         "format": FORMAT, "algo": "DQN",
-        "env_id": agent.metadata.get("env_id", "takeover/Plain-v0"),
+        "env_id": agent.metadata.get("env_id", "takeover/Plain-v1"),
         "observation_space": space_to_dict(agent.observation_space),
         "action_space": space_to_dict(agent.action_space),
         "net_arch": list(recipe.get("net_arch", (64, 64))),

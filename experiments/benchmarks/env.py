@@ -30,7 +30,7 @@ def single_env(seconds: float, **config) -> float:
 
     import takeover.envs  # noqa: F401
 
-    env = gym.make("takeover/Highway-v0", **config)
+    env = gym.make("takeover/Highway-v1", **config)
     env.reset(seed=0)
     dt = env.unwrapped.config.dt
     action = np.zeros(2, dtype=np.float32)
@@ -47,7 +47,7 @@ def single_env(seconds: float, **config) -> float:
 def batched_env(seconds: float, num_envs: int, **config) -> float:
     from takeover.envs.vector import make_vector_env
 
-    env = make_vector_env("takeover/Highway-v0", num_envs, **config)
+    env = make_vector_env("takeover/Highway-v1", num_envs, **config)
     env.reset(seed=0)
     dt = env.config.dt
     actions = np.zeros((num_envs, 2))

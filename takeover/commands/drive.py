@@ -51,7 +51,7 @@ def person_errors():
 
 def drive(
     scenario: Annotated[str | None, typer.Option(
-        help="env id or scenario, e.g. CutIn-v0 [default: Highway-v0]")] = None,
+        help="env id or scenario, e.g. CutIn-v1 [default: Highway-v1]")] = None,
     agent: Annotated[str | None, typer.Option(
         help="shipped agent name, checkpoint dir, or 'idm' [default: novice]")] = None,
     gate: Annotated[str | None, typer.Option(

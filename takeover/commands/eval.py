@@ -31,8 +31,8 @@ def resolve_env_id(name: str, env_ids: dict[str, str]) -> str:
 def eval_agent(
     agent: str = typer.Argument("novice", help="shipped name, checkpoint directory or SB3 zip"),
     scenario: list[str] = typer.Option(None, "--scenario", "-s",
-                                       help="scenario as drive takes it: CutIn-v0, "
-                                            "takeover/CutIn-v0 or cut_in (repeatable); "
+                                       help="scenario as drive takes it: CutIn-v1, "
+                                            "takeover/CutIn-v1 or cut_in (repeatable); "
                                             "default: plain, mixed and every hazard"),
     seeds: int = typer.Option(50, help="episodes (seeds seed0..seed0+N-1) per scenario"),
     seed0: int = typer.Option(0, help="first seed (0..9999 for development; numbers you "

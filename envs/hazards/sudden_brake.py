@@ -1,0 +1,27 @@
+"""A lead car brakes hard to a stop."""
+
+from __future__ import annotations
+
+from takeover.envs import layout as L
+from takeover.envs.hazards.base import Hazard, KeepOut, Scene, place_vehicle, set_driver
+
+
+class SuddenBrake(Hazard):
+    name = "sudden_brake"
+    env_name = "SuddenBrake"
+    code = 1
+    trigger = L.TRIGGER_TIME
+    fire_mode = L.BRAKING
+    summary = ("a lead car 20-35 m ahead in the ego's lane brakes at 4 + 5 s m/s^2 at the onset "
+               "time, to a stop if it has time, and drives off again ``hazard_window`` s later")
+
+    def place(self, scene: Scene) -> list[KeepOut]:
+        gap = 20.0 + 15.0 * scene.rng.random()
+        h, lane = scene.slot, scene.ego_lane
+        place_vehicle(scene.veh, h, L.CAR, gap, lane, scene.v_ego, scene.cfg.lane_width,
+                      mode=L.LANE_BOUND)
+        set_driver(scene.veh[h], scene.rng.random(6), scene.cfg)
+        scene.veh[h, L.V0] = scene.v_ego
+        scene.veh[h, L.DECEL] = 4.0 + 5.0 * scene.severity
+        scene.wld[L.HZ_IDX] = h
+        return [(lane, -25.0, gap + 20.0)]
