@@ -15,9 +15,12 @@ at a world and how they drive it) and lets at most H of them be present at once:
   ``min_int_time``): an earlier hand-back by the per-world model is held off; after it, with
   ``preempt``, a human is moved (handing control back to the agent) to a waiting world the
   policy ranks above theirs;
-* a collision or off-road exit (Fleet-DAgger's constraint violation) costs a human
-  ``hard_reset_time`` s: the human who was with that world, else the next free human
-  (resets are mandatory work and come before any request, whatever the policy);
+* a collision or off-road exit (Fleet-DAgger's constraint violation) takes the world out
+  of service until a human has spent ``hard_reset_time`` s recovering it (the human who was
+  with it starts at once; an unattended wreck waits to be allocated like a request, ranked
+  by the policy as a stopped world). Episodes a world plays while out of service count for
+  nothing (as a blocked robot earns no reward in Fleet-DAgger): not as arrivals, failures
+  or episodes (``lost_episodes`` counts them);
 * a world without a human gets no input, so the engine's handover falls back to the
   minimal-risk manoeuvre when the request times out.
 
@@ -122,6 +125,8 @@ class FleetStats:
     waits: list[float] = field(default_factory=list)
     switches: int = 0
     preemptions: int = 0
+    lost_episodes: int = 0
+    out_of_service: float = 0.0
 
     @property
     def hours(self) -> float:
@@ -160,6 +165,9 @@ class FleetStats:
             "wait_p90_s": float(np.quantile(waits, 0.9)) if len(waits) else math.nan,
             "waits": float(len(waits)), "switches": float(self.switches),
             "preemptions": float(self.preemptions), "hard_resets": float(self.hard_resets),
+            "lost_episodes": float(self.lost_episodes),
+            "out_of_service_fraction": (self.out_of_service / (self.num_worlds * self.clock)
+                                        if self.clock else math.nan),
         }
 
 
@@ -177,9 +185,9 @@ class FleetHumans:
 
     def __init__(self, inner: Any, num_worlds: int, config: FleetConfig | None = None, *,
                  dt: float | None = None, **kw: Any) -> None:
-        cfg = config if config is not None else FleetConfig(**kw)
         if config is not None and kw:
             raise TypeError("pass either config or its fields as keywords, not both")
+        cfg = config if config is not None else FleetConfig(**kw)
         self.inner, self.n, self.config = inner, int(num_worlds), cfg
         self.policy = ALLOCATIONS.make(cfg.allocation, **dict(cfg.allocation_kwargs))
         self.rng = np.random.default_rng(cfg.seed)
@@ -191,14 +199,14 @@ class FleetHumans:
         self.h_last = np.full(h, -1, dtype=np.int64)  # the last world they were in
         self.h_since = np.zeros(h)  # clock at assignment
         self.h_ready = np.zeros(h)  # clock when the context switch is done
-        self.h_blocked = np.zeros(h)  # clock until which a hard reset occupies them
         # worlds
         self.w_human = np.full(n, -1, dtype=np.int64)
         self.w_wait_start = np.full(n, math.nan)  # clock the current wait began
-        self.w_control = np.full(n, math.nan)  # clock the present human took control
+        self.w_blocked = np.zeros(n, dtype=bool)  # out of service: a wreck to recover
+        self.w_reset_done = np.full(n, math.nan)  # clock its recovery ends (NaN: none yet)
+        self.w_lost = np.zeros(n, dtype=bool)  # the running episode began out of service
         self.last_served = np.full(n, -math.inf)
         self.phase = np.zeros(n, dtype=np.int8)
-        self.resets: list[float] = []  # clock of each pending unattended reset (FIFO)
         self.scores: dict[str, np.ndarray] = {}
         self._force_release = np.zeros(n, dtype=bool)
         self.s = FleetStats(n, h, 0.0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
@@ -210,31 +218,30 @@ class FleetHumans:
 
     def end_episodes(self, worlds: np.ndarray, info: Mapping[str, Any]) -> None:
         """Episodes of ``worlds`` ended this step (``info``: the step's final info arrays):
-        count arrivals and failures, and charge the hard resets."""
+        count arrivals and failures, and take failed worlds out of service."""
         worlds = np.asarray(worlds, dtype=np.int64)
         bad = failed(info, worlds)
         s = self.s
-        s.episodes += len(worlds)
+        self._close_waits(worlds)  # a wait ends with its episode (arrived or not)
         for i, f in zip(worlds.tolist(), bad.tolist()):
             ph = int(self.phase[i])
-            s.arrivals += arrived(info, i, ph)
-            s.fallbacks += ph == FALLBACK
-            if not f:
-                continue
-            s.failures += 1
-            s.hard_resets += 1
             j = int(self.w_human[i])
-            present = j >= 0 and self.clock >= self.h_ready[j]
-            if not present and ph in (TOR, FALLBACK):
-                s.failures_waiting += 1
-            if j >= 0:  # the human who was there recovers it
-                self.h_blocked[j] = self.clock + self.config.hard_reset_time
+            if self.w_lost[i]:
+                s.lost_episodes += 1
             else:
-                self.resets.append(self.clock)
-        self._close_waits(worlds)  # a wait ends with its episode (arrived or not)
-        for i in worlds.tolist():
-            if self.w_human[i] >= 0:
-                self._free(int(self.w_human[i]))
+                s.episodes += 1
+                s.arrivals += arrived(info, i, ph)
+                s.fallbacks += ph == FALLBACK
+                if f:
+                    s.failures += 1
+                    present = j >= 0 and self.clock >= self.h_ready[j]
+                    s.failures_waiting += (not present) and ph in (TOR, FALLBACK)
+                    self.w_blocked[i] = True
+                    if j >= 0:  # the human who was there starts the recovery at once
+                        self._start_reset(j, i, switch=False)
+            if j >= 0 and not self.w_blocked[i]:
+                self._free(j)
+            self.w_lost[i] = self.w_blocked[i]
 
     # --- the Humans protocol -------------------------------------------------------------
     def reset(self, worlds: np.ndarray, seeds: Sequence[int | None]) -> None:
@@ -243,9 +250,8 @@ class FleetHumans:
         self._close_waits(worlds)
         for i in worlds.tolist():
             j = int(self.w_human[i])
-            if j >= 0:
+            if j >= 0 and not self.w_blocked[i]:
                 self._free(j)
-        self.w_control[worlds] = math.nan
         self.phase[worlds] = AGENT
 
     def act(self, obs: np.ndarray, info: Mapping[str, Any], world: Any,
@@ -255,9 +261,17 @@ class FleetHumans:
         cfg, dt = self.config, float(self.dt)
         ph = np.asarray(views.phase, dtype=np.int8)
         self.phase = ph.copy()
-        requesting = np.asarray(views.tor_active, dtype=bool) | (ph == TOR) | (ph == FALLBACK)
-        holding = ph == HUMAN
-        need = requesting | holding
+        # recoveries that are done put their world back in service
+        done = np.flatnonzero(self.w_reset_done <= self.clock + 1e-9)
+        for i in done.tolist():
+            self.w_blocked[i] = False
+            self.w_reset_done[i] = math.nan
+            self._free(int(self.w_human[i]))
+        blocked = self.w_blocked
+        requesting = ((np.asarray(views.tor_active, dtype=bool) | (ph == TOR) | (ph == FALLBACK))
+                      & ~blocked)
+        holding = (ph == HUMAN) & ~blocked
+        need = requesting | holding | blocked
         self._force_release[:] = False
         # humans whose world needs them no more (withdrawn, handed back) are free
         for j in np.flatnonzero(self.h_world >= 0).tolist():
@@ -266,12 +280,13 @@ class FleetHumans:
         self._assign(requesting, ph, views)
         # what the per-world models see: a request only once a human is present
         hw = self.w_human
-        present = np.zeros(self.n, dtype=bool)
         has = hw >= 0
+        present = np.zeros(self.n, dtype=bool)
         present[has] = self.clock >= self.h_ready[hw[has]] - 1e-9
+        present &= ~blocked
         ready_at = np.where(has, self.h_ready[np.maximum(hw, 0)], math.nan)
-        self.last_served = np.where(present & (self.last_served < ready_at), ready_at,
-                                    self.last_served)
+        self.last_served = np.where(has & (self.clock >= ready_at - 1e-9)
+                                    & (self.last_served < ready_at), ready_at, self.last_served)
         inner_views = HumanViews(
             phase=np.where(present, ph, AGENT).astype(np.int8),
             tor_active=present & requesting,
@@ -284,25 +299,22 @@ class FleetHumans:
         start = requesting & ~present & np.isnan(self.w_wait_start)
         self.w_wait_start[start] = self.clock - np.asarray(views.tor_elapsed)[start]
         # hold off a hand-back before the minimum intervention time
-        took = present & (np.asarray(hin.wants_control) | np.asarray(hin.has_action))
-        self.w_control = np.where(took & np.isnan(self.w_control), self.clock, self.w_control)
         since = np.where(has, self.h_since[np.maximum(hw, 0)], math.inf)
         early = self.clock - since < cfg.min_intervention_time - 1e-9
-        rel = present & np.asarray(hin.releases) & ~early
-        wants = present & (np.asarray(hin.wants_control) | (np.asarray(hin.releases) & early))
-        has_a = present & np.asarray(hin.has_action)
-        rel = rel | self._force_release
-        wants &= ~self._force_release
-        has_a &= ~self._force_release
+        h_rel, h_wants = np.asarray(hin.releases), np.asarray(hin.wants_control)
+        rel = (present & h_rel & ~early) | self._force_release
+        wants = present & (h_wants | (h_rel & early)) & ~self._force_release
+        has_a = present & np.asarray(hin.has_action) & ~self._force_release
         # bookkeeping for this step (dt s)
         s = self.s
-        busy = (self.h_world >= 0) | (self.h_blocked > self.clock)
-        switching = (self.h_world >= 0) & (self.clock < self.h_ready)
+        busy = self.h_world >= 0
+        resetting = busy & self.w_blocked[np.maximum(self.h_world, 0)]
         s.human_busy += dt * busy.sum()
-        s.human_switching += dt * switching.sum()
-        s.human_resetting += dt * ((self.h_blocked > self.clock) & (self.h_world < 0)).sum()
+        s.human_switching += dt * (busy & ~resetting & (self.clock < self.h_ready)).sum()
+        s.human_resetting += dt * resetting.sum()
         s.human_idle += dt * (~busy).sum()
         s.world_waiting += dt * (requesting & ~present).sum()
+        s.out_of_service += dt * blocked.sum()
         self.clock += dt
         s.clock = self.clock
         return HumanInputs(action=hin.action, has_action=has_a, wants_control=wants,
@@ -313,12 +325,10 @@ class FleetHumans:
         i = int(self.h_world[j])
         if i >= 0:
             self.w_human[i] = -1
-            self.w_control[i] = math.nan
             self.h_last[j] = i
         self.h_world[j] = -1
 
     def _go(self, j: int, i: int) -> None:
-        cfg = self.config
         if self.h_world[j] >= 0:
             self._free(j)
         switch = self.h_last[j] != i
@@ -326,34 +336,37 @@ class FleetHumans:
         self.h_world[j] = i
         self.w_human[i] = j
         self.h_since[j] = self.clock
-        self.h_ready[j] = self.clock + (cfg.context_switch_time if switch else 0.0)
+        self.h_ready[j] = self.clock + (self.config.context_switch_time if switch else 0.0)
+        if self.w_blocked[i]:
+            self._start_reset(j, i, switch=switch)
 
-    def _available(self) -> np.ndarray:
-        return (self.h_world < 0) & (self.h_blocked <= self.clock + 1e-9)
+    def _start_reset(self, j: int, i: int, switch: bool) -> None:
+        """Human ``j`` recovers world ``i``: after the switch (if any), ``hard_reset_time``."""
+        cfg = self.config
+        self.h_world[j], self.w_human[i] = i, j
+        self.h_ready[j] = self.clock + (cfg.context_switch_time if switch else 0.0)
+        self.w_reset_done[i] = self.h_ready[j] + cfg.hard_reset_time
+        self.s.hard_resets += 1
 
     def _assign(self, requesting: np.ndarray, ph: np.ndarray, views: HumanViews) -> None:
         cfg = self.config
-        free = np.flatnonzero(self._available())
-        # pending unattended resets first (mandatory), oldest first
-        while self.resets and len(free):
-            j = int(free[0])
-            free = free[1:]
-            self.resets.pop(0)
-            self.h_last[j] = -1  # the wreck is another place: the next world costs a switch
-            self.h_blocked[j] = self.clock + cfg.context_switch_time + cfg.hard_reset_time
-        waiting = requesting & (self.w_human < 0)
+        free = np.flatnonzero(self.h_world < 0)
+        blocked = self.w_blocked
+        waiting = (requesting | blocked) & (self.w_human < 0)
         movable = np.zeros(0, dtype=np.int64)
-        if cfg.preempt:
+        if cfg.preempt:  # past the minimum intervention time, and not mid-recovery
             assigned = np.flatnonzero(self.h_world >= 0)
+            assigned = assigned[~blocked[self.h_world[assigned]]]
             movable = assigned[self.clock - self.h_since[assigned]
                                >= cfg.min_intervention_time - 1e-9]
         if not waiting.any() or (not len(free) and not len(movable)):
             return
         state = FleetState(
-            waiting=waiting, constraint=ph == FALLBACK,
+            waiting=waiting, constraint=(ph == FALLBACK) | blocked,
             waited=np.where(requesting, np.asarray(views.tor_elapsed, dtype=float), 0.0),
             urgency=np.asarray(views.urgency, dtype=float),
-            scores={k: np.asarray(v, dtype=float) for k, v in self.scores.items()},
+            scores={k: np.where(blocked, math.inf, np.asarray(v, dtype=float))
+                    for k, v in self.scores.items()},
             last_served=self.last_served, rng=self.rng)
         order = rank(self.policy, state)
         pos = np.empty(self.n, dtype=np.int64)

@@ -36,6 +36,9 @@ app.command("sweep")(_sweep.sweep)
 from takeover.commands import drive as _drive  # noqa: E402
 
 app.command("drive")(_drive.drive)
+from takeover.commands import review as _review  # noqa: E402
+
+app.command("review")(_review.review)
 
 
 def main() -> None:

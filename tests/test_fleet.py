@@ -101,30 +101,51 @@ def test_policies_rank_the_waiting_worlds_as_documented(name, kwargs, scores, ph
 
 def test_round_robin_serves_every_waiting_world_in_turn():
     f, inner = fleet(3, num_humans=1, allocation="round_robin", hold=0.5)
-    served = []
+    served, prev = [], np.zeros(3, bool)
     for k in range(40):
-        phase = [2 if f.w_human[i] >= 0 and f.w_control[i] == f.w_control[i] else 1
-                 for i in range(3)]
-        hin = f.act(None, {}, None, views(3, phase, k * DT))
+        hin = f.act(None, {}, None, views(3, np.where(prev, 2, 1), k * DT))
+        prev = hin.wants_control
         served += [int(i) for i in np.flatnonzero(hin.has_action)]
     order = [w for k, w in enumerate(served) if k == 0 or served[k - 1] != w]
-    assert sorted(order[:3]) == [0, 1, 2]  # each world once before any twice
+    assert sorted(order[:3]) == [0, 1, 2] and len(order) >= 4  # each once before any twice
 
 
-def test_a_collision_costs_the_human_the_hard_reset_time():
-    f, _ = fleet(2, num_humans=1, hard_reset_time=1.0, allocation="fifo")
+COLLISION_0 = {"collision": np.array([True, False]), "offroad": np.array([False, False]),
+               "reason": np.array(["collision", ""], dtype=object)}
+TIME_LIMIT_0 = {"collision": np.array([False, False]), "offroad": np.array([False, False]),
+                "reason": np.array(["time_limit", ""], dtype=object)}
+
+
+def test_a_collision_costs_the_human_the_hard_reset_time_and_the_world_its_service():
+    f, _ = fleet(2, num_humans=1, hard_reset_time=1.0)
     f.act(None, {}, None, views(2, [1, 0], 0.0))
     assert f.w_human[0] == 0
-    f.end_episodes(np.array([0]), {"collision": np.array([True, False]),
-                                   "offroad": np.array([False, False]),
-                                   "reason": np.array(["collision", ""], dtype=object)})
+    f.end_episodes(np.array([0]), COLLISION_0)
     f.reset(np.array([0]), [None])
     # world 1 requests now: the human is busy recovering world 0 for 1.0 s (10 steps)
     got = [f.act(None, {}, None, views(2, [0, 1], (k + 1) * DT)).has_action[1]
            for k in range(13)]
     assert got.index(True) == 10
+    # world 0's episode that began while it was out of service counts for nothing
+    f.end_episodes(np.array([0]), TIME_LIMIT_0)
     s = f.stats()
     assert (s.failures, s.hard_resets, s.failures_waiting) == (1, 1, 0)
+    assert (s.episodes, s.arrivals, s.lost_episodes) == (1, 0, 1)
+
+
+def test_an_unattended_wreck_waits_for_a_human_like_a_stopped_world():
+    f, _ = fleet(2, num_humans=1, hard_reset_time=0.5, allocation="constraint")
+    f.act(None, {}, None, views(2, [0, 0], 0.0))
+    f.end_episodes(np.array([0]), COLLISION_0)  # nobody was there
+    f.reset(np.array([0]), [None])
+    assert f.w_blocked[0] and f.w_human[0] == -1
+    # world 1 requests too; the constraint policy sends the human to the wreck first
+    hin = f.act(None, {}, None, views(2, [0, 1], 0.1))
+    assert f.w_human[0] == 0 and not hin.has_action.any()
+    got = [f.act(None, {}, None, views(2, [0, 1], 0.2 + k * DT)).has_action[1]
+           for k in range(8)]
+    assert got.index(True) == 4  # 0.5 s of recovery from t = 0.1, then world 1
+    assert not f.w_blocked[0]
 
 
 def test_unknown_policy_and_bad_order_are_refused_with_the_fix():
