@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from takeover.atomic import atomic_write_text
-from takeover.config import from_dict, load_yaml, option, to_dict, validate
+from takeover.config import ConfigError, from_dict, load_yaml, option, to_dict, validate
 from takeover.experiments.config import AgentSection, EnvSection, SupervisorSection, resolve_path
+from takeover.registry import closest
 from takeover.supervisor.fleet import FleetConfig
 
 KIND = "fleet"
@@ -50,11 +51,14 @@ class FleetSweepSection:
     def __post_init__(self) -> None:
         validate(self, "sweep")
         if not self.worlds or min(self.worlds) < 1:
-            raise ValueError(f"sweep.worlds={list(self.worlds)}: list fleet sizes >= 1")
+            raise ConfigError(f"sweep.worlds={list(self.worlds)}: list fleet sizes >= 1")
         from takeover.supervisor.allocation import ALLOCATIONS
 
+        names = ALLOCATIONS.names()
         for a in self.allocations:
-            ALLOCATIONS.get(a)  # names the closest valid policy
+            if a not in names:
+                raise ConfigError(f"sweep.allocations: unknown policy {a!r}."
+                                  f"{closest(a, names)} Valid: {', '.join(names)}")
 
 
 @dataclass(frozen=True)
@@ -186,17 +190,9 @@ def plot(path: Path, agg: dict[str, Any], worlds: Sequence[int], h: int) -> None
     plt.close(fig)
 
 
-@dataclass
-class FleetResult:
-    run_dir: Path
-    metrics: dict[str, Any]
-    report: Path
-    seconds: float
-
-
 def run_fleet(cfg: FleetExperimentConfig, run_dir: Path, *, overrides: Sequence[str] = (),
               progress: Callable[[int], Callable[[str], None]] | None = None,
-              agent: Any = None) -> FleetResult:
+              agent: Any = None) -> Any:
     """The whole sweep into ``run_dir`` (see the module docstring)."""
     import torch
 
@@ -246,7 +242,9 @@ def run_fleet(cfg: FleetExperimentConfig, run_dir: Path, *, overrides: Sequence[
     atomic_write_text(report, _report(cfg, agg))
     seconds = time.perf_counter() - t0
     atomic_write_text(run_dir / "timing.json", json.dumps({"seconds": round(seconds, 3)}))
-    return FleetResult(run_dir, metrics, report, seconds)
+    from takeover.experiments.runner import RunResult
+
+    return RunResult(run_dir, metrics, report, seconds)
 
 
 def _fmt(iv: dict[str, float | None]) -> str:

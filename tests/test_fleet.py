@@ -214,3 +214,27 @@ def test_fewer_humans_make_worlds_wait_longer():
     assert res[1]["wait_mean_s"] > 0.6
     assert res[1]["worlds_waiting_mean"] > 1.6
     assert res[1]["human_idle_fraction"] < res[8]["human_idle_fraction"]
+
+
+# --- the command --------------------------------------------------------------------------
+def test_takeover_run_fleet_writes_the_curves(tmp_path):
+    from typer.testing import CliRunner
+
+    from takeover.cli import app
+
+    out = tmp_path / "fleet"
+    res = CliRunner().invoke(app, [
+        "run", "fleet", "sweep.worlds=[2,4]", "sweep.reps=2", "sweep.episodes_per_world=1",
+        "sweep.allocations=[random,constraint]", "env.duration=4.0", "seed=0", "--out",
+        str(out), "--quiet"])
+    assert res.exit_code == 0, res.output
+    import json
+
+    m = json.loads((out / "fleet.json").read_text())
+    assert len(m["cells"]) == 2 * 2 * 2
+    assert set(m["curves"]) == {"random", "constraint"}
+    assert {"rohe", "wait_mean_s", "throughput_per_hour"} <= set(m["curves"]["random"]["4"])
+    assert (out / "fleet.png").exists() and (out / "report.md").exists()
+    bad = CliRunner().invoke(app, ["run", "fleet", "sweep.allocations=[fifoo]", "--out",
+                                   str(tmp_path / "bad")])
+    assert bad.exit_code == 2 and "fifo" in bad.output

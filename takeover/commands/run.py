@@ -48,12 +48,13 @@ def run(
     config, overrides = _split(list(args or []))
     overrides += list(set_ or [])
     expect = list(expect or [])
-    from takeover.experiments.fleet import is_fleet
+    from takeover.experiments.fleet import is_fleet, load_fleet_config
 
-    if is_fleet(config):  # `kind: fleet` configs sweep fleet sizes (experiments/fleet.py)
-        return _run_fleet(config, overrides, out, quiet, console)
     try:
-        cfg, _ = load_config(config, overrides)
+        if is_fleet(config):  # `kind: fleet`: a fleet-size sweep (experiments/fleet.py)
+            cfg = load_fleet_config(config, overrides)
+        else:
+            cfg, _ = load_config(config, overrides)
         for e in expect:  # refuse a malformed expectation before running for minutes
             ex.parse(e)
     except ConfigError as e:
@@ -111,36 +112,3 @@ def _run(cfg, run_dir: Path, overrides: list[str], quiet: bool, console):
 
         return run_experiment(cfg, run_dir, overrides=overrides, progress=start)
 
-
-def _run_fleet(config, overrides: list[str], out: Path | None, quiet: bool, console) -> None:
-    from rich import progress as rp
-
-    from takeover.config import ConfigError
-    from takeover.experiments.fleet import load_fleet_config, run_fleet
-    from takeover.experiments.provenance import default_run_dir
-
-    try:
-        cfg = load_fleet_config(config, overrides)
-    except (ConfigError, ValueError, KeyError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
-    run_dir = out or default_run_dir(cfg.name)
-    if run_dir.exists() and any(run_dir.iterdir()):
-        console.print(f"[red]error:[/red] {run_dir} already exists and is not empty; pass "
-                      "another --out (or delete it)")
-        raise typer.Exit(2)
-    if quiet:
-        result = run_fleet(cfg, run_dir, overrides=overrides)
-    else:
-        with rp.Progress(rp.TextColumn("{task.description:<36}"), rp.BarColumn(),
-                         rp.MofNCompleteColumn(), rp.TimeElapsedColumn(),
-                         console=console) as bar:
-            task = bar.add_task("starting", total=None)
-
-            def start(total: int):
-                bar.update(task, total=total)
-                return lambda msg: bar.update(task, advance=1, description=msg)
-
-            result = run_fleet(cfg, run_dir, overrides=overrides, progress=start)
-    console.print(f"report: {result.report}  ({result.seconds:.0f} s)")
-    typer.echo(str(result.report))
