@@ -590,6 +590,10 @@ def run_experiment(cfg: ExperimentConfig, run_dir: Path, *, overrides: Sequence[
     Torch runs on one thread meanwhile, so the same config gives the same bits anywhere."""
     import torch
 
+    if getattr(cfg, "kind", None) == "fleet":  # a fleet-size sweep: experiments/fleet.py
+        from takeover.experiments.fleet import run_fleet
+
+        return run_fleet(cfg, run_dir, overrides=overrides, progress=progress, agent=agent)
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # same float results on any machine; the nets are tiny

@@ -612,7 +612,10 @@ class Engine:
         gate: decides takeover requests from the ``gate_score`` estimator's scores.
         humans: a batched :class:`~takeover.types.Humans`, a list of per-world ``Human`` (one
             per world, wrapped in :class:`PerWorldHumans`), one ``Human`` (N = 1), or
-            ``None`` for nobody (requests time out).
+            ``None`` for nobody (requests time out). Optional hooks, called when the humans
+            define them: ``observe_scores(scores)`` with the step's fail-safe estimator
+            scores before ``act``, and ``end_episodes(worlds, info)`` with the worlds whose
+            episodes ended and the step's final info arrays (fleet supervision uses both).
         gate_score: which estimator feeds the gate (needed unless the gate ignores scores).
         handover: the protocol's settings (:class:`HandoverConfig`).
         run_id: prefix of episode names (``"<run_id>/<name>"``); ``""`` for none.
@@ -642,6 +645,8 @@ class Engine:
         self.discrete = w.discrete
         self.action_dim = 1 if w.discrete else int(np.prod(w.space.shape))
         self.humans = self._humans(humans)
+        self._observe_scores = getattr(self.humans, "observe_scores", None)
+        self._end_episodes = getattr(self.humans, "end_episodes", None)
         self.handover = Handover(n, handover, human_initiative=getattr(
             gate, "accepts_human_initiative", False))
         self.config = self.handover.config
@@ -796,6 +801,8 @@ class Engine:
         for name, g in self.shadow_gates.items():
             requests[name] = g.decide(score, ctx).request
         views = ho.on_gate(dec.request, dec.release, t, self.urgency(score, dec))
+        if self._observe_scores is not None:  # humans that rank worlds by risk (fleet)
+            self._observe_scores(safe)
         hin = self.humans.act(obs, info, w.world, views)
         h_act = np.asarray(hin.action)
         h_rows = h_act.reshape(n, -1).astype(np.float64)
@@ -860,6 +867,8 @@ class Engine:
 
     def _end(self, ended: np.ndarray, final_obs: Any) -> list[Episode]:
         """Per-event: cut the ended episodes' records, start the worlds' next episodes."""
+        if self._end_episodes is not None:  # humans that account for outcomes (fleet)
+            self._end_episodes(ended, self.last_frame.info)
         self.gate.end_episode(ended)
         for g in self.shadow_gates.values():
             g.end_episode(ended)

@@ -71,6 +71,9 @@ app.add_typer(_humans.app, name="humans")
 from takeover.commands import study as _study  # noqa: E402
 
 app.command("study")(_study.study)
+from takeover.commands import review as _review  # noqa: E402
+
+app.command("review")(_review.review)
 
 
 

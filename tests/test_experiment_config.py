@@ -70,6 +70,7 @@ def test_sweep_refuses_malformed_config(tmp_path):
 
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_configs_load(path):
+    from takeover.experiments.fleet import FleetExperimentConfig, is_fleet, load_fleet_config
     from takeover.experiments.rounds import (
         LearningConfig,
         is_learning_config,
@@ -78,6 +79,9 @@ def test_shipped_configs_load(path):
 
     if is_learning_config(path):  # `takeover run` dispatches these to the learner comparison
         assert isinstance(load_learning_config(path), LearningConfig)
+        return
+    if is_fleet(path):  # `kind: fleet` configs are fleet-size sweeps (experiments/fleet.py)
+        assert isinstance(load_fleet_config(path), FleetExperimentConfig)
         return
     cfg, _ = load_config(path)
     assert isinstance(cfg, ExperimentConfig)

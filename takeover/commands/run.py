@@ -52,6 +52,7 @@ def run(
     config, overrides = _split(list(args or []))
     overrides += list(set_ or [])
     expect = list(expect or [])
+    from takeover.experiments.fleet import is_fleet, load_fleet_config
     from takeover.experiments.rounds import is_learning_config
 
     if is_learning_config(config):  # a `learning:` section: the learner comparison
@@ -63,6 +64,8 @@ def run(
                 raise ConfigError("--resume RUN_DIR continues that run with its own "
                                   "config.yaml; drop the CONFIG, overrides and --out")
             cfg, overrides = resume_config(resume)
+        elif is_fleet(config):  # `kind: fleet`: a fleet-size sweep (experiments/fleet.py)
+            cfg = load_fleet_config(config, overrides)
         else:
             cfg, _ = load_config(config, overrides)
         for e in expect:  # refuse a malformed expectation before running for minutes
