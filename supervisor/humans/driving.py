@@ -19,7 +19,7 @@ import math
 from numba import njit
 
 from takeover.envs import layout as L
-from takeover.envs.dynamics import _idm  # the world's IDM (one IDM in the code base)
+from takeover.envs.controllers import idm_accel  # the world's IDM (one IDM in the code base)
 
 from .params import FIELDS
 
@@ -38,7 +38,14 @@ H_LOOKAHEAD = FIELDS.index("lookahead")
 
 X, Y, V, PSI, VY, LEN, WID, KIND = L.X, L.Y, L.V, L.PSI, L.VY, L.LEN, L.WID, L.KIND
 EMPTY = L.EMPTY
-FREE = -1.0  # ``_idm``'s "no leader" gap
+FREE = -1.0  # "no leader" gap of ``_idm`` below
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _idm(v, v0, thw, amax, b, s0, gap, v_lead):
+    """The world's IDM (``takeover.envs.controllers.idm_accel``) with a negative ``gap``
+    meaning a free road, as this module's callers pass it."""
+    return idm_accel(v, v0, gap if gap >= 0.0 else math.inf, v_lead, thw, amax, b, s0)
 
 
 @njit(cache=True, error_model="numpy")
