@@ -162,12 +162,28 @@ def make_agent(name: str, env: Any):
     return load_agent(name, env=env)
 
 
+class Seat:
+    """The driver's seat: the engine's one human, delegating to whoever sits in it (the live
+    keyboard, or each recorded episode's replay), so a session swaps the person without
+    rebuilding the engine."""
+
+    def __init__(self, human: KeyHuman) -> None:
+        self.human = human
+
+    def reset(self, seed: int | None = None) -> None:
+        self.human.reset(seed)
+
+    def act(self, obs: Any, info: Any, env: Any, view: Any) -> Any:
+        return self.human.act(obs, info, env, view)
+
+
 class LiveSupervisor:
     """The seam between the live session and the supervision engine (N = 1).
 
     Everything the session needs: :meth:`reset`, :meth:`step` (one control step, its
     record), and what the screen shows: :attr:`phase`, :meth:`countdown`, :attr:`score_name`,
-    :attr:`policy`; :attr:`world` is the unwrapped env to draw.
+    :attr:`policy`; :attr:`world` is the unwrapped env to draw; assigning :attr:`human`
+    seats another person (a replay) for the next episode.
     """
 
     def __init__(self, settings: LiveSettings, human: KeyHuman) -> None:
@@ -183,16 +199,24 @@ class LiveSupervisor:
         self.env_id = env_id(s.scenario)
         self.env = gym.make(self.env_id, action_type=resolve_action_type(s), **s.env)
         self.world = self.env.unwrapped
-        self.human = human
+        self.seat = Seat(human)
         self.score_name = s.estimator
         cfg = HandoverConfig(timeout=s.timeout, min_human_time=s.min_human_time,
                              release=s.release, calm_time=s.calm_time, withdraw=s.withdraw,
                              human_initiative=True)
         self.sup = Supervisor(self.env, make_agent(s.agent, self.env),
-                              make_estimators([s.estimator]), GATES.make(s.gate), human,
+                              make_estimators([s.estimator]), GATES.make(s.gate), self.seat,
                               gate_score=s.estimator, handover=cfg)
         self.handover = self.sup.handover
         self.dt = self.sup.dt
+
+    @property
+    def human(self) -> KeyHuman:
+        return self.seat.human
+
+    @human.setter
+    def human(self, human: KeyHuman) -> None:
+        self.seat.human = human
 
     def reset(self, seed: int) -> None:
         self.sup.reset(seed)
@@ -853,8 +877,7 @@ class LiveSession:
                         break
                     ep_rec = plan.pop(0)
                     seed = ep_rec.seed
-                    live.human = live.sup.human = human = make_human(self.settings,
-                                                                     ep_rec.events)
+                    live.human = human = make_human(self.settings, ep_rec.events)
                     replay_end = (ep_rec.end, ep_rec.end_step)
                 def keep(ep: EpisodeResult) -> None:
                     out.episodes.append(ep)
@@ -970,7 +993,7 @@ def replay(recording: Any) -> list[list[StepRecord]]:
     try:
         for ep in recording.episodes:
             human = ReplayHuman(ep.events, settings.rates)
-            live.human = live.sup.human = human
+            live.human = human
             live.reset(ep.seed)
             recs = []
             while not live.done and (ep.end == "done" or live.step_index < ep.end_step):

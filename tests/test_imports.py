@@ -24,8 +24,6 @@ LAYERS = {"envs": 1, "agents": 2, "supervisor": 3, "experiments": 4}
 CLI = 5
 
 PENDING = {
-    ("takeover.experiments.benchmarks.drive", "takeover.commands.drive"):
-        "live engineer: the live loop moves out of takeover/commands/drive.py",
     ("takeover.envs.sb3", "takeover.envs.vector"):
         "world engineer: envs.vector <-> envs.sb3 cycle",
 }

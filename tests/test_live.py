@@ -35,19 +35,39 @@ from takeover.supervisor.replay import (
 D, U = pygame.KEYDOWN, pygame.KEYUP
 
 
+class StepGate(BaseGate):
+    """A gate scripted by the episode's step index: ``request(k)`` / ``release(k)`` say what
+    it decides on step ``k`` of each world's episode (the batched Gate API: per-world step
+    counters sized by ``bind``, cleared by ``reset``)."""
+
+    name = "test_step"
+
+    def bind(self, n: int) -> None:
+        self.k = np.full(n, -1, dtype=np.int64)
+        super().bind(n)
+
+    def reset(self, worlds, seeds) -> None:
+        self.k[worlds] = -1
+
+    def request(self, k: np.ndarray) -> np.ndarray:
+        return np.zeros(len(k), dtype=bool)
+
+    def release(self, k: np.ndarray) -> np.ndarray:
+        return ~self.request(k)
+
+    def decide(self, score, ctx):
+        self.k += 1
+        return GateDecision(self.request(self.k), np.full(self.n, 0.5), self.release(self.k))
+
+
 @GATES.register("test_pulse")
-class PulseGate(BaseGate):
+class PulseGate(StepGate):
     """Requests on steps 3..7 of an episode, then never again (the risk clears)."""
 
     name = "test_pulse"
 
-    def reset(self) -> None:
-        self.k = -1
-
-    def decide(self, score, ctx):
-        self.k += 1
-        on = 3 <= self.k <= 7
-        return GateDecision(on, 0.5, not on)
+    def request(self, k):
+        return (3 <= k) & (k <= 7)
 
 
 def _post(plan):
@@ -103,15 +123,11 @@ def test_takeover_holds_control_with_no_key_until_r(tmp_path):
 def test_gate_release_policy_hands_back_without_r():
     """release='gate' is the configurable opposite: the gate may hand back on its own."""
 
-    class Risky(BaseGate):
+    class Risky(StepGate):
         name = "x"
 
-        def reset(self):
-            self.k = -1
-
-        def decide(self, score, ctx):
-            self.k += 1
-            return GateDecision(self.k < 20, 0.5, self.k >= 20)
+        def request(self, k):
+            return k < 20
 
     GATES.register("test_release_after_20", lambda: Risky())
     for policy, expect in (("gate", True), ("human", False)):
@@ -163,7 +179,7 @@ def test_calm_release_counts_down_and_hands_back():
         name = "calm"
 
         def decide(self, score, ctx):
-            return GateDecision(False, 0.5, True)
+            return self._const(False, True, 0.5)
 
     GATES.register("test_calm", lambda: Calm())
     s = LiveSettings(scenario="Plain-v0", agent="idm", gate="test_calm", release="calm",
