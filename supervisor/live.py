@@ -245,16 +245,10 @@ class LiveSupervisor:
     def countdown(self) -> tuple[str, float]:
         """``("fallback", s)`` left before the minimal-risk manoeuvre while a request waits,
         ``("handback", s)`` left before a calm hand-back, else ``("", nan)``."""
-        h, t = self.handover, self.time
         if self.sup.phase is Phase.TOR:
-            return "fallback", max(self.sup.time_left, 0.0)
-        calm_since = float(h.calm_since[0])
-        if self.sup.phase is Phase.HUMAN and h.config.release == "calm" \
-                and not math.isnan(calm_since):
-            left = max(h.config.calm_time - (t - calm_since),
-                       h.config.min_human_time - (t - float(h.takeover_time[0])))
-            return "handback", max(left, 0.0)
-        return "", math.nan
+            return "fallback", self.sup.time_left
+        left = self.sup.handback_left
+        return ("handback", left) if not math.isnan(left) else ("", math.nan)
 
     @property
     def policy(self) -> str:

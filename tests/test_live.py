@@ -124,10 +124,16 @@ def test_gate_release_policy_hands_back_without_r():
     """release='gate' is the configurable opposite: the gate may hand back on its own."""
 
     class Risky(StepGate):
+        """Asks for the person on steps 0..19 while also 'allowing' release throughout (a
+        contradictory gate: the request wins)."""
+
         name = "x"
 
         def request(self, k):
             return k < 20
+
+        def release(self, k):
+            return np.ones(len(k), dtype=bool)
 
     GATES.register("test_release_after_20", lambda: Risky())
     for policy, expect in (("gate", True), ("human", False)):
@@ -136,8 +142,30 @@ def test_gate_release_policy_hands_back_without_r():
         live = LiveSupervisor(s, ReplayHuman([KeyEvent(0.0, "takeover", True, 2)]))
         live.reset(0)
         recs = [live.step() for _ in range(40)]
-        assert any("gate_release" in r.transition for r in recs) is expect, policy
+        assert recs[2].transition == "human_response"
+        back = [r.step for r in recs if "gate_release" in r.transition]
+        # min_human_time (1 s) allows it from step 12, but the gate asks until step 19
+        assert back == ([20] if expect else []), policy
         live.close()
+
+
+def test_a_gate_on_the_old_per_world_api_is_refused_naming_it():
+    """A gate answering scalars (the pre-batch API) fails at its first decision with a
+    message naming it and the batched API, not an IndexError deep in the records."""
+
+    class Scalar(BaseGate):
+        name = "scalar"
+
+        def decide(self, score, ctx):
+            return GateDecision(False, 0.5, True)
+
+    GATES.register("test_scalar", lambda: Scalar())
+    live = LiveSupervisor(LiveSettings(scenario="Plain-v0", agent="idm", gate="test_scalar"),
+                          ReplayHuman([]))
+    live.reset(0)
+    with pytest.raises(TypeError, match=r"gate 'scalar' .*\(N,\) arrays.*BaseGate"):
+        live.step()
+    live.close()
 
 
 def test_countdown_to_the_fallback_and_withdrawal():
