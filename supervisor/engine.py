@@ -881,7 +881,9 @@ class Engine:
                 fo = self.worlds.obs[0].copy()
             done.append(Episode(idx, name, seed, recs, fo))
         nxt = [self._take(i) for i in ended.tolist()]
-        self.worlds.reset_worlds(ended, [None if e is None else e[2] for e in nxt])
+        go = [k for k, e in enumerate(nxt) if e is not None]
+        if go:  # a world with no episode left stays as it ended (a live end screen draws it)
+            self.worlds.reset_worlds(ended[go], [nxt[k][2] for k in go])
         self._begin(ended, nxt)
         self._prune()
         self.episodes.extend(done)

@@ -37,7 +37,7 @@ from typing import Any
 
 from takeover.config import ConfigError, option, to_dict, validate
 from takeover.records import StepRecord
-from takeover.types import Phase
+from takeover.types import Human, Phase
 
 from .gamepad import PadConfig, PadState, open_joysticks, pad_events
 from .handover import HandoverConfig
@@ -167,7 +167,7 @@ class Seat:
     keyboard, or each recorded episode's replay), so a session swaps the person without
     rebuilding the engine."""
 
-    def __init__(self, human: KeyHuman) -> None:
+    def __init__(self, human: Human) -> None:
         self.human = human
 
     def reset(self, seed: int | None = None) -> None:
@@ -186,7 +186,7 @@ class LiveSupervisor:
     seats another person (a replay) for the next episode.
     """
 
-    def __init__(self, settings: LiveSettings, human: KeyHuman) -> None:
+    def __init__(self, settings: LiveSettings, human: Human) -> None:
         import gymnasium as gym
 
         import takeover.envs  # noqa: F401  (registers the envs)
@@ -211,11 +211,12 @@ class LiveSupervisor:
         self.dt = self.sup.dt
 
     @property
-    def human(self) -> KeyHuman:
+    def human(self) -> Any:
+        """Who sits in the seat (the session pushes key events into a :class:`KeyHuman`)."""
         return self.seat.human
 
     @human.setter
-    def human(self, human: KeyHuman) -> None:
+    def human(self, human: Human) -> None:
         self.seat.human = human
 
     def reset(self, seed: int) -> None:

@@ -245,6 +245,22 @@ def test_pause_freezes_the_world_and_the_clock(tmp_path):
     assert ep.sim_s == pytest.approx(ep.wall_s, abs=0.1)  # pause excluded from wall time
 
 
+def test_the_world_stays_as_it_ended_for_the_end_screen():
+    """After the last step the window still draws the world that ended (the crash, the
+    stop), not a fresh reset, and the clock reads the episode's end."""
+    from takeover.envs import layout as L
+
+    s = LiveSettings(scenario="Plain-v0", agent="idm", gate="never", env={"duration": 1.0})
+    live = LiveSupervisor(s, ReplayHuman([]))
+    live.reset(0)
+    recs = []
+    while not live.done:
+        recs.append(live.step())
+    assert recs[-1].truncated and live.time == pytest.approx(recs[-1].time)
+    assert live.world.vehicles[0, L.X] > 15.0  # 1 s at highway speed (about 23 m) from 0
+    live.close()
+
+
 def test_end_screen_shows_the_outcome_and_waits(tmp_path):
     """The window stays after the episode ends; N starts the next seed, ESC leaves."""
     s = LiveSettings(scenario="Plain-v0", agent="idm", gate="never", env={"duration": 1.0})
