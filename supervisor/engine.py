@@ -763,6 +763,10 @@ class Engine:
         """``(N,)`` s until a pending request falls back to the MRM (NaN when none)."""
         return self.handover.time_left(self._time())
 
+    def handback_left(self) -> np.ndarray:
+        """``(N,)`` s until a calm hand-back to the agent (NaN when none is counting down)."""
+        return self.handover.handback_left(self._time())
+
     def _time(self) -> np.ndarray:
         t = self.worlds.info.get("time")
         if t is None:
@@ -796,10 +800,10 @@ class Engine:
         ho = self.handover
         ctx = GateContext(time=t, phase=ho.phase.copy(), info=info, out=out,
                           human_action=self.last_human, scores=safe, dt=self.dt)
-        dec = self.gate.decide(score, ctx)
+        dec = _checked(self.gate, self.gate.decide(score, ctx), n)
         requests = {"gate": dec.request}
         for name, g in self.shadow_gates.items():
-            requests[name] = g.decide(score, ctx).request
+            requests[name] = _checked(g, g.decide(score, ctx), n).request
         views = ho.on_gate(dec.request, dec.release, t, self.urgency(score, dec))
         if self._observe_scores is not None:  # humans that rank worlds by risk (fleet)
             self._observe_scores(safe)
@@ -886,7 +890,9 @@ class Engine:
                 fo = self.worlds.obs[0].copy()
             done.append(Episode(idx, name, seed, recs, fo))
         nxt = [self._take(i) for i in ended.tolist()]
-        self.worlds.reset_worlds(ended, [None if e is None else e[2] for e in nxt])
+        go = [k for k, e in enumerate(nxt) if e is not None]
+        if go:  # a world with no episode left stays as it ended (a live end screen draws it)
+            self.worlds.reset_worlds(ended[go], [nxt[k][2] for k in go])
         self._begin(ended, nxt)
         self._prune()
         self.episodes.extend(done)
@@ -935,6 +941,21 @@ class Engine:
             for e in eps:
                 e.labels = sorted(by_name.get(e.name, []), key=lambda lb: lb.step)
         return eps
+
+
+def _checked(gate: Gate, dec: Any, n: int) -> GateDecision:
+    """``dec`` if it is a :class:`GateDecision` of ``(N,)`` arrays; a gate written for one
+    world (scalars) is refused here, naming the gate, not by an IndexError when its records
+    are cut."""
+    shapes = [np.shape(getattr(dec, k, None)) for k in ("request", "threshold", "release")]
+    if not isinstance(dec, GateDecision) or any(sh != (n,) for sh in shapes):
+        raise TypeError(
+            f"gate {getattr(gate, 'name', type(gate).__name__)!r} returned "
+            f"{type(dec).__name__} with shapes {shapes}; a gate decides for the N={n} worlds "
+            f"at once: return GateDecision of (N,) arrays (request, threshold, release), with "
+            f"per-world state sized in bind(n) and cleared in reset(worlds, seeds) (subclass "
+            f"takeover.supervisor.gates.BaseGate)")
+    return dec
 
 
 def _takes_seed_only(fn: Callable) -> bool:
@@ -1019,6 +1040,12 @@ class Supervisor:
         """s until the pending request falls back to the minimal-risk manoeuvre, NaN when
         none (the HUD's countdown)."""
         return float(self.engine.time_left()[0])
+
+    @property
+    def handback_left(self) -> float:
+        """s until a ``release="calm"`` hand-back to the agent, NaN when none is counting
+        down (the HUD's other countdown)."""
+        return float(self.engine.handback_left()[0])
 
     def step(self) -> StepRecord:
         if self.engine.done:

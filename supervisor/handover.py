@@ -18,7 +18,9 @@
 * **HUMAN**: control belongs to whoever holds it. The human keeps it until they release,
   unless ``release`` says otherwise: ``"human"`` (default: only the human's release),
   ``"calm"`` (also once the gate has wanted to release for ``calm_time`` s in a row) or
-  ``"gate"`` (also as soon as the gate releases); both after ``min_human_time`` s. While the
+  ``"gate"`` (also as soon as the gate releases); both after ``min_human_time`` s, and never
+  while the gate requests (a decision with both ``request`` and ``release`` set is not
+  calm). :meth:`Handover.handback_left` is the calm countdown a HUD shows. While the
   human holds control the agent never acts: a step without a human action executes the
   human's standing command (their last Box action, or ``hold_action`` for Discrete).
 
@@ -115,6 +117,18 @@ class Handover:
         left = np.maximum(self.config.timeout - (time - self.tor_time), 0.0)
         return np.where(self.phase == TOR, left, math.nan)
 
+    def handback_left(self, time: np.ndarray) -> np.ndarray:
+        """``(N,)`` s until a ``release="calm"`` hand-back if the gate stays calm (the HUD's
+        countdown: the longer of what is left of ``calm_time`` and of ``min_human_time``);
+        NaN where none is running (another policy, not the human's turn, not calm)."""
+        cfg = self.config
+        if cfg.release != "calm":
+            return np.full(self.n, math.nan)
+        left = np.maximum(cfg.calm_time - (time - self.calm_since),
+                          cfg.min_human_time - (time - self.takeover_time))
+        running = (self.phase == HUMAN) & ~np.isnan(self.calm_since)
+        return np.where(running, np.maximum(left, 0.0), math.nan)
+
     def tor_elapsed(self, time: np.ndarray) -> np.ndarray:
         alert = (self.phase == TOR) | (self.phase == FALLBACK)
         return np.where(alert, np.maximum(time - self.tor_time, 0.0), 0.0)
@@ -136,6 +150,7 @@ class Handover:
         if cfg.release != "human":
             human = ph == HUMAN
             held = time - self.takeover_time >= cfg.min_human_time - eps
+            release = release & ~request  # never hand back while the gate asks for the human
             self.calm_since = np.where(human & release,
                                        np.where(np.isnan(self.calm_since), time, self.calm_since),
                                        math.nan)

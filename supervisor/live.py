@@ -37,7 +37,7 @@ from typing import Any
 
 from takeover.config import ConfigError, option, to_dict, validate
 from takeover.records import StepRecord
-from takeover.types import Phase
+from takeover.types import Human, Phase
 
 from .gamepad import PadConfig, PadState, open_joysticks, pad_events
 from .handover import HandoverConfig
@@ -162,15 +162,31 @@ def make_agent(name: str, env: Any):
     return load_agent(name, env=env)
 
 
+class Seat:
+    """The driver's seat: the engine's one human, delegating to whoever sits in it (the live
+    keyboard, or each recorded episode's replay), so a session swaps the person without
+    rebuilding the engine."""
+
+    def __init__(self, human: Human) -> None:
+        self.human = human
+
+    def reset(self, seed: int | None = None) -> None:
+        self.human.reset(seed)
+
+    def act(self, obs: Any, info: Any, env: Any, view: Any) -> Any:
+        return self.human.act(obs, info, env, view)
+
+
 class LiveSupervisor:
     """The seam between the live session and the supervision engine (N = 1).
 
     Everything the session needs: :meth:`reset`, :meth:`step` (one control step, its
     record), and what the screen shows: :attr:`phase`, :meth:`countdown`, :attr:`score_name`,
-    :attr:`policy`; :attr:`world` is the unwrapped env to draw.
+    :attr:`policy`; :attr:`world` is the unwrapped env to draw; assigning :attr:`human`
+    seats another person (a replay) for the next episode.
     """
 
-    def __init__(self, settings: LiveSettings, human: KeyHuman) -> None:
+    def __init__(self, settings: LiveSettings, human: Human) -> None:
         import gymnasium as gym
 
         import takeover.envs  # noqa: F401  (registers the envs)
@@ -183,16 +199,25 @@ class LiveSupervisor:
         self.env_id = env_id(s.scenario)
         self.env = gym.make(self.env_id, action_type=resolve_action_type(s), **s.env)
         self.world = self.env.unwrapped
-        self.human = human
+        self.seat = Seat(human)
         self.score_name = s.estimator
         cfg = HandoverConfig(timeout=s.timeout, min_human_time=s.min_human_time,
                              release=s.release, calm_time=s.calm_time, withdraw=s.withdraw,
                              human_initiative=True)
         self.sup = Supervisor(self.env, make_agent(s.agent, self.env),
-                              make_estimators([s.estimator]), GATES.make(s.gate), human,
+                              make_estimators([s.estimator]), GATES.make(s.gate), self.seat,
                               gate_score=s.estimator, handover=cfg)
         self.handover = self.sup.handover
         self.dt = self.sup.dt
+
+    @property
+    def human(self) -> Any:
+        """Who sits in the seat (the session pushes key events into a :class:`KeyHuman`)."""
+        return self.seat.human
+
+    @human.setter
+    def human(self, human: Human) -> None:
+        self.seat.human = human
 
     def reset(self, seed: int) -> None:
         self.sup.reset(seed)
@@ -221,16 +246,10 @@ class LiveSupervisor:
     def countdown(self) -> tuple[str, float]:
         """``("fallback", s)`` left before the minimal-risk manoeuvre while a request waits,
         ``("handback", s)`` left before a calm hand-back, else ``("", nan)``."""
-        h, t = self.handover, self.time
         if self.sup.phase is Phase.TOR:
-            return "fallback", max(self.sup.time_left, 0.0)
-        calm_since = float(h.calm_since[0])
-        if self.sup.phase is Phase.HUMAN and h.config.release == "calm" \
-                and not math.isnan(calm_since):
-            left = max(h.config.calm_time - (t - calm_since),
-                       h.config.min_human_time - (t - float(h.takeover_time[0])))
-            return "handback", max(left, 0.0)
-        return "", math.nan
+            return "fallback", self.sup.time_left
+        left = self.sup.handback_left
+        return ("handback", left) if not math.isnan(left) else ("", math.nan)
 
     @property
     def policy(self) -> str:
@@ -853,8 +872,7 @@ class LiveSession:
                         break
                     ep_rec = plan.pop(0)
                     seed = ep_rec.seed
-                    live.human = live.sup.human = human = make_human(self.settings,
-                                                                     ep_rec.events)
+                    live.human = human = make_human(self.settings, ep_rec.events)
                     replay_end = (ep_rec.end, ep_rec.end_step)
                 def keep(ep: EpisodeResult) -> None:
                     out.episodes.append(ep)
@@ -970,7 +988,7 @@ def replay(recording: Any) -> list[list[StepRecord]]:
     try:
         for ep in recording.episodes:
             human = ReplayHuman(ep.events, settings.rates)
-            live.human = live.sup.human = human
+            live.human = human
             live.reset(ep.seed)
             recs = []
             while not live.done and (ep.end == "done" or live.step_index < ep.end_step):

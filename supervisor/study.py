@@ -110,6 +110,15 @@ def load_study(path: str | Path) -> StudyConfig:
 
     cfg = from_dict(StudyConfig, load_yaml(path), "")
     settings_from_dict(cfg.settings)  # bad settings fail here, before any window
+    from takeover.registry import closest
+
+    from .humans import HUMANS
+
+    for skill in cfg.scripted:
+        if skill not in HUMANS:
+            raise ConfigError(f"unknown scripted human {skill!r} under 'scripted'."
+                              f"{closest(skill, HUMANS.names())} Valid: "
+                              f"{', '.join(HUMANS.names())}")
     for s in [t.scenario for t in cfg.practice] + [c.scenario for c in cfg.conditions]:
         env_id(s)
     return cfg
@@ -435,28 +444,46 @@ def aggregate(participants: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+class SeededHuman:
+    """A per-world human drawing from its own ``seed`` instead of the episode's (the engine
+    seeds humans with the episode seed): the repeats of one trial seed meet the same
+    traffic with different draws of the same human model."""
+
+    def __init__(self, human: Any, seed: int) -> None:
+        self.human, self.seed = human, int(seed)
+
+    def reset(self, seed: int | None = None) -> None:
+        self.human.reset(self.seed)
+
+    def act(self, obs: Any, info: Any, env: Any, view: Any) -> Any:
+        return self.human.act(obs, info, env, view)
+
+
 def scripted_takeovers(cfg: StudyConfig, skill: str, repeats: int | None = None) -> list[float]:
     """Takeover times (s after the request) of a scripted human in the study's conditions,
-    with the study's settings, ``repeats`` human seeds per trial seed."""
+    with the study's settings (the same live supervisor a participant drives), ``repeats``
+    human seeds (``trial seed * 1000 + k``) per trial seed."""
     import dataclasses
 
-    from .humans import HUMANS
+    from .humans import ScriptedHuman
     from .live import LiveSupervisor, settings_from_dict
 
     base = settings_from_dict(cfg.settings)
     out: list[float] = []
     for c in cfg.conditions:
-        settings = dataclasses.replace(base, scenario=c.scenario)
-        for seed in c.seeds:
-            for k in range(repeats or cfg.scripted_repeats):
-                human = HUMANS.make(skill, seed=seed * 1000 + k)
-                live = LiveSupervisor(settings, human)
-                live.reset(seed)
-                while not live.done:
-                    rec = live.step()
-                    if "human_response" in rec.transition:
-                        out.append(rec.takeover_time - rec.tor_time)
-                live.close()
+        live = LiveSupervisor(dataclasses.replace(base, scenario=c.scenario),
+                              SeededHuman(ScriptedHuman(skill), 0))
+        try:
+            for seed in c.seeds:
+                for k in range(repeats or cfg.scripted_repeats):
+                    live.human = SeededHuman(ScriptedHuman(skill), seed * 1000 + k)
+                    live.reset(seed)
+                    while not live.done:
+                        rec = live.step()
+                        if "human_response" in rec.transition:
+                            out.append(rec.takeover_time - rec.tor_time)
+        finally:
+            live.close()
     return out
 
 

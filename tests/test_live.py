@@ -35,19 +35,39 @@ from takeover.supervisor.replay import (
 D, U = pygame.KEYDOWN, pygame.KEYUP
 
 
+class StepGate(BaseGate):
+    """A gate scripted by the episode's step index: ``request(k)`` / ``release(k)`` say what
+    it decides on step ``k`` of each world's episode (the batched Gate API: per-world step
+    counters sized by ``bind``, cleared by ``reset``)."""
+
+    name = "test_step"
+
+    def bind(self, n: int) -> None:
+        self.k = np.full(n, -1, dtype=np.int64)
+        super().bind(n)
+
+    def reset(self, worlds, seeds) -> None:
+        self.k[worlds] = -1
+
+    def request(self, k: np.ndarray) -> np.ndarray:
+        return np.zeros(len(k), dtype=bool)
+
+    def release(self, k: np.ndarray) -> np.ndarray:
+        return ~self.request(k)
+
+    def decide(self, score, ctx):
+        self.k += 1
+        return GateDecision(self.request(self.k), np.full(self.n, 0.5), self.release(self.k))
+
+
 @GATES.register("test_pulse")
-class PulseGate(BaseGate):
+class PulseGate(StepGate):
     """Requests on steps 3..7 of an episode, then never again (the risk clears)."""
 
     name = "test_pulse"
 
-    def reset(self) -> None:
-        self.k = -1
-
-    def decide(self, score, ctx):
-        self.k += 1
-        on = 3 <= self.k <= 7
-        return GateDecision(on, 0.5, not on)
+    def request(self, k):
+        return (3 <= k) & (k <= 7)
 
 
 def _post(plan):
@@ -103,15 +123,17 @@ def test_takeover_holds_control_with_no_key_until_r(tmp_path):
 def test_gate_release_policy_hands_back_without_r():
     """release='gate' is the configurable opposite: the gate may hand back on its own."""
 
-    class Risky(BaseGate):
+    class Risky(StepGate):
+        """Asks for the person on steps 0..19 while also 'allowing' release throughout (a
+        contradictory gate: the request wins)."""
+
         name = "x"
 
-        def reset(self):
-            self.k = -1
+        def request(self, k):
+            return k < 20
 
-        def decide(self, score, ctx):
-            self.k += 1
-            return GateDecision(self.k < 20, 0.5, self.k >= 20)
+        def release(self, k):
+            return np.ones(len(k), dtype=bool)
 
     GATES.register("test_release_after_20", lambda: Risky())
     for policy, expect in (("gate", True), ("human", False)):
@@ -120,8 +142,30 @@ def test_gate_release_policy_hands_back_without_r():
         live = LiveSupervisor(s, ReplayHuman([KeyEvent(0.0, "takeover", True, 2)]))
         live.reset(0)
         recs = [live.step() for _ in range(40)]
-        assert any("gate_release" in r.transition for r in recs) is expect, policy
+        assert recs[2].transition == "human_response"
+        back = [r.step for r in recs if "gate_release" in r.transition]
+        # min_human_time (1 s) allows it from step 12, but the gate asks until step 19
+        assert back == ([20] if expect else []), policy
         live.close()
+
+
+def test_a_gate_on_the_old_per_world_api_is_refused_naming_it():
+    """A gate answering scalars (the pre-batch API) fails at its first decision with a
+    message naming it and the batched API, not an IndexError deep in the records."""
+
+    class Scalar(BaseGate):
+        name = "scalar"
+
+        def decide(self, score, ctx):
+            return GateDecision(False, 0.5, True)
+
+    GATES.register("test_scalar", lambda: Scalar())
+    live = LiveSupervisor(LiveSettings(scenario="Plain-v0", agent="idm", gate="test_scalar"),
+                          ReplayHuman([]))
+    live.reset(0)
+    with pytest.raises(TypeError, match=r"gate 'scalar' .*\(N,\) arrays.*BaseGate"):
+        live.step()
+    live.close()
 
 
 def test_countdown_to_the_fallback_and_withdrawal():
@@ -163,7 +207,7 @@ def test_calm_release_counts_down_and_hands_back():
         name = "calm"
 
         def decide(self, score, ctx):
-            return GateDecision(False, 0.5, True)
+            return self._const(False, True, 0.5)
 
     GATES.register("test_calm", lambda: Calm())
     s = LiveSettings(scenario="Plain-v1", agent="idm", gate="test_calm", release="calm",
@@ -199,6 +243,22 @@ def test_pause_freezes_the_world_and_the_clock(tmp_path):
     # 210 frames, 120 of them paused: 90 frames of driving -> 15 steps
     assert len(ep.records) == 15
     assert ep.sim_s == pytest.approx(ep.wall_s, abs=0.1)  # pause excluded from wall time
+
+
+def test_the_world_stays_as_it_ended_for_the_end_screen():
+    """After the last step the window still draws the world that ended (the crash, the
+    stop), not a fresh reset, and the clock reads the episode's end."""
+    from takeover.envs import layout as L
+
+    s = LiveSettings(scenario="Plain-v0", agent="idm", gate="never", env={"duration": 1.0})
+    live = LiveSupervisor(s, ReplayHuman([]))
+    live.reset(0)
+    recs = []
+    while not live.done:
+        recs.append(live.step())
+    assert recs[-1].truncated and live.time == pytest.approx(recs[-1].time)
+    assert live.world.vehicles[0, L.X] > 15.0  # 1 s at highway speed (about 23 m) from 0
+    live.close()
 
 
 def test_end_screen_shows_the_outcome_and_waits(tmp_path):
