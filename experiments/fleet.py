@@ -190,6 +190,17 @@ def plot(path: Path, agg: dict[str, Any], worlds: Sequence[int], h: int) -> None
     plt.close(fig)
 
 
+@dataclass
+class FleetResult:
+    """What ``takeover run`` prints for a fleet sweep (the fields of the runner's
+    ``RunResult``; the runner dispatches here, so this module must not import it)."""
+
+    run_dir: Path
+    metrics: dict[str, Any]
+    report: Path
+    seconds: float
+
+
 def run_fleet(cfg: FleetExperimentConfig, run_dir: Path, *, overrides: Sequence[str] = (),
               progress: Callable[[int], Callable[[str], None]] | None = None,
               agent: Any = None) -> Any:
@@ -242,9 +253,7 @@ def run_fleet(cfg: FleetExperimentConfig, run_dir: Path, *, overrides: Sequence[
     atomic_write_text(report, _report(cfg, agg))
     seconds = time.perf_counter() - t0
     atomic_write_text(run_dir / "timing.json", json.dumps({"seconds": round(seconds, 3)}))
-    from takeover.experiments.runner import RunResult
-
-    return RunResult(run_dir, metrics, report, seconds)
+    return FleetResult(run_dir, metrics, report, seconds)
 
 
 def _fmt(iv: dict[str, float | None]) -> str:

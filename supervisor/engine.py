@@ -48,6 +48,10 @@ from takeover.registry import closest
 from takeover.types import (
     PHASES,
     AgentOutputs,
+    Estimator,
+    Gate,
+    GateContext,
+    GateDecision,
     Human,
     HumanInput,
     HumanInputs,
@@ -55,8 +59,6 @@ from takeover.types import (
     HumanViews,
 )
 
-from .estimators import Estimator
-from .gates import Gate, GateContext, GateDecision
 from .handover import (
     CONTROLLERS,
     CTRL_AGENT,

@@ -13,31 +13,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 from takeover.registry import Registry
-from takeover.types import AgentOutput, AgentOutputs
-
-
-@runtime_checkable
-class Estimator(Protocol):
-    """Scores N steps at once (one per world); higher means the agent is less trustworthy.
-
-    ``score_batch(obs, out, info)``: ``obs`` ``(N, *obs_shape)``, ``out`` the agent's
-    :class:`~takeover.types.AgentOutputs`, ``info`` the env's info arrays by key (``(N,)``
-    each) -> ``(N,)`` float64. ``needs`` names what the estimator must be given at build
-    time (``"reference_obs"``: the agent's training observations), so callers wire it by
-    capability, not by name."""
-
-    name: str
-    needs: frozenset[str]
-
-    def score_batch(self, obs: np.ndarray, out: AgentOutputs,
-                    info: Mapping[str, Any]) -> np.ndarray: ...
-
+from takeover.types import AgentOutput, AgentOutputs, Estimator
 
 ESTIMATORS: Registry[Estimator] = Registry("estimator")
 

@@ -18,66 +18,14 @@ Add a gate with one class and one ``GATES.register`` line.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numba import njit
 
 from takeover.registry import Registry
-from takeover.types import AgentOutputs
-
-
-@dataclass(frozen=True)
-class GateContext:
-    """What a gate may look at besides its score, for N worlds.
-
-    Attributes:
-        time: ``(N,)`` simulation time, s.
-        phase: ``(N,)`` int8 protocol state before this step (``takeover.types.PHASES``).
-        info: the env's info for the current observations, ``(N,)`` arrays by key.
-        out: the agent's outputs for the current observations.
-        human_action: ``(N, A)`` float64 latest human action (previous steps), NaN rows
-            where the human has given none this episode.
-        scores: every estimator's ``(N,)`` scores this step, by name (non-finite -> +inf).
-        dt: control period, s.
-    """
-
-    time: np.ndarray
-    phase: np.ndarray
-    info: Mapping[str, Any]
-    out: AgentOutputs
-    human_action: np.ndarray
-    scores: Mapping[str, np.ndarray] = field(default_factory=dict)
-    dt: float = 0.1
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    """``(N,)`` arrays. ``request``: the human should drive; ``threshold``: the level the
-    score was compared to (NaN if none); ``release``: the gate allows handing control back."""
-
-    request: np.ndarray
-    threshold: np.ndarray
-    release: np.ndarray
-
-
-@runtime_checkable
-class Gate(Protocol):
-    name: str
-    accepts_human_initiative: bool
-
-    def bind(self, n: int) -> None:
-        """Size the per-world state for ``n`` worlds (keeps what was learned online)."""
-        ...
-
-    def decide(self, score: np.ndarray, ctx: GateContext) -> GateDecision: ...
-
-    def reset(self, worlds: np.ndarray, seeds: Sequence[int | None]) -> None: ...
-
-    def end_episode(self, worlds: np.ndarray) -> None: ...
-
+from takeover.types import AgentOutputs, Gate, GateContext, GateDecision
 
 GATES: Registry[Gate] = Registry("gate")
 

@@ -1,4 +1,5 @@
-"""The small typed interfaces between the layers (env -> agent -> supervisor -> human).
+"""The small typed interfaces between the layers (env -> agent -> supervisor -> human): every
+Protocol of the project and the frozen dataclasses they exchange, in one module.
 
 Each is a frozen dataclass or a ``Protocol``, so a new agent, estimator, gate or human
 model plugs in by writing one class and adding one registry line.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -248,3 +250,71 @@ class Humans(Protocol):
 
     def act(self, obs: np.ndarray, info: dict[str, Any], world: Any,
             views: HumanViews) -> HumanInputs: ...
+
+
+# --- the supervisor's plugin interfaces: estimators and gates ------------------------------
+@runtime_checkable
+class Estimator(Protocol):
+    """Scores N steps at once (one per world); higher means the agent is less trustworthy.
+
+    ``score_batch(obs, out, info)``: ``obs`` ``(N, *obs_shape)``, ``out`` the agent's
+    :class:`~takeover.types.AgentOutputs`, ``info`` the env's info arrays by key (``(N,)``
+    each) -> ``(N,)`` float64. ``needs`` names what the estimator must be given at build
+    time (``"reference_obs"``: the agent's training observations), so callers wire it by
+    capability, not by name."""
+
+    name: str
+    needs: frozenset[str]
+
+    def score_batch(self, obs: np.ndarray, out: AgentOutputs,
+                    info: Mapping[str, Any]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class GateContext:
+    """What a gate may look at besides its score, for N worlds.
+
+    Attributes:
+        time: ``(N,)`` simulation time, s.
+        phase: ``(N,)`` int8 protocol state before this step (``takeover.types.PHASES``).
+        info: the env's info for the current observations, ``(N,)`` arrays by key.
+        out: the agent's outputs for the current observations.
+        human_action: ``(N, A)`` float64 latest human action (previous steps), NaN rows
+            where the human has given none this episode.
+        scores: every estimator's ``(N,)`` scores this step, by name (non-finite -> +inf).
+        dt: control period, s.
+    """
+
+    time: np.ndarray
+    phase: np.ndarray
+    info: Mapping[str, Any]
+    out: AgentOutputs
+    human_action: np.ndarray
+    scores: Mapping[str, np.ndarray] = field(default_factory=dict)
+    dt: float = 0.1
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """``(N,)`` arrays. ``request``: the human should drive; ``threshold``: the level the
+    score was compared to (NaN if none); ``release``: the gate allows handing control back."""
+
+    request: np.ndarray
+    threshold: np.ndarray
+    release: np.ndarray
+
+
+@runtime_checkable
+class Gate(Protocol):
+    name: str
+    accepts_human_initiative: bool
+
+    def bind(self, n: int) -> None:
+        """Size the per-world state for ``n`` worlds (keeps what was learned online)."""
+        ...
+
+    def decide(self, score: np.ndarray, ctx: GateContext) -> GateDecision: ...
+
+    def reset(self, worlds: np.ndarray, seeds: Sequence[int | None]) -> None: ...
+
+    def end_episode(self, worlds: np.ndarray) -> None: ...
