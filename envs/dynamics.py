@@ -385,17 +385,21 @@ def _apply_meta_action(vw, ww, action, p):
 
 
 @njit(cache=True, error_model="numpy")
-def _substep(vw, ww, a_in, p, dt, order, rank):
+def _traffic_accel(vw, ww, p, order, rank):
+    """Every traffic vehicle's acceleration this sub-step (IDM behind its leader(s))."""
     w = p[LANE_W]
-    m = vw.shape[0]
-    _update_hazard(vw, ww, p)
-    for i in range(1, m):
+    for i in range(1, vw.shape[0]):
         if vw[i, KIND] != EMPTY:
             vw[i, ACC] = _npc_acc(vw, ww, i, w, order, rank)
+
+
+@njit(cache=True, error_model="numpy")
+def _ego_move(vw, ww, a_in, p, dt, order, rank):
+    """The ego's controls, then its kinematic bicycle about the centre of gravity
+    (lr = lf = wheelbase / 2) for ``dt`` s."""
     steer, acc = _ego_controls(vw, ww, a_in, p, order, rank)
     ww[STEER] = steer
     ww[EGO_ACC] = acc
-    # ego: kinematic bicycle about the centre of gravity (lr = lf = wheelbase / 2)
     v = vw[0, V]
     beta = math.atan(0.5 * math.tan(steer))
     vw[0, X] += v * math.cos(vw[0, PSI] + beta) * dt
@@ -403,8 +407,15 @@ def _substep(vw, ww, a_in, p, dt, order, rank):
     vw[0, PSI] += v / (0.5 * p[WHEELBASE]) * math.sin(beta) * dt
     vw[0, V] = min(max(v + acc * dt, 0.0), p[V_MAX])
     vw[0, ACC] = acc
+
+
+@njit(cache=True, error_model="numpy")
+def _traffic_move(vw, ww, p, dt):
+    """Integrate traffic for ``dt`` s (speed, position, lateral move toward its lane) and
+    advance the clock."""
+    w = p[LANE_W]
     hz = int(ww[HZ_IDX])
-    for i in range(1, m):
+    for i in range(1, vw.shape[0]):
         if vw[i, KIND] == EMPTY or vw[i, MODE] == STATIC:
             continue
         vw[i, V] = max(vw[i, V] + vw[i, ACC] * dt, 0.0)
@@ -419,10 +430,24 @@ def _substep(vw, ww, a_in, p, dt, order, rank):
         else:
             vw[i, PSI] = 0.0
     ww[TIME] += dt
+
+
+@njit(cache=True, error_model="numpy")
+def _contact(vw, ww, p):
+    """Latch a collision or leaving the road."""
     if _ego_collides(vw):
         ww[CRASHED] = 1.0
     if _offroad(vw, p):
         ww[OFFROAD] = 1.0
+
+
+@njit(cache=True, error_model="numpy")
+def _substep(vw, ww, a_in, p, dt, order, rank):
+    _update_hazard(vw, ww, p)
+    _traffic_accel(vw, ww, p, order, rank)
+    _ego_move(vw, ww, a_in, p, dt, order, rank)
+    _traffic_move(vw, ww, p, dt)
+    _contact(vw, ww, p)
 
 
 @njit(cache=True, error_model="numpy")
@@ -665,27 +690,20 @@ def _status(vw, ww, p, order, rank):
 
 
 @njit(cache=True, error_model="numpy")
-def _step_world(vw, ww, a_in, p, ob, inf, order, rank):
-    """One world, one control step; returns (reward, status)."""
-    nsub = int(p[NSUB])
-    dt = p[DT] / nsub
-    x0 = vw[0, X]
-    if p[DISCRETE] > 0.5 and ww[MRM] < 0.5:
-        _apply_meta_action(vw, ww, a_in[0], p)
-    _sort_by_x(vw, order, rank)
-    for _ in range(nsub):
-        _substep(vw, ww, a_in, p, dt, order, rank)
-        if ww[CRASHED] > 0.0 or ww[OFFROAD] > 0.0:
-            break
+def _end_step(vw, ww, p):
+    """Per-control-step bookkeeping: step count, jerk, lane-change cooldowns."""
     ww[STEP] += 1.0
     ww[JERK] = (ww[EGO_ACC] - ww[PREV_ACC]) / p[DT]
     ww[PREV_ACC] = ww[EGO_ACC]
     for i in range(1, vw.shape[0]):
         if vw[i, LC_TIMER] > 0.0:
             vw[i, LC_TIMER] -= p[DT]
-    _mobil(vw, ww, p, order, rank)
-    _recycle(vw, p)
-    r = _observe(vw, ww, p, ob, inf)
+
+
+@njit(cache=True, error_model="numpy")
+def _reward(vw, ww, p, order, rank, r, x0):
+    """The step's reward (``r`` = the shaping from ``_observe``, ``x0`` = the ego's x before
+    the step) and status."""
     route = p[ROUTE_LEN]
     r += p[R_PROGRESS] * (min(vw[0, X], route) - min(x0, route)) / route
     if ww[MRM] < 0.5 and _on_shoulder(vw, p):
@@ -703,7 +721,31 @@ def _step_world(vw, ww, a_in, p, ob, inf, order, rank):
 
 
 @njit(cache=True, error_model="numpy")
-def step_worlds(veh, wld, actions, p, obs, info, reward, status):
+def _step_world(vw, ww, a_in, p, ob, inf, order, rank):
+    """One world, one control step; returns (reward, status).
+
+    The phases (timed one by one by ``takeover.envs.profile``): meta-action and neighbour
+    order, then per sub-step hazards, traffic IDM, ego controls + bicycle, traffic motion,
+    contact; then bookkeeping, MOBIL, recycling, observation, reward and status."""
+    nsub = int(p[NSUB])
+    dt = p[DT] / nsub
+    x0 = vw[0, X]
+    if p[DISCRETE] > 0.5 and ww[MRM] < 0.5:
+        _apply_meta_action(vw, ww, a_in[0], p)
+    _sort_by_x(vw, order, rank)
+    for _ in range(nsub):
+        _substep(vw, ww, a_in, p, dt, order, rank)
+        if ww[CRASHED] > 0.0 or ww[OFFROAD] > 0.0:
+            break
+    _end_step(vw, ww, p)
+    _mobil(vw, ww, p, order, rank)
+    _recycle(vw, p)
+    r = _observe(vw, ww, p, ob, inf)
+    return _reward(vw, ww, p, order, rank, r, x0)
+
+
+@njit(cache=True, error_model="numpy")
+def step_worlds(veh, wld, actions, p, obs, info, reward, status, order, rank):
     """Advance every world one control step in place.
 
     ``actions`` is ``(N, 2)`` ([steer, accel] in [-1, 1]) or, for the discrete variant,
@@ -711,13 +753,13 @@ def step_worlds(veh, wld, actions, p, obs, info, reward, status):
     ``status`` receives 0 (running) or the index of the outcome in
     ``layout.STATUS_OUTCOMES`` (collision, off_road, stopped, arrived, pulled_over,
     stopped_in_lane). Worlds already ended are still stepped; the caller resets them.
+    ``order`` / ``rank`` ``(N, M)`` int64 hold each world's slots sorted by x (and each
+    slot's place in that order) from its previous step: any permutation is valid (the
+    kernel re-sorts it), a near-sorted one is fastest.
     """
-    m = veh.shape[1]
-    order = np.empty(m, dtype=np.int64)
-    rank = np.empty(m, dtype=np.int64)
     for n in range(veh.shape[0]):
         reward[n], status[n] = _step_world(veh[n], wld[n], actions[n], p, obs[n], info[n],
-                                           order, rank)
+                                           order[n], rank[n])
 
 
 @njit(cache=True, error_model="numpy")
