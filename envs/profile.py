@@ -28,6 +28,7 @@ from takeover.envs.dynamics import (
     _observe,
     _recycle,
     _reward,
+    _scratch,
     _sort_by_x,
     _traffic_accel,
     _traffic_move,
@@ -124,8 +125,9 @@ def _p_recycle(veh, p):
 
 @njit(cache=True, error_model="numpy")
 def _p_observe(veh, wld, p, obs, info, reward):
+    near, near_d = _scratch(p)
     for n in range(veh.shape[0]):
-        reward[n] = _observe(veh[n], wld[n], p, obs[n], info[n])
+        reward[n] = _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
 
 
 @njit(cache=True, error_model="numpy")

@@ -33,6 +33,7 @@ from takeover.envs.scenarios import reset_world
 
 _OUTCOME_NAMES = np.array(STATUS_NAMES, dtype=object)  # by status code
 _REASON_NAMES = np.array([reason(o) for o in STATUS_NAMES], dtype=object)
+_BOOL_COLS = [L.INFO_KEYS.index(k) for k in L.BOOL_INFO]
 
 
 class HighwayVectorEnv(VectorEnv):
@@ -146,10 +147,14 @@ class HighwayVectorEnv(VectorEnv):
         observe_worlds_at(self._veh, self._wld, self._params, self._obs, self._info, ended)
 
     def _infos(self, reasons: np.ndarray) -> dict[str, Any]:
-        infos: dict[str, Any] = {k: self._info[:, i].copy() for i, k in enumerate(L.INFO_KEYS)}
-        infos["lane"] = infos["lane"].astype(np.int64)
-        for key in L.BOOL_INFO:
-            infos[key] = infos[key] > 0.5
+        # one copy of the ground truth, key-major, whose rows become the values: a few
+        # array operations per step whatever the number of worlds
+        cols = self._info.T.copy()
+        infos: dict[str, Any] = dict(zip(L.INFO_KEYS, cols))
+        infos["lane"] = cols[L.I_LANE].astype(np.int64)
+        flags = cols[_BOOL_COLS] > 0.5
+        for key, row in zip(L.BOOL_INFO, flags):
+            infos[key] = row
         infos["hazard"] = self._hazard.copy()
         infos["outcome"] = _OUTCOME_NAMES[reasons]
         infos["reason"] = _REASON_NAMES[reasons]
