@@ -24,15 +24,14 @@ HEADLINE = 256
 """The batched size the acceptance ratio is quoted at."""
 
 
-def _window(step: Callable[[], float], seconds: float) -> tuple[float, float, int]:
+def _window(step: Callable[[], float], seconds: float) -> tuple[float, float, float]:
     """Run ``step`` (returns the simulated seconds it advanced) for ``seconds`` of wall
-    time; return (simulated s, wall s, calls)."""
-    sim, calls = 0.0, 0
-    start = time.perf_counter()
+    time; return (simulated s, wall s, this process's CPU s)."""
+    sim = 0.0
+    start, cpu = time.perf_counter(), time.process_time()
     while (elapsed := time.perf_counter() - start) < seconds:
         sim += step()
-        calls += 1
-    return sim, elapsed, calls
+    return sim, elapsed, time.process_time() - cpu
 
 
 def single_env(**config) -> tuple[Callable[[], float], float]:
@@ -96,9 +95,11 @@ def main(seconds: float = 1.0, repeats: int = 5, sizes: tuple[int, ...] = SIZES,
 
     Returns a flat dict: ``highway_fast`` (sim s per wall s, or None without highway-env),
     ``single`` / ``batched_<N>`` (sim s per wall s), their ``_ratio`` to highway-fast,
-    ``single_us_per_step`` / ``batched_<N>_us_per_world_step``, ``batched_<N>_matched_ratio``
-    (at highway-fast's own rates: decisions at 1 Hz, physics at 5 Hz), ``repeats``, and
-    ``profile`` (ns per world-step per phase at ``HEADLINE`` worlds, medians).
+    ``single_us_per_step`` / ``batched_<N>_us_per_world_step`` (wall), the same per CPU
+    second of this process (``_cpu_ratio``, ``_cpu_us_per_...``: what the work costs when
+    other processes share the cores), ``batched_<N>_matched`` (at highway-fast's own
+    rates: decisions at 1 Hz, physics at 5 Hz), ``repeats``, ``seconds``, and ``profile``
+    (ns per world-step per phase at ``HEADLINE`` worlds, medians over steps).
     """
     from takeover.envs.profile import profile
 
@@ -115,25 +116,31 @@ def main(seconds: float = 1.0, repeats: int = 5, sizes: tuple[int, ...] = SIZES,
     ref = highway_fast()
     for fn in subjects.values():  # compile, warm caches, reach typical traffic
         _window(fn, 0.05)
-    rates: dict[str, list[float]] = {k: [] for k in ("highway_fast", *subjects)}
+    names = ("highway_fast", *subjects)
+    rates: dict[str, list[float]] = {k: [] for k in names}  # sim s per wall s
+    cpu_rates: dict[str, list[float]] = {k: [] for k in names}  # sim s per CPU s
     for _ in range(repeats):
-        if ref is not None:
-            sim, wall, _ = _window(ref, seconds)
-            rates["highway_fast"].append(sim / wall)
-        for name, fn in subjects.items():
-            sim, wall, _ = _window(fn, seconds)
+        for name in names:
+            fn = ref if name == "highway_fast" else subjects[name]
+            if fn is None:
+                continue
+            sim, wall, cpu = _window(fn, seconds)
             rates[name].append(sim / wall)
+            cpu_rates[name].append(sim / max(cpu, 1e-9))
     out: dict = {"repeats": repeats, "seconds": seconds}
     hf = np.array(rates["highway_fast"]) if ref is not None else None
+    hf_cpu = np.array(cpu_rates["highway_fast"]) if ref is not None else None
     out["highway_fast"] = float(np.median(hf)) if hf is not None else None
     for name in subjects:
-        r = np.array(rates[name])
+        r, c = np.array(rates[name]), np.array(cpu_rates[name])
         out[name] = float(np.median(r))
+        if hf is not None:
+            out[f"{name}_ratio"] = float(np.median(r / hf))
+            out[f"{name}_cpu_ratio"] = float(np.median(c / hf_cpu))
         if name in per_step:
             unit = "us_per_step" if name == "single" else "us_per_world_step"
             out[f"{name}_{unit}"] = float(np.median(1e6 / (r * per_step[name])))
-        if hf is not None:
-            out[f"{name}_ratio"] = float(np.median(r / hf))
+            out[f"{name}_cpu_{unit}"] = float(np.median(1e6 / (c * per_step[name])))
     _, env, actions = batched_env(headline)
     profile(env, actions, 20)
     out["profile"] = {"worlds": headline, **profile(env, actions, profile_steps)}
