@@ -114,7 +114,10 @@ def check_action(action: Any, space: spaces.Space, out: np.ndarray) -> None:
         out[0] = action
         return
     try:
-        steer, accel = action
+        if type(action) is np.ndarray and action.shape == (2,):  # the common case, fast
+            steer, accel = action.tolist()
+        else:
+            steer, accel = action
         steer, accel = float(steer), float(accel)
     except (TypeError, ValueError):
         raise ValueError(
