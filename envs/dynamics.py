@@ -6,6 +6,12 @@ a batch of worlds costs one call; Python only builds the ``info`` dict. The kern
 random numbers: all randomness is fixed at reset, so a step is a pure function of the arrays
 (which is what makes ``get_state``/``set_state`` exact).
 
+Speed notes (measured, ``takeover bench env``): helpers are plain ``@njit`` functions that
+LLVM inlines; numba's IR-level ``inline="always"`` of a helper that itself inlines others
+made the traffic loop twice as slow. Every shortcut here (no trigonometry at heading 0,
+the incremental neighbour order, the top-K insertion) is bit-exact:
+``tests/test_kernel_regression.py`` pins the trajectories to the 8cb2b3a kernel.
+
 References: Treiber, Hennecke & Helbing 2000 (IDM); Kesting, Treiber & Helbing 2007 (MOBIL);
 Kong et al. 2015 (kinematic bicycle model).
 """
@@ -170,7 +176,7 @@ def _occupies(y, wid, lane, w):
     return abs(y - lane * w) < 0.5 * w + 0.5 * wid - 0.3
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _neighbour(vw, order, rank, i, lane, w, ahead):
     """Nearest vehicle ahead of (or behind) slot ``i`` occupying ``lane``; -1 if none.
 
@@ -192,7 +198,7 @@ def _neighbour(vw, order, rank, i, lane, w, ahead):
     return -1
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _after(vw, k, j):
     """Whether slot ``k`` sorts after slot ``j``: occupied slots by (x, slot), then the
     empty ones by slot (a strict total order, so the sorted order is unique)."""
@@ -222,7 +228,7 @@ def _sort_by_x(vw, order, rank):
         rank[order[r]] = r
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _cos_sin(psi):
     """``(cos(psi), sin(psi))``, bit for bit, without the trigonometry at psi = +-0 (most
     vehicles, most of the time)."""
@@ -231,13 +237,13 @@ def _cos_sin(psi):
     return math.cos(psi), math.sin(psi)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _vx(vw, j):
     """Slot ``j``'s speed along the road, m/s."""
     return vw[j, V] if vw[j, PSI] == 0.0 else vw[j, V] * math.cos(vw[j, PSI])
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _idm_behind(vw, i, j):
     """IDM acceleration of slot ``i`` following slot ``j`` (``j`` = -1: free road)."""
     if vw[i, AMAX] <= 0.0:  # static objects and the ego have no IDM driver
@@ -260,7 +266,7 @@ def _follow(vw, order, rank, i, lane, w):
     return _idm_behind(vw, i, _neighbour(vw, order, rank, i, lane, w, True))
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _half_extents(vw, j):
     """Half-extents (m) along x and y of slot ``j``'s box rotated by its heading."""
     if vw[j, PSI] == 0.0:  # the common case, and exactly what the trigonometry gives at 0
@@ -291,14 +297,14 @@ def _offroad(vw, p):
     return y < -0.5 * w or y > (p[N_LANES] + 0.5) * w
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _ego_lane(vw, p):
     """The lane under the ego's centre: 0..N_LANES-1, or N_LANES on the hard shoulder."""
     lane = round(vw[0, Y] / p[LANE_W])
     return min(max(lane, 0.0), p[N_LANES])
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _on_shoulder(vw, p):
     return vw[0, Y] > (p[N_LANES] - 0.5) * p[LANE_W]
 
@@ -332,7 +338,7 @@ def _update_hazard(vw, ww, p):
     ww[HZ_END] = t + p[HZ_WINDOW]
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _gap_to(vw, j):
     """Bumper gap (m) from the ego to slot ``j`` (either side), ``inf`` for ``j`` = -1."""
     if j < 0:
