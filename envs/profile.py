@@ -7,7 +7,8 @@ Each phase is one compiled call over every world, built from the same functions
 gives them (``tests/test_kernel_profile.py`` checks this bit for bit); the split costs a
 few dispatches per step (reported as ``dispatch``, measured on an empty call) and the
 cache reuse the fused kernel gets, so the phases add up to a little more than the fused
-kernel.
+kernel. The phase kernels are compiled when first used, not cached on disk: numba's
+cache would not see a change in ``dynamics`` and would time the old kernel.
 """
 
 from __future__ import annotations
@@ -49,33 +50,33 @@ PYTHON = ("py_actions", "py_info", "py_autoreset")
 flags), resetting ended worlds and observing them."""
 
 
-@njit(cache=True)
+@njit
 def _nothing(veh, wld, act, p, order, rank, live):
     return veh.shape[0]
 
 
-@njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def _p_sort(veh, wld, act, p, order, rank, x0):
     for n in range(veh.shape[0]):
         x0[n] = veh[n, 0, L.X]
         _sort_by_x(veh[n], order[n], rank[n])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def _p_hazards(veh, wld, p, live):
     for n in range(veh.shape[0]):
         if live[n]:
             _update_hazard(veh[n], wld[n], p)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def _p_idm(veh, wld, p, order, rank, live):
     for n in range(veh.shape[0]):
         if live[n]:
             _traffic_accel(veh[n], wld[n], p, order[n], rank[n])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def _p_meta(veh, wld, act, p):
     if p[L.DISCRETE] > 0.5:
         for n in range(veh.shape[0]):
@@ -83,21 +84,21 @@ def _p_meta(veh, wld, act, p):
                 _apply_meta_action(veh[n], wld[n], act[n, 0], p)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def _p_ego(veh, wld, act, p, dt, order, rank, live):
     for n in range(veh.shape[0]):
         if live[n]:
             _ego_move(veh[n], wld[n], act[n], p, dt, order[n], rank[n])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def _p_traffic(veh, wld, p, dt, live):
     for n in range(veh.shape[0]):
         if live[n]:
             _traffic_move(veh[n], wld[n], p, dt)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def _p_collision(veh, wld, p, live):
     for n in range(veh.shape[0]):
         if live[n]:
@@ -105,32 +106,32 @@ def _p_collision(veh, wld, p, live):
             live[n] = wld[n, L.CRASHED] == 0.0 and wld[n, L.OFFROAD] == 0.0
 
 
-@njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def _p_bookkeeping(veh, wld, p):
     for n in range(veh.shape[0]):
         _end_step(veh[n], wld[n], p)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def _p_mobil(veh, wld, p, order, rank):
     for n in range(veh.shape[0]):
         _mobil(veh[n], wld[n], p, order[n], rank[n])
 
 
-@njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def _p_recycle(veh, p):
     for n in range(veh.shape[0]):
         _recycle(veh[n], p)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def _p_observe(veh, wld, p, obs, info, reward):
     near, near_d = _scratch(p)
     for n in range(veh.shape[0]):
         reward[n] = _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
 
 
-@njit(cache=True, error_model="numpy")
+@njit(error_model="numpy")
 def _p_reward(veh, wld, p, order, rank, reward, status, x0):
     for n in range(veh.shape[0]):
         reward[n], status[n] = _reward(veh[n], wld[n], p, order[n], rank[n], reward[n], x0[n])
