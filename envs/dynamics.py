@@ -6,6 +6,12 @@ a batch of worlds costs one call; Python only builds the ``info`` dict. The kern
 random numbers: all randomness is fixed at reset, so a step is a pure function of the arrays
 (which is what makes ``get_state``/``set_state`` exact).
 
+Speed notes (measured, ``takeover bench env``): helpers are plain ``@njit`` functions that
+LLVM inlines; numba's IR-level ``inline="always"`` of a helper that itself inlines others
+made the traffic loop twice as slow. Every shortcut here (no trigonometry at heading 0,
+the incremental neighbour order, the top-K insertion) is bit-exact:
+``tests/test_kernel_regression.py`` pins the trajectories to the 8cb2b3a kernel.
+
 References: Treiber, Hennecke & Helbing 2000 (IDM); Kesting, Treiber & Helbing 2007 (MOBIL);
 Kong et al. 2015 (kinematic bicycle model).
 """
@@ -170,12 +176,13 @@ def _occupies(y, wid, lane, w):
     return abs(y - lane * w) < 0.5 * w + 0.5 * wid - 0.3
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _neighbour(vw, order, rank, i, lane, w, ahead):
     """Nearest vehicle ahead of (or behind) slot ``i`` occupying ``lane``; -1 if none.
 
-    Walks outward from ``i`` through ``order`` (slots sorted by x at the start of the
-    control step), so a query costs a few steps instead of a pass over every vehicle.
+    Walks outward from ``i`` through ``order`` (occupied slots sorted by x at the start of
+    the control step, then the empty ones), so a query costs a few steps instead of a pass
+    over every vehicle.
     """
     m = order.shape[0]
     xi = vw[i, X]
@@ -183,8 +190,8 @@ def _neighbour(vw, order, rank, i, lane, w, ahead):
     while 0 <= r < m:
         j = order[r]
         r += 1 if ahead else -1
-        if vw[j, KIND] == EMPTY:
-            continue
+        if vw[j, KIND] == EMPTY:  # the empty slots close the order: nothing further ahead
+            return -1
         dx = vw[j, X] - xi if ahead else xi - vw[j, X]
         if dx >= 0.0 and _occupies(vw[j, Y], vw[j, WID], lane, w):
             return j
@@ -192,13 +199,51 @@ def _neighbour(vw, order, rank, i, lane, w, ahead):
 
 
 @njit(cache=True, error_model="numpy")
+def _after(vw, k, j):
+    """Whether slot ``k`` sorts after slot ``j``: occupied slots by (x, slot), then the
+    empty ones by slot (a strict total order, so the sorted order is unique)."""
+    ek = vw[k, KIND] == EMPTY
+    ej = vw[j, KIND] == EMPTY
+    if ek != ej:
+        return ek
+    if ek or vw[k, X] == vw[j, X]:
+        return k > j
+    return vw[k, X] > vw[j, X]
+
+
+@njit(cache=True, error_model="numpy")
 def _sort_by_x(vw, order, rank):
-    order[:] = np.argsort(vw[:, X], kind="mergesort")
-    for r in range(order.shape[0]):
+    """Sort ``order`` (a permutation of the slots, left sorted by the previous step) by
+    ``_after``, by insertion: vehicles rarely pass each other within one control step, so
+    this costs about one comparison per slot. The result depends only on ``vw``."""
+    m = order.shape[0]
+    for r in range(1, m):
+        j = order[r]
+        q = r - 1
+        while q >= 0 and _after(vw, order[q], j):
+            order[q + 1] = order[q]
+            q -= 1
+        order[q + 1] = j
+    for r in range(m):
         rank[order[r]] = r
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
+def _cos_sin(psi):
+    """``(cos(psi), sin(psi))``, bit for bit, without the trigonometry at psi = +-0 (most
+    vehicles, most of the time)."""
+    if psi == 0.0:
+        return 1.0, psi
+    return math.cos(psi), math.sin(psi)
+
+
+@njit(cache=True, error_model="numpy")
+def _vx(vw, j):
+    """Slot ``j``'s speed along the road, m/s."""
+    return vw[j, V] if vw[j, PSI] == 0.0 else vw[j, V] * math.cos(vw[j, PSI])
+
+
+@njit(cache=True, error_model="numpy")
 def _idm_behind(vw, i, j):
     """IDM acceleration of slot ``i`` following slot ``j`` (``j`` = -1: free road)."""
     if vw[i, AMAX] <= 0.0:  # static objects and the ego have no IDM driver
@@ -208,33 +253,24 @@ def _idm_behind(vw, i, j):
         vl = 0.0
     else:
         gap = vw[j, X] - vw[i, X] - 0.5 * (vw[j, LEN] + vw[i, LEN])
-        vl = vw[j, V] if vw[j, PSI] == 0.0 else vw[j, V] * math.cos(vw[j, PSI])
+        vl = _vx(vw, j)
     a = idm_accel(vw[i, V], vw[i, V0], gap, vl, vw[i, THW], vw[i, AMAX], vw[i, BCOMF],
                   vw[i, S0])
     return max(a, -9.0)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _npc_acc(vw, ww, i, w, order, rank):
-    mode = vw[i, MODE]
-    if mode == STATIC:
-        return 0.0
-    if mode == BRAKING:
-        return -vw[i, DECEL] if vw[i, V] > 0.0 else 0.0
-    if mode == SHADOW:
-        target = vw[0, X] + vw[i, OFFSET]
-        a = 0.8 * (target - vw[i, X]) + 1.5 * (vw[0, V] - vw[i, V])
-        return min(max(a, -4.0), 3.0)
-    cur = math.floor(vw[i, Y] / w + 0.5)
-    a = _idm_behind(vw, i, _neighbour(vw, order, rank, i, cur, w, True))
-    tgt = vw[i, LANE]
-    if tgt != cur:
-        a = min(a, _idm_behind(vw, i, _neighbour(vw, order, rank, i, tgt, w, True)))
-    return a
+@njit(cache=True, error_model="numpy")
+def _follow(vw, order, rank, i, lane, w):
+    """IDM acceleration of slot ``i`` behind its leader in ``lane``; a call, not inlined,
+    so that the hot loop over every vehicle stays small (few vehicles change lanes)."""
+    return _idm_behind(vw, i, _neighbour(vw, order, rank, i, lane, w, True))
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _half_extents(vw, j):
+    """Half-extents (m) along x and y of slot ``j``'s box rotated by its heading."""
+    if vw[j, PSI] == 0.0:  # the common case, and exactly what the trigonometry gives at 0
+        return 0.5 * vw[j, LEN], 0.5 * vw[j, WID]
     c = abs(math.cos(vw[j, PSI]))
     s = abs(math.sin(vw[j, PSI]))
     return (0.5 * vw[j, LEN] * c + 0.5 * vw[j, WID] * s,
@@ -261,14 +297,14 @@ def _offroad(vw, p):
     return y < -0.5 * w or y > (p[N_LANES] + 0.5) * w
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _ego_lane(vw, p):
     """The lane under the ego's centre: 0..N_LANES-1, or N_LANES on the hard shoulder."""
     lane = round(vw[0, Y] / p[LANE_W])
     return min(max(lane, 0.0), p[N_LANES])
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _on_shoulder(vw, p):
     return vw[0, Y] > (p[N_LANES] - 0.5) * p[LANE_W]
 
@@ -309,7 +345,7 @@ def _update_hazard(vw, ww, p):
     ww[HZ_END] = t + p[HZ_WINDOW]
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _gap_to(vw, j):
     """Bumper gap (m) from the ego to slot ``j`` (either side), ``inf`` for ``j`` = -1."""
     if j < 0:
@@ -392,17 +428,41 @@ def _apply_meta_action(vw, ww, action, p):
 
 
 @njit(cache=True, error_model="numpy")
-def _substep(vw, ww, a_in, p, dt, order, rank):
+def _traffic_accel(vw, ww, p, order, rank):
+    """Every traffic vehicle's acceleration this sub-step, by its mode: static objects
+    stand, a braking hazard car brakes at its ``DECEL``, a waiting hazard car holds its
+    offset to the ego, everyone else follows the IDM behind its leader (and, mid lane
+    change, behind the leader in the target lane too). Written out in the loop: numba's
+    inlining of it as a function made this phase twice as slow."""
     w = p[LANE_W]
-    m = vw.shape[0]
-    _update_hazard(vw, ww, p)
-    for i in range(1, m):
-        if vw[i, KIND] != EMPTY:
-            vw[i, ACC] = _npc_acc(vw, ww, i, w, order, rank)
+    for i in range(1, vw.shape[0]):
+        if vw[i, KIND] == EMPTY:
+            continue
+        mode = vw[i, MODE]
+        if mode == STATIC:
+            vw[i, ACC] = 0.0
+        elif mode == BRAKING:
+            vw[i, ACC] = -vw[i, DECEL] if vw[i, V] > 0.0 else 0.0
+        elif mode == SHADOW:
+            target = vw[0, X] + vw[i, OFFSET]
+            a = 0.8 * (target - vw[i, X]) + 1.5 * (vw[0, V] - vw[i, V])
+            vw[i, ACC] = min(max(a, -4.0), 3.0)
+        else:
+            cur = math.floor(vw[i, Y] / w + 0.5)
+            a = _idm_behind(vw, i, _neighbour(vw, order, rank, i, cur, w, True))
+            tgt = vw[i, LANE]
+            if tgt != cur:
+                a = min(a, _follow(vw, order, rank, i, tgt, w))
+            vw[i, ACC] = a
+
+
+@njit(cache=True, error_model="numpy")
+def _ego_move(vw, ww, a_in, p, dt, order, rank):
+    """The ego's controls, then its kinematic bicycle about the centre of gravity
+    (lr = lf = wheelbase / 2) for ``dt`` s."""
     steer, acc = _ego_controls(vw, ww, a_in, p, order, rank)
     ww[STEER] = steer
     ww[EGO_ACC] = acc
-    # ego: kinematic bicycle about the centre of gravity (lr = lf = wheelbase / 2)
     v = vw[0, V]
     beta = math.atan(0.5 * math.tan(steer))
     vw[0, X] += v * math.cos(vw[0, PSI] + beta) * dt
@@ -410,8 +470,15 @@ def _substep(vw, ww, a_in, p, dt, order, rank):
     vw[0, PSI] += v / (0.5 * p[WHEELBASE]) * math.sin(beta) * dt
     vw[0, V] = min(max(v + acc * dt, 0.0), p[V_MAX])
     vw[0, ACC] = acc
+
+
+@njit(cache=True, error_model="numpy")
+def _traffic_move(vw, ww, p, dt):
+    """Integrate traffic for ``dt`` s (speed, position, lateral move toward its lane) and
+    advance the clock."""
+    w = p[LANE_W]
     hz = int(ww[HZ_IDX])
-    for i in range(1, m):
+    for i in range(1, vw.shape[0]):
         if vw[i, KIND] == EMPTY or vw[i, MODE] == STATIC:
             continue
         vw[i, V] = max(vw[i, V] + vw[i, ACC] * dt, 0.0)
@@ -426,10 +493,24 @@ def _substep(vw, ww, a_in, p, dt, order, rank):
         else:
             vw[i, PSI] = 0.0
     ww[TIME] += dt
+
+
+@njit(cache=True, error_model="numpy")
+def _contact(vw, ww, p):
+    """Latch a collision or leaving the road."""
     if _ego_collides(vw):
         ww[CRASHED] = 1.0
     if _offroad(vw, p):
         ww[OFFROAD] = 1.0
+
+
+@njit(cache=True, error_model="numpy")
+def _substep(vw, ww, a_in, p, dt, order, rank):
+    _update_hazard(vw, ww, p)
+    _traffic_accel(vw, ww, p, order, rank)
+    _ego_move(vw, ww, a_in, p, dt, order, rank)
+    _traffic_move(vw, ww, p, dt)
+    _contact(vw, ww, p)
 
 
 @njit(cache=True, error_model="numpy")
@@ -509,7 +590,7 @@ def _ego_idm(vw, j):
     if j < 0:
         return idm_accel(v, max(v, 1.0), math.inf, 0.0, 1.5, 1.5, 2.0, 2.5)
     gap = vw[j, X] - vw[0, X] - 0.5 * (vw[j, LEN] + vw[0, LEN])
-    return idm_accel(v, max(v, 1.0), gap, vw[j, V] * math.cos(vw[j, PSI]), 1.5, 1.5, 2.0, 2.5)
+    return idm_accel(v, max(v, 1.0), gap, _vx(vw, j), 1.5, 1.5, 2.0, 2.5)
 
 
 @njit(cache=True, error_model="numpy")
@@ -547,8 +628,9 @@ def _recycle(vw, p):
 
 
 @njit(cache=True, error_model="numpy")
-def _observe(vw, ww, p, ob, inf):
-    """Fill one world's observation rows and ground-truth row; return the reward pieces."""
+def _observe(vw, ww, p, ob, inf, near, near_d):
+    """Fill one world's observation rows and ground-truth row; return the reward pieces.
+    ``near`` / ``near_d`` (``K_OBS`` long) are scratch for the nearest others."""
     w = p[LANE_W]
     m = vw.shape[0]
     k = int(p[K_OBS])
@@ -562,27 +644,34 @@ def _observe(vw, ww, p, ob, inf):
     ob[0, 4] = min(max(vye / p[V_SCALE], -1.0), 1.0)
     ob[0, 5] = math.cos(pe)
     ob[0, 6] = math.sin(pe)
-    # nearest K others: selection by repeated minimum (K * M, no allocation)
-    taken = np.zeros(m, dtype=np.bool_)
-    taken[0] = True
     ttc = TTC_MAX
     headway = TTC_MAX
     min_dist = DIST_MAX
     hx0, hy0 = _half_extents(vw, 0)
+    cnt = 0  # the nearest others so far, by (squared distance, slot), in near[:cnt]
     for j in range(1, m):
         if vw[j, KIND] == EMPTY:
-            taken[j] = True
             continue
         dx = vw[j, X] - xe
         dy = vw[j, Y] - ye
         if abs(dx) < min_dist + hx0 + 10.0 and abs(dy) < min_dist + hy0 + 10.0:
             hx, hy = _half_extents(vw, j)
             min_dist = min(min_dist, max(abs(dx) - hx0 - hx, abs(dy) - hy0 - hy, 0.0))
+        d = dx * dx + dy * dy
+        if d < 1e18 and (cnt < k or d < near_d[k - 1]):
+            q = min(cnt, k - 1)
+            while q > 0 and near_d[q - 1] > d:  # ties keep the lower slot first
+                near[q] = near[q - 1]
+                near_d[q] = near_d[q - 1]
+                q -= 1
+            near[q] = j
+            near_d[q] = d
+            cnt = min(cnt + 1, k)
         if dx <= 0.0:
             continue
         gap = max(dx - 0.5 * (vw[j, LEN] + vw[0, LEN]), 0.0)
         side = abs(dy) - 0.5 * (vw[j, WID] + vw[0, WID]) - 0.3  # lateral clearance
-        closing = vxe - vw[j, V] * math.cos(vw[j, PSI])
+        closing = vxe - _vx(vw, j)
         if side <= 0.0:  # in the ego's corridor
             if closing > 1e-6:
                 ttc = min(ttc, gap / closing)
@@ -594,29 +683,17 @@ def _observe(vw, ww, p, ob, inf):
             closing_y = (vye - vw[j, VY]) if dy > 0.0 else (vw[j, VY] - vye)
             if closing_y > 1e-6:
                 ttc = min(ttc, max(gap / closing, side / closing_y))
-    for r in range(1, k + 1):
-        best = -1
-        best_d = 1e18
-        for j in range(1, m):
-            if taken[j]:
-                continue
-            dx = vw[j, X] - xe
-            dy = vw[j, Y] - ye
-            d = dx * dx + dy * dy
-            if d < best_d:
-                best_d = d
-                best = j
-        if best < 0:
-            break
-        taken[best] = True
+    for r in range(1, cnt + 1):
+        best = near[r - 1]
         vj, pj = vw[best, V], vw[best, PSI]
+        cj, sj = _cos_sin(pj)
         ob[r, 0] = 1.0
         ob[r, 1] = min(max((vw[best, X] - xe) / p[X_SCALE], -1.0), 1.0)
         ob[r, 2] = min(max((vw[best, Y] - ye) / road, -1.0), 1.0)
-        ob[r, 3] = min(max((vj * math.cos(pj) - vxe) / p[V_SCALE], -1.0), 1.0)
-        ob[r, 4] = min(max((vj * math.sin(pj) - vye) / p[V_SCALE], -1.0), 1.0)
-        ob[r, 5] = math.cos(pj)
-        ob[r, 6] = math.sin(pj)
+        ob[r, 3] = min(max((vj * cj - vxe) / p[V_SCALE], -1.0), 1.0)
+        ob[r, 4] = min(max((vj * sj - vye) / p[V_SCALE], -1.0), 1.0)
+        ob[r, 5] = cj
+        ob[r, 6] = sj
     jerk = ww[JERK]
     inf[I_TIME] = ww[TIME]
     inf[I_X] = xe
@@ -672,27 +749,20 @@ def _status(vw, ww, p, order, rank):
 
 
 @njit(cache=True, error_model="numpy")
-def _step_world(vw, ww, a_in, p, ob, inf, order, rank):
-    """One world, one control step; returns (reward, status)."""
-    nsub = int(p[NSUB])
-    dt = p[DT] / nsub
-    x0 = vw[0, X]
-    if p[DISCRETE] > 0.5 and ww[MRM] < 0.5:
-        _apply_meta_action(vw, ww, a_in[0], p)
-    _sort_by_x(vw, order, rank)
-    for _ in range(nsub):
-        _substep(vw, ww, a_in, p, dt, order, rank)
-        if ww[CRASHED] > 0.0 or ww[OFFROAD] > 0.0:
-            break
+def _end_step(vw, ww, p):
+    """Per-control-step bookkeeping: step count, jerk, lane-change cooldowns."""
     ww[STEP] += 1.0
     ww[JERK] = (ww[EGO_ACC] - ww[PREV_ACC]) / p[DT]
     ww[PREV_ACC] = ww[EGO_ACC]
     for i in range(1, vw.shape[0]):
         if vw[i, LC_TIMER] > 0.0:
             vw[i, LC_TIMER] -= p[DT]
-    _mobil(vw, ww, p, order, rank)
-    _recycle(vw, p)
-    r = _observe(vw, ww, p, ob, inf)
+
+
+@njit(cache=True, error_model="numpy")
+def _reward(vw, ww, p, order, rank, r, x0):
+    """The step's reward (``r`` = the shaping from ``_observe``, ``x0`` = the ego's x before
+    the step) and status."""
     route = p[ROUTE_LEN]
     r += p[R_PROGRESS] * (min(vw[0, X], route) - min(x0, route)) / route
     if ww[MRM] < 0.5 and _on_shoulder(vw, p):
@@ -710,7 +780,38 @@ def _step_world(vw, ww, a_in, p, ob, inf, order, rank):
 
 
 @njit(cache=True, error_model="numpy")
-def step_worlds(veh, wld, actions, p, obs, info, reward, status):
+def _step_world(vw, ww, a_in, p, ob, inf, order, rank, near, near_d):
+    """One world, one control step; returns (reward, status).
+
+    The phases (timed one by one by ``takeover.envs.profile``): meta-action and neighbour
+    order, then per sub-step hazards, traffic IDM, ego controls + bicycle, traffic motion,
+    contact; then bookkeeping, MOBIL, recycling, observation, reward and status."""
+    nsub = int(p[NSUB])
+    dt = p[DT] / nsub
+    x0 = vw[0, X]
+    if p[DISCRETE] > 0.5 and ww[MRM] < 0.5:
+        _apply_meta_action(vw, ww, a_in[0], p)
+    _sort_by_x(vw, order, rank)
+    for _ in range(nsub):
+        _substep(vw, ww, a_in, p, dt, order, rank)
+        if ww[CRASHED] > 0.0 or ww[OFFROAD] > 0.0:
+            break
+    _end_step(vw, ww, p)
+    _mobil(vw, ww, p, order, rank)
+    _recycle(vw, p)
+    r = _observe(vw, ww, p, ob, inf, near, near_d)
+    return _reward(vw, ww, p, order, rank, r, x0)
+
+
+@njit(cache=True, error_model="numpy")
+def _scratch(p):
+    """Per-call scratch of ``_observe`` (one allocation per batch, not per world)."""
+    k = int(p[K_OBS])
+    return np.empty(k, dtype=np.int64), np.empty(k)
+
+
+@njit(cache=True, error_model="numpy")
+def step_worlds(veh, wld, actions, p, obs, info, reward, status, order, rank):
     """Advance every world one control step in place.
 
     ``actions`` is ``(N, 2)`` ([steer, accel] in [-1, 1]) or, for the discrete variant,
@@ -718,24 +819,27 @@ def step_worlds(veh, wld, actions, p, obs, info, reward, status):
     ``status`` receives 0 (running) or the index of the outcome in
     ``layout.STATUS_OUTCOMES`` (collision, off_road, stopped, arrived, pulled_over,
     stopped_in_lane). Worlds already ended are still stepped; the caller resets them.
+    ``order`` / ``rank`` ``(N, M)`` int64 hold each world's slots sorted by x (and each
+    slot's place in that order) from its previous step: any permutation is valid (the
+    kernel re-sorts it), a near-sorted one is fastest.
     """
-    m = veh.shape[1]
-    order = np.empty(m, dtype=np.int64)
-    rank = np.empty(m, dtype=np.int64)
+    near, near_d = _scratch(p)
     for n in range(veh.shape[0]):
         reward[n], status[n] = _step_world(veh[n], wld[n], actions[n], p, obs[n], info[n],
-                                           order, rank)
+                                           order[n], rank[n], near, near_d)
 
 
 @njit(cache=True, error_model="numpy")
 def observe_worlds(veh, wld, p, obs, info):
     """Observations and ground truth without stepping (used after reset)."""
+    near, near_d = _scratch(p)
     for n in range(veh.shape[0]):
-        _observe(veh[n], wld[n], p, obs[n], info[n])
+        _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
 
 
 @njit(cache=True, error_model="numpy")
 def observe_worlds_at(veh, wld, p, obs, info, idx):
     """``observe_worlds`` for the worlds listed in ``idx`` only (after autoreset)."""
+    near, near_d = _scratch(p)
     for n in idx:
-        _observe(veh[n], wld[n], p, obs[n], info[n])
+        _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)

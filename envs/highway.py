@@ -114,7 +114,10 @@ def check_action(action: Any, space: spaces.Space, out: np.ndarray) -> None:
         out[0] = action
         return
     try:
-        steer, accel = action
+        if type(action) is np.ndarray and action.shape == (2,):  # the common case, fast
+            steer, accel = action.tolist()
+        else:
+            steer, accel = action
         steer, accel = float(steer), float(accel)
     except (TypeError, ValueError):
         raise ValueError(
@@ -320,6 +323,8 @@ class HighwayEnv(gym.Env):
         self._info = np.zeros((1, L.INFO_COLS))
         self._rew = np.zeros(1)
         self._status = np.zeros(1, dtype=np.int64)
+        self._order = np.arange(cfg.slots, dtype=np.int64)[None]  # see HighwayVectorEnv
+        self._rank = self._order.copy()
         self.observation_space = spaces.Box(-1.0, 1.0, self._obs.shape[1:], dtype=np.float32)
         if cfg.action_type == "discrete":
             self.action_space: spaces.Space = spaces.Discrete(len(L.META_ACTIONS))
@@ -348,7 +353,7 @@ class HighwayEnv(gym.Env):
             raise RuntimeError("the episode has ended: call reset() before step()")
         check_action(action, self.action_space, self._act[0])
         step_worlds(self._veh, self._wld, self._act, self._params, self._obs, self._info,
-                    self._rew, self._status)
+                    self._rew, self._status, self._order, self._rank)
         status = int(self._status[0])
         terminated = status != 0
         truncated = not terminated and bool(self._wld[0, L.STEP] >= self.config.max_steps)

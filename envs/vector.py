@@ -33,6 +33,7 @@ from takeover.envs.scenarios import reset_world
 
 _OUTCOME_NAMES = np.array(STATUS_NAMES, dtype=object)  # by status code
 _REASON_NAMES = np.array([reason(o) for o in STATUS_NAMES], dtype=object)
+_BOOL_COLS = [L.INFO_KEYS.index(k) for k in L.BOOL_INFO]
 
 
 class HighwayVectorEnv(VectorEnv):
@@ -62,6 +63,10 @@ class HighwayVectorEnv(VectorEnv):
         self._rew = np.zeros(n)
         self._status = np.zeros(n, dtype=np.int64)
         self._hazard = np.full(n, "none", dtype=object)
+        # each world's slots sorted by x at its last step: a cache the kernel re-sorts
+        # incrementally (any permutation is valid, so snapshots need not hold it)
+        self._order = np.tile(np.arange(cfg.slots, dtype=np.int64), (n, 1))
+        self._rank = self._order.copy()
         self._rngs: list[np.random.Generator] = [seeding.np_random()[0] for _ in range(n)]
         self.single_observation_space = spaces.Box(-1.0, 1.0, self._obs.shape[1:], np.float32)
         if cfg.action_type == "discrete":
@@ -91,6 +96,13 @@ class HighwayVectorEnv(VectorEnv):
                                                   self._rngs[i]))
 
     def step(self, actions):
+        self._load_actions(actions)
+        step_worlds(self._veh, self._wld, self._act, self._params, self._obs, self._info,
+                    self._rew, self._status, self._order, self._rank)
+        return self._after_step()
+
+    def _load_actions(self, actions) -> None:
+        """Check ``actions`` and write them into the kernel's action rows."""
         a = np.asarray(actions)
         if isinstance(self.single_action_space, spaces.Discrete):
             if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer) or (
@@ -106,8 +118,9 @@ class HighwayVectorEnv(VectorEnv):
             if not np.all(np.isfinite(a)) or np.any(np.abs(a) > 1.0):
                 raise ValueError("actions contain NaN/inf or values outside [-1, 1]")
             self._act[:] = a
-        step_worlds(self._veh, self._wld, self._act, self._params, self._obs, self._info,
-                    self._rew, self._status)
+
+    def _after_step(self):
+        """Done flags, ``infos`` and the same-step autoreset of ended worlds."""
         terminated = self._status != 0
         truncated = ~terminated & (self._wld[:, L.STEP] >= self.config.max_steps)
         done = terminated | truncated
@@ -120,9 +133,7 @@ class HighwayVectorEnv(VectorEnv):
         for i in ended:
             final_obs[i] = self._obs[i].copy()
         final_info = self._infos(reasons)
-        for i in ended:
-            self._reset_world(int(i))
-        observe_worlds_at(self._veh, self._wld, self._params, self._obs, self._info, ended)
+        self._autoreset(ended)
         infos = self._infos(np.zeros(self.num_envs, dtype=np.int64))
         infos["final_obs"] = final_obs
         infos["_final_obs"] = done
@@ -130,11 +141,20 @@ class HighwayVectorEnv(VectorEnv):
         infos["_final_info"] = done
         return self._obs.copy(), rewards, terminated, truncated, infos
 
+    def _autoreset(self, ended: np.ndarray) -> None:
+        for i in ended:
+            self._reset_world(int(i))
+        observe_worlds_at(self._veh, self._wld, self._params, self._obs, self._info, ended)
+
     def _infos(self, reasons: np.ndarray) -> dict[str, Any]:
-        infos: dict[str, Any] = {k: self._info[:, i].copy() for i, k in enumerate(L.INFO_KEYS)}
-        infos["lane"] = infos["lane"].astype(np.int64)
-        for key in L.BOOL_INFO:
-            infos[key] = infos[key] > 0.5
+        # one copy of the ground truth, key-major, whose rows become the values: a few
+        # array operations per step whatever the number of worlds
+        cols = self._info.T.copy()
+        infos: dict[str, Any] = dict(zip(L.INFO_KEYS, cols))
+        infos["lane"] = cols[L.I_LANE].astype(np.int64)
+        flags = cols[_BOOL_COLS] > 0.5
+        for key, row in zip(L.BOOL_INFO, flags):
+            infos[key] = row
         infos["hazard"] = self._hazard.copy()
         infos["outcome"] = _OUTCOME_NAMES[reasons]
         infos["reason"] = _REASON_NAMES[reasons]

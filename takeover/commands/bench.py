@@ -20,12 +20,24 @@ def _table(title: str, rows: dict) -> None:
 
 
 @app.command("env")
-def env(seconds: float = typer.Option(6.0, help="wall seconds per measurement"),
-        num_envs: int = typer.Option(256, help="worlds in the batched env")) -> None:
-    """Simulated seconds per wall second: single env, batched env, highway-fast-v0."""
+def env(seconds: float = typer.Option(1.0, help="wall seconds per measurement window"),
+        repeats: int = typer.Option(5, help="interleaved rounds (medians are reported)"),
+        as_json: bool = typer.Option(False, "--json", help="print the results as JSON")) -> None:
+    """Simulated seconds per wall second of the single env and 1 / 16 / 256 / 4,096 worlds,
+    as ratios against highway-fast-v0 in the same run; us per world-step; the kernel's
+    per-phase profile."""
     from takeover.experiments.benchmarks.env import main
 
-    _table("simulated s per wall s (ratio = x highway-fast-v0)", main(seconds, num_envs))
+    result = main(seconds, repeats)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps(result, indent=1))
+        return
+    prof = result.pop("profile")
+    _table(f"simulated s per wall s (ratio = x highway-fast-v0; medians of {repeats} rounds)",
+           _numbers(result))
+    _table(f"kernel profile, ns per world-step at {prof.pop('worlds')} worlds", prof)
 
 
 @app.command("supervisor")

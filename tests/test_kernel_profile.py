@@ -1,0 +1,50 @@
+"""The kernel's profile measures the real thing (its phase-by-phase stepping is ``env.step``
+bit for bit), and ``takeover bench env`` reports what the speed issue asks: ratios against
+highway-fast-v0, microseconds per world-step at each size, and the per-phase profile."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from takeover.envs.profile import PHASES, PYTHON, profile
+from takeover.envs.vector import HighwayVectorEnv
+
+
+@pytest.mark.parametrize("cfg", [dict(scenario="mixed"),
+                                 dict(scenario="lane_closure", action_type="discrete",
+                                      substeps=3)])
+def test_profiled_steps_equal_env_step_bit_for_bit(cfg):
+    n, steps = 6, 120  # long enough for episodes to end and autoreset
+    timed, plain = HighwayVectorEnv(n, cfg), HighwayVectorEnv(n, cfg)
+    timed.reset(seed=3)
+    plain.reset(seed=3)
+    discrete = cfg.get("action_type") == "discrete"
+    actions = np.ones(n, dtype=np.int64) if discrete else np.zeros((n, 2))
+    result = profile(timed, actions, steps)
+    ends = 0
+    for _ in range(steps):
+        *_, term, trunc, _ = plain.step(actions)
+        ends += int((term | trunc).sum())
+    assert ends > 0
+    assert np.array_equal(timed.vehicles, plain.vehicles)
+    assert np.array_equal(timed.world, plain.world, equal_nan=True)
+    assert np.array_equal(timed._obs, plain._obs)
+    assert [r.bit_generator.state for r in timed._rngs] == \
+        [r.bit_generator.state for r in plain._rngs]
+    assert set(result) == {*PHASES, *PYTHON, "dispatch", "total"}
+    assert all(v >= 0.0 for v in result.values())
+    assert result["total"] == pytest.approx(sum(v for k, v in result.items() if k != "total"))
+
+
+def test_bench_env_reports_ratios_us_per_world_step_and_profile():
+    pytest.importorskip("highway_env")
+    from takeover.experiments.benchmarks.env import main
+
+    out = main(seconds=0.02, repeats=1, sizes=(1, 4), profile_steps=3)
+    assert out["highway_fast"] > 0.0
+    for name in ("single", "batched_1", "batched_4"):
+        assert out[name] > 0.0 and out[f"{name}_ratio"] > 0.0
+    assert out["batched_1_us_per_world_step"] > 0.0 and out["single_us_per_step"] > 0.0
+    assert out["batched_4_matched_ratio"] > 0.0
+    assert set(out["profile"]) == {"worlds", *PHASES, *PYTHON, "dispatch", "total"}
