@@ -1,13 +1,14 @@
 """The step kernel's trajectories are pinned: observations, rewards, terminations and every
 info value of a few thousand steps, over every scenario, both action types, the minimal-risk
 manoeuvre, autoreset, snapshots and a non-default config, equal bit for bit those of the
-kernel at commit 8cb2b3a (world v1, on which the shipped agents are trained).
+reference (unoptimised) v1 kernel, on which the shipped agents are trained.
 
 A speedup of the kernel must not change a single bit of these. The fixture
-(``data/kernel_8cb2b3a.npz``) holds one 32-bit digest per step and part (obs / reward+done /
-info) so a failure names the first step that differs; it was generated once from the
-8cb2b3a kernel with ``python tests/test_kernel_regression.py --write`` and may only be
-regenerated together with a world version bump (``takeover.envs.VERSION``).
+(``data/kernel_v1.npz``) holds one 32-bit digest per step and part (obs / reward+done /
+info) so a failure names the first step that differs; it was generated from the reference
+kernel (the world branch's final commit, 1c8b69b, before the kernel was optimised) with
+``python tests/test_kernel_regression.py --write``, and may only be regenerated from a
+reference kernel when the world's dynamics change on purpose (with a version bump).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import takeover.envs  # noqa: F401  (registers the envs)
 from takeover.envs import OUTCOMES
 from takeover.envs.vector import HighwayVectorEnv
 
-FIXTURE = Path(__file__).parent / "data" / "kernel_8cb2b3a.npz"
+FIXTURE = Path(__file__).parent / "data" / "kernel_v1.npz"
 STEPS = 300
 
 # name -> (num_envs (0 = the single HighwayEnv), seed, config); every scenario in both
@@ -161,7 +162,7 @@ def test_fixture_covers_every_case(reference):
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_trajectories_equal_the_8cb2b3a_kernel_bit_for_bit(name, reference):
+def test_trajectories_equal_the_reference_kernel_bit_for_bit(name, reference):
     got, want = run_case(name)[0], reference[name]
     if got.shape == want.shape and np.array_equal(got, want):
         return
