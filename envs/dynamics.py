@@ -10,7 +10,7 @@ Speed notes (measured, ``takeover bench env``): helpers are plain ``@njit`` func
 LLVM inlines; numba's IR-level ``inline="always"`` of a helper that itself inlines others
 made the traffic loop twice as slow. Every shortcut here (no trigonometry at heading 0,
 the incremental neighbour order, the top-K insertion) is bit-exact:
-``tests/test_kernel_regression.py`` pins the trajectories to the 8cb2b3a kernel.
+``tests/test_kernel_regression.py`` pins the trajectories to the reference v1 kernel.
 
 References: Treiber, Hennecke & Helbing 2000 (IDM); Kesting, Treiber & Helbing 2007 (MOBIL);
 Kong et al. 2015 (kinematic bicycle model).

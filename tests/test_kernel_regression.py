@@ -185,7 +185,7 @@ def test_the_cases_reach_every_outcome():
 if __name__ == "__main__":
     if sys.argv[1:] != ["--write"]:
         sys.exit("usage: python tests/test_kernel_regression.py --write  (only with a world "
-                 "version bump: the fixture pins the 8cb2b3a kernel)")
+                 "version bump: the fixture pins the reference v1 kernel)")
     FIXTURE.parent.mkdir(exist_ok=True)
     np.savez_compressed(FIXTURE, **{name: run_case(name)[0] for name in CASES})
     print(f"wrote {FIXTURE}")
