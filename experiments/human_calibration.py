@@ -17,21 +17,17 @@ from typing import Any
 
 import numpy as np
 
-HELD_OUT_SEED = 1_000_000  # takeover.config exports it once the base branch lands
+from takeover.config import HELD_OUT_SEED
+
 PRESETS = ("expert", "average", "novice")
-STOPPED_SPEED = 0.5  # m/s; an episode ending slower than this "stopped" (issue 10)
 
 
 # --- driving alone -----------------------------------------------------------------------
 def drive_alone(skill: str, env_id: str, seeds: Sequence[int], action_type: str = "continuous",
                 **overrides: Any) -> np.ndarray:
     """One episode per seed with the human driving from the first step (phase HUMAN), all
-    worlds batched; returns each episode's outcome: ``collision``, ``offroad``, ``stopped``
-    (time limit reached below ``STOPPED_SPEED``) or ``arrived``.
-
-    "arrived" is today's world's stand-in (no collision / off-road and not stopped at the end):
-    the world branch adds a route and ``info["outcome"]``, which replaces it.
-    """
+    worlds batched; returns each episode's ``info["outcome"]`` (``takeover.envs.OUTCOMES``:
+    ``arrived`` is the only success)."""
     import takeover.envs  # noqa: F401  (registers the ids)
     from takeover.envs.vector import make_vector_env
     from takeover.supervisor.humans import HUMANS
@@ -51,11 +47,8 @@ def drive_alone(skill: str, env_id: str, seeds: Sequence[int], action_type: str 
                            time=info["time"])
         out = humans.act(obs, info, venv, views)
         obs, _, term, trunc, info = venv.step(out.action)
-        for i in np.flatnonzero((term | trunc) & (outcome == "")):
-            fin = info["final_info"]
-            reason = fin["reason"][i]
-            outcome[i] = (reason if reason in ("collision", "offroad") else
-                          "stopped" if fin["speed"][i] < STOPPED_SPEED else "arrived")
+        ended = np.flatnonzero((term | trunc) & (outcome == ""))
+        outcome[ended] = info["final_info"]["outcome"][ended] if len(ended) else []
     return outcome
 
 
@@ -83,18 +76,36 @@ def driving_table(env_ids: Sequence[str], n: int = 200, first_seed: int = HELD_O
                   skills: Sequence[str] = PRESETS,
                   action_types: Sequence[str] = ("continuous", "discrete")) -> list[DrivingRow]:
     """Arrival rate (Wilson CI) of each preset driving alone, per env id and action type,
-    on seeds ``first_seed .. first_seed + n - 1`` (the same seeds for every preset)."""
+    on seeds ``first_seed .. first_seed + n - 1`` (the same seeds for every preset), with
+    the count of every outcome."""
+    from takeover.envs import OUTCOMES
+
     rows = []
     seeds = list(range(first_seed, first_seed + n))
     for env_id in env_ids:
         for at in action_types:
             for skill in skills:
                 oc = drive_alone(skill, env_id, seeds, at)
-                counts = {k: int(np.sum(oc == k)) for k in ("arrived", "stopped", "collision",
-                                                            "offroad")}
+                counts = {k: int(np.sum(oc == k)) for k in OUTCOMES}
                 rows.append(DrivingRow(skill, env_id, at, n, wilson(counts["arrived"], n),
                                        counts))
     return rows
+
+
+def separation(driving: Sequence[DrivingRow], better: str = "expert",
+               worse: str = "novice") -> dict[str, dict[str, bool]]:
+    """Per scenario (and ``"pooled"``) and action type: does ``better`` arrive more often
+    than ``worse`` with 95% Wilson CIs that do not overlap?"""
+    out: dict[str, dict[str, bool]] = {}
+    for scen in [*dict.fromkeys(r.env_id for r in driving), "pooled"]:
+        for at in dict.fromkeys(r.action_type for r in driving):
+            ci = {}
+            for skill in (better, worse):
+                rs = [r for r in driving if r.skill == skill and r.action_type == at
+                      and scen in ("pooled", r.env_id)]
+                ci[skill] = wilson(sum(r.outcomes["arrived"] for r in rs), sum(r.n for r in rs))
+            out.setdefault(scen, {})[at] = ci[better][1] > ci[worse][2]
+    return out
 
 
 # --- reaction times against the literature -----------------------------------------------
@@ -312,16 +323,16 @@ def write_report(out: Path, n_samples: int = 20_000, n_drive: int = 200,
         lines.append(f"| {t.skill} | {what} | {t.statistic} | {t.value:g} | {t.source} | "
                      f"{c.value:.2f} [{c.lo:.2f}, {c.hi:.2f}] | {'yes' if c.inside else 'NO'} |")
     driving = driving_table(env_ids, n_drive, seed)
-    lines += ["", "## Driving alone (today's world)", "",
-              "Arrived = no collision / off-road and not stopped (< 0.5 m/s) at the time limit: "
-              "the stand-in until the world's route and `info[\"outcome\"]` land.", "",
-              "| scenario | actions | preset | arrived [Wilson 95% CI] | stopped | collision "
-              "| off-road |", "|---|" + "---|" * 6]
+    lines += ["", "## Driving alone", "",
+              "Each preset drives every episode from the first step (no automation); arrived "
+              "(`info[\"outcome\"] == \"arrived\"`, the route's end) is the only success.", "",
+              "| scenario | actions | preset | arrived [Wilson 95% CI] | collision | off-road "
+              "| timeout | stopped |", "|---|" + "---|" * 7]
     for r in driving:
-        a = r.arrived
+        a, c = r.arrived, r.outcomes
         lines.append(f"| {r.env_id} | {r.action_type} | {r.skill} | {a[0]:.2f} "
-                     f"[{a[1]:.2f}, {a[2]:.2f}] | {r.outcomes['stopped']} | "
-                     f"{r.outcomes['collision']} | {r.outcomes['offroad']} |")
+                     f"[{a[1]:.2f}, {a[2]:.2f}] | {c['collision']} | {c['off_road']} | "
+                     f"{c['timeout']} | {c['stopped']} |")
     lines += ["", "Pooled over the scenarios above (episodes are independent: Wilson CI):", "",
               "| actions | preset | arrived [Wilson 95% CI] | n |", "|---|---|---|---|"]
     for at in ("continuous", "discrete"):
@@ -330,6 +341,11 @@ def write_report(out: Path, n_samples: int = 20_000, n_drive: int = 200,
             k, n = sum(r.outcomes["arrived"] for r in rs), sum(r.n for r in rs)
             a = wilson(k, n)
             lines.append(f"| {at} | {skill} | {a[0]:.3f} [{a[1]:.3f}, {a[2]:.3f}] | {n} |")
+    lines += ["", "Expert above novice with non-overlapping 95% CIs (issue 10's check):", "",
+              "| scenario | continuous | discrete |", "|---|---|---|"]
+    for scen, ok in separation(driving).items():
+        lines.append(f"| {scen} | " + " | ".join("yes" if ok[at] else "NO"
+                                                 for at in ("continuous", "discrete")) + " |")
     if sensitivity_drive:
         lines += ["", "## Sensitivity of driving alone to the driving parameters", "",
                   f"Arrival pooled over the scenarios (continuous actions, {n_drive} episodes "

@@ -170,7 +170,7 @@ def _drive(n, t, ttc, hz_active, vw, ww, p, hp, st, key, ctr, act_c, act_d, want
         st[n, S_REACT_AT] = np.nan
     st[n, S_HELD_ACC] = acc
     if p[L.DISCRETE] > 0.5:
-        a = meta_action(vw, ww, p, acc, tl)
+        a = meta_action(vw, ww, p, hp, acc, tl)
         if hp[H_WRONG] > 0.0 and _uniform(key, ctr, n, MOTOR) < hp[H_WRONG]:
             other = min(int(_uniform(key, ctr, n, MOTOR) * (len(L.META_ACTIONS) - 1)),
                         len(L.META_ACTIONS) - 2)
