@@ -160,7 +160,7 @@ def test_a_gate_on_the_old_per_world_api_is_refused_naming_it():
             return GateDecision(False, 0.5, True)
 
     GATES.register("test_scalar", lambda: Scalar())
-    live = LiveSupervisor(LiveSettings(scenario="Plain-v0", agent="idm", gate="test_scalar"),
+    live = LiveSupervisor(LiveSettings(scenario="Plain-v1", agent="idm", gate="test_scalar"),
                           ReplayHuman([]))
     live.reset(0)
     with pytest.raises(TypeError, match=r"gate 'scalar' .*\(N,\) arrays.*BaseGate"):
@@ -250,7 +250,7 @@ def test_the_world_stays_as_it_ended_for_the_end_screen():
     stop), not a fresh reset, and the clock reads the episode's end."""
     from takeover.envs import layout as L
 
-    s = LiveSettings(scenario="Plain-v0", agent="idm", gate="never", env={"duration": 1.0})
+    s = LiveSettings(scenario="Plain-v1", agent="idm", gate="never", env={"duration": 1.0})
     live = LiveSupervisor(s, ReplayHuman([]))
     live.reset(0)
     recs = []
