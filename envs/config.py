@@ -15,8 +15,15 @@ SCENARIOS = ("mixed", "none", *HAZARDS)
 
 CAREFUL_SPEED = 25.0
 """m/s: the reference careful driver's desired speed (``drivers.IDMDriver``)."""
+CAREFUL_TRAVEL_SPEED = 20.8
+"""m/s: the careful ``IDMDriver``'s measured mean speed in plain free-flowing traffic (the
+default 20 cars, ``takeover/Plain-v1``): 625 m in 30 s on development seeds 0..99 (5-95%:
+571-679 m). Slower than its desired 25 m/s because traffic wishes 21-29 m/s and it does not
+weave. ``tests/test_envs.py`` re-measures it."""
 ROUTE_FRACTION = 0.7
-"""The default route takes a careful driver in free flow this fraction of the time limit."""
+"""The default route takes the careful driver in free flow this fraction of the time limit
+(issue 10): ``ROUTE_FRACTION * CAREFUL_TRAVEL_SPEED * duration``, 436.8 m for 30 s, leaving
+it 9 s of the limit for a hazard."""
 
 
 @dataclass(frozen=True)
@@ -30,7 +37,8 @@ class HighwayConfig:
     duration: float = option(30.0, "episode time limit, s", range=(1.0, 3600.0))
     route_length: float | None = option(
         None, "m of highway to drive; reaching it ends the episode 'arrived' (None: the "
-        "distance a careful driver at 25 m/s covers in 70% of duration, 525 m for 30 s)")
+        "distance the careful driver covers in plain traffic in 70% of duration, 436.8 m "
+        "for 30 s)")
     observe: int = option(8, "nearest vehicles in the observation (K)", range=(1, 32))
     lane_width: float = option(4.0, "m", range=(2.5, 6.0))
     ego_speed: tuple[float, float] = option((22.0, 28.0), "initial ego speed range, m/s",
@@ -89,7 +97,7 @@ class HighwayConfig:
         """The route's length, m (``route_length``, or its default for ``duration``)."""
         if self.route_length is not None:
             return float(self.route_length)
-        return ROUTE_FRACTION * CAREFUL_SPEED * self.duration
+        return round(ROUTE_FRACTION * CAREFUL_TRAVEL_SPEED * self.duration, 1)
 
     @property
     def dt(self) -> float:

@@ -188,13 +188,18 @@ class HighwayEnv(gym.Env):
     """A multi-lane highway with IDM/MOBIL traffic, a route to drive, and one hazard.
 
     ## Description
-    The ego car must drive ``route_length`` m (525) of a straight highway of ``lanes``
+    The ego car must drive ``route_length`` m of a straight highway of ``lanes``
     travel lanes plus a hard shoulder on the right, within ``duration`` s (30), among
     ``vehicles`` cars that follow the Intelligent Driver Model and change lanes with MOBIL
     (each driver with its own desired speed, headway, acceleration and politeness; traffic
     never uses the shoulder). Each hazard episode carries one hazard from
     ``takeover.envs.hazards``, placed relative to the ego and fired at a seeded time after a
-    warm-up (``onset``, 5-14 s), so an ego that keeps driving always meets it:
+    warm-up (``onset``, 5-14 s), so an ego that keeps driving always meets it.
+    The route's default is the distance the careful reference driver
+    (``takeover.envs.drivers.IDMDriver``) covers in plain traffic in 70% of the limit:
+    ``0.7 x 20.8 m/s x duration`` = 436.8 m for 30 s (20.8 m/s is its measured mean speed
+    among the default traffic, ``config.CAREFUL_TRAVEL_SPEED``; ``tests/test_outcomes.py``
+    re-measures it), which leaves it 9 s for a hazard:
 
     HAZARD_TABLE
 

@@ -146,7 +146,9 @@ def test_hazards_defeat_constant_speed_driver_but_not_careful_driver(env_id):
     naive = _outcomes(env_id, ConstantSpeedDriver(), seeds)
     careful = _outcomes(env_id, IDMDriver(), seeds)
     assert naive.get("collision", 0) >= 40, naive
-    assert careful.get("collision", 0) + careful.get("off_road", 0) <= 20, careful
+    # the careful driver crashed in 0-1 of 30-60 development seeds per hazard (closing_time
+    # 1.5 s, abandoning a lane change whose gap shuts); allowed: 5 of 50
+    assert careful.get("collision", 0) + careful.get("off_road", 0) <= 5, careful
 
 
 @pytest.mark.parametrize("env_id", HAZARD_IDS)

@@ -57,7 +57,7 @@ def test_records_are_complete_and_named():
     assert r0.agent_action.dtype == np.float32 and r0.action.shape == (2,)
     assert set(r0.scores) == {"ttc"} and r0.threshold == 0.3 and r0.info["hazard"] == "sudden_brake"
     assert [r.step for r in recs] == list(range(len(recs)))
-    assert recs[-1].reason in ("time_limit", "collision", "offroad")
+    assert recs[-1].reason in ("arrived", "time_limit", "collision", "offroad")
     assert all(r.reason == "" for r in recs[:-1])
     human = [r for r in recs if r.controller == "human"]
     assert human, "the hazard should have triggered a takeover"

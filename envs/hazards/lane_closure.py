@@ -16,7 +16,8 @@ class LaneClosure(Hazard):
     code = 5
     trigger = L.TRIGGER_RANGE
     summary = ("a work zone of cones closes the ego's lane for 40 + 32 s m from where the "
-               "ego would be at the onset; fires when the ego is within ``sense_range``")
+               "ego would be at the onset; fires when the ego is within ``sense_range``; no traffic starts between the "
+               "ego and it in that lane")
 
     def place(self, scene: Scene) -> list[KeepOut]:
         x0 = scene.x_hit
@@ -25,4 +26,7 @@ class LaneClosure(Hazard):
             place_vehicle(scene.veh, scene.slot + c, L.CONE, float(x), scene.ego_lane, 0.0,
                           scene.cfg.lane_width, length=0.6, width=0.6, mode=L.STATIC)
         scene.wld[L.HZ_X], scene.wld[L.HZ_XEND] = x0, x0 + length
-        return [(scene.ego_lane, x0 - 30.0, x0 + length + 10.0)]
+        # no traffic between the ego and the obstacle in its lane: the ego meets the hazard
+        # itself, not a queue of traffic cars stuck behind it (ordinary traffic cannot
+        # zip-merge out of a blocked lane, so a queue there jammed every lane)
+        return [(scene.ego_lane, -25.0, x0 + length + 10.0)]

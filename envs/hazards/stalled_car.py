@@ -12,7 +12,8 @@ class StalledCar(Hazard):
     code = 3
     trigger = L.TRIGGER_RANGE
     summary = ("a stopped car (or truck, 5 + 7 s m long) in the ego's lane where the ego "
-               "would be at the onset; fires when the ego is within ``sense_range``")
+               "would be at the onset; fires when the ego is within ``sense_range``; no traffic starts between the "
+               "ego and it in that lane")
 
     def place(self, scene: Scene) -> list[KeepOut]:
         s, x = scene.severity, scene.x_hit
@@ -22,4 +23,7 @@ class StalledCar(Hazard):
                       mode=L.STATIC)
         scene.wld[L.HZ_X] = x - 0.5 * length
         scene.wld[L.HZ_XEND] = x + 0.5 * length
-        return [(scene.ego_lane, x - 20.0, x + 15.0)]
+        # no traffic between the ego and the obstacle in its lane: the ego meets the hazard
+        # itself, not a queue of traffic cars stuck behind it (ordinary traffic cannot
+        # zip-merge out of a blocked lane, so a queue there jammed every lane)
+        return [(scene.ego_lane, -25.0, x + 15.0)]
