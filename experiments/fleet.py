@@ -105,7 +105,7 @@ def run_cell(cfg: FleetExperimentConfig, agent: Any, estimators: dict, n: int,
     """One fleet run: ``n`` worlds, ``cfg.fleet.num_humans`` humans, ``allocation``."""
     from takeover.envs.vector import make_vector_env
     from takeover.experiments.episodes import SCENARIO_IDS
-    from takeover.supervisor.engine import Engine, PerWorldHumans
+    from takeover.supervisor.engine import Engine
     from takeover.supervisor.fleet import FleetHumans
     from takeover.supervisor.gates import GATES
     from takeover.supervisor.handover import HandoverConfig
@@ -115,7 +115,7 @@ def run_cell(cfg: FleetExperimentConfig, agent: Any, estimators: dict, n: int,
     key = (cfg.env.scenarios[0], n)
     if key not in envs:
         envs[key] = make_vector_env(SCENARIO_IDS[key[0]], n, **cfg.env.env_kwargs())
-    inner = PerWorldHumans([HUMANS.make(s.human, **dict(s.human_kwargs)) for _ in range(n)])
+    inner = HUMANS.make(s.human, num_worlds=n, **dict(s.human_kwargs))  # batched, native
     fleet = FleetHumans(inner, n, replace(cfg.fleet, allocation=allocation, seed=cfg.seed + rep))
     eng = Engine(envs[key], agent, estimators, GATES.make(s.gate, **dict(s.gate_kwargs)),
                  fleet, gate_score=s.gate_score,

@@ -23,7 +23,7 @@ their data side; ``takeover review RUN`` is the pygame front end.
   counterfactual labels or against another reviewer; :func:`fit_threshold` fits the gate
   threshold whose requests best agree with the reviewers; :func:`relabelled_records` turns
   corrected actions into human-labelled :class:`~takeover.records.StepRecord` s, so
-  ``takeover.agents.bc.Aggregate.from_records`` is the offline DAgger dataset.
+  ``takeover.agents.learners.hg_dagger.Aggregate.from_records`` is the offline DAgger dataset.
 """
 
 from __future__ import annotations
@@ -337,7 +337,7 @@ def relabelled_records(episodes: Mapping[str, Sequence[StepRecord]], items: Sequ
                        labels: Iterable[ReviewLabel]) -> list[StepRecord]:
     """The reviewed steps whose action a reviewer corrected, as human-labelled records
     (``controller="human"``, ``human_action`` = the correction): the offline DAgger round's
-    data, ``takeover.agents.bc.Aggregate.from_records(...)``."""
+    data, ``takeover.agents.learners.hg_dagger.Aggregate.from_records(...)``."""
     where = {it.id: it for it in items}
     out = []
     for lab in labels:

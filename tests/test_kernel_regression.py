@@ -6,7 +6,7 @@ reference (unoptimised) v1 kernel, on which the shipped agents are trained.
 A speedup of the kernel must not change a single bit of these. The fixture
 (``data/kernel_v1.npz``) holds one 32-bit digest per step and part (obs / reward+done /
 info) so a failure names the first step that differs; it was generated from the reference
-kernel (the world branch's final commit, 1c8b69b, before the kernel was optimised) with
+kernel (the world-2 branch, 7a79c6f: the v1 world before the kernel was optimised) with
 ``python tests/test_kernel_regression.py --write``, and may only be regenerated from a
 reference kernel when the world's dynamics change on purpose (with a version bump).
 """

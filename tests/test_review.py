@@ -123,7 +123,7 @@ def test_review_session_by_posted_keys_round_trips_and_feeds_back(log_dir, tmp_p
     import torch
     from stable_baselines3.common.policies import ActorCriticPolicy
 
-    from takeover.agents.bc import Aggregate, bc_update
+    from takeover.agents.learners.hg_dagger import Aggregate, bc_update
     from takeover.commands.review import parse_keys, session
 
     run = tmp_path / "log"

@@ -204,7 +204,7 @@ def pvp_update(model, data: Transitions, gradient_steps: int = 500, batch_size: 
 
     if not isinstance(model, (DQN, TD3)):
         raise TypeError(f"pvp_update needs an SB3 DQN (Discrete) or TD3 (Box) model, got "
-                        f"{type(model).__name__}; for PPO/A2C use takeover.agents.bc")
+                        f"{type(model).__name__}; for PPO/A2C use takeover.agents.learners.hg_dagger")
     discrete = isinstance(model.action_space, spaces.Discrete)
     if discrete and data.action.shape[1] != 1:
         raise ValueError("the log holds continuous actions but the DQN model is discrete")
