@@ -150,8 +150,9 @@ def test_countdown_to_the_fallback():
 
 def test_experiment_episodes_are_the_same_in_any_batch(tmp_path):
     """``Rollouts.run_batch`` over 5 worlds gives, episode by episode, the records and
-    labels of the batch of one (``run``): the shipped-style agent, the expert human, a
-    threshold gate on TTC and counterfactual labels."""
+    labels of the batch of one (``run``): the shipped-style agent, the expert human, the
+    random gate (seeded per episode; the tiny agent stops before any TTC conflict, so a
+    TTC threshold would never ask) and counterfactual labels."""
     from helpers import tiny_checkpoint
 
     from takeover.agents import load_agent
@@ -164,7 +165,7 @@ def test_experiment_episodes_are_the_same_in_any_batch(tmp_path):
         "name": "t", "seed": 3,
         "env": {"scenarios": ["cut_in"], "action_type": "discrete", "duration": 20.0},
         "agent": {"name": "x"},
-        "supervisor": {"gate": "threshold", "gate_kwargs": {"high": 0.3, "min_dwell": 2},
+        "supervisor": {"gate": "random", "gate_kwargs": {"rate": 0.2},
                        "gate_score": "ttc", "estimators": ["ensemble", "ttc"],
                        "human": "expert", "handover_kwargs": {"timeout": 6.0}},
         "counterfactual": {"horizon": 1.0, "sample_every": 5}})
