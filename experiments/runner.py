@@ -137,11 +137,14 @@ class Experiment:
     """The agent, envs and log folders of one run; runs conditions episode by episode."""
 
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, *, agent: Any = None,
-                 progress: Progress | None = None, resume: bool = False) -> None:
+                 progress: Progress | None = None, resume: bool = False,
+                 processes: int | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.resume = resume
         """Replay the episodes already in each log folder instead of playing them again."""
+        self.processes = ep.PROCESSES if processes is None else processes
+        """Worker processes playing a condition's batches (``episodes.run_jobs``)."""
         self.envs = ep.EnvCache(cfg)
         self.agent = agent if agent is not None else self._load_agent()
         self.rollouts = ep.Rollouts(cfg, self.envs, self.agent)
@@ -182,48 +185,52 @@ class Experiment:
         labels_out = self._labels_file(log_dir) if label and log_dir else None
         horizon = cfg.metrics.horizons[0]
         n_req = n_steps = 0
+        blocks = []  # (run, scenario, episode ids, the job playing those not done)
+        for run in (range(cfg.eval.seeds) if runs is None else runs):
+            for scen in cfg.env.scenarios:
+                seeds = [seed_of(cfg, purpose, scen, run, i) for i in range(episodes)]
+                eids = [f"{condition.name}-{scen}-{seed}" for seed in seeds]
+                todo = [k for k, e in enumerate(eids) if e not in done]
+                blocks.append((run, scen, eids, (condition, scen, [seeds[k] for k in todo],
+                                                 [eids[k] for k in todo], label)))
+        if done and len(done) < sum(len(b[2]) for b in blocks) \
+                and ep.learns_online(self.rollouts.gate(condition)):
+            raise FolderError(
+                f"cannot resume condition {condition.name}: its gate {condition.gate!r} "
+                "recalibrates from every episode it saw, so the missing episodes would "
+                "differ from an uninterrupted run; start the run again in a new folder")
+        jobs = ep.run_jobs(self.rollouts, [b[3] for b in blocks if b[3][2]], self.processes)
         try:
-            for run in (range(cfg.eval.seeds) if runs is None else runs):
-                for scen in cfg.env.scenarios:
-                    seeds = [seed_of(cfg, purpose, scen, run, i) for i in range(episodes)]
-                    eids = [f"{condition.name}-{scen}-{seed}" for seed in seeds]
-                    todo = [k for k, e in enumerate(eids) if e not in done]
-                    if done and todo and ep.learns_online(self.rollouts.gate(condition)):
-                        raise FolderError(
-                            f"cannot resume condition {condition.name}: its gate "
-                            f"{condition.gate!r} recalibrates from every episode it saw, so "
-                            "the missing episodes would differ from an uninterrupted run; "
-                            "start the run again in a new folder")
-                    fresh = iter(self.rollouts.run_batch(
-                        condition, scen, [seeds[k] for k in todo], [eids[k] for k in todo],
-                        label))
-                    for i, eid in enumerate(eids):
-                        if eid in done:
-                            records, labels = done[eid], done_labels.get(eid, [])
-                        else:
-                            records, labels = next(fresh)
-                            if labels_out is not None:  # before the episode completes
-                                self._write_labels(labels_out, eid, labels)
-                            if writer is not None:
-                                for r in records:
-                                    writer.write(r)
-                                writer.end_episode()
-                        key = (scen, run, i)
-                        res.episodes[key] = episode_metrics(
-                            records, horizon, min_intervention=cfg.metrics.rohe_min_intervention,
-                            reset_time=cfg.metrics.rohe_reset_time)
-                        if condition.gate is None:
-                            res.steps[key] = step_labels([records], cfg.supervisor.estimators)
-                        res.labels += labels
-                        n_req += sum(r.gate_request for r in records)
-                        n_steps += len(records)
-                        if len(res.traces) < traces and i == 0:
-                            res.traces.append(
-                                Trace.from_records(records, scen, cfg.supervisor.gate_score))
-                        if keep is not None:
-                            keep.extend(records)
-                        self.progress(f"{purpose} {condition.name} {scen}")
+            for run, scen, eids, job in blocks:
+                fresh = iter(next(jobs) if job[2] else ())
+                for i, eid in enumerate(eids):
+                    if eid in done:
+                        records, labels = done[eid], done_labels.get(eid, [])
+                    else:
+                        records, labels = next(fresh)
+                        if labels_out is not None:  # before the episode completes
+                            self._write_labels(labels_out, eid, labels)
+                        if writer is not None:
+                            for r in records:
+                                writer.write(r)
+                            writer.end_episode()
+                    key = (scen, run, i)
+                    res.episodes[key] = episode_metrics(
+                        records, horizon, min_intervention=cfg.metrics.rohe_min_intervention,
+                        reset_time=cfg.metrics.rohe_reset_time)
+                    if condition.gate is None:
+                        res.steps[key] = step_labels([records], cfg.supervisor.estimators)
+                    res.labels += labels
+                    n_req += sum(r.gate_request for r in records)
+                    n_steps += len(records)
+                    if len(res.traces) < traces and i == 0:
+                        res.traces.append(
+                            Trace.from_records(records, scen, cfg.supervisor.gate_score))
+                    if keep is not None:
+                        keep.extend(records)
+                    self.progress(f"{purpose} {condition.name} {scen}")
         finally:
+            jobs.close()  # ends the worker pool, also on an interrupt
             if writer is not None:
                 writer.close()
         res.request_rate = n_req / n_steps if n_steps else math.nan

@@ -89,6 +89,19 @@ def test_same_config_and_seed_give_identical_metrics(first_run, tiny, tmp_path):
     assert (tmp_path / "b" / "metrics.csv").read_bytes() == (out / "metrics.csv").read_bytes()
 
 
+def test_one_process_gives_the_metrics_of_two(first_run, tiny, tmp_path, monkeypatch):
+    """The final evaluation plays a condition's scenarios on two forked workers
+    (``episodes.run_jobs``); in one process the metrics are the same, byte for byte."""
+    from takeover.experiments import episodes as ep
+
+    monkeypatch.setattr(ep, "PROCESSES", 1)
+    out, _ = first_run
+    res = runner.invoke(app, ["run", str(tiny), "--out", str(tmp_path / "one"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "one" / "metrics.json").read_bytes() == \
+        (out / "metrics.json").read_bytes()
+
+
 def test_rerun_from_its_own_folder_reproduces_it(first_run, tmp_path):
     out, _ = first_run
     res = runner.invoke(app, ["run", str(out), "--out", str(tmp_path / "c"), "--quiet"])
@@ -143,6 +156,7 @@ def test_interrupted_run_resumes_to_the_uninterrupted_metrics(first_run, tiny, t
         return run_batch(self, condition, scenario, seeds, *a, **k)
 
     monkeypatch.setattr(ep.Rollouts, "run_batch", counting)
+    monkeypatch.setattr(ep, "PROCESSES", 1)  # count in this process (workers are forks)
     res = runner.invoke(app, ["run", "--resume", str(run_dir), "--quiet"])
     assert res.exit_code == 0, res.output
     assert (run_dir / "metrics.json").read_bytes() == (out / "metrics.json").read_bytes()
