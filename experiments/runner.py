@@ -683,13 +683,6 @@ def run_experiment(cfg: ExperimentConfig, run_dir: Path, *, overrides: Sequence[
     an uninterrupted run."""
     import torch
 
-    if getattr(cfg, "kind", None) == "fleet":  # a fleet-size sweep: experiments/fleet.py
-        from takeover.experiments.fleet import run_fleet
-
-        if resume:
-            raise FolderError("a fleet sweep cannot be resumed yet; start it again in a new "
-                               "folder")
-        return run_fleet(cfg, run_dir, overrides=overrides, progress=progress, agent=agent)
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # same float results on any machine; the nets are tiny

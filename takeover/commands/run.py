@@ -113,9 +113,19 @@ def _run(cfg, run_dir: Path, overrides: list[str], quiet: bool, console, resume:
     from rich import progress as rp
 
     from takeover import interrupt
-    from takeover.experiments.runner import run_experiment
+    from takeover.folders import FolderError
 
-    kw = {"resume": resume}
+    kw = {}
+    if getattr(cfg, "kind", None) == "fleet":  # a fleet-size sweep: experiments/fleet.py
+        from takeover.experiments.fleet import run_fleet as run_experiment
+
+        if resume:
+            raise FolderError(f"a fleet sweep cannot be resumed yet; start {run_dir} again "
+                              "in a new folder")
+    else:
+        from takeover.experiments.runner import run_experiment
+
+        kw["resume"] = resume
 
     if quiet:  # no bar, but still a safe point per episode for a swallowed signal
         return run_experiment(cfg, run_dir, overrides=overrides,
