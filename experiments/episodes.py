@@ -17,7 +17,7 @@ Each condition keeps one gate object for the whole run, so gates that recalibrat
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,28 +200,46 @@ def learns_online(gate: Any) -> bool:
     return hasattr(gate, "q") or (inner is not None and learns_online(inner))
 
 
-def run_jobs(rollouts: Rollouts, jobs: Sequence[tuple], processes: int = 2) -> list[list]:
-    """``rollouts.run_batch(*job)`` for every job, on ``processes`` forked workers when
-    every job's gate is stateless across episodes (else in this process, in order).
-    Returns the results in job order; the same as running them one by one."""
+PROCESSES = 2
+"""Worker processes ``run_jobs`` uses by default (the testbed's 2-core budget)."""
+
+
+def run_jobs(rollouts: Rollouts, jobs: Sequence[tuple], processes: int = PROCESSES
+             ) -> Iterator[list]:
+    """``rollouts.run_batch(*job)`` for every job, yielded in job order: on ``processes``
+    forked workers when there are several jobs and every job's gate is stateless across
+    episodes (a gate that recalibrates online sees its episodes in order, in this process).
+    The same results as running the jobs one by one (the engine's records of a seed do not
+    depend on its batch), streamed so a condition's episodes need not all be in memory."""
     if processes <= 1 or len(jobs) <= 1 or any(learns_online(rollouts.gate(j[0])) for j in jobs):
-        return [rollouts.run_batch(*j) for j in jobs]
+        for j in jobs:
+            yield rollouts.run_batch(*j)
+        return
     import multiprocessing as mp
 
     global _WORKER
     _WORKER = rollouts
-    ctx = mp.get_context("fork")
-    with ctx.Pool(processes) as pool:
-        return pool.map(_run_job, jobs, chunksize=1)
+    with mp.get_context("fork").Pool(min(processes, len(jobs)), initializer=_init_worker) as pool:
+        yield from pool.imap(_run_job, jobs, chunksize=1)
 
 
 _WORKER: Rollouts | None = None
 
 
-def _run_job(job: tuple) -> list:
+def _init_worker() -> None:
+    """A worker leaves stopping to its parent: Ctrl-C is the parent's, and the pool ends
+    workers with SIGTERM (the parent's interrupt handler would turn it into a traceback)."""
+    import signal
+
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)
+
+
+def _run_job(job: tuple) -> list:
+    assert _WORKER is not None
     return _WORKER.run_batch(*job)
 
 

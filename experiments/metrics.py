@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from takeover.control import human_segments
 from takeover.experiments.metric_definitions import (
     DEFINITIONS,
     FAILURE_OUTCOMES,
@@ -125,22 +126,23 @@ def _finite(x: Any) -> bool:
     return x is not None and isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def _field(r: StepRecord, name: str, default: Any = None) -> Any:
-    """A record field of the newer schema (``outcome``, ``mrm``, ``hazard_fired``), else the
-    same key in the env info, else ``default``."""
-    v = getattr(r, name, None)
-    if v is None:
-        v = r.info.get(name, default)
-    return v
+def _outcome(r: StepRecord) -> str:
+    """The world's outcome of a record: the schema-2.0 field, else the env info's key (a
+    record built before the field existed), else ``""``."""
+    return str(r.outcome or r.info.get("outcome", "") or "")
+
+
+def _mrm(r: StepRecord) -> bool:
+    """The minimal-risk manoeuvre was engaged this step (record field or env info)."""
+    return bool(r.mrm or r.info.get("mrm", False))
 
 
 def episode_outcome(records: Sequence[StepRecord]) -> tuple[str, bool]:
     """``(outcome, failed)`` of an episode: the world's outcome at the last step; when the
     world reports none, collision / off-road from its flags and ``"unknown"`` otherwise."""
     last = records[-1]
-    outcome = _field(last, "outcome", None)
+    outcome = _outcome(last)
     if outcome:
-        outcome = str(outcome)
         return outcome, outcome in FAILURE_OUTCOMES
     reason = last.reason or str(last.info.get("reason", ""))
     if reason == "collision" or bool(last.info.get("collision", False)):
@@ -151,10 +153,13 @@ def episode_outcome(records: Sequence[StepRecord]) -> tuple[str, bool]:
 
 
 def hazard_fired(records: Sequence[StepRecord]) -> bool:
-    """The hazard was triggered: ``hazard_fired`` when the world reports it, else a finite,
-    non-negative ``hazard_onset`` or an active hazard at some step."""
+    """The hazard was triggered: the record's ``hazard_fired`` (schema 2.0) or the world's
+    flag in the env info; only a world that reports no flag at all is judged by a finite,
+    non-negative ``hazard_onset`` or an active hazard."""
     for r in records:
-        v = _field(r, "hazard_fired", None)
+        if r.hazard_fired:
+            return True
+        v = r.info.get("hazard_fired", None)
         if v is not None:
             if bool(v):
                 return True
@@ -166,9 +171,9 @@ def hazard_fired(records: Sequence[StepRecord]) -> bool:
 
 
 def hazard_onset(records: Sequence[StepRecord]) -> float:
-    """Time (s) the hazard fired, NaN if it never did."""
+    """Time (s) the hazard fired (record field, else env info), NaN if it never did."""
     for r in records:
-        onset = r.info.get("hazard_onset", math.nan)
+        onset = r.hazard_onset if _finite(r.hazard_onset) else r.info.get("hazard_onset")
         if _finite(onset) and onset >= 0.0:
             return float(onset)
     return math.nan
@@ -198,14 +203,7 @@ def episode_metrics(records: Sequence[StepRecord], horizon: float = 2.0, *,
     outcome, failed = episode_outcome(records)
     ctrl = [r.controller for r in records]
     switches = sum(a != b for a, b in zip(ctrl, ctrl[1:], strict=False))
-    segments: list[tuple[int, int]] = []  # [start, end) of human control
-    start = None
-    for i, c in enumerate([*ctrl, "agent"]):
-        if c == "human" and start is None:
-            start = i
-        elif c != "human" and start is not None:
-            segments.append((start, i))
-            start = None
+    segments = human_segments(ctrl)  # [start, end) of each human intervention
     tor_steps, prev = [], math.nan
     for i, r in enumerate(records):
         if _finite(r.tor_time) and not (_finite(prev) and r.tor_time == prev):
@@ -230,8 +228,7 @@ def episode_metrics(records: Sequence[StepRecord], horizon: float = 2.0, *,
     human_steps = sum(b - a for a, b in segments)
     last = records[-1]
     recent_tor = any(records[i].time >= last.time - horizon for i in tor_steps)
-    mrm = any(c == "fallback" or bool(_field(r, "mrm", False)) for c, r in zip(ctrl, records,
-                                                                              strict=True))
+    mrm = any(c == "fallback" or _mrm(r) for c, r in zip(ctrl, records, strict=True))
     effort_s = sum(max((b - a) * dt, min_intervention) for a, b in segments)
     if outcome != "arrived":
         effort_s += reset_time

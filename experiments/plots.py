@@ -132,7 +132,7 @@ def pareto(points: Mapping[str, Point], path: Path, *,
         ax.legend(fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title("effort vs failures (95% CI)", fontsize=9)
+    ax.set_title(f"human effort vs {ylabel.split(' (')[0]} (95% CI)", fontsize=9)
     ax.grid(alpha=0.3)
     return _save(fig, path)
 

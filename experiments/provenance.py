@@ -117,14 +117,39 @@ def resume_config(run_dir: Path) -> tuple[Any, list[str]]:
     return cfg, overrides
 
 
-def completed_episodes(log_dir: Path) -> dict[str, list[Any]]:
-    """The hook a resumed run calls per log folder: every complete, intact episode already
-    on disk, by episode id (``{condition}-{scenario}-s{run}-e{i}``), as its ``StepRecord``s.
-    The runner replays these instead of re-simulating them (same seed, same records), so a
-    resumed run keeps every completed episode and gives the metrics of an uninterrupted one.
-    Incomplete (``*.rec.open``) and damaged episodes are not returned: they are run again."""
-    from takeover.logio import read_log
+def note_resume(run_dir: Path) -> None:
+    """Record in ``provenance.json`` when and by which command the run was resumed (its
+    original ``created`` / ``command`` stay as they were)."""
+    path = run_dir / "provenance.json"
+    prov = json.loads(path.read_text(encoding="utf-8"))
+    prov.setdefault("resumed", []).append({
+        "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": [Path(sys.argv[0]).name, *sys.argv[1:]],
+        "git_rev": git_revision()[0]})
+    atomic_write_text(path, json.dumps(prov, indent=2, sort_keys=True))
 
-    if not (Path(log_dir) / "manifest.json").exists():
+
+def completed_episodes(log_dir: Path) -> dict[str, list[Any]]:
+    """Every complete, intact episode already in the log folder ``log_dir``, by episode id,
+    as its ``StepRecord`` lists (``{}`` when there is no log yet). A resumed run replays these
+    instead of re-simulating them (same seed, same records), so it keeps every completed
+    episode and gives the metrics of an uninterrupted run. An episode that never ended
+    (``*.tkc.open``) is not returned and its partial file is removed, so it is played
+    again; a damaged episode cannot be rewritten under its id, so it is an error."""
+    from takeover.folders import FolderError
+    from takeover.logio import read_log
+    from takeover.logio.reader import EPISODES_DIR, OPEN_SUFFIX, is_log_dir
+
+    log_dir = Path(log_dir)
+    if not log_dir.is_dir() or not is_log_dir(log_dir):
         return {}
-    return dict(read_log(log_dir).episodes)
+    res = read_log(log_dir)
+    if res.damaged:
+        raise FolderError(f"{log_dir} holds damaged episodes ({', '.join(sorted(res.damaged))})"
+                          "; they cannot be replayed or rewritten: start the run again in a "
+                          "new folder (takeover run CONFIG --out NEW_FOLDER)")
+    episodes = dict(res.episodes)
+    for eid in res.incomplete:
+        if eid not in episodes:
+            (log_dir / EPISODES_DIR / f"{eid}{OPEN_SUFFIX}").unlink(missing_ok=True)
+    return episodes

@@ -48,6 +48,7 @@ from takeover.experiments.metrics import (
     step_labels,
     trigger_metrics,
 )
+from takeover.folders import FolderError
 from takeover.records import RunMeta, StepRecord
 
 TRACE_EPISODES = 3
@@ -136,9 +137,14 @@ class Experiment:
     """The agent, envs and log folders of one run; runs conditions episode by episode."""
 
     def __init__(self, cfg: ExperimentConfig, run_dir: Path, *, agent: Any = None,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, resume: bool = False,
+                 processes: int | None = None) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        self.resume = resume
+        """Replay the episodes already in each log folder instead of playing them again."""
+        self.processes = ep.PROCESSES if processes is None else processes
+        """Worker processes playing a condition's batches (``episodes.run_jobs``)."""
         self.envs = ep.EnvCache(cfg)
         self.agent = agent if agent is not None else self._load_agent()
         self.rollouts = ep.Rollouts(cfg, self.envs, self.agent)
@@ -159,42 +165,72 @@ class Experiment:
                  runs: Sequence[int] | None = None, log_dir: Path | None = None,
                  label: bool = False, traces: int = 0,
                  keep: list[StepRecord] | None = None) -> ConditionResult:
-        """Play ``condition`` for ``episodes`` per run (seed block) per scenario; optionally
-        log every episode, label it counterfactually, keep the first ``traces`` timelines
+        """Play ``condition`` for ``episodes`` per run (seed block) per scenario; log every
+        episode, optionally label it counterfactually, keep the first ``traces`` timelines
         and append the records to ``keep``. Agent-alone episodes also keep their per-step
-        estimator scores (the trigger-quality data)."""
+        estimator scores (the trigger-quality data).
+
+        Every episode goes to a log: ``log_dir``, or for a round evaluation
+        ``logs/round<k>-<condition>``. On resume the episodes already complete there (and
+        their labels) are replayed, and only the others are played: the engine gives the
+        same records for a seed whatever else is in its batch."""
         cfg = self.cfg
         res = ConditionResult()
+        if purpose == "round":
+            new = not self.round_results or condition.name in self.round_results[-1]
+            rnd = len(self.round_results) - (0 if new else 1)
+            log_dir = log_dir or self.run_dir / "logs" / f"round{rnd}-{condition.name}"
+        done, done_labels = self._completed(log_dir, label)
         writer = self._writer(log_dir, condition.name, purpose) if log_dir else None
+        labels_out = self._labels_file(log_dir) if label and log_dir else None
         horizon = cfg.metrics.horizons[0]
         n_req = n_steps = 0
+        blocks = []  # (run, scenario, episode ids, the job playing those not done)
+        for run in (range(cfg.eval.seeds) if runs is None else runs):
+            for scen in cfg.env.scenarios:
+                seeds = [seed_of(cfg, purpose, scen, run, i) for i in range(episodes)]
+                eids = [f"{condition.name}-{scen}-{seed}" for seed in seeds]
+                todo = [k for k, e in enumerate(eids) if e not in done]
+                blocks.append((run, scen, eids, (condition, scen, [seeds[k] for k in todo],
+                                                 [eids[k] for k in todo], label)))
+        if done and len(done) < sum(len(b[2]) for b in blocks) \
+                and ep.learns_online(self.rollouts.gate(condition)):
+            raise FolderError(
+                f"cannot resume condition {condition.name}: its gate {condition.gate!r} "
+                "recalibrates from every episode it saw, so the missing episodes would "
+                "differ from an uninterrupted run; start the run again in a new folder")
+        jobs = ep.run_jobs(self.rollouts, [b[3] for b in blocks if b[3][2]], self.processes)
         try:
-            for run in (range(cfg.eval.seeds) if runs is None else runs):
-                for scen in cfg.env.scenarios:
-                    seeds = [seed_of(cfg, purpose, scen, run, i) for i in range(episodes)]
-                    eids = [f"{condition.name}-{scen}-{seed}" for seed in seeds]
-                    batch = self.rollouts.run_batch(condition, scen, seeds, eids, label)
-                    for i, (records, labels) in enumerate(batch):
+            for run, scen, eids, job in blocks:
+                fresh = iter(next(jobs) if job[2] else ())
+                for i, eid in enumerate(eids):
+                    if eid in done:
+                        records, labels = done[eid], done_labels.get(eid, [])
+                    else:
+                        records, labels = next(fresh)
+                        if labels_out is not None:  # before the episode completes
+                            self._write_labels(labels_out, eid, labels)
                         if writer is not None:
                             for r in records:
                                 writer.write(r)
                             writer.end_episode()
-                        key = (scen, run, i)
-                        res.episodes[key] = episode_metrics(
-                            records, horizon, min_intervention=cfg.metrics.rohe_min_intervention,
-                            reset_time=cfg.metrics.rohe_reset_time)
-                        if condition.gate is None:
-                            res.steps[key] = step_labels([records], cfg.supervisor.estimators)
-                        res.labels += labels
-                        n_req += sum(r.gate_request for r in records)
-                        n_steps += len(records)
-                        if len(res.traces) < traces and i == 0:
-                            res.traces.append(
-                                Trace.from_records(records, scen, cfg.supervisor.gate_score))
-                        if keep is not None:
-                            keep.extend(records)
-                        self.progress(f"{purpose} {condition.name} {scen}")
+                    key = (scen, run, i)
+                    res.episodes[key] = episode_metrics(
+                        records, horizon, min_intervention=cfg.metrics.rohe_min_intervention,
+                        reset_time=cfg.metrics.rohe_reset_time)
+                    if condition.gate is None:
+                        res.steps[key] = step_labels([records], cfg.supervisor.estimators)
+                    res.labels += labels
+                    n_req += sum(r.gate_request for r in records)
+                    n_steps += len(records)
+                    if len(res.traces) < traces and i == 0:
+                        res.traces.append(
+                            Trace.from_records(records, scen, cfg.supervisor.gate_score))
+                    if keep is not None:
+                        keep.extend(records)
+                    self.progress(f"{purpose} {condition.name} {scen}")
         finally:
+            jobs.close()  # ends the worker pool, also on an interrupt
             if writer is not None:
                 writer.close()
         res.request_rate = n_req / n_steps if n_steps else math.nan
@@ -204,12 +240,64 @@ class Experiment:
             self.round_results[-1][condition.name] = res
         return res
 
+    def _completed(self, log_dir: Path | None, label: bool
+                   ) -> tuple[dict[str, list[StepRecord]], dict[str, list[Any]]]:
+        """On resume: the complete episodes in ``log_dir`` and their counterfactual labels."""
+        if not (self.resume and log_dir):
+            return {}, {}
+        from takeover.experiments.provenance import completed_episodes
+
+        done = completed_episodes(log_dir)
+        labels: dict[str, list[Any]] = {}
+        if label and done:
+            labels = read_labels(self._labels_file(log_dir))
+            missing = sorted(set(done) - set(labels))
+            if missing:
+                raise FolderError(f"{self._labels_file(log_dir)} lacks the labels of "
+                                   f"{len(missing)} logged episode(s) (e.g. {missing[0]}); "
+                                   "start the run again in a new folder")
+        return done, labels
+
+    @staticmethod
+    def _labels_file(log_dir: Path) -> Path:
+        return log_dir.with_name(log_dir.name + ".labels.jsonl")
+
+    @staticmethod
+    def _write_labels(path: Path, eid: str, labels: Sequence[Any]) -> None:
+        """One JSON line per episode (written before its log entry completes, so every
+        complete episode has its labels; a torn last line is skipped when read)."""
+        import dataclasses
+        import os
+
+        line = json.dumps({"episode": eid, "labels": [dataclasses.asdict(lb) for lb in labels]})
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
     def _writer(self, log_dir: Path, name: str, purpose: str):
         from takeover.logio import LogWriter
 
         meta = RunMeta(run_id=f"{self.cfg.name}-{purpose}-{name}", seed=self.cfg.seed,
                        config=to_dict(self.cfg))
         return LogWriter(log_dir, meta)
+
+
+def read_labels(path: Path) -> dict[str, list[Any]]:
+    """Counterfactual labels by episode id from a ``*.labels.jsonl`` file (the last line of
+    an episode wins; a torn line from an interrupted write is skipped)."""
+    from takeover.supervisor.counterfactual import Label
+
+    out: dict[str, list[Any]] = {}
+    if not path.is_file():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        out[row["episode"]] = [Label(**d) for d in row["labels"]]
+    return out
 
 
 def preset_conditions(cfg: ExperimentConfig) -> list[ep.Condition]:
@@ -446,7 +534,7 @@ def extra_finetune_seed(exp: Experiment, k: int) -> tuple[list[dict[str, Any]],
 
     cfg = replace(exp.cfg, seed=exp.cfg.seed + k)
     child = Experiment(cfg, exp.run_dir / f"finetune-seed{k}", agent=copy.deepcopy(exp.agent),
-                       progress=exp.progress)
+                       progress=exp.progress, resume=exp.resume)
     try:
         rows = run_rounds(child)
     finally:
@@ -585,27 +673,29 @@ class RunResult:
 
 def run_experiment(cfg: ExperimentConfig, run_dir: Path, *, overrides: Sequence[str] = (),
                    progress: Callable[[int], Progress] | None = None,
-                   agent: Any = None) -> RunResult:
+                   agent: Any = None, resume: bool = False) -> RunResult:
     """Run ``cfg`` into ``run_dir``; ``progress(total)`` returns the per-episode callback.
-    Torch runs on one thread meanwhile, so the same config gives the same bits anywhere."""
+    Torch runs on one thread meanwhile, so the same config gives the same bits anywhere.
+
+    ``resume=True`` continues an interrupted run in ``run_dir`` (its provenance already
+    written): every episode already complete in its logs is replayed, not played again,
+    fine-tuning is redone on the replayed data (deterministic), and the metrics are those of
+    an uninterrupted run."""
     import torch
 
-    if getattr(cfg, "kind", None) == "fleet":  # a fleet-size sweep: experiments/fleet.py
-        from takeover.experiments.fleet import run_fleet
-
-        return run_fleet(cfg, run_dir, overrides=overrides, progress=progress, agent=agent)
     t0 = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # same float results on any machine; the nets are tiny
     try:
-        return _run(cfg, run_dir, overrides, progress, agent, t0)
+        return _run(cfg, run_dir, overrides, progress, agent, t0, resume)
     finally:
         torch.set_num_threads(threads)
 
 
 def _run(cfg: ExperimentConfig, run_dir: Path, overrides: Sequence[str],
-         progress: Callable[[int], Progress] | None, agent: Any, t0: float) -> RunResult:
-    from takeover.experiments.provenance import write_provenance
+         progress: Callable[[int], Progress] | None, agent: Any, t0: float,
+         resume: bool = False) -> RunResult:
+    from takeover.experiments.provenance import note_resume, write_provenance
     from takeover.experiments.report import write_report
     from takeover.experiments.rounds import run_rounds
 
@@ -615,8 +705,11 @@ def _run(cfg: ExperimentConfig, run_dir: Path, overrides: Sequence[str],
              "round": f"eval.round_seed_start + run * eval.round_episodes + episode "
                       f"(from {cfg.eval.round_seed_start}; the same every round)",
              "train": "numpy.random.SeedSequence([base, purpose, scenario, run, episode])"}
-    exp = Experiment(cfg, run_dir, agent=agent)  # loads the agent: fail before writing
-    write_provenance(run_dir, cfg, overrides, seeds)
+    exp = Experiment(cfg, run_dir, agent=agent, resume=resume)  # fail before writing
+    if resume:
+        note_resume(run_dir)
+    else:
+        write_provenance(run_dir, cfg, overrides, seeds)
     if progress:
         exp.progress = progress(n_episodes(cfg))
     try:

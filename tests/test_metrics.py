@@ -4,6 +4,7 @@ fired, and every outcome)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -46,7 +47,16 @@ def rec(step, controller="agent", *, tor=NAN, takeover=NAN, ttc=99.0, x=None, ou
         reward=reward, terminated=outcome in ("collision", "off_road"),
         truncated=outcome == "timeout", reason=outcome or "", info=info,
         scores=scores or {},
+        # the schema-2.0 fields, filled from the info as the engine fills them
+        outcome=outcome or "", hazard_fired=onset >= 0, mrm=mrm,
+        hazard_onset=onset if onset >= 0 else NAN,
     )
+
+
+def info_only(r):
+    """``r`` as a record built before the schema-2.0 fields: the world's keys in info only."""
+    return dataclasses.replace(r, outcome="", hazard_fired=False, mrm=False,
+                               hazard_onset=NAN)
 
 
 def supervised_episode(outcome="arrived"):
@@ -114,6 +124,20 @@ def test_only_arrived_is_success_and_only_crashes_are_unsafe(outcome, success, f
     # a car that did not deliver costs a recovery: 60 s on top of the 5 s segment
     assert agg["rohe"] == pytest.approx(
         (100.0 if success else 0.0) / (1 + 100 * (5 + (0 if success else 60)) / 60))
+
+
+def test_fields_and_old_info_keys_give_the_same_metrics():
+    """A record's schema-2.0 fields (outcome, hazard_fired, hazard_onset, mrm) and the same
+    keys in the env info of an older record are one thing: a default field ("", False, NaN)
+    must not hide the info (the bug that made every episode "unknown")."""
+    for eps in (supervised_episode("collision"),
+                [rec(0), rec(1, "fallback", mrm=True, outcome="pulled_over")]):
+        new, old = episode_metrics(eps), episode_metrics([info_only(r) for r in eps])
+        assert new == old and new.outcome in ("collision", "pulled_over")
+    fields_only = [dataclasses.replace(r, info={"x": r.info["x"], "ttc": r.info["ttc"]})
+                   for r in supervised_episode("arrived")]
+    m = episode_metrics(fields_only)
+    assert m.success and m.hazard_fired
 
 
 def test_missing_outcome_is_unknown_never_success():

@@ -89,6 +89,19 @@ def test_same_config_and_seed_give_identical_metrics(first_run, tiny, tmp_path):
     assert (tmp_path / "b" / "metrics.csv").read_bytes() == (out / "metrics.csv").read_bytes()
 
 
+def test_one_process_gives_the_metrics_of_two(first_run, tiny, tmp_path, monkeypatch):
+    """The final evaluation plays a condition's scenarios on two forked workers
+    (``episodes.run_jobs``); in one process the metrics are the same, byte for byte."""
+    from takeover.experiments import episodes as ep
+
+    monkeypatch.setattr(ep, "PROCESSES", 1)
+    out, _ = first_run
+    res = runner.invoke(app, ["run", str(tiny), "--out", str(tmp_path / "one"), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "one" / "metrics.json").read_bytes() == \
+        (out / "metrics.json").read_bytes()
+
+
 def test_rerun_from_its_own_folder_reproduces_it(first_run, tmp_path):
     out, _ = first_run
     res = runner.invoke(app, ["run", str(out), "--out", str(tmp_path / "c"), "--quiet"])
@@ -104,6 +117,55 @@ def test_another_seed_changes_the_metrics(first_run, tiny, tmp_path):
     assert (tmp_path / "d" / "overrides.txt").read_text() == "seed=4\ntensorboard=true\n"
     assert list((tmp_path / "d" / "tb").glob("events.out.tfevents.*"))
     assert (tmp_path / "d" / "metrics.json").read_bytes() != (out / "metrics.json").read_bytes()
+
+
+def test_interrupted_run_resumes_to_the_uninterrupted_metrics(first_run, tiny, tmp_path,
+                                                              monkeypatch):
+    """Interrupted after the first condition of the final evaluation (and one episode of the
+    second), ``takeover run --resume`` replays every completed episode (and its
+    counterfactual labels) instead of playing it again and writes the same metrics.json as
+    the uninterrupted run, byte for byte."""
+    from takeover.experiments import episodes as ep
+    from takeover.experiments.config import load_config
+    from takeover.experiments.runner import n_episodes, run_experiment
+    from takeover.folders import claimed
+
+    out, _ = first_run
+    cfg, _ = load_config(tiny)
+    run_dir = tmp_path / "r"
+    ticks: list[str] = []
+
+    def stop_in_agent_alone(_total):
+        def tick(msg: str) -> None:
+            ticks.append(msg)
+            if msg.startswith("eval agent_alone"):
+                raise KeyboardInterrupt  # as a SIGINT reaching interrupt.check()
+        return tick
+
+    with pytest.raises(KeyboardInterrupt), claimed(run_dir):  # as `takeover run` claims it
+        run_experiment(cfg, run_dir, progress=stop_in_agent_alone)
+    assert not (run_dir / "metrics.json").exists()
+    played_before = len(ticks)
+    assert sum(t.startswith("eval supervised") for t in ticks) == 4  # 2 scenarios x 2 seeds
+
+    played: list[int] = []
+    run_batch = ep.Rollouts.run_batch
+
+    def counting(self, condition, scenario, seeds, *a, **k):
+        played.extend(seeds)
+        return run_batch(self, condition, scenario, seeds, *a, **k)
+
+    monkeypatch.setattr(ep.Rollouts, "run_batch", counting)
+    monkeypatch.setattr(ep, "PROCESSES", 1)  # count in this process (workers are forks)
+    res = runner.invoke(app, ["run", "--resume", str(run_dir), "--quiet"])
+    assert res.exit_code == 0, res.output
+    assert (run_dir / "metrics.json").read_bytes() == (out / "metrics.json").read_bytes()
+    # every episode the first attempt completed was replayed, not played again: the
+    # resumed run played only the rest
+    assert len(played) == n_episodes(cfg) - played_before > 0
+    assert json.loads((run_dir / "provenance.json").read_text())["resumed"]
+    again = runner.invoke(app, ["run", "--resume", str(run_dir), "--quiet"])
+    assert again.exit_code == 0 and "nothing to resume" in again.output
 
 
 def test_expectations_and_junit(first_run, tiny, tmp_path):

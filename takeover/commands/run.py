@@ -110,21 +110,22 @@ def run(
 
 
 def _run(cfg, run_dir: Path, overrides: list[str], quiet: bool, console, resume: bool = False):
-    import inspect
-
     from rich import progress as rp
 
-    from takeover.experiments.runner import run_experiment
+    from takeover import interrupt
     from takeover.folders import FolderError
 
     kw = {}
-    if resume:
-        if "resume" not in inspect.signature(run_experiment).parameters:
-            raise FolderError(f"this build cannot resume {run_dir} yet (the runner takes no "
-                              "resume=True); start it again with: takeover run "
-                              f"{run_dir / 'config.yaml'} --out NEW_FOLDER")
-        kw["resume"] = True
-    from takeover import interrupt
+    if getattr(cfg, "kind", None) == "fleet":  # a fleet-size sweep: experiments/fleet.py
+        from takeover.experiments.fleet import run_fleet as run_experiment
+
+        if resume:
+            raise FolderError(f"a fleet sweep cannot be resumed yet; start {run_dir} again "
+                              "in a new folder")
+    else:
+        from takeover.experiments.runner import run_experiment
+
+        kw["resume"] = resume
 
     if quiet:  # no bar, but still a safe point per episode for a swallowed signal
         return run_experiment(cfg, run_dir, overrides=overrides,
