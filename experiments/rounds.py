@@ -26,7 +26,7 @@ import yaml
 
 from takeover.agents.learners.base import intervened
 from takeover.atomic import atomic_write_text
-from takeover.config import ConfigError, option, validate
+from takeover.config import HELD_OUT_SEED, ConfigError, option, validate
 from takeover.experiments.config import (
     CounterfactualSection,
     EnvSection,
@@ -132,9 +132,6 @@ def run_rounds(exp: Any) -> list[dict[str, Any]]:
 # differences are paired. Human-minutes are simulated time under human control.
 
 LEARNING_METHODS = ("hg-dagger", "thrifty", "pvp", "rlif")
-HELD_OUT_SEED = 1_000_000
-"""First held-out evaluation seed (``takeover.config.HELD_OUT_SEED`` once the base exports
-it)."""
 TRAIN_SEED = 100_000
 """First seed of supervised collection (the training block 100_000..199_999)."""
 

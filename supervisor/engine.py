@@ -890,6 +890,8 @@ class Engine:
                 fo = np.asarray(final_obs[i])
             elif isinstance(self.worlds, GymWorld):
                 fo = self.worlds.obs[0].copy()
+            if recs and fo is not None:  # the log keeps it: learners bootstrap from it
+                recs[-1] = dataclasses.replace(recs[-1], terminal_obs=fo.astype(np.float32))
             done.append(Episode(idx, name, seed, recs, fo))
         nxt = [self._take(i) for i in ended.tolist()]
         go = [k for k, e in enumerate(nxt) if e is not None]

@@ -59,9 +59,17 @@ def test_learners_refuse_the_wrong_agent_with_the_fix():
 
 
 def test_read_episodes_round_trips_the_log(tmp_path):
+    from dataclasses import replace
+
+    from takeover.agents.learners.pvp import transitions
     from takeover.logio import LogWriter
 
     eps = [_episode("aahhha", "e0"), _episode("aaaa", "e1", seed=1)]
+    terminal = np.full((9, 7), 0.5, np.float32)
+    eps[0][-1] = replace(eps[0][-1], terminated=True, outcome="collision", reason="collision",
+                         terminal_obs=terminal)
+    eps[1][-1] = replace(eps[1][-1], truncated=True, outcome="timeout", reason="timeout",
+                         terminal_obs=-terminal)
     with LogWriter(tmp_path / "log", RunMeta(run_id="t", seed=0)) as w:
         for e in eps:
             for r in e:
@@ -70,6 +78,15 @@ def test_read_episodes_round_trips_the_log(tmp_path):
     back = read_episodes(tmp_path / "log")
     assert [len(e) for e in back] == [6, 4]
     assert np.array_equal(back[0][3].obs, eps[0][3].obs)
+    assert back[0][2].human_action is not None and back[0][0].human_action is None
+    # next_obs is the next step's obs, and the env's terminal observation at the end
+    assert np.array_equal(back[0][2].next_obs, eps[0][3].obs)
+    assert np.array_equal(back[0][-1].next_obs, terminal)
+    data = transitions(back)
+    assert np.array_equal(data.next_obs[5], terminal) and np.array_equal(data.next_obs[9],
+                                                                         -terminal)
+    # a collision is terminal; a timeout (truncation) bootstraps from its terminal obs
+    assert data.done.tolist() == [0, 0, 0, 0, 0, 1] + [0, 0, 0, 0]
 
 
 def test_human_seconds_counts_simulated_time_under_human_control():

@@ -2,12 +2,11 @@
 held-out-style block of development seeds (5000..5019; collection seeds from 0), through
 the same round loop as ``takeover run learning`` (``rounds.run_arm``).
 
-Today's world ends an episode well when the car stops (survival is success), and the
-scripted humans themselves stop behind the stalled car, so no policy reaches the
-``arrived``-like proxy here (measured 0/20 for every method, round 0 and after): the tests
-assert the gain the world allows (fewer collisions) with a distance guard, and move to
-arrival once the world reports ``arrived``. Thresholds: measured values with the margins
-stated at each assertion; the runs are deterministic (torch on one thread, fixed seeds).
+In the v1 world success is ``arrived``, so the tests judge arrival (a policy that learns to
+stop in front of the stalled car is safe but does not deliver: a do-nothing policy must not
+pass). Thresholds: measured values with the margins stated at each assertion; the runs are
+deterministic (torch on one thread, fixed seeds). Where a method does not yet improve
+arrival, the test is a strict xfail whose reason carries the measured values.
 """
 
 from __future__ import annotations
@@ -41,55 +40,63 @@ def arm(tmp_path: Path, method: str, rounds: int = 1, episodes: int = 4, **kwarg
         torch.set_num_threads(threads)
 
 
-def gains(rows: list) -> tuple[float, float, float]:
-    """(safety gain, distance ratio, human-minutes) from round 0 to the last round."""
+def gains(rows: list) -> tuple[float, float, float, float]:
+    """(arrival gain, safety gain, distance ratio, human-minutes) from round 0 to the last."""
     first, last = rows[0], rows[-1]
+    a0, a1 = first["arrived"]["stalled_car"], last["arrived"]["stalled_car"]
     s0, s1 = first["safe"]["stalled_car"], last["safe"]["stalled_car"]
     k0, k1 = first["km"]["stalled_car"], last["km"]["stalled_car"]
-    return s1 - s0, k1 / k0, last["human_minutes"]
+    return a1 - a0, s1 - s0, k1 / k0, last["human_minutes"]
 
 
+# measured on v1 (novice, expert human, 4 supervised episodes, 20 dev seeds 5000..5019):
+# arrival 0.15 -> 0.00, safe 0.15 -> 0.80, km/episode 0.271 -> 0.185 (x0.68), 0.53
+# human-min; 3 of the 4 supervised episodes end in a collision under the expert human, so
+# the labels teach stopping, not passing
+@pytest.mark.xfail(strict=True, reason=(
+    "v1: HG-DAgger lowers stalled-car arrival 0.15 -> 0.00 (safe 0.15 -> 0.80: it learns to "
+    "stop) on dev seeds 5000..5019; the expert's supervised episodes collide 3/4"))
 def test_hg_dagger_improves_the_novice(tmp_path):
-    # measured: safe 0.25 -> 0.55 (+0.30), km/episode 0.163 -> 0.131 (x0.80), 0.62 human-min
-    gain, dist, minutes = gains(arm(tmp_path, "hg-dagger", epochs=10))
-    assert gain >= 0.15  # margin 0.15
-    assert dist >= 0.6  # margin 0.2: not bought by stopping early
+    gain, _, dist, minutes = gains(arm(tmp_path, "hg-dagger", epochs=10))
+    assert gain >= 0.10  # the smallest gain 20 episodes resolve (2 arrivals)
+    assert dist >= 0.8  # not bought by stopping early
     assert 0.0 < minutes < 2.0
 
 
-def test_thrifty_improves_the_novice_and_refits_its_critic(tmp_path):
-    # measured: safe 0.25 -> 0.50 (+0.25), km 0.163 -> 0.136 (x0.83); critic loss 0.97 -> 0.22
-    rows = arm(tmp_path, "thrifty", epochs=10, risk_epochs=20)
-    gain, dist, _ = gains(rows)
-    assert gain >= 0.15  # margin 0.10
-    assert dist >= 0.6  # margin 0.23
-    upd = rows[0]["update"]
-    assert upd["risk_loss_last"] < 0.5 * upd["risk_loss_first"]  # measured x0.23
+# measured on v1: arrival 0.15 -> 0.00, safe 0.15 -> 0.85, km x0.71; critic loss
+# 0.72 -> 0.23 (the refit itself is checked in test_bc)
+@pytest.mark.xfail(strict=True, reason=(
+    "v1: Thrifty lowers stalled-car arrival 0.15 -> 0.00 (safe 0.15 -> 0.85) on dev seeds "
+    "5000..5019, the same labels as HG-DAgger"))
+def test_thrifty_improves_the_novice(tmp_path):
+    gain, _, dist, _ = gains(arm(tmp_path, "thrifty", epochs=10, risk_epochs=20))
+    assert gain >= 0.10  # as for HG-DAgger
+    assert dist >= 0.8
 
 
 NO_DQN = not resolve_agent_path(Q_AGENT).exists()
-WEAK_START = ("the DQN starting agent shipped for tests crashes in plain traffic (0/100 "
-              "survival: offpolicy.train_dqn does not yet learn to avoid collisions), so "
-              "the off-policy learners have no competent policy to improve; re-measure and "
-              "set thresholds once the recipe is fixed")
+PVP_REASON = ("v1: the DQN starting agent collides in 100/100 held-out plain episodes "
+              "(offpolicy recipe not fixed); PVP on dev seeds 5000..5019, 2 rounds: arrival "
+              "0.00 -> 0.00, safe 0.00 -> 1.00, km x0.64 (it learns to stop)")
+RLIF_REASON = ("v1: the DQN starting agent collides in 100/100 held-out plain episodes; "
+               "RLIF on dev seeds 5000..5019, 2 rounds: arrival 0.00 -> 0.00, safe "
+               "0.00 -> 0.30, km x1.12")
 
 
 @pytest.mark.skipif(NO_DQN, reason="the DQN starting agent is not built")
-@pytest.mark.xfail(strict=True, reason=WEAK_START)
+@pytest.mark.xfail(strict=True, reason=PVP_REASON)
 def test_pvp_improves_the_dqn(tmp_path):
-    # measured: safe 0.00 -> 1.00 but km/episode 0.150 -> 0.058 (x0.38): it learns to stop
-    gain, dist, _ = gains(arm(tmp_path, "pvp", rounds=2, lr=3e-4))
-    assert gain >= 0.15
-    assert dist >= 0.6  # fails today: safety bought by stopping
+    gain, _, dist, _ = gains(arm(tmp_path, "pvp", rounds=2, lr=3e-4))
+    assert gain >= 0.10
+    assert dist >= 0.8
 
 
 @pytest.mark.skipif(NO_DQN, reason="the DQN starting agent is not built")
-@pytest.mark.xfail(strict=True, reason=WEAK_START)
+@pytest.mark.xfail(strict=True, reason=RLIF_REASON)
 def test_rlif_improves_the_dqn(tmp_path):
-    # measured: safe 0.00 -> 0.00 (km 0.150 -> 0.168) after two rounds
-    gain, dist, _ = gains(arm(tmp_path, "rlif", rounds=2, lr=1e-3, gradient_steps=1000))
-    assert gain >= 0.15  # fails today
-    assert dist >= 0.6
+    gain, _, dist, _ = gains(arm(tmp_path, "rlif", rounds=2, lr=1e-3, gradient_steps=1000))
+    assert gain >= 0.10
+    assert dist >= 0.8
 
 
 def test_takeover_run_learning_quick(tmp_path):

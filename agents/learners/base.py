@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from takeover.records import StepRecord
 
-Episodes = Sequence[Sequence[StepRecord]]
-"""Complete logged episodes, each a list of its step records in order."""
+Episodes = Sequence[Sequence[Any]]
+"""Complete logged episodes, each a list of its steps in order (``LoggedStep`` from
+:func:`read_episodes`, or ``StepRecord`` straight from a supervisor)."""
 
 
 @runtime_checkable
@@ -47,18 +49,73 @@ class Learner(Protocol):
         (losses, sample counts). Deterministic for a given ``seed``."""
 
 
-def read_episodes(*run_dirs: str | os.PathLike) -> list[list[StepRecord]]:
+@dataclass(frozen=True, slots=True)
+class LoggedStep:
+    """One logged step as the learners read it: a row of
+    ``takeover.logio.read_columns`` (the durable columnar log), with the same field names
+    as ``takeover.records.StepRecord`` plus ``next_obs``: the next step's observation, or
+    at an episode's last step the terminal observation the env returned (``None`` when the
+    log has none, e.g. a schema-1.0 log)."""
+
+    episode: str
+    step: int
+    time: float
+    obs: np.ndarray
+    next_obs: np.ndarray | None
+    action: np.ndarray
+    agent_action: np.ndarray
+    human_action: np.ndarray | None
+    controller: str
+    reward: float
+    terminated: bool
+    truncated: bool
+    reason: str
+    outcome: str
+    info: dict[str, Any]
+
+
+def _steps(cols: dict[str, np.ndarray], episode: str) -> list[LoggedStep]:
+    n = len(cols["step"])
+    has_next = np.ones(n, bool)
+    has_next[-1] = bool(cols["has_terminal_obs"][0])
+    info_keys = [k for k in cols if k.startswith("info.") and cols[k].dtype.kind in "fbiU"]
+    info_rows = [dict(zip([k[5:] for k in info_keys], vals, strict=True))
+                 for vals in zip(*(cols[k].tolist() for k in info_keys), strict=True)] \
+        if info_keys else [{} for _ in range(n)]
+    return [LoggedStep(
+        episode=episode, step=int(cols["step"][i]), time=float(cols["time"][i]),
+        obs=cols["obs"][i], next_obs=cols["next_obs"][i] if has_next[i] else None,
+        action=cols["action"][i], agent_action=cols["agent_action"][i],
+        human_action=cols["human_action"][i] if cols["has_human_action"][i] else None,
+        controller=str(cols["controller"][i]), reward=float(cols["reward"][i]),
+        terminated=bool(cols["terminated"][i]), truncated=bool(cols["truncated"][i]),
+        reason=str(cols["reason"][i]), outcome=str(cols["outcome"][i]), info=info_rows[i],
+    ) for i in range(n)]
+
+
+def read_episodes(*run_dirs: str | os.PathLike) -> list[list[LoggedStep]]:
     """The complete episodes of the intervention logs in ``run_dirs``, in log order.
 
-    Every learner reads the log through this one function, so it can be re-pointed at a
-    faster (columnar) reader without touching the methods. Incomplete or damaged episodes
-    are skipped (``takeover.logio.read_log`` only returns complete ones)."""
-    from takeover.logio import read_log
+    Every learner reads the log through this one function, and it reads the durable
+    columnar format (``takeover.logio.read_columns``), so training always exercises what
+    was written to disk. Incomplete or damaged episodes are skipped (as ``read_columns``
+    skips them)."""
+    from takeover.logio import read_columns
 
-    out: list[list[StepRecord]] = []
+    out: list[list[LoggedStep]] = []
     for d in run_dirs:
-        out += [list(recs) for recs in read_log(d).episodes.values()]
+        out += [_steps(cols, ep) for ep, cols in read_columns(d, by_episode=True).items()
+                if len(cols["step"])]
     return out
+
+
+def ended_in_failure(record: Any) -> bool:
+    """The episode's last step ended in a failure (collision, off-road), by its outcome
+    (v1: arriving also terminates, so ``terminated`` alone is not a failure); records of a
+    log without outcomes fall back to their reason."""
+    from takeover.agents.rollout import FAILURE_REASONS
+
+    return (getattr(record, "outcome", "") or record.reason) in FAILURE_REASONS
 
 
 def intervened(record: StepRecord) -> bool:

@@ -54,7 +54,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from takeover.agents.learners.base import Episodes, intervened, read_episodes
+from takeover.agents.learners.base import Episodes, ended_in_failure, intervened, read_episodes
 from takeover.envs import layout as L
 from takeover.records import StepRecord
 
@@ -157,7 +157,7 @@ class Aggregate:
         out = []
         for recs in by_episode.values():
             trouble = [r.time for r in recs if r.controller != "agent"]
-            if recs[-1].terminated:
+            if ended_in_failure(recs[-1]):
                 trouble.append(recs[-1].time)
             marks = np.sort(np.asarray(trouble, float))
             for r in recs:

@@ -13,6 +13,15 @@ then a risk critic fitted on the trained agent's own rollouts in the hazard mix 
 
 (``--steps 30000`` gives the small test agent in a minute or two on one core.)
 
+Status on the v1 world: the recipe does NOT yet learn to avoid collisions. The shipped
+``novice-dqn`` (``--steps 250000 --set net_arch=256,256 lr=5e-4 exploration_fraction=0.2
+target_update=1000``) collides in 100/100 held-out plain episodes (seeds 1_900_000..099);
+so does ``gamma=0.95 crash_penalty=-20``. Its greedy Q-values sit near 90 on every
+action up to the collision step while the episode's true return is about 5-17: the
+network overestimates and never separates the pre-crash states. The SB3 adapter is not
+the cause: the replay buffer holds the terminal observations, ``done`` on collisions
+with the -50 reward, and ``timeout`` only on truncations (checked directly).
+
 The checkpoint is a folder with ``manifest.json`` (spaces, architecture, env id, metrics)
 and ``weights.safetensors`` (Q-network, target network, risk critic): nothing in it is
 executed on load.

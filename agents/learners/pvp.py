@@ -7,8 +7,10 @@ update, which propagates those proxy values to the states that lead there. Human
 novice (agent-driven) transitions sit in two buffers and each batch draws half from each,
 so the few human steps are not drowned by the many agent steps.
 
-The log does not keep the observation after an episode's last step, so that step is
-treated as terminal (no bootstrap).
+An episode's last step bootstraps from the terminal observation the log stores
+(``LoggedStep.next_obs``) when it ended by truncation (a timeout, a user quit: the state
+still had value); a termination (arrival, collision, off-road) is terminal. Without a
+stored terminal observation (a schema-1.0 log) the last step is treated as terminal.
 
 Fine-tuning a *pretrained* Q-network this way has two traps. Its values sit on the scale of
 its training return (about 50 for the DQN novice), where proxy values of +-1 are noise:
@@ -76,7 +78,9 @@ class Transitions:
 
 
 def transitions(episodes: Iterable[Sequence[StepRecord]]) -> Transitions:
-    """Transitions of complete episodes (e.g. ``read_episodes(d)``), reward 0."""
+    """Transitions of complete episodes (e.g. ``read_episodes(d)``), reward 0: ``done`` is
+    1 where the episode terminated (no bootstrap) and 0 on a truncation whose terminal
+    observation was logged."""
     cols: dict[str, list] = {k: [] for k in ("obs", "action", "novice", "next", "done", "iv")}
     for recs in episodes:
         for i, r in enumerate(recs):
@@ -85,8 +89,12 @@ def transitions(episodes: Iterable[Sequence[StepRecord]]) -> Transitions:
             cols["obs"].append(r.obs)
             cols["action"].append(r.human_action if iv else r.action)
             cols["novice"].append(r.agent_action)
-            cols["next"].append(r.obs if last else recs[i + 1].obs)
-            cols["done"].append(1.0 if last else 0.0)
+            nxt = getattr(r, "next_obs", getattr(r, "terminal_obs", None))
+            if not last:
+                nxt = recs[i + 1].obs
+            bootstrap = not last or (nxt is not None and r.truncated and not r.terminated)
+            cols["next"].append(r.obs if nxt is None else nxt)
+            cols["done"].append(0.0 if bootstrap else 1.0)
             cols["iv"].append(iv)
     if not cols["obs"]:
         raise ValueError("no logged steps to learn from")

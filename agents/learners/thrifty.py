@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from takeover.agents.learners.base import Episodes
+from takeover.agents.learners.base import Episodes, ended_in_failure
 from takeover.agents.learners.hg_dagger import Aggregate, HGDagger, clone_members
 from takeover.records import StepRecord
 
@@ -26,7 +26,8 @@ from takeover.records import StepRecord
 def risk_data(episodes: Sequence[Sequence[StepRecord]], horizons: Sequence[float],
               control_hz: float):
     """``takeover.agents.risk.RiskData`` from logged episodes: every step is labelled by
-    whether its episode ended in a failure (``terminated``) within each horizon."""
+    whether its episode ended in a failure (collision, off-road: ``ended_in_failure``) within
+    each horizon; an arrival terminates too but is no failure."""
     from takeover.agents.risk import RiskData, failure_labels
 
     steps = np.round(np.asarray(horizons) * control_hz).astype(int)
@@ -35,10 +36,10 @@ def risk_data(episodes: Sequence[Sequence[StepRecord]], horizons: Sequence[float
         raise ValueError("no episodes to label for the risk critic")
     return RiskData(
         obs=np.stack([np.asarray(r.obs, np.float32) for e in eps for r in e]),
-        labels=np.concatenate([failure_labels(len(e), bool(e[-1].terminated), steps)
+        labels=np.concatenate([failure_labels(len(e), ended_in_failure(e[-1]), steps)
                                for e in eps]),
         episode=np.concatenate([np.full(len(e), i) for i, e in enumerate(eps)]),
-        outcomes=[e[-1].reason for e in eps],
+        outcomes=[getattr(e[-1], "outcome", "") or e[-1].reason for e in eps],
     )
 
 
