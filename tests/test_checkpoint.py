@@ -28,12 +28,16 @@ def _env(action_type="discrete", **kw):
 
 
 def _obs(n=16, seed=0):
+    """``n`` observations under seeded random actions (a new episode when one ends)."""
     env = _env()
+    env.action_space.seed(seed)
     obs, _ = env.reset(seed=seed)
     out = [obs]
-    for _ in range(n - 1):
-        obs, *_ = env.step(env.action_space.sample())
+    for k in range(n - 1):
+        obs, _, term, trunc, _ = env.step(env.action_space.sample())
         out.append(obs)
+        if term or trunc:
+            obs, _ = env.reset(seed=seed + k + 1)
     return np.stack(out)
 
 
@@ -271,8 +275,14 @@ def test_format_1_is_refused_with_the_upgrade_command(tmp_path):
 def test_shipped_checkpoints_pass_the_schema():
     names = ckpt.shipped_names()
     assert {"novice", "novice-ensemble"} <= set(names)  # a missing one is a failure
-    for n in names:
-        ckpt.read_manifest(ckpt.SHIPPED_DIR / n)
+    for n in names:  # each under its own format's validation
+        path = ckpt.SHIPPED_DIR / n
+        if json.loads((path / "manifest.json").read_text()).get("format") == "takeover-q-agent":
+            from takeover.agents.learners.offpolicy import load_q_agent
+
+            load_q_agent(path)  # the off-policy start of PVP / RLIF (its own safe format)
+        else:
+            ckpt.read_manifest(path)
 
 
 # --- property: any edit of any manifest leaf is refused as CheckpointError, never raised raw --

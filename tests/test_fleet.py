@@ -208,11 +208,12 @@ def test_fewer_humans_make_worlds_wait_longer():
         run(8, f, seeds)
         res[h] = f.stats().summary()
     # a human per world and no switch or reset cost: nobody waits; one human for 8 worlds:
-    # measured 1.29 s mean wait, 3.2 worlds waiting on average (seeds 0-7), asserted with
-    # half that as margin
+    # measured on the v1 world 0.675 s mean wait, 0.96 worlds waiting on average (seeds 0-7;
+    # 1.29 s and 3.2 on v0, whose longer episodes kept more worlds requesting), asserted
+    # with half that as margin
     assert res[8]["waits"] == 0 and res[8]["worlds_waiting_mean"] == 0.0
-    assert res[1]["wait_mean_s"] > 0.6
-    assert res[1]["worlds_waiting_mean"] > 1.6
+    assert res[1]["wait_mean_s"] > 0.33
+    assert res[1]["worlds_waiting_mean"] > 0.48
     assert res[1]["human_idle_fraction"] < res[8]["human_idle_fraction"]
 
 

@@ -211,12 +211,12 @@ def test_absent_human_gets_the_minimal_risk_manoeuvre_after_timeout(human):
     assert all(r.controller == "agent" for r in recs[:10])
     assert all(r.human_action is None for r in recs)  # nothing fabricated
     assert all(r.tor_time == 0.0 and np.isnan(r.takeover_time) for r in recs)
+    # the world's minimal-risk manoeuvre runs from the timeout on: hazard lights, slow down,
+    # pull over (or stop in lane): a safe end, never a success, never a crash
+    assert all(r.info["mrm"] for r in recs[11:]) and not any(r.info["mrm"] for r in recs[:10])
     speeds = np.array([r.info["speed"] for r in recs])
-    # brakes at about 3 m/s^2 to a stop, in lane, without leaving the road
-    decel = (speeds[12] - speeds[22]) / 1.0
-    assert 2.5 < decel < 3.5
-    assert speeds[-1] < 0.5 and not recs[-1].info["offroad"]
-    assert len({r.info["lane"] for r in recs}) == 1
+    assert speeds[-1] < 0.5 and speeds[-1] < speeds[10]
+    assert recs[-1].outcome in ("pulled_over", "stopped_in_lane"), recs[-1].outcome
 
 
 def test_fallback_on_discrete_env_is_slower():

@@ -250,7 +250,7 @@ def test_the_world_stays_as_it_ended_for_the_end_screen():
     stop), not a fresh reset, and the clock reads the episode's end."""
     from takeover.envs import layout as L
 
-    s = LiveSettings(scenario="Plain-v1", agent="idm", gate="never", env={"duration": 1.0})
+    s = LiveSettings(scenario="Plain-v1", agent="idm", gate="never", env={"duration": 1.0, "route_length": 39.0})
     live = LiveSupervisor(s, ReplayHuman([]))
     live.reset(0)
     recs = []
@@ -263,7 +263,7 @@ def test_the_world_stays_as_it_ended_for_the_end_screen():
 
 def test_end_screen_shows_the_outcome_and_waits(tmp_path):
     """The window stays after the episode ends; N starts the next seed, ESC leaves."""
-    s = LiveSettings(scenario="Plain-v1", agent="idm", gate="never", env={"duration": 1.0})
+    s = LiveSettings(scenario="Plain-v1", agent="idm", gate="never", env={"duration": 1.0, "route_length": 39.0})
     plan = _plan(_tap(200, pygame.K_n), _tap(400, pygame.K_ESCAPE))
     durable = []
     hook = _post(plan)

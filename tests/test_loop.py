@@ -3,6 +3,7 @@ in closed loop, and that a perfect human lowers the failure rate on hazards."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import gymnasium as gym
@@ -235,14 +236,13 @@ def test_engine_batched_matches_single_env_runs():
 
 
 def _same_records(a, b):
+    """Record by record, every field bit for bit (NaN equals NaN), wall clock aside."""
+    from takeover.logio.equality import records_equal
+
     assert len(a) == len(b)
     for x, y in zip(a, b):
-        for f in ("obs", "agent_action", "action"):
-            np.testing.assert_array_equal(getattr(x, f), getattr(y, f))
-        for f in ("episode", "step", "time", "controller", "phase", "transition", "scores",
-                  "gate_request", "reward", "terminated", "truncated", "reason", "info"):
-            assert getattr(x, f) == getattr(y, f) or (
-                isinstance(getattr(x, f), float) and math.isnan(getattr(x, f))), f
+        assert records_equal(dataclasses.replace(x, wall_time=0.0),
+                             dataclasses.replace(y, wall_time=0.0)), (x.episode, x.step)
 
 
 def test_same_seeds_same_records_whatever_the_batch_size():
@@ -260,7 +260,7 @@ def test_same_seeds_same_records_whatever_the_batch_size():
     assert any(r.controller == "human" for e in runs[7] for r in e.records)
 
 
-def test_batched_fallback_brakes_in_lane():
+def test_batched_fallback_engages_the_worlds_minimal_risk_manoeuvre():
     eng = _engine(2, scenario="none", gate=GATES.make("always"), humans=None,
                   handover=HandoverConfig(timeout=0.5))
     eng.start([0, 1])
@@ -269,7 +269,9 @@ def test_batched_fallback_brakes_in_lane():
     recs = [eng.running_records(i) for i in range(2)]
     fb = [r for rs in recs for r in rs if r.controller == "fallback"]
     assert len(fb) == 2 * 15 and all(r.human_action is None for rs in recs for r in rs)
-    assert all(r.action[1] == pytest.approx(-3.0 / 8.0) for r in fb)
+    assert all(r.info["mrm"] for r in fb)  # the world runs its MRM (takeover.envs set_mrm)
+    for rs in recs:
+        assert rs[-1].info["speed"] < rs[5].info["speed"]  # slowing down, hazard lights on
 
 
 # --- acceptance on the shipped agent (skipped until agents/pretrained is present) ------------
