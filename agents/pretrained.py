@@ -45,6 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
+from takeover.config import HELD_OUT_SEED  # the manifests' rates: seeds nothing else used
+
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 PRETRAINED = {"novice": "novice", "novice-ensemble": "novice-ensemble",
               "novice-ppo-ensemble": "novice-ppo-ensemble"}
@@ -203,9 +205,6 @@ def prior_agent(novice, states: np.ndarray, members: int, meta: dict):
         "(agents/learners/distill.py prior_ensemble)"})
 
 
-HELD_OUT_SEED = 1_000_000
-"""First held-out evaluation seed (``takeover.config.HELD_OUT_SEED`` once the base exports
-it): the manifests' rates come from seeds no test, training or tuning used."""
 EVAL_SEEDS = 200
 
 
