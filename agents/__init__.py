@@ -7,7 +7,7 @@ Example::
     out = agent.act(obs)                    # AgentOutput: action, probs, risk, ...
 
 Shipped names: ``novice``, ``novice-ensemble``, ``novice-ppo-ensemble`` (see
-``takeover.agents.pretrained``).
+``takeover.agents.shipped``, built by ``takeover.agents.build_shipped``).
 
 ``load_agent`` also takes a checkpoint directory written by ``save_agent`` / ``takeover
 train``, or an SB3 ``.zip`` with ``trust_sb3_zip=True`` (zips hold pickled code).

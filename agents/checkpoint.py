@@ -47,7 +47,7 @@ MANIFEST = "manifest.json"
 SHIPPED_DIR = Path(__file__).parent / "pretrained"
 """The checkpoints shipped in the package: a shipped name is a sub-folder holding a
 manifest (``novice``, ``novice-ensemble``, ...). The table of what each one is, and the
-recipe that builds them, live in ``takeover.agents.pretrained``; this module only needs to
+recipe that builds them, live in ``takeover.agents.shipped`` and ``build_shipped``; this module only needs to
 find them, so it imports neither."""
 MAX_MANIFEST_BYTES = 1 << 20
 MAX_MEMBERS = 64

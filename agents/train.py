@@ -93,7 +93,7 @@ def make_vec_env(env_id: str, n_envs: int, seed: int, action_type: str, env: dic
     optionally reward normalisation (observations are already in [-1, 1])."""
     from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
-    from takeover.envs.vector import make_sb3_vec_env
+    from takeover.envs.sb3 import make_sb3_vec_env
 
     venv = VecMonitor(make_sb3_vec_env(env_id, n_envs, seed=seed, action_type=action_type,
                                        **env))

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from takeover.envs.vector import HighwayVectorEnv
+from takeover.envs.vector import HighwayVectorEnv, make_vector_env
 
 
 class SB3VecEnv(VecEnv):
@@ -70,3 +70,11 @@ class SB3VecEnv(VecEnv):
         if isinstance(indices, int):
             return [indices]
         return list(indices)
+
+
+def make_sb3_vec_env(env_id: str, n_envs: int, seed: int | None = None, **kwargs: Any):
+    """A stable-baselines3 ``VecEnv`` over :class:`HighwayVectorEnv` (no subprocesses)."""
+    venv = SB3VecEnv(make_vector_env(env_id, n_envs, **kwargs))
+    if seed is not None:
+        venv.seed(seed)
+    return venv

@@ -208,13 +208,3 @@ def make_vector_env(env_id: str, num_envs: int, **kwargs: Any) -> HighwayVectorE
     if spec.entry_point != "takeover.envs.highway:HighwayEnv":
         raise ValueError(f"{env_id!r} is not a takeover highway env; use gymnasium.make_vec")
     return HighwayVectorEnv(num_envs, **{**spec.kwargs, **kwargs})
-
-
-def make_sb3_vec_env(env_id: str, n_envs: int, seed: int | None = None, **kwargs: Any):
-    """A stable-baselines3 ``VecEnv`` over :class:`HighwayVectorEnv` (no subprocesses)."""
-    from takeover.envs.sb3 import SB3VecEnv
-
-    venv = SB3VecEnv(make_vector_env(env_id, n_envs, **kwargs))
-    if seed is not None:
-        venv.seed(seed)
-    return venv

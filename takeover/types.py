@@ -318,3 +318,31 @@ class Gate(Protocol):
     def reset(self, worlds: np.ndarray, seeds: Sequence[int | None]) -> None: ...
 
     def end_episode(self, worlds: np.ndarray) -> None: ...
+
+
+# --- learning from interventions --------------------------------------------------------
+Episodes = Sequence[Sequence[Any]]
+"""Complete logged episodes, each a list of its steps in order (``LoggedStep`` from
+:func:`read_episodes`, or ``StepRecord`` straight from a supervisor)."""
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """One method of learning from interventions.
+
+    Attributes:
+        name: the registry name.
+        agent_kind: ``"actor-critic"`` (SB3 PPO/A2C policies: ``agent.policies``) or
+            ``"q"`` (an SB3 DQN/TD3 model: ``agent.model``), so a runner can pick the
+            starting agent and refuse a mismatch before any episode is played.
+    """
+
+    name: str
+    agent_kind: str
+
+    def start(self, agent: Any) -> None:
+        """Called once with the starting agent, before the first update."""
+
+    def update(self, agent: Any, episodes: Episodes, *, seed: int) -> dict[str, float]:
+        """Fine-tune ``agent`` in place on ``episodes``; returns a few scalar diagnostics
+        (losses, sample counts). Deterministic for a given ``seed``."""

@@ -19,7 +19,8 @@ import takeover.envs  # noqa: F401  (registers the envs)
 from takeover.config import ConfigError
 from takeover.envs import ENV_IDS, HAZARD_IDS
 from takeover.envs.drivers import ConstantSpeedDriver, IDMDriver
-from takeover.envs.vector import make_sb3_vec_env, make_vector_env
+from takeover.envs.sb3 import make_sb3_vec_env
+from takeover.envs.vector import make_vector_env
 
 ACTION_TYPES = ("continuous", "discrete")
 

@@ -200,6 +200,26 @@ def test_export_fails_cleanly_when_disk_is_full(tmp_path, monkeypatch):
     assert read_log(tmp_path / "run").ok
 
 
+def test_export_minari_writes_under_root_and_says_where(tmp_path, monkeypatch):
+    pytest.importorskip("minari")
+    monkeypatch.delenv("MINARI_DATASETS_PATH", raising=False)
+    write_supervised(tmp_path / "run", discrete=True)
+    r = runner.invoke(app, ["log", "export", str(tmp_path / "run"), "--to", "minari",
+                            "--out", "takeover/where-v0", "--root", str(tmp_path / "ds")])
+    assert r.exit_code == 0, r.output
+    where = tmp_path / "ds" / "takeover" / "where-v0"
+    assert where.is_dir() and str(where) in r.output.replace("\n", "")
+
+
+@pytest.mark.parametrize("bad", ["../escape-v0", "/abs-v0", "a/../../b-v0", "a/b/c-v0", ""])
+def test_export_minari_refuses_an_id_that_would_leave_the_root(tmp_path, bad):
+    write_supervised(tmp_path / "run", discrete=True)
+    r = runner.invoke(app, ["log", "export", str(tmp_path / "run"), "--to", "minari",
+                            "--out", bad, "--root", str(tmp_path / "ds")])
+    assert r.exit_code == 2, r.output
+    assert not (tmp_path / "ds").exists() and not (tmp_path / "escape-v0").exists()
+
+
 @pytest.mark.parametrize("discrete", [False, True])
 def test_export_minari_loads_and_matches_the_log(tmp_path, monkeypatch, discrete):
     pytest.importorskip("minari")

@@ -11,8 +11,8 @@ from sklearn.metrics import roc_auc_score
 
 from takeover.agents import EnsembleAgent, PolicyAgent, check_spaces, load_agent
 from takeover.agents.evaluate import evaluate
-from takeover.agents.pretrained import PRETRAINED_DIR
 from takeover.agents.risk import RiskSpec, collect_rollouts
+from takeover.agents.shipped import PRETRAINED_DIR
 from takeover.envs import HAZARD_IDS
 
 PLAIN = "takeover/Plain-v1"

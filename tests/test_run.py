@@ -262,7 +262,7 @@ def test_default_run_with_the_shipped_novice(tmp_path):
     use the held-out block): a full report with every metric for every condition."""
     from takeover.experiments.metrics import METRICS
 
-    pytest.importorskip("takeover.agents.pretrained")
+    pytest.importorskip("takeover.agents.build_shipped")
     res = runner.invoke(app, ["run", "--out", str(tmp_path / "default"), "--quiet",
                               "eval.episodes=2", "eval.round_episodes=1", "eval.seed_start=10",
                               "eval.round_seed_start=20", "eval.humans=[expert]",

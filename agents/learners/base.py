@@ -14,39 +14,13 @@ DAgger-family methods aggregate by definition, and the off-policy methods replay
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from takeover.records import StepRecord
-
-Episodes = Sequence[Sequence[Any]]
-"""Complete logged episodes, each a list of its steps in order (``LoggedStep`` from
-:func:`read_episodes`, or ``StepRecord`` straight from a supervisor)."""
-
-
-@runtime_checkable
-class Learner(Protocol):
-    """One method of learning from interventions.
-
-    Attributes:
-        name: the registry name.
-        agent_kind: ``"actor-critic"`` (SB3 PPO/A2C policies: ``agent.policies``) or
-            ``"q"`` (an SB3 DQN/TD3 model: ``agent.model``), so a runner can pick the
-            starting agent and refuse a mismatch before any episode is played.
-    """
-
-    name: str
-    agent_kind: str
-
-    def start(self, agent: Any) -> None:
-        """Called once with the starting agent, before the first update."""
-
-    def update(self, agent: Any, episodes: Episodes, *, seed: int) -> dict[str, float]:
-        """Fine-tune ``agent`` in place on ``episodes``; returns a few scalar diagnostics
-        (losses, sample counts). Deterministic for a given ``seed``."""
+from takeover.types import Episodes, Learner  # noqa: F401  (the interface lives in the base)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ def _agent(agent: str) -> str:
     if agent != "auto":
         return agent
     try:
-        from takeover.agents.pretrained import pretrained_path
+        from takeover.agents.shipped import pretrained_path
 
         pretrained_path("novice")
         return "novice"

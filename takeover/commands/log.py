@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
@@ -344,6 +345,22 @@ def _empty_like(v: Any) -> Any:
     return ""
 
 
+def _check_dataset_id(dataset_id: str) -> None:
+    """A Minari id becomes folders under the datasets root: ``namespace/name-vN`` parts must
+    each be a safe name (no ``..``, no absolute path, no NUL), so the export stays inside it."""
+    from takeover.folders import FolderError, check_name
+
+    parts = dataset_id.split("/")
+    if not dataset_id or len(parts) > 2:
+        raise typer.BadParameter(f"{dataset_id!r}: a Minari id is 'name-v0' or "
+                                 "'namespace/name-v0'", param_hint="--out")
+    for part in parts:
+        try:
+            check_name(part, "--out")
+        except FolderError as e:  # one line, exit 2
+            raise typer.BadParameter(str(e), param_hint="--out") from None
+
+
 @app.command()
 def export(
     path: LogPath,
@@ -353,8 +370,12 @@ def export(
     env: Annotated[str | None, typer.Option("--env", help="minari: env id for the spaces "
                                                           "(default: inferred from the log)")]
     = None,
+    root: Annotated[Path | None, typer.Option("--root", help="minari: the datasets folder "
+                                                             "(default: Minari's own, "
+                                                             "$MINARI_DATASETS_PATH or "
+                                                             "~/.minari/datasets)")] = None,
 ) -> None:
-    """Export the complete episodes of a log to Minari or Parquet."""
+    """Export the complete episodes of a log to Minari or Parquet, and say where."""
     if to not in ("minari", "parquet"):
         typer.echo(f"error: --to {to!r} is not supported; use --to minari or --to parquet",
                    err=True)
@@ -372,9 +393,14 @@ def export(
                 typer.echo("error: minari is not installed: pip install 'takeover[minari]'",
                            err=True)
                 raise typer.Exit(1) from None
+            _check_dataset_id(out)
+            if root is not None:  # Minari reads its datasets folder from the environment
+                os.environ["MINARI_DATASETS_PATH"] = str(root.resolve())
             ds = to_minari(res, out, env)
+            from minari.storage import get_dataset_path
+
             typer.echo(f"wrote Minari dataset {out!r} ({ds.total_episodes} episodes, "
-                       f"{ds.total_steps} steps)")
+                       f"{ds.total_steps} steps) to {get_dataset_path(out)}")
     except (LogError, OSError, ValueError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(1) from None

@@ -21,7 +21,7 @@
 
 Reproduce them with::
 
-    python -m takeover.agents.pretrained --out agents/pretrained
+    python -m takeover.agents.build_shipped --out agents/pretrained
 
 which trains five PPO members with ``takeover.agents.train`` on ``takeover/Plain-v1``
 (``TrainConfig`` defaults, seeds ``TRAIN_SEED0 + k``; members 0-1 for 500k steps, the
@@ -45,12 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
-PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-PRETRAINED = {"novice": "novice", "novice-ensemble": "novice-ensemble",
-              "novice-ppo-ensemble": "novice-ppo-ensemble"}
-"""Shipped name -> sub-directory of ``PRETRAINED_DIR``."""
+from takeover.agents.shipped import BUILD_COMMAND, PRETRAINED, PRETRAINED_DIR
+from takeover.config import HELD_OUT_SEED  # the manifests' rates: seeds nothing else used
 
-BUILD_COMMAND = "python -m takeover.agents.pretrained --out agents/pretrained"
 TRAIN_SEED0 = 100_000
 """Every seed of the recipe lies in the training block 100_000..199_999 (the brief's seed
 blocks): member k trains with seed TRAIN_SEED0 + k (torch, SB3 and its worlds)."""
@@ -81,16 +78,6 @@ def _train_member(args: tuple[int, int, Path]) -> str:
     torch.set_num_threads(1)
     k, steps, work = args
     return str(train(member_config(k, steps, work)))
-
-
-def pretrained_path(name: str) -> Path:
-    from takeover.agents.checkpoint import CheckpointError
-
-    path = PRETRAINED_DIR / PRETRAINED[name]
-    if not (path / "manifest.json").is_file():
-        raise CheckpointError(f"the shipped checkpoint {name!r} is missing at {path}; "
-                              f"rebuild it with: {BUILD_COMMAND}")
-    return path
 
 
 def _seeded_critic(spec, seed: int):
@@ -203,9 +190,6 @@ def prior_agent(novice, states: np.ndarray, members: int, meta: dict):
         "(agents/learners/distill.py prior_ensemble)"})
 
 
-HELD_OUT_SEED = 1_000_000
-"""First held-out evaluation seed (``takeover.config.HELD_OUT_SEED`` once the base exports
-it): the manifests' rates come from seeds no test, training or tuning used."""
 EVAL_SEEDS = 200
 
 
