@@ -231,8 +231,6 @@ def test_shipped_risk_critic_predicts_failure_fast():
     _check(est, "q_risk")
 
 
-
-
 @pytest.mark.xfail(strict=True, reason=(
     "v1 world + re-shipped novice (issue 10): measured ensemble-disagreement AUROC 0.65 (was > 0.7 on v0); the owner re-baselines it"))
 def test_shipped_ensemble_predicts_failure_fast():
