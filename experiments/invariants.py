@@ -80,15 +80,24 @@ def _text(a: str, b: str, metric: str, d: Mapping[str, float], values: Mapping[s
             f"[{d['lo']:+.3f}, {d['hi']:+.3f}], p = {d['p']:.3g}")
 
 
+def _measured(metrics: Mapping[str, Any], name: str, a: str, b: str,
+              metric: str) -> tuple[dict[str, float], Invariant | None]:
+    """The paired difference ``a - b`` on ``metric``, or the "n/a" invariant saying why it
+    cannot be judged (a condition or the metric missing, or unmeasurable outcomes)."""
+    d = _diff(metrics, a, b, metric)
+    if d is None or not math.isfinite(d["diff"]):
+        return {}, Invariant(name, "n/a", f"needs conditions {a} and {b} with {metric} defined",
+                             {})
+    why = _unmeasurable(metrics, a, b, metric)
+    return d, (Invariant(name, "n/a", why, d) if why else None)
+
+
 def at_least(metrics: Mapping[str, Any], name: str, a: str, b: str,
              metric: str) -> Invariant:
     """``a >= b`` on ``metric``: fails when ``a - b`` is significantly negative."""
-    d = _diff(metrics, a, b, metric)
-    if d is None or not math.isfinite(d["diff"]):
-        return Invariant(name, "n/a", f"needs conditions {a} and {b} with {metric} defined", {})
-    why = _unmeasurable(metrics, a, b, metric)
-    if why:
-        return Invariant(name, "n/a", why, d)
+    d, na = _measured(metrics, name, a, b, metric)
+    if na is not None:
+        return na
     ok = not (d["hi"] < 0)
     return Invariant(name, "pass" if ok else "FAIL",
                      _text(a, b, metric, d, metrics["conditions"]), d)
@@ -96,12 +105,9 @@ def at_least(metrics: Mapping[str, Any], name: str, a: str, b: str,
 
 def beats(metrics: Mapping[str, Any], name: str, a: str, b: str, metric: str) -> Invariant:
     """``a > b`` on ``metric``: fails unless the difference is positive (significance shown)."""
-    d = _diff(metrics, a, b, metric)
-    if d is None or not math.isfinite(d["diff"]):
-        return Invariant(name, "n/a", f"needs conditions {a} and {b} with {metric} defined", {})
-    why = _unmeasurable(metrics, a, b, metric)
-    if why:
-        return Invariant(name, "n/a", why, d)
+    d, na = _measured(metrics, name, a, b, metric)
+    if na is not None:
+        return na
     ok = d["diff"] > 0
     sig = " (significant)" if d["lo"] > 0 else " (not significant at this sample size)"
     return Invariant(name, "pass" if ok else "FAIL",
@@ -110,12 +116,9 @@ def beats(metrics: Mapping[str, Any], name: str, a: str, b: str, metric: str) ->
 
 def equals(metrics: Mapping[str, Any], name: str, a: str, b: str, metric: str) -> Invariant:
     """``a == b`` on ``metric``: fails when the CI of the difference excludes 0."""
-    d = _diff(metrics, a, b, metric)
-    if d is None or not math.isfinite(d["diff"]):
-        return Invariant(name, "n/a", f"needs conditions {a} and {b} with {metric} defined", {})
-    why = _unmeasurable(metrics, a, b, metric)
-    if why:
-        return Invariant(name, "n/a", why, d)
+    d, na = _measured(metrics, name, a, b, metric)
+    if na is not None:
+        return na
     ok = d["lo"] <= 0 <= d["hi"]
     msg = _text(a, b, metric, d, metrics["conditions"])
     unasked = _f(metrics["conditions"].get(a, {}).get("self_initiated_per_episode"))

@@ -106,3 +106,14 @@ def set_driver(row: np.ndarray, u: np.ndarray, cfg: HighwayConfig) -> None:
     row[L.BCOMF] = 1.5 + 1.0 * u[3]
     row[L.S0] = 2.0 + 1.0 * u[4]
     row[L.POLITE] = 0.5 * u[5]
+
+
+def shadow_car(scene: Scene, lane: float, gap: float) -> None:
+    """The hazard car of a cut-in or merge: a car ``gap`` m ahead of the ego's nose in
+    ``lane``, holding station beside the ego (SHADOW mode) until the hazard fires."""
+    h = scene.slot
+    place_vehicle(scene.veh, h, L.CAR, 5.0 + gap, lane, scene.v_ego,
+                  scene.cfg.lane_width, mode=L.SHADOW)
+    set_driver(scene.veh[h], scene.rng.random(6), scene.cfg)
+    scene.veh[h, L.OFFSET] = 5.0 + gap
+    scene.wld[L.HZ_IDX] = h

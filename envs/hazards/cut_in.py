@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from takeover.envs import layout as L
-from takeover.envs.hazards.base import Hazard, KeepOut, Scene, place_vehicle, set_driver
+from takeover.envs.hazards.base import Hazard, KeepOut, Scene, shadow_car
 
 
 class CutIn(Hazard):
@@ -22,10 +22,5 @@ class CutIn(Hazard):
         sides = [lane for lane in (scene.ego_lane - 1, scene.ego_lane + 1) if 0 <= lane < n]
         lane = float(sides[min(int(scene.rng.random() * len(sides)), len(sides) - 1)])
         scene.wld[L.HZ_DEFICIT] = 2.0 + 5.0 * s
-        h = scene.slot
-        place_vehicle(scene.veh, h, L.CAR, 5.0 + gap, lane, scene.v_ego,
-                      scene.cfg.lane_width, mode=L.SHADOW)
-        set_driver(scene.veh[h], scene.rng.random(6), scene.cfg)
-        scene.veh[h, L.OFFSET] = 5.0 + gap
-        scene.wld[L.HZ_IDX] = h
+        shadow_car(scene, lane, gap)
         return [(lane, -20.0, 30.0)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from takeover.envs import layout as L
-from takeover.envs.hazards.base import Hazard, KeepOut, Scene, place_vehicle, set_driver
+from takeover.envs.hazards.base import Hazard, KeepOut, Scene, shadow_car
 
 
 class Merge(Hazard):
@@ -22,10 +22,5 @@ class Merge(Hazard):
         gap = 12.0 - 7.0 * s
         lane = float(scene.cfg.lanes)  # right of the rightmost lane
         scene.wld[L.HZ_DEFICIT] = 3.0 + 6.0 * s
-        h = scene.slot
-        place_vehicle(scene.veh, h, L.CAR, 5.0 + gap, lane, scene.v_ego,
-                      scene.cfg.lane_width, mode=L.SHADOW)
-        set_driver(scene.veh[h], scene.rng.random(6), scene.cfg)
-        scene.veh[h, L.OFFSET] = 5.0 + gap
-        scene.wld[L.HZ_IDX] = h
+        shadow_car(scene, lane, gap)
         return []
