@@ -1,11 +1,12 @@
-"""The two low-level controllers of the world: one IDM and one lane keeper.
+"""The low-level controllers of the world: one IDM, one lane keeper, and the corridor
+queries (leader / follower in a lateral corridor) that drivers reading the true state use.
 
 The step kernel's traffic, the ego's discrete meta-action controller and the minimal-risk
 manoeuvre, the reference drivers (``takeover.envs.drivers``) and the scripted humans all
 call these, so a "careful driver" means the same equations everywhere.
 
-Each is a numba scalar function (callable from Python and from other compiled code) plus a
-``*_batch`` ufunc of the same arguments that broadcasts over arrays, e.g. one call for N
+Each is a numba function (callable from Python and from other compiled code); the IDM and
+the lane keeper also have a ``*_batch`` ufunc of the same arguments that broadcasts over arrays, e.g. one call for N
 worlds. Names and signatures are stable (other layers depend on them).
 
 References: Treiber, Hennecke & Helbing 2000 (IDM).
@@ -17,10 +18,16 @@ import math
 
 from numba import njit, vectorize
 
+from takeover.envs.layout import EMPTY, KIND, LEN, PSI, VY, WID, V, X, Y
+
 LANE_KEEP_GAIN = 0.6  # 1/s: lateral error (m) -> desired lateral speed (m/s) at speed v
 LANE_KEEP_HEADING_MAX = 0.25  # rad: the steepest heading the lane keeper asks for
 LANE_KEEP_YAW_GAIN = 3.0  # 1/s: heading error -> yaw rate
 LANE_KEEP_MIN_SPEED = 1.0  # m/s: below this the steering law uses this speed
+SIGNAL_LEAN = 0.6
+"""m a driver blocked by a standing object leans toward the lane it wants, inside its own
+lane: its signal to merge (the kernel's traffic reads 0.4 m or more as one and lets it in,
+``dynamics._yield_request``)."""
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -53,6 +60,54 @@ def lane_keep_steer(lateral_error, heading, speed, wheelbase):
             LANE_KEEP_HEADING_MAX)
     yaw_rate = LANE_KEEP_YAW_GAIN * (math.asin(s) - heading)
     return math.atan(yaw_rate * wheelbase / v)
+
+
+# --- corridor queries on one world's vehicle rows (``layout`` columns; row 0 is the ego),
+# for drivers that read the true state: the reference drivers and the scripted humans
+@njit(cache=True, error_model="numpy")
+def corridor_leader(vw, y, margin, anticipation):
+    """``(bumper gap m, speed along the road m/s)`` of the nearest object ahead of the ego
+    (by centre) overlapping the corridor at lateral position ``y`` (``margin`` m each side
+    of the two half-widths), now or, if ``anticipation`` > 0, that many seconds ahead at its
+    lateral speed (a car cutting in counts as it starts to drift); gap ``inf`` (speed 0)
+    when the corridor is clear. The gap is negative for an object alongside."""
+    best_dx = math.inf
+    gap = math.inf
+    vl = 0.0
+    for j in range(1, vw.shape[0]):
+        if vw[j, KIND] == EMPTY:
+            continue
+        dx = vw[j, X] - vw[0, X]
+        if dx <= 0.0 or dx >= best_dx:
+            continue
+        half = 0.5 * (vw[j, WID] + vw[0, WID]) + margin
+        if abs(vw[j, Y] - y) < half or (
+                anticipation > 0.0 and abs(vw[j, Y] + vw[j, VY] * anticipation - y) < half):
+            best_dx = dx
+            gap = dx - 0.5 * (vw[j, LEN] + vw[0, LEN])
+            vl = vw[j, V] * math.cos(vw[j, PSI])
+    return gap, vl
+
+
+@njit(cache=True, error_model="numpy")
+def corridor_follower(vw, y, margin):
+    """``(bumper gap m, slot)`` of the nearest vehicle behind the ego (by centre, alongside
+    included) overlapping the corridor at ``y`` (``margin`` m each side); ``(inf, -1)``
+    when none."""
+    best_dx = math.inf
+    gap = math.inf
+    jj = -1
+    for j in range(1, vw.shape[0]):
+        if vw[j, KIND] == EMPTY:
+            continue
+        dx = vw[0, X] - vw[j, X]
+        if dx < 0.0 or dx >= best_dx:
+            continue
+        if abs(vw[j, Y] - y) < 0.5 * (vw[j, WID] + vw[0, WID]) + margin:
+            best_dx = dx
+            gap = dx - 0.5 * (vw[j, LEN] + vw[0, LEN])
+            jj = j
+    return gap, jj
 
 
 idm_accel_batch = vectorize(["float64(float64, float64, float64, float64, float64, float64, "

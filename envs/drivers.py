@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from takeover.envs import controllers
 from takeover.envs import layout as L
 from takeover.envs.config import CAREFUL_SPEED
-from takeover.envs.controllers import idm_accel, lane_keep_steer
+from takeover.envs.controllers import SIGNAL_LEAN, idm_accel, lane_keep_steer
 from takeover.envs.highway import HighwayEnv
 
 __all__ = ["ConstantSpeedDriver", "IDMDriver", "StandstillDriver", "corridor_follower_gap",
@@ -27,35 +28,16 @@ def corridor_leader(veh: np.ndarray, y: float, lateral_margin: float = 0.5,
     """Bumper gap (m) and speed (m/s) of the nearest object ahead of the ego overlapping
     the corridor at lateral position ``y``, now or ``anticipation`` s from now at its
     lateral speed (a car cutting in counts as soon as it drifts toward the corridor); gap
-    is ``inf`` when the corridor is clear."""
-    ego = veh[0]
-    others = veh[1:]
-    present = others[:, L.KIND] != L.EMPTY
-    dx = others[:, L.X] - ego[L.X]
-    half = 0.5 * (others[:, L.WID] + ego[L.WID]) + lateral_margin
-    overlap = np.abs(others[:, L.Y] - y) < half
-    if anticipation > 0.0:
-        overlap |= np.abs(others[:, L.Y] + others[:, L.VY] * anticipation - y) < half
-    mask = present & overlap & (dx > 0.0)
-    if not mask.any():
-        return math.inf, 0.0
-    j = int(np.argmin(np.where(mask, dx, np.inf)))
-    gap = dx[j] - 0.5 * (others[j, L.LEN] + ego[L.LEN])
-    return float(gap), float(others[j, L.V] * math.cos(others[j, L.PSI]))
+    is ``inf`` when the corridor is clear (``controllers.corridor_leader``)."""
+    gap, v = controllers.corridor_leader(veh, y, lateral_margin, anticipation)
+    return float(gap), float(v)
 
 
 def corridor_follower_gap(veh: np.ndarray, y: float) -> tuple[float, float]:
-    """Gap (m) and speed (m/s) of the nearest vehicle behind the ego in the corridor at ``y``."""
-    ego = veh[0]
-    others = veh[1:]
-    present = others[:, L.KIND] != L.EMPTY
-    dx = ego[L.X] - others[:, L.X]
-    overlap = np.abs(others[:, L.Y] - y) < 0.5 * (others[:, L.WID] + ego[L.WID]) + 0.5
-    mask = present & overlap & (dx >= 0.0)
-    if not mask.any():
-        return math.inf, 0.0
-    j = int(np.argmin(np.where(mask, dx, np.inf)))
-    return float(dx[j] - 0.5 * (others[j, L.LEN] + ego[L.LEN])), float(others[j, L.V])
+    """Gap (m) and speed (m/s) of the nearest vehicle behind the ego in the corridor at ``y``
+    (``controllers.corridor_follower``)."""
+    gap, j = controllers.corridor_follower(veh, y, 0.5)
+    return float(gap), (float(veh[j, L.V]) if j >= 0 else 0.0)
 
 
 def standing_ahead(veh: np.ndarray, y: float, lookahead: float) -> bool:
@@ -77,7 +59,8 @@ class IDMDriver:
     around a slow or stopped obstacle into a safe gap.
 
     The defaults are a careful human, tuned on development seeds (0..9_999): 1.8 s headway,
-    firm braking allowed up to the car's limit, and
+    2.5 m/s^2 pulling away (between Treiber's 1-2 and highway-env's 3), firm braking
+    allowed up to the car's limit, and
 
     * anticipation: a car drifting toward its corridor counts as its leader ``anticipation``
       s (1) before it arrives (a cut-in or merge is braked for as it starts, not as it lands);
@@ -86,8 +69,13 @@ class IDMDriver:
       straight highway hazard lights and work-zone signs show that far): it moves over early,
       at traffic speed, if the target lane's gap is safe: ``safe_gap_behind`` m (8) +
       ``closing_time`` s (1.5) x the follower's closing speed behind, ``safe_gap_ahead`` m
-      (5) + 1 s x its closing speed ahead; with no such gap yet it falls in behind the
-      neighbour lane's car instead of staying alongside it;
+      (5) + 1 s x its closing speed ahead, and a follower that can match its speed
+      braking at most ``follower_brake`` (3 m/s^2; a standing follower, one waving it in,
+      needs only 2 m); with no such gap yet it drops back (at most ``seek_brake``, 1 m/s^2,
+      so that a yielding follower can keep behind it) toward the neighbour lane's car
+      instead of staying alongside it, and, blocked, signals: it leans ``lean`` m (0.6)
+      toward the open lane with the most room behind, which asks that lane's traffic to
+      let it in (the kernel's cooperative yielding, ``dynamics._yield_request``);
     * toward a standing obstacle it keeps speed until stopping at ``b_comf`` is needed (the
       IDM would crawl from 150 m back and lose the chance to merge at speed), and stops
       ``s0 + standoff`` m (12) short of it, room to steer around it;
@@ -99,7 +87,7 @@ class IDMDriver:
 
     desired_speed: float = CAREFUL_SPEED
     headway: float = 1.8
-    a_max: float = 2.0
+    a_max: float = 2.5
     b_comf: float = 3.0
     s0: float = 5.0
     change_lanes: bool = True
@@ -110,10 +98,15 @@ class IDMDriver:
     safe_gap_ahead: float = 5.0
     lookahead: float = 300.0
     standoff: float = 7.0
+    follower_brake: float = 3.0
+    lean: float = SIGNAL_LEAN
+    seek_brake: float = 1.0
     target_lane: float | None = None
+    signal_lane: float | None = None
 
     def reset(self) -> None:
         self.target_lane = None
+        self.signal_lane = None
 
     def controls(self, env: HighwayEnv) -> tuple[float, float]:
         """Desired steering angle (rad) and acceleration (m/s^2)."""
@@ -130,7 +123,8 @@ class IDMDriver:
         if self.target_lane != lane_now:  # mid-change, still mostly in the old lane:
             # steer back if the target lane's follower now closes in (the gap has shut)
             g_back, v_back = corridor_follower_gap(veh, self.target_lane * w)
-            if g_back < self.safe_gap_behind + max(0.0, v_back - v) * self.closing_time * 0.5:
+            if v_back >= 0.5 and g_back < (self.safe_gap_behind
+                                           + max(0.0, v_back - v) * self.closing_time * 0.5):
                 self.target_lane = lane_now
         if self.target_lane != lane_now:  # mid-change: also respect the target lane
             g2, v2 = corridor_leader(veh, self.target_lane * w)
@@ -162,24 +156,47 @@ class IDMDriver:
             # a lane blocked further ahead: move over early, at speed, unless it means braking
             best = -self.b_comf if blocked else acc + 0.5
             seek = -math.inf  # blocked, and no gap yet: fall in behind a neighbour lane's car
+            room = -math.inf  # blocked: signal toward the open lane with most room behind
+            signal = None
             for lane in (lane_now - 1.0, lane_now + 1.0):
                 if not 0 <= lane < cfg.lanes or standing_ahead(veh, lane * w, self.lookahead):
                     continue
                 g_ahead, v_ahead = corridor_leader(veh, lane * w)
                 g_back, v_back = corridor_follower_gap(veh, lane * w)
-                if g_back < self.safe_gap_behind + max(0.0, v_back - v) * self.closing_time:
+                if lane == self.signal_lane or (g_back > room and self.signal_lane is None):
+                    room, signal = g_back, lane
+                if not self._room_behind(g_back, v_back, v):
                     continue
                 a_new = idm_accel(v, self.desired_speed, g_ahead, v_ahead, **kw)
-                if g_ahead < self.safe_gap_ahead + max(0.0, v - v_ahead) * 1.0:
-                    seek = max(seek, a_new)
+                if (g_ahead < self.safe_gap_ahead + max(0.0, v - v_ahead) * 1.0
+                        or (blocked and a_new <= best)):
+                    seek = max(seek, a_new)  # blocked: drop back to that gap
                     continue
                 if a_new > best:
                     best, self.target_lane = a_new, lane
             if blocked and self.target_lane == lane_now and seek > -math.inf:
-                acc = min(acc, max(seek, -self.b_comf))
-        steer = lane_keep_steer(float(ego[L.Y] - self.target_lane * w), float(ego[L.PSI]), v,
-                                WHEELBASE)
+                acc = min(acc, max(seek, -self.seek_brake))
+            self.signal_lane = signal if blocked and self.target_lane == lane_now else None
+        else:
+            self.signal_lane = None
+        y_aim = self.target_lane * w
+        if self.signal_lane is not None:  # signal: lean toward the lane, inside one's own
+            y_aim += math.copysign(self.lean, self.signal_lane - lane_now)
+        steer = lane_keep_steer(float(ego[L.Y] - y_aim), float(ego[L.PSI]), v, WHEELBASE)
         return steer, min(max(acc, -cfg.brake_max), cfg.accel_max)
+
+    def _room_behind(self, g_back: float, v_back: float, v: float) -> bool:
+        """Whether the target lane's follower (bumper gap ``g_back`` m, ``v_back`` m/s)
+        leaves room to change in ahead of it at ``v`` m/s: ``safe_gap_behind`` + the
+        closing speed x ``closing_time``, and it can match the ego's speed braking at most
+        ``follower_brake`` (a slow ego merging into fast traffic needs the follower slow or
+        far); a standing follower (one waving the ego in) needs only 2 m."""
+        if v_back < 0.5:
+            return g_back > 2.0
+        closing = max(0.0, v_back - v)
+        room = g_back - self.safe_gap_behind
+        return room >= closing * self.closing_time and \
+            closing * closing <= 2.0 * self.follower_brake * room
 
     def __call__(self, env: HighwayEnv):
         steer, acc = self.controls(env)

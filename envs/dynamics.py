@@ -168,6 +168,14 @@ MRM_GAP_AHEAD = 5.0  # m (+ MRM_GAP_TIME x closing speed) needed ahead in the la
 MRM_GAP_BEHIND = 8.0  # m (+ MRM_GAP_TIME x closing speed) needed behind in it
 MRM_GAP_TIME = 1.5  # s
 MRM_IN_LANE = 1.0  # m: this close to a lane's centre the MRM looks for the next gap
+# cooperative yielding (``_yield_request``): a car leaning this far toward a neighbour lane
+# (or, discrete, with that lane as its target) signals a merge; it needs one if a standing
+# object blocks its own lane within YIELD_BLOCKED; the follower it asks leaves YIELD_ROOM
+# beyond its standstill distance behind it, room to angle in from a standstill
+YIELD_LEAN = 0.4  # m off the lane centre
+YIELD_BLOCKED = 250.0  # m
+YIELD_ROOM = 6.0  # m
+YIELD_RANGE = 150.0  # m: followers further back do not react yet
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -428,13 +436,67 @@ def _apply_meta_action(vw, ww, action, p):
 
 
 @njit(cache=True, error_model="numpy")
+def _yield_request(vw, ww, p, order, rank):
+    """The lane whose followers the ego asks to let it in this sub-step: the lane it
+    signals toward (it leans ``YIELD_LEAN`` m toward it, or has it as its discrete target),
+    when a standing object blocks its own lane within ``YIELD_BLOCKED`` m (SUMO's LC2013
+    ``informFollower``: a blocked lane changer asks the target lane's followers to open a
+    gap); -1 if none."""
+    w = p[LANE_W]
+    cur = math.floor(vw[0, Y] / w + 0.5)
+    lean = vw[0, Y] - cur * w
+    if abs(lean) >= YIELD_LEAN:
+        tgt = cur + (1.0 if lean > 0.0 else -1.0)
+    elif p[DISCRETE] > 0.5 and ww[MRM] < 0.5 and ww[TGT_LANE] != cur:
+        tgt = ww[TGT_LANE]
+    else:
+        return -1.0
+    if tgt < 0.0 or tgt > p[N_LANES] - 1.0:
+        return -1.0
+    lead = _neighbour(vw, order, rank, 0, cur, w, True)
+    if lead < 0 or _vx(vw, lead) >= 2.0 or _gap_to(vw, lead) > YIELD_BLOCKED:
+        return -1.0
+    return tgt
+
+
+@njit(cache=True, error_model="numpy")
+def _yield_accel(vw, i):
+    """Acceleration with which traffic car ``i``, behind the ego in the lane it asks for,
+    lets it in (``inf``: it does not; nor does a car over ``YIELD_RANGE`` m back): it
+    follows the ego as a virtual leader by its own IDM (standstill distance ``s0 +
+    YIELD_ROOM``), braking at least as hard as stopping behind it needs and at most its
+    comfortable deceleration ``b_comf`` (cooperative speed adjustment, SUMO's
+    ``lcCooperativeSpeed``; a car that would need more drives on, the next one yields).
+    Braking at least what stopping needs keeps that need from growing, so a car that
+    yields keeps yielding until the ego is in (then the ego is its ordinary leader)."""
+    if vw[i, AMAX] <= 0.0:
+        return math.inf
+    s_stop = vw[i, S0] + YIELD_ROOM
+    gap = vw[0, X] - vw[i, X] - 0.5 * (vw[0, LEN] + vw[i, LEN])
+    v0 = _vx(vw, 0)
+    closing = max(vw[i, V] - v0, 0.0)
+    room = gap - s_stop
+    if gap > YIELD_RANGE:
+        return math.inf
+    courtesy = vw[i, BCOMF]
+    need = closing * closing / (2.0 * max(room, 0.5))  # m/s^2 to stop s_stop behind it
+    if need > courtesy:
+        return math.inf
+    a = idm_accel(vw[i, V], vw[i, V0], max(gap, 0.1), v0, vw[i, THW], vw[i, AMAX],
+                  vw[i, BCOMF], s_stop)
+    return min(max(a, -courtesy), -need)
+
+
+@njit(cache=True, error_model="numpy")
 def _traffic_accel(vw, ww, p, order, rank):
     """Every traffic vehicle's acceleration this sub-step, by its mode: static objects
     stand, a braking hazard car brakes at its ``DECEL``, a waiting hazard car holds its
     offset to the ego, everyone else follows the IDM behind its leader (and, mid lane
-    change, behind the leader in the target lane too). Written out in the loop: numba's
+    change, behind the leader in the target lane too; the car the ego asks to let it in
+    also yields, ``_yield_request``). Written out in the loop: numba's
     inlining of it as a function made this phase twice as slow."""
     w = p[LANE_W]
+    asked = _yield_request(vw, ww, p, order, rank)
     for i in range(1, vw.shape[0]):
         if vw[i, KIND] == EMPTY:
             continue
@@ -453,6 +515,8 @@ def _traffic_accel(vw, ww, p, order, rank):
             tgt = vw[i, LANE]
             if tgt != cur:
                 a = min(a, _follow(vw, order, rank, i, tgt, w))
+            if cur == asked and vw[i, X] < vw[0, X]:
+                a = min(a, _yield_accel(vw, i))
             vw[i, ACC] = a
 
 
@@ -537,6 +601,7 @@ def _mobil(vw, ww, p, order, rank):
     n = p[N_LANES]
     period = max(int(round(1.0 / p[DT])), 1)
     turn = int(ww[STEP]) % period
+    asked = _yield_request(vw, ww, p, order, rank)
     for i in range(1, vw.shape[0]):
         if vw[i, KIND] != CAR or vw[i, MODE] != NORMAL:
             continue
@@ -557,6 +622,8 @@ def _mobil(vw, ww, p, order, rank):
                 continue
             nl = _neighbour(vw, order, rank, i, lane, w, True)
             nf = _neighbour(vw, order, rank, i, lane, w, False)
+            if lane == asked and vw[0, X] > vw[i, X] and (nl < 0 or vw[nl, X] > vw[0, X]):
+                nl = 0  # the gap the ego signals for is its own: it leads there
             # never change into a gap shorter than the standstill distance
             if nl >= 0 and vw[nl, X] - vw[i, X] < 0.5 * (vw[nl, LEN] + vw[i, LEN]) + vw[i, S0]:
                 continue

@@ -264,3 +264,36 @@ def test_controllers_scalar_and_batch_agree_and_idm_keeps_its_meaning():
     steer = lane_keep_steer_batch(err, psi, sp, 2.5)
     assert np.array_equal(steer, [lane_keep_steer(*x, 2.5) for x in zip(err, psi, sp)])
     assert lane_keep_steer(1.0, 0.0, 20.0, 2.5) < 0.0  # right of the centre: steer left
+
+
+# --- cooperative yielding ----------------------------------------------------------------
+def _merge_scene(lean: float):
+    """An ego standing 20 m behind a stalled car in lane 1, leaning ``lean`` m toward lane
+    0, and one car in lane 0 coming from 100 m back at 15 m/s; returns the env."""
+    env = gym.make(PLAIN, vehicles=1).unwrapped
+    env.reset(seed=0)
+    w = env.config.lane_width
+    veh = env.vehicles
+    veh[0, [L.X, L.Y, L.V, L.PSI]] = 0.0, w - lean, 0.0, 0.0
+    car, stalled = veh[1], veh[2]
+    car[[L.X, L.Y, L.LANE, L.V, L.V0, L.VY, L.PSI]] = -100.0, 0.0, 0.0, 15.0, 15.0, 0.0, 0.0
+    car[[L.THW, L.AMAX, L.BCOMF, L.S0, L.POLITE]] = 1.5, 1.5, 2.0, 2.5, 0.25
+    car[L.KIND], car[L.MODE] = L.CAR, L.NORMAL
+    stalled[[L.X, L.Y, L.LANE, L.V, L.LEN, L.WID]] = 25.0, w, 1.0, 0.0, 5.0, 2.0
+    stalled[L.KIND], stalled[L.MODE] = L.STALLED, L.STATIC
+    return env
+
+
+@pytest.mark.parametrize("lean", [0.0, 0.6])
+def test_traffic_lets_a_blocked_car_that_signals_in(lean):
+    """A car in the open lane stops behind a blocked ego that leans toward it (the signal,
+    ``controllers.SIGNAL_LEAN``) and drives past one that does not."""
+    env = _merge_scene(lean)
+    for _ in range(150):  # 15 s: the car reaches the ego after ~7 s at its speed
+        env.step(np.array([0.0, -1.0], np.float32))
+    car, ego = env.vehicles[1], env.vehicles[0]
+    if lean:
+        # it waits behind the ego with room to angle in (s0 + YIELD_ROOM = 8.5 m bumper gap)
+        assert car[L.V] < 0.5 and ego[L.X] - car[L.X] - 5.0 > 6.0, car
+    else:
+        assert car[L.X] > ego[L.X] + 10.0, car

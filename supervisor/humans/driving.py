@@ -5,9 +5,12 @@ corridor, a lane change around a slow or stopped obstacle when the target lane h
 lane keeping) with the human's own style: headway, braking, the gap it accepts for a lane
 change, how far ahead it scans, how early it sees a car drifting into its lane.
 
-The car following and the lane keeping are the world's own controllers
-(``takeover.envs.controllers.idm_accel`` / ``lane_keep_steer``, numba functions compiled
-into this code), so a human and the careful driver mean the same equations.
+The car following, the lane keeping and the corridor queries are the world's own
+(``takeover.envs.controllers``: ``idm_accel``, ``lane_keep_steer``, ``corridor_leader``,
+``corridor_follower``, numba functions compiled into this code), so a human and the careful
+driver mean the same equations. Blocked by a standing object with no gap yet, a human
+signals as the careful driver does: it leans ``SIGNAL_LEAN`` m toward the open lane, which
+asks that lane's traffic to let it in (the kernel's cooperative yielding).
 
 The road (``takeover.envs.highway``): travel lanes ``0 .. N_LANES - 1`` (lane ``k`` centred
 at ``y = k * LANE_W``, 0 leftmost) and the hard shoulder at ``y = N_LANES * LANE_W`` on the
@@ -29,7 +32,13 @@ import math
 from numba import njit
 
 from takeover.envs import layout as L
-from takeover.envs.controllers import idm_accel, lane_keep_steer
+from takeover.envs.controllers import (
+    SIGNAL_LEAN,
+    corridor_follower,
+    corridor_leader,
+    idm_accel,
+    lane_keep_steer,
+)
 
 from .params import FIELDS
 
@@ -50,50 +59,6 @@ H_EVADE = FIELDS.index("evade_brake")
 X, Y, V, PSI, VY, LEN, WID, KIND = L.X, L.Y, L.V, L.PSI, L.VY, L.LEN, L.WID, L.KIND
 EMPTY = L.EMPTY
 STANDING_ROOM = 7.0  # m added to s0 behind a standing obstacle: room to steer around it
-
-
-# --- corridor queries: numba twins of ``takeover.envs.drivers.corridor_leader`` and
-# ``corridor_follower_gap`` (numpy there, so not callable from compiled code; the kernel's
-# own neighbour search is private and lane-based). The one copy in the project: delete
-# these once envs/ exports njit versions.
-@njit(cache=True, error_model="numpy")
-def corridor_leader(vw, y, margin):
-    """(bumper gap m, speed m/s) of the nearest object ahead overlapping the corridor at
-    lateral position ``y`` (plus ``margin`` m each side); gap ``inf`` when none."""
-    best_dx = math.inf
-    gap = math.inf
-    vl = 0.0
-    for j in range(1, vw.shape[0]):
-        if vw[j, KIND] == EMPTY:
-            continue
-        dx = vw[j, X] - vw[0, X]
-        if dx <= 0.0 or dx >= best_dx:
-            continue
-        if abs(vw[j, Y] - y) < 0.5 * (vw[j, WID] + vw[0, WID]) + margin:
-            best_dx = dx
-            gap = max(dx - 0.5 * (vw[j, LEN] + vw[0, LEN]), 0.01)
-            vl = vw[j, V] * math.cos(vw[j, PSI])
-    return gap, vl
-
-
-@njit(cache=True, error_model="numpy")
-def corridor_follower(vw, y):
-    """(bumper gap m, slot) of the nearest vehicle behind the ego in the corridor at ``y``;
-    gap ``inf`` and slot -1 when none."""
-    best_dx = math.inf
-    gap = math.inf
-    jj = -1
-    for j in range(1, vw.shape[0]):
-        if vw[j, KIND] == EMPTY:
-            continue
-        dx = vw[0, X] - vw[j, X]
-        if dx < 0.0 or dx >= best_dx:
-            continue
-        if abs(vw[j, Y] - y) < 0.5 * (vw[j, WID] + vw[0, WID]) + 0.5:
-            best_dx = dx
-            gap = max(dx - 0.5 * (vw[j, LEN] + vw[0, LEN]), 0.0)
-            jj = j
-    return gap, jj
 
 
 # --- the human's own judgements ------------------------------------------------------------
@@ -136,11 +101,11 @@ def gap_accepted(vw, hp, lane_y, own_brake):
     human's own IDM need not brake harder than ``own_brake`` m/s^2 behind the new
     leader)."""
     v = vw[0, V]
-    g_back, jb = corridor_follower(vw, lane_y)
+    g_back, jb = corridor_follower(vw, lane_y, 0.5)
     if jb >= 0 and (g_back < hp[H_GAP_BEHIND]
                     or follower_decel(vw, jb, g_back) > hp[H_FOLLOWER_BRAKE]):
         return False
-    g_ahead, v_ahead = corridor_leader(vw, lane_y, 0.5)
+    g_ahead, v_ahead = corridor_leader(vw, lane_y, 0.5, 0.0)
     return not (math.isfinite(g_ahead)
                 and (g_ahead < hp[H_GAP_AHEAD] + max(0.0, v - v_ahead)
                      or _idm_h(v, hp, hp[H_S0], g_ahead, v_ahead) < -own_brake))
@@ -157,16 +122,17 @@ def controls(vw, p, hp, target_lane):
     if math.isnan(target_lane):
         target_lane = lane_now
     v = vw[0, V]
-    gap, vl = corridor_leader(vw, ego_y, 0.5)
+    lean = 0.0  # m toward a neighbour lane: the signal to merge (``SIGNAL_LEAN``)
+    gap, vl = corridor_leader(vw, ego_y, 0.5, 0.0)
     if target_lane == lane_now:
         # stop well back from a standing obstacle: steering around it needs room
         s0 = hp[H_S0] + (STANDING_ROOM if math.isfinite(gap) and vl < 2.0 else 0.0)
         acc = _idm_h(v, hp, s0, gap, vl)
     else:  # mid-change: creep into that room (only what still overlaps the body counts,
         # with 1 m to spare), and respect the target lane's leader too
-        g1, v1 = corridor_leader(vw, ego_y, 0.0)
+        g1, v1 = corridor_leader(vw, ego_y, 0.0, 0.0)
         acc = _idm_h(v, hp, 1.0, g1, v1)
-        g2, v2 = corridor_leader(vw, target_lane * w, 0.5)
+        g2, v2 = corridor_leader(vw, target_lane * w, 0.5, 0.0)
         acc = min(acc, _idm_h(v, hp, hp[H_S0], g2, v2))
     # anticipation: a car ahead whose predicted lateral position enters the corridor
     h = hp[H_ANTICIPATION]
@@ -207,7 +173,7 @@ def controls(vw, p, hp, target_lane):
                 if not gap_accepted(vw, hp, lane * w, math.inf if evade else hp[H_BCOMF]):
                     continue
                 if evade:
-                    g_l, v_l = corridor_leader(vw, lane * w, 0.5)
+                    g_l, v_l = corridor_leader(vw, lane * w, 0.5, 0.0)
                     a_l = _idm_h(v, hp, hp[H_S0], g_l, v_l)
                     if a_l > best_acc:
                         best_acc = a_l
@@ -217,14 +183,27 @@ def controls(vw, p, hp, target_lane):
                 if v_lane > best:
                     best = v_lane
                     target_lane = lane
+        if target_lane == lane_now and slow_now < 2.0:
+            # blocked by a standing object, no gap yet: signal (lean) toward the open lane
+            # with the most room behind, so that its traffic can let the human in
+            room = -math.inf
+            for d in (-1.0, 1.0):
+                lane = lane_now + d
+                if (lane < 0.0 or lane > n_lanes - 1.0
+                        or slowest_ahead(vw, lane * w, look) < 2.0):
+                    continue
+                g_b, _ = corridor_follower(vw, lane * w, 0.5)
+                if g_b > room:
+                    room = g_b
+                    lean = SIGNAL_LEAN * d
     else:  # mid-change: abort if the gap has closed
-        g_back, jb = corridor_follower(vw, target_lane * w)
-        g_ahead, _ = corridor_leader(vw, target_lane * w, 0.0)
+        g_back, jb = corridor_follower(vw, target_lane * w, 0.5)
+        g_ahead, _ = corridor_leader(vw, target_lane * w, 0.0, 0.0)
         if ((jb >= 0 and (g_back < 1.0
                           or follower_decel(vw, jb, g_back) > hp[H_FOLLOWER_BRAKE] + 2.0))
                 or g_ahead < 1.0):
             target_lane = lane_now
-    steer = lane_keep_steer(ego_y - target_lane * w, vw[0, PSI], v, p[L.WHEELBASE])
+    steer = lane_keep_steer(ego_y - target_lane * w - lean, vw[0, PSI], v, p[L.WHEELBASE])
     acc = min(max(acc, -p[L.BRAKE_MAX] * hp[H_BRAKE_USE]), p[L.ACC_MAX])
     return steer, acc, target_lane
 
