@@ -58,9 +58,9 @@ class IDMDriver:
     """A careful, competent driver: IDM car following in its corridor, and lane changes
     around a slow or stopped obstacle into a safe gap.
 
-    The defaults are a careful human, tuned on development seeds (0..9_999): 1.8 s headway,
-    2.5 m/s^2 pulling away (between Treiber's 1-2 and highway-env's 3), firm braking
-    allowed up to the car's limit, and
+    The defaults are a careful human, tuned on development seeds (0..9_999): 1.5 s headway
+    (highway-env's ``IDMVehicle.TIME_WANTED``), 2.5 m/s^2 pulling away (between Treiber's
+    1-2 and highway-env's 3), firm braking allowed up to the car's limit, and
 
     * anticipation: a car drifting toward its corridor counts as its leader ``anticipation``
       s (1) before it arrives (a cut-in or merge is braked for as it starts, not as it lands);
@@ -86,7 +86,7 @@ class IDMDriver:
     """
 
     desired_speed: float = CAREFUL_SPEED
-    headway: float = 1.8
+    headway: float = 1.5
     a_max: float = 2.5
     b_comf: float = 3.0
     s0: float = 5.0

@@ -3,6 +3,8 @@ and lapses, batched state with per-world seeding, driving style, determinism."""
 
 from __future__ import annotations
 
+import math
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -306,12 +308,25 @@ def test_expert_drives_better_than_novice(action_type):
 
 
 def test_humans_use_the_worlds_controllers():
-    """One IDM and one lane keeper in the project: the humans call the world's."""
+    """One IDM, one lane keeper and one pair of corridor queries in the project: the humans
+    call the world's (``envs.controllers``), which find the leader (a drifting car counts
+    with anticipation) and the follower in a corridor."""
     from takeover.envs import controllers
     from takeover.supervisor.humans import driving
 
-    assert driving.idm_accel is controllers.idm_accel
-    assert driving.lane_keep_steer is controllers.lane_keep_steer
+    for name in ("idm_accel", "lane_keep_steer", "corridor_leader", "corridor_follower"):
+        assert getattr(driving, name) is getattr(controllers, name), name
+    vw = np.zeros((5, L.VEH_COLS))
+    vw[:, L.LEN], vw[:, L.WID], vw[:, L.KIND] = 5.0, 2.0, L.CAR
+    vw[0, [L.X, L.Y]] = 0.0, 4.0
+    vw[1, [L.X, L.Y, L.V]] = 30.0, 4.0, 20.0  # ahead in the ego's lane
+    vw[2, [L.X, L.Y, L.V, L.VY]] = 10.0, 0.0, 18.0, 3.0  # one lane left, drifting in
+    vw[3, [L.X, L.Y]] = -20.0, 4.0  # behind
+    vw[4, L.KIND] = L.EMPTY
+    assert controllers.corridor_leader(vw, 4.0, 0.5, 0.0) == (25.0, 20.0)
+    assert controllers.corridor_leader(vw, 4.0, 0.5, 1.0) == (5.0, 18.0)
+    assert controllers.corridor_follower(vw, 4.0, 0.5) == (15.0, 3)
+    assert controllers.corridor_follower(vw, 8.0, 0.5) == (math.inf, -1)
 
 
 @pytest.mark.parametrize("action_type", ["continuous", "discrete"])
