@@ -301,10 +301,11 @@ def test_expert_drives_better_than_novice(action_type):
     seeds = list(range(40))  # development seeds, 40 per hazard = 200 episodes per preset
     rate = {s: np.mean([np.mean(drive_alone(s, e, seeds, action_type) == "arrived")
                         for e in HAZARD_IDS]) for s in ("expert", "novice")}
-    # measured on these seeds (v1 world): continuous 0.465 vs 0.345, discrete 0.435 vs
-    # 0.260; the margin (0.06) is half the smaller measured gap and about 1.2 SE of a
-    # difference of two 200-episode rates
-    assert rate["expert"] - rate["novice"] >= 0.06, rate
+    # measured on these seeds (v1 world, yielding traffic): continuous 0.70 vs 0.41,
+    # discrete 0.535 vs 0.305 (before traffic yielded: 0.465 vs 0.345, 0.435 vs 0.26); the
+    # margin (0.1) is under half the smaller measured gap and about 2 SE of a difference of
+    # two 200-episode rates
+    assert rate["expert"] - rate["novice"] >= 0.1, rate
 
 
 def test_humans_use_the_worlds_controllers():
