@@ -53,14 +53,6 @@ def assert_learned(rows: list[dict], *, fail_drop: float, km_keep: float = 0.8) 
     assert all(r["aggregate_size"] > 0 for r in rows[:-1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "v1 world, merged main 291b903 (measured by measure-int with the pre-merge IDM re-pointed "
-    "to envs.controllers, since supervisor/humans/driving.py imports the removed "
-    "envs.dynamics._idm): over 2 rounds on 40 StalledCar episodes (dev seeds 2000-2039) "
-    "agent-alone failure 0.775 -> 0.45 but arrival 0.125 -> 0.0 and km/episode 0.276 -> "
-    "0.197 (< 0.8 x): safer by crawling, which this test exists to catch. The expert teacher "
-    "itself arrives in 0.275 of the supervised episodes (human share 0.49). Owners: the "
-    "humans' v1 port (humans-int), then the learner (learning-int); re-baseline after both"))
 def test_hg_dagger_improves_the_novice_on_one_hazard(tmp_path):
     """Fast variant: one scenario, 40 evaluation episodes per round (development seeds
     2000-2039), 2 rounds. Measured on seed blocks 2000 and 3000: agent-alone failure drops
