@@ -2,9 +2,11 @@
 observations, rewards and ground truth for a batch of worlds in one compiled call.
 
 Everything runs in numba so that one control step of one world costs a few microseconds and
-a batch of worlds costs one call; Python only builds the ``info`` dict. The kernel draws no
+a batch of worlds costs one call; Python only builds the ``info`` dict. A step draws no
 random numbers: all randomness is fixed at reset, so a step is a pure function of the arrays
-(which is what makes ``get_state``/``set_state`` exact).
+(which is what makes ``get_state``/``set_state`` exact), and a reset (in the kernel too, for
+the vector env's autoreset) is a pure function of the world's RNG row
+(``takeover.envs.scenarios``).
 
 Speed notes (measured, ``takeover bench env``): helpers are plain ``@njit`` functions that
 LLVM inlines; numba's IR-level ``inline="always"`` of a helper that itself inlines others
@@ -24,6 +26,7 @@ import numpy as np
 from numba import njit
 
 from takeover.envs.controllers import idm_accel, lane_keep_steer
+from takeover.envs.hazards.base import R_MAX_STEPS
 from takeover.envs.layout import (
     ACC,
     ACC_MAX,
@@ -152,6 +155,7 @@ from takeover.envs.layout import (
     X,
     Y,
 )
+from takeover.envs.scenarios import reset_scratch, reset_world
 
 LAT_SPEED = 1.2  # m/s, lateral speed of an ordinary lane change (~3.3 s per lane)
 LAT_SPEED_HAZARD = 2.8  # m/s, an aggressive cut-in or merge (~1.4 s per lane)
@@ -842,4 +846,49 @@ def observe_worlds_at(veh, wld, p, obs, info, idx):
     """``observe_worlds`` for the worlds listed in ``idx`` only (after autoreset)."""
     near, near_d = _scratch(p)
     for n in idx:
+        _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
+
+
+@njit(cache=True, error_model="numpy")
+def _end_or_reset(vw, ww, p, ob, inf, status, rng, rp, fob, finf, near, near_d, st, keep):
+    """0 if the world's episode runs on; else 1 (terminated: ``status`` != 0) or 2
+    (truncated: the time limit), after copying its last observation and ground truth to
+    ``fob`` / ``finf`` and starting (and observing) its next episode."""
+    if status != RUNNING:
+        ended = 1
+    elif ww[STEP] >= rp[R_MAX_STEPS]:
+        ended = 2
+    else:
+        return 0
+    fob[:] = ob
+    finf[:] = inf
+    reset_world(vw, ww, rng, rp, st, keep)
+    _observe(vw, ww, p, ob, inf, near, near_d)
+    return ended
+
+
+@njit(cache=True, error_model="numpy")
+def step_worlds_autoreset(veh, wld, actions, p, obs, info, reward, status, order, rank, rng,
+                          rp, ended, final_obs, final_info):
+    """``step_worlds``, then Gymnasium's same-step autoreset inside the kernel: ``ended[n]``
+    gets ``_end_or_reset``'s code, and an ended world's last observation and ground truth
+    go to ``final_obs[n]`` / ``final_info[n]`` while ``obs[n]`` / ``info[n]`` become its next
+    episode's first (drawn from its RNG row ``rng[n]``, reset parameters ``rp``)."""
+    near, near_d = _scratch(p)
+    st, keep = reset_scratch()
+    for n in range(veh.shape[0]):
+        reward[n], status[n] = _step_world(veh[n], wld[n], actions[n], p, obs[n], info[n],
+                                           order[n], rank[n], near, near_d)
+        ended[n] = _end_or_reset(veh[n], wld[n], p, obs[n], info[n], status[n], rng[n], rp,
+                                 final_obs[n], final_info[n], near, near_d, st, keep)
+
+
+@njit(cache=True, error_model="numpy")
+def reset_worlds(veh, wld, rng, rp, p, obs, info, hazard, idx):
+    """Start the next episode of each world in ``idx`` (from its RNG row) and observe it;
+    ``hazard[n]`` gets its hazard code."""
+    near, near_d = _scratch(p)
+    st, keep = reset_scratch()
+    for n in idx:
+        hazard[n] = reset_world(veh[n], wld[n], rng[n], rp, st, keep)
         _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)

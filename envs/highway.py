@@ -15,12 +15,13 @@ from gymnasium import spaces
 from takeover.config import ConfigError, from_dict
 from takeover.envs import layout as L
 from takeover.envs.config import HighwayConfig
-from takeover.envs.dynamics import observe_worlds, step_worlds
+from takeover.envs.dynamics import observe_worlds, reset_worlds, step_worlds
 from takeover.envs.hazards import hazard_name
 from takeover.envs.outcomes import STATUS_NAMES, TIMEOUT_STATUS, reason
-from takeover.envs.scenarios import reset_world
+from takeover.envs.scenarios import reset_params
+from takeover.envs.streams import EPISODE, KEY, entropy_keys, seed_key
 
-SNAPSHOT_FORMAT = "takeover.WorldState/1"
+SNAPSHOT_FORMAT = "takeover.WorldState/2"
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,12 @@ class WorldState:
     ``to_bytes()`` / ``WorldState.from_bytes(data)`` give a safe file format: an ``.npz``
     (``numpy.savez``, read with ``allow_pickle=False``) holding the arrays ``veh``
     ``(M, VEH_COLS)`` and ``wld`` ``(WLD_COLS,)`` (float64, see ``layout``) and ``header``,
-    UTF-8 JSON ``{"format": "takeover.WorldState/1", "config": {field: value},
-    "rng_state": numpy bit-generator state, "ended": bool}``. Nothing in it is executed.
+    UTF-8 JSON ``{"format": "takeover.WorldState/2", "config": {field: value},
+    "rng_state": {"key": int, "episode": int}, "ended": bool}``. Nothing in it is executed.
     ``config`` is the env's ``HighwayConfig`` as a dict; ``set_state`` refuses a snapshot
-    whose config differs, naming the fields.
+    whose config differs, naming the fields. ``rng_state`` is the world's counter-based
+    RNG (``takeover.envs.streams``): its key (from the seed) and the episode its next
+    ``reset()`` starts. (``/1`` held numpy's bit-generator state.)
     """
 
     veh: np.ndarray
@@ -83,6 +86,25 @@ def check_snapshot(state: WorldState, cfg: HighwayConfig, slots: int) -> None:
     if state.veh.shape != (slots, L.VEH_COLS) or state.wld.shape != (L.WLD_COLS,):
         raise ValueError(f"snapshot arrays {state.veh.shape}, {state.wld.shape} do not fit "
                          f"this env ({slots}, {L.VEH_COLS}), ({L.WLD_COLS},)")
+    rng_row(state)
+
+
+def rng_row(state: WorldState) -> np.ndarray:
+    """The snapshot's RNG row (``streams``: key, episode) as ``uint64``, refusing a
+    malformed one."""
+    r = state.rng_state
+    ok = isinstance(r, dict) and set(r) == {"key", "episode"} and all(
+        isinstance(r[k], int) and not isinstance(r[k], bool) and 0 <= r[k] < 2**64
+        for k in ("key", "episode"))
+    if not ok:
+        raise ValueError(f"snapshot rng_state {r!r} is not {{'key': int, 'episode': int}} "
+                         "(uint64 each); re-take the snapshot with this version")
+    return np.array([r["key"], r["episode"]], dtype=np.uint64)
+
+
+def rng_state(row: np.ndarray) -> dict:
+    """A world's RNG row as the snapshot's JSON-ready ``rng_state``."""
+    return {"key": int(row[KEY]), "episode": int(row[EPISODE])}
 
 
 def make_config(config: HighwayConfig | dict | None, **overrides: Any) -> HighwayConfig:
@@ -155,6 +177,7 @@ class NotYet(float):
 
 
 NOT_YET = NotYet()
+_ZERO = np.zeros(1, dtype=np.int64)  # the single env's world index
 
 
 def info_dict(row: np.ndarray, hazard: str, outcome: str) -> dict[str, Any]:
@@ -322,6 +345,10 @@ class HighwayEnv(gym.Env):
         self.metadata = {**self.metadata, "render_fps": int(round(self.config.control_hz))}
         cfg = self.config
         self._params = cfg.params()
+        self._reset_params = reset_params(cfg)
+        self._rng = np.zeros((1, 2), dtype=np.uint64)  # streams.KEY, EPISODE
+        self._rng[0, KEY] = entropy_keys(1)[0]  # until reset(seed=...)
+        self._codes = np.zeros(1, dtype=np.int64)
         self._veh = np.zeros((1, cfg.slots, L.VEH_COLS))
         self._wld = np.zeros((1, L.WLD_COLS))
         self._obs = np.zeros((1, cfg.observe + 1, len(L.OBS_FEATURES)), dtype=np.float32)
@@ -344,10 +371,12 @@ class HighwayEnv(gym.Env):
 
     # --- Gymnasium API ----------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        self._hazard = hazard_name(reset_world(self._veh[0], self._wld[0], self.config,
-                                               self.np_random))
-        observe_worlds(self._veh, self._wld, self._params, self._obs, self._info)
+        super().reset(seed=seed)  # Gymnasium's np_random, for users who draw from it
+        if seed is not None:  # the episode is a function of the seed; reset() goes on
+            self._rng[0] = (seed_key(seed), 0)
+        reset_worlds(self._veh, self._wld, self._rng, self._reset_params, self._params,
+                     self._obs, self._info, self._codes, _ZERO)
+        self._hazard = hazard_name(self._codes[0])
         self._ended = False
         if self.render_mode == "human":
             self.render()
@@ -399,9 +428,8 @@ class HighwayEnv(gym.Env):
 
     # --- snapshots --------------------------------------------------------------------
     def get_state(self) -> WorldState:
-        return WorldState(self._veh[0].copy(), self._wld[0].copy(),
-                          self.np_random.bit_generator.state, self._ended,
-                          config_dict(self.config))
+        return WorldState(self._veh[0].copy(), self._wld[0].copy(), rng_state(self._rng[0]),
+                          self._ended, config_dict(self.config))
 
     def set_state(self, state: WorldState | bytes) -> None:
         """Restore a snapshot (a ``WorldState`` or its ``to_bytes()``); refuses one taken
@@ -411,7 +439,7 @@ class HighwayEnv(gym.Env):
         check_snapshot(state, self.config, self._veh.shape[1])
         self._veh[0] = state.veh
         self._wld[0] = state.wld
-        self.np_random.bit_generator.state = state.rng_state
+        self._rng[0] = rng_row(state)
         self._ended = state.ended
         self._hazard = hazard_name(state.wld[L.HZ_KIND])
         observe_worlds(self._veh, self._wld, self._params, self._obs, self._info)
