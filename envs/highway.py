@@ -177,19 +177,25 @@ class NotYet(float):
 
 
 NOT_YET = NotYet()
+_BOOL_COLS = [(k, L.INFO_KEYS.index(k)) for k in L.BOOL_INFO]
 _ZERO = np.zeros(1, dtype=np.int64)  # the single env's world index
 
 
+_REASONS = {o: reason(o) for o in STATUS_NAMES}
+
+
 def info_dict(row: np.ndarray, hazard: str, outcome: str) -> dict[str, Any]:
-    info: dict[str, Any] = dict(zip(L.INFO_KEYS, row.tolist()))
-    if math.isnan(info["hazard_onset"]):
+    """One world's ``info`` from its ground-truth row (plain Python values)."""
+    vals = row.tolist()
+    info: dict[str, Any] = dict(zip(L.INFO_KEYS, vals))
+    if vals[L.I_HZ_ONSET] != vals[L.I_HZ_ONSET]:  # NaN: not fired yet
         info["hazard_onset"] = NOT_YET
-    info["lane"] = int(row[L.I_LANE])
-    for key in L.BOOL_INFO:
-        info[key] = bool(info[key])
+    info["lane"] = int(vals[L.I_LANE])
+    for key, col in _BOOL_COLS:
+        info[key] = vals[col] > 0.5
     info["hazard"] = hazard
     info["outcome"] = outcome
-    info["reason"] = reason(outcome)
+    info["reason"] = _REASONS[outcome]
     return info
 
 
