@@ -468,10 +468,12 @@ def _ego_move(vw, ww, a_in, p, dt, order, rank):
     ww[STEER] = steer
     ww[EGO_ACC] = acc
     v = vw[0, V]
-    beta = math.atan(0.5 * math.tan(steer))
-    vw[0, X] += v * math.cos(vw[0, PSI] + beta) * dt
-    vw[0, Y] += v * math.sin(vw[0, PSI] + beta) * dt
-    vw[0, PSI] += v / (0.5 * p[WHEELBASE]) * math.sin(beta) * dt
+    # at zero steering beta = atan(0.5 tan(+-0)) = +-0 and sin(beta) = beta, bit for bit
+    beta = steer if steer == 0.0 else math.atan(0.5 * math.tan(steer))
+    c, s = _cos_sin(vw[0, PSI] + beta)
+    vw[0, X] += v * c * dt
+    vw[0, Y] += v * s * dt
+    vw[0, PSI] += v / (0.5 * p[WHEELBASE]) * (beta if beta == 0.0 else math.sin(beta)) * dt
     vw[0, V] = min(max(v + acc * dt, 0.0), p[V_MAX])
     vw[0, ACC] = acc
 
@@ -639,15 +641,16 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
     m = vw.shape[0]
     k = int(p[K_OBS])
     xe, ye, ve, pe = vw[0, X], vw[0, Y], vw[0, V], vw[0, PSI]
-    vxe, vye = ve * math.cos(pe), ve * math.sin(pe)
+    ce, se = _cos_sin(pe)
+    vxe, vye = ve * ce, ve * se
     road = (p[N_LANES] + 1.0) * w  # travel lanes and the hard shoulder
     ob[:, :] = 0.0
     ob[0, 0] = 1.0
     ob[0, 2] = min(max(2.0 * (ye + 0.5 * w) / road - 1.0, -1.0), 1.0)
     ob[0, 3] = min(max(vxe / p[V_SCALE], -1.0), 1.0)
     ob[0, 4] = min(max(vye / p[V_SCALE], -1.0), 1.0)
-    ob[0, 5] = math.cos(pe)
-    ob[0, 6] = math.sin(pe)
+    ob[0, 5] = ce
+    ob[0, 6] = se
     ttc = TTC_MAX
     headway = TTC_MAX
     min_dist = DIST_MAX
