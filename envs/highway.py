@@ -280,6 +280,10 @@ class HighwayEnv(gym.Env):
     ## Starting State
     The ego starts at x = 0 in a random lane (the right lane for ``merge``) at 22-28 m/s;
     traffic is scattered 100 m behind to 200 m ahead, keeping the ego's lane clear for 45 m.
+    An episode is a function of the seed: ``reset(seed=s)`` starts episode 0 of seed ``s``,
+    each ``reset()`` without a seed the next episode of the same seed (a counter-based RNG,
+    ``takeover.envs.streams``, drawn inside the compiled reset; ``env.np_random`` is
+    Gymnasium's and the world does not draw from it).
 
     ## Episode End
     ``info["outcome"]`` names how it ended (``takeover.envs.outcomes``; ``""`` before):
@@ -321,6 +325,9 @@ class HighwayEnv(gym.Env):
     (see :class:`WorldState`).
 
     ## Version History
+    * v1 (episode sampling since issue 18): episodes drawn by a counter-based RNG in the
+      kernel (the same distributions, other episodes per seed than before); snapshots
+      ``WorldState/2``.
     * v1: a route whose end is the only success (``arrived``); named outcomes (``stopped``,
       ``timeout`` ... instead of success = "no crash before the time limit", under which
       stopping won); a hard shoulder and the minimal-risk manoeuvre (``set_mrm``); hazards
@@ -377,9 +384,9 @@ class HighwayEnv(gym.Env):
 
     # --- Gymnasium API ----------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)  # Gymnasium's np_random, for users who draw from it
         if seed is not None:  # the episode is a function of the seed; reset() goes on
             self._rng[0] = (seed_key(seed), 0)
+        super().reset(seed=seed)  # Gymnasium's np_random, for users who draw from it
         reset_worlds(self._veh, self._wld, self._rng, self._reset_params, self._params,
                      self._obs, self._info, self._codes, _ZERO)
         self._hazard = hazard_name(self._codes[0])
