@@ -15,7 +15,7 @@ from gymnasium import spaces
 from takeover.config import ConfigError, from_dict
 from takeover.envs import layout as L
 from takeover.envs.config import HighwayConfig
-from takeover.envs.dynamics import observe_worlds, reset_worlds, step_worlds
+from takeover.envs.dynamics import Batch, observe_worlds, reset_batch, step_batch
 from takeover.envs.hazards import hazard_name
 from takeover.envs.outcomes import STATUS_NAMES, TIMEOUT_STATUS, reason
 from takeover.envs.scenarios import reset_params
@@ -357,26 +357,19 @@ class HighwayEnv(gym.Env):
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": int(round(self.config.control_hz))}
         cfg = self.config
-        self._params = cfg.params()
-        self._reset_params = reset_params(cfg)
-        self._rng = np.zeros((1, 2), dtype=np.uint64)  # streams.KEY, EPISODE
+        act_cols = 1 if cfg.action_type == "discrete" else 2
+        # one world as a batch of 1 (see HighwayVectorEnv): views into three flat buffers
+        self._batch = b = Batch(1, cfg.slots, cfg.observe + 1, act_cols, cfg.params(),
+                                reset_params(cfg))
+        self._veh, self._wld, self._obs, self._info, self._act = b.veh, b.wld, b.obs, b.info, b.act
+        self._rew, self._status, self._order, self._rank = b.rew, b.status, b.order, b.rank
+        self._params, self._rng, self._codes = b.p, b.rng, b.codes
         self._rng[0, KEY] = entropy_keys(1)[0]  # until reset(seed=...)
-        self._codes = np.zeros(1, dtype=np.int64)
-        self._veh = np.zeros((1, cfg.slots, L.VEH_COLS))
-        self._wld = np.zeros((1, L.WLD_COLS))
-        self._obs = np.zeros((1, cfg.observe + 1, len(L.OBS_FEATURES)), dtype=np.float32)
-        self._info = np.zeros((1, L.INFO_COLS))
-        self._rew = np.zeros(1)
-        self._status = np.zeros(1, dtype=np.int64)
-        self._order = np.arange(cfg.slots, dtype=np.int64)[None]  # see HighwayVectorEnv
-        self._rank = self._order.copy()
         self.observation_space = spaces.Box(-1.0, 1.0, self._obs.shape[1:], dtype=np.float32)
         if cfg.action_type == "discrete":
             self.action_space: spaces.Space = spaces.Discrete(len(L.META_ACTIONS))
-            self._act = np.zeros((1, 1))
         else:
             self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
-            self._act = np.zeros((1, 2))
         self._hazard = "none"
         self._ended = True
         self._renderer = None
@@ -387,8 +380,7 @@ class HighwayEnv(gym.Env):
         if seed is not None:  # the episode is a function of the seed; reset() goes on
             self._rng[0] = (seed_key(seed), 0)
         super().reset(seed=seed)  # Gymnasium's np_random, for users who draw from it
-        reset_worlds(self._veh, self._wld, self._rng, self._reset_params, self._params,
-                     self._obs, self._info, self._codes, _ZERO)
+        reset_batch(self._batch.f64, self._batch.f32, self._batch.i64, _ZERO)
         self._hazard = hazard_name(self._codes[0])
         self._ended = False
         if self.render_mode == "human":
@@ -399,8 +391,8 @@ class HighwayEnv(gym.Env):
         if self._ended:
             raise RuntimeError("the episode has ended: call reset() before step()")
         check_action(action, self.action_space, self._act[0])
-        step_worlds(self._veh, self._wld, self._act, self._params, self._obs, self._info,
-                    self._rew, self._status, self._order, self._rank)
+        b = self._batch
+        step_batch(b.f64, b.f32, b.i64, False)
         status = int(self._status[0])
         terminated = status != 0
         truncated = not terminated and bool(self._wld[0, L.STEP] >= self.config.max_steps)

@@ -19,7 +19,7 @@ from gymnasium.vector.utils import batch_space
 
 from takeover.envs import layout as L
 from takeover.envs.config import HighwayConfig
-from takeover.envs.dynamics import observe_worlds, reset_worlds, step_worlds_autoreset
+from takeover.envs.dynamics import Batch, observe_worlds, reset_batch, step_batch
 from takeover.envs.hazards import hazard_name
 from takeover.envs.highway import (
     WorldState,
@@ -58,34 +58,27 @@ class HighwayVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.config = cfg = make_config(config, **kwargs)
         self.num_envs = n = int(num_envs)
-        self._params = cfg.params()
-        self._reset_params = reset_params(cfg)
-        self._veh = np.zeros((n, cfg.slots, L.VEH_COLS))
-        self._wld = np.zeros((n, L.WLD_COLS))
-        self._obs = np.zeros((n, cfg.observe + 1, len(L.OBS_FEATURES)), dtype=np.float32)
-        self._info = np.zeros((n, L.INFO_COLS))
-        self._final_obs = np.zeros_like(self._obs)  # the kernel's autoreset writes these
-        self._final_info = np.zeros_like(self._info)
-        self._ended = np.zeros(n, dtype=np.int64)  # 0 running, 1 terminated, 2 truncated
-        self._codes = np.zeros(n, dtype=np.int64)  # hazard code per world
-        self._rew = np.zeros(n)
-        self._status = np.zeros(n, dtype=np.int64)
-        self._hazard = np.full(n, "none", dtype=object)
-        # each world's slots sorted by x at its last step: a cache the kernel re-sorts
-        # incrementally (any permutation is valid, so snapshots need not hold it)
-        self._order = np.tile(np.arange(cfg.slots, dtype=np.int64), (n, 1))
-        self._rank = self._order.copy()
-        # each world's counter-based RNG (streams.KEY, EPISODE): keys from entropy until
-        # reset(seed=...)
-        self._rng = np.zeros((n, 2), dtype=np.uint64)
+        act_cols = 1 if cfg.action_type == "discrete" else 2
+        # every array of the batch (views into three flat buffers: one kernel call steps,
+        # autoresets and observes them all); ``_order`` holds each world's slots sorted by
+        # x at its last step, a cache the kernel re-sorts incrementally (any permutation is
+        # valid, so snapshots need not hold it); ``_rng`` each world's counter-based RNG
+        # (streams.KEY, EPISODE), keyed from entropy until reset(seed=...)
+        self._batch = b = Batch(n, cfg.slots, cfg.observe + 1, act_cols, cfg.params(),
+                                reset_params(cfg))
+        self._veh, self._wld, self._obs, self._info, self._act = b.veh, b.wld, b.obs, b.info, b.act
+        self._final_obs, self._final_info = b.final_obs, b.final_info
+        self._ended = b.ended  # 0 running, 1 terminated, 2 truncated
+        self._codes = b.codes  # hazard code per world
+        self._rew, self._status, self._order, self._rank = b.rew, b.status, b.order, b.rank
+        self._params, self._reset_params, self._rng = b.p, b.rp, b.rng
         self._rng[:, KEY] = entropy_keys(n)
+        self._hazard = np.full(n, "none", dtype=object)
         self.single_observation_space = spaces.Box(-1.0, 1.0, self._obs.shape[1:], np.float32)
         if cfg.action_type == "discrete":
             self.single_action_space: spaces.Space = spaces.Discrete(len(L.META_ACTIONS))
-            self._act = np.zeros((n, 1))
         else:
             self.single_action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
-            self._act = np.zeros((n, 2))
         self.observation_space = batch_space(self.single_observation_space, n)
         self.action_space = batch_space(self.single_action_space, n)
 
@@ -111,17 +104,14 @@ class HighwayVectorEnv(VectorEnv):
         return self._obs.copy(), self._infos(np.zeros(self.num_envs, dtype=np.int64))
 
     def _reset(self, idx: np.ndarray) -> None:
-        reset_worlds(self._veh, self._wld, self._rng, self._reset_params, self._params,
-                     self._obs, self._info, self._codes, idx)
+        reset_batch(self._batch.f64, self._batch.f32, self._batch.i64, idx)
         for i in idx:
             self._hazard[i] = hazard_name(self._codes[i])
 
     def step(self, actions):
         self._load_actions(actions)
-        step_worlds_autoreset(self._veh, self._wld, self._act, self._params, self._obs,
-                              self._info, self._rew, self._status, self._order, self._rank,
-                              self._rng, self._reset_params, self._ended, self._final_obs,
-                              self._final_info)
+        b = self._batch
+        step_batch(b.f64, b.f32, b.i64, True)
         return self._after_step()
 
     def _load_actions(self, actions) -> None:
