@@ -97,6 +97,8 @@ class HighwayVectorEnv(VectorEnv):
         idx = np.asarray(worlds, dtype=np.int64).reshape(-1)
         if len(seeds) != idx.size:
             raise ValueError(f"got {len(seeds)} seeds for {idx.size} worlds")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_envs):
+            raise ValueError(f"world indices must be in 0..{self.num_envs - 1}, got {idx}")
         for i, s in zip(idx, seeds):
             if s is not None:
                 self._rng[i] = (seed_key(s), 0)
