@@ -2,9 +2,11 @@
 observations, rewards and ground truth for a batch of worlds in one compiled call.
 
 Everything runs in numba so that one control step of one world costs a few microseconds and
-a batch of worlds costs one call; Python only builds the ``info`` dict. The kernel draws no
+a batch of worlds costs one call; Python only builds the ``info`` dict. A step draws no
 random numbers: all randomness is fixed at reset, so a step is a pure function of the arrays
-(which is what makes ``get_state``/``set_state`` exact).
+(which is what makes ``get_state``/``set_state`` exact), and a reset (in the kernel too, for
+the vector env's autoreset) is a pure function of the world's RNG row
+(``takeover.envs.scenarios``).
 
 Speed notes (measured, ``takeover bench env``): helpers are plain ``@njit`` functions that
 LLVM inlines; numba's IR-level ``inline="always"`` of a helper that itself inlines others
@@ -23,7 +25,9 @@ import math
 import numpy as np
 from numba import njit
 
+from takeover.envs import layout as L
 from takeover.envs.controllers import idm_accel, lane_keep_steer
+from takeover.envs.hazards.base import R_MAX_STEPS
 from takeover.envs.layout import (
     ACC,
     ACC_MAX,
@@ -152,6 +156,7 @@ from takeover.envs.layout import (
     X,
     Y,
 )
+from takeover.envs.scenarios import reset_scratch, reset_world
 
 LAT_SPEED = 1.2  # m/s, lateral speed of an ordinary lane change (~3.3 s per lane)
 LAT_SPEED_HAZARD = 2.8  # m/s, an aggressive cut-in or merge (~1.4 s per lane)
@@ -528,10 +533,12 @@ def _ego_move(vw, ww, a_in, p, dt, order, rank):
     ww[STEER] = steer
     ww[EGO_ACC] = acc
     v = vw[0, V]
-    beta = math.atan(0.5 * math.tan(steer))
-    vw[0, X] += v * math.cos(vw[0, PSI] + beta) * dt
-    vw[0, Y] += v * math.sin(vw[0, PSI] + beta) * dt
-    vw[0, PSI] += v / (0.5 * p[WHEELBASE]) * math.sin(beta) * dt
+    # at zero steering beta = atan(0.5 tan(+-0)) = +-0 and sin(beta) = beta, bit for bit
+    beta = steer if steer == 0.0 else math.atan(0.5 * math.tan(steer))
+    c, s = _cos_sin(vw[0, PSI] + beta)
+    vw[0, X] += v * c * dt
+    vw[0, Y] += v * s * dt
+    vw[0, PSI] += v / (0.5 * p[WHEELBASE]) * (beta if beta == 0.0 else math.sin(beta)) * dt
     vw[0, V] = min(max(v + acc * dt, 0.0), p[V_MAX])
     vw[0, ACC] = acc
 
@@ -702,15 +709,16 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
     m = vw.shape[0]
     k = int(p[K_OBS])
     xe, ye, ve, pe = vw[0, X], vw[0, Y], vw[0, V], vw[0, PSI]
-    vxe, vye = ve * math.cos(pe), ve * math.sin(pe)
+    ce, se = _cos_sin(pe)
+    vxe, vye = ve * ce, ve * se
     road = (p[N_LANES] + 1.0) * w  # travel lanes and the hard shoulder
     ob[:, :] = 0.0
     ob[0, 0] = 1.0
     ob[0, 2] = min(max(2.0 * (ye + 0.5 * w) / road - 1.0, -1.0), 1.0)
     ob[0, 3] = min(max(vxe / p[V_SCALE], -1.0), 1.0)
     ob[0, 4] = min(max(vye / p[V_SCALE], -1.0), 1.0)
-    ob[0, 5] = math.cos(pe)
-    ob[0, 6] = math.sin(pe)
+    ob[0, 5] = ce
+    ob[0, 6] = se
     ttc = TTC_MAX
     headway = TTC_MAX
     min_dist = DIST_MAX
@@ -910,3 +918,158 @@ def observe_worlds_at(veh, wld, p, obs, info, idx):
     near, near_d = _scratch(p)
     for n in idx:
         _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
+
+
+@njit(cache=True, error_model="numpy")
+def _end_or_reset(vw, ww, p, ob, inf, status, rng, rp, fob, finf, near, near_d, st, keep):
+    """0 if the world's episode runs on; else 1 (terminated: ``status`` != 0) or 2
+    (truncated: the time limit), after copying its last observation and ground truth to
+    ``fob`` / ``finf`` and starting (and observing) its next episode."""
+    if status != RUNNING:
+        ended = 1
+    elif ww[STEP] >= rp[R_MAX_STEPS]:
+        ended = 2
+    else:
+        return 0
+    fob[:] = ob
+    finf[:] = inf
+    reset_world(vw, ww, rng, rp, st, keep)
+    _observe(vw, ww, p, ob, inf, near, near_d)
+    return ended
+
+
+@njit(cache=True, error_model="numpy")
+def step_worlds_autoreset(veh, wld, actions, p, obs, info, reward, status, order, rank, rng,
+                          rp, ended, final_obs, final_info):
+    """``step_worlds``, then Gymnasium's same-step autoreset inside the kernel: ``ended[n]``
+    gets ``_end_or_reset``'s code, and an ended world's last observation and ground truth
+    go to ``final_obs[n]`` / ``final_info[n]`` while ``obs[n]`` / ``info[n]`` become its next
+    episode's first (drawn from its RNG row ``rng[n]``, reset parameters ``rp``)."""
+    near, near_d = _scratch(p)
+    st, keep = reset_scratch()
+    for n in range(veh.shape[0]):
+        reward[n], status[n] = _step_world(veh[n], wld[n], actions[n], p, obs[n], info[n],
+                                           order[n], rank[n], near, near_d)
+        ended[n] = _end_or_reset(veh[n], wld[n], p, obs[n], info[n], status[n], rng[n], rp,
+                                 final_obs[n], final_info[n], near, near_d, st, keep)
+
+
+@njit(cache=True, error_model="numpy")
+def reset_worlds(veh, wld, rng, rp, p, obs, info, hazard, idx):
+    """Start the next episode of each world in ``idx`` (from its RNG row) and observe it;
+    ``hazard[n]`` gets its hazard code."""
+    near, near_d = _scratch(p)
+    st, keep = reset_scratch()
+    for n in idx:
+        hazard[n] = reset_world(veh[n], wld[n], rng[n], rp, st, keep)
+        _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
+
+
+# --- a batch in three flat buffers: one kernel call takes 3 arrays, not 15 -----------------
+# (numba unboxes each array argument separately, ~0.5 us apiece on the loaded 2-core
+# machine: 15 arguments cost about as much as stepping 16 worlds)
+HEADER = 8  # int64 slots before the int64 arrays: n, slots, obs rows, action cols, len(rp)
+OBS_COLS = len(L.OBS_FEATURES)
+
+
+@njit(cache=True)
+def _offsets(n, m, r, a, nrp):
+    """Where each array starts (and the three buffers end): float64 ``veh, wld, info,
+    final_info, act, rew, p, rp | end``, float32 ``obs, final_obs | end``, int64 ``status,
+    order, rank, ended, codes, rng | end`` (after the header)."""
+    o_wld = n * m * L.VEH_COLS
+    o_info = o_wld + n * L.WLD_COLS
+    o_finfo = o_info + n * L.INFO_COLS
+    o_act = o_finfo + n * L.INFO_COLS
+    o_rew = o_act + n * a
+    o_p = o_rew + n
+    o_rp = o_p + L.PARAM_COLS
+    f_end = o_rp + nrp
+    o_fobs = n * r * OBS_COLS
+    g_end = 2 * o_fobs
+    o_order = HEADER + n
+    o_rank = o_order + n * m
+    o_ended = o_rank + n * m
+    o_codes = o_ended + n
+    o_rng = o_codes + n
+    i_end = o_rng + 2 * n
+    return (0, o_wld, o_info, o_finfo, o_act, o_rew, o_p, o_rp, f_end, 0, o_fobs, g_end,
+            HEADER, o_order, o_rank, o_ended, o_codes, o_rng, i_end)
+
+
+@njit(cache=True)
+def _unpack(f64, f32, i64):
+    n, m, r, a = i64[0], i64[1], i64[2], i64[3]
+    (o_veh, o_wld, o_info, o_finfo, o_act, o_rew, o_p, o_rp, f_end, o_obs, o_fobs, g_end,
+     o_status, o_order, o_rank, o_ended, o_codes, o_rng, i_end) = _offsets(n, m, r, a, i64[4])
+    return (f64[o_veh:o_wld].reshape((n, m, L.VEH_COLS)),
+            f64[o_wld:o_info].reshape((n, L.WLD_COLS)),
+            f64[o_info:o_finfo].reshape((n, L.INFO_COLS)),
+            f64[o_finfo:o_act].reshape((n, L.INFO_COLS)),
+            f64[o_act:o_rew].reshape((n, a)),
+            f64[o_rew:o_p], f64[o_p:o_rp], f64[o_rp:f_end],
+            f32[o_obs:o_fobs].reshape((n, r, OBS_COLS)),
+            f32[o_fobs:g_end].reshape((n, r, OBS_COLS)),
+            i64[o_status:o_order], i64[o_order:o_rank].reshape((n, m)),
+            i64[o_rank:o_ended].reshape((n, m)), i64[o_ended:o_codes], i64[o_codes:o_rng],
+            i64[o_rng:i_end].view(np.uint64).reshape((n, 2)))
+
+
+class Batch:
+    """The arrays of ``n`` worlds (``layout``) as numpy views into three flat buffers, so
+    that stepping, resetting and observing them is one compiled call of 3-4 arguments
+    (``step_batch``, ``reset_batch``, ``observe_batch``).
+
+    Attributes (views): ``veh`` ``(n, slots, VEH_COLS)``, ``wld`` ``(n, WLD_COLS)``,
+    ``info`` / ``final_info`` ``(n, INFO_COLS)``, ``act`` ``(n, act_cols)``, ``rew`` ``(n,)``,
+    ``p`` the config's ``params()``, ``rp`` the reset parameters
+    (``scenarios.reset_params``), ``obs`` / ``final_obs`` ``(n, obs_rows, 7)`` float32,
+    ``status``, ``ended``, ``codes`` (hazard code) ``(n,)`` int64, ``order`` / ``rank``
+    ``(n, slots)`` int64 (each world's slots sorted by x), ``rng`` ``(n, 2)`` uint64
+    (``streams``: key, episode).
+    """
+
+    NAMES = ("veh", "wld", "info", "final_info", "act", "rew", "p", "rp", "obs", "final_obs",
+             "status", "order", "rank", "ended", "codes", "rng")
+
+    def __init__(self, n: int, slots: int, obs_rows: int, act_cols: int, p: np.ndarray,
+                 rp: np.ndarray) -> None:
+        off = _offsets(n, slots, obs_rows, act_cols, rp.size)
+        self.f64 = np.zeros(off[8])
+        self.f32 = np.zeros(off[11], dtype=np.float32)
+        self.i64 = np.zeros(off[18], dtype=np.int64)
+        self.i64[:5] = n, slots, obs_rows, act_cols, rp.size
+        for name, view in zip(self.NAMES, _unpack(self.f64, self.f32, self.i64)):
+            setattr(self, name, view)
+        self.p[:] = p
+        self.rp[:] = rp
+        self.order[:] = np.arange(slots)  # any permutation is valid: the kernel re-sorts
+        self.rank[:] = self.order
+
+
+@njit(cache=True, error_model="numpy")
+def step_batch(f64, f32, i64, autoreset):
+    """``step_worlds`` (``autoreset``: ``step_worlds_autoreset``) of a ``Batch``."""
+    (veh, wld, info, finfo, act, rew, p, rp, obs, fobs, status, order, rank, ended, codes,
+     rng) = _unpack(f64, f32, i64)
+    if autoreset:
+        step_worlds_autoreset(veh, wld, act, p, obs, info, rew, status, order, rank, rng, rp,
+                              ended, fobs, finfo)
+    else:
+        step_worlds(veh, wld, act, p, obs, info, rew, status, order, rank)
+
+
+@njit(cache=True, error_model="numpy")
+def reset_batch(f64, f32, i64, idx):
+    """``reset_worlds`` of the worlds ``idx`` of a ``Batch``."""
+    (veh, wld, info, finfo, act, rew, p, rp, obs, fobs, status, order, rank, ended, codes,
+     rng) = _unpack(f64, f32, i64)
+    reset_worlds(veh, wld, rng, rp, p, obs, info, codes, idx)
+
+
+@njit(cache=True, error_model="numpy")
+def observe_batch(f64, f32, i64, idx):
+    """``observe_worlds_at`` the worlds ``idx`` of a ``Batch``."""
+    (veh, wld, info, finfo, act, rew, p, rp, obs, fobs, status, order, rank, ended, codes,
+     rng) = _unpack(f64, f32, i64)
+    observe_worlds_at(veh, wld, p, obs, info, idx)

@@ -15,12 +15,13 @@ from gymnasium import spaces
 from takeover.config import ConfigError, from_dict
 from takeover.envs import layout as L
 from takeover.envs.config import HighwayConfig
-from takeover.envs.dynamics import observe_worlds, step_worlds
+from takeover.envs.dynamics import Batch, observe_worlds, reset_batch, step_batch
 from takeover.envs.hazards import hazard_name
 from takeover.envs.outcomes import STATUS_NAMES, TIMEOUT_STATUS, reason
-from takeover.envs.scenarios import reset_world
+from takeover.envs.scenarios import reset_params
+from takeover.envs.streams import EPISODE, KEY, entropy_keys, seed_key
 
-SNAPSHOT_FORMAT = "takeover.WorldState/1"
+SNAPSHOT_FORMAT = "takeover.WorldState/2"
 
 
 @dataclass(frozen=True)
@@ -31,10 +32,12 @@ class WorldState:
     ``to_bytes()`` / ``WorldState.from_bytes(data)`` give a safe file format: an ``.npz``
     (``numpy.savez``, read with ``allow_pickle=False``) holding the arrays ``veh``
     ``(M, VEH_COLS)`` and ``wld`` ``(WLD_COLS,)`` (float64, see ``layout``) and ``header``,
-    UTF-8 JSON ``{"format": "takeover.WorldState/1", "config": {field: value},
-    "rng_state": numpy bit-generator state, "ended": bool}``. Nothing in it is executed.
+    UTF-8 JSON ``{"format": "takeover.WorldState/2", "config": {field: value},
+    "rng_state": {"key": int, "episode": int}, "ended": bool}``. Nothing in it is executed.
     ``config`` is the env's ``HighwayConfig`` as a dict; ``set_state`` refuses a snapshot
-    whose config differs, naming the fields.
+    whose config differs, naming the fields. ``rng_state`` is the world's counter-based
+    RNG (``takeover.envs.streams``): its key (from the seed) and the episode its next
+    ``reset()`` starts. (``/1`` held numpy's bit-generator state.)
     """
 
     veh: np.ndarray
@@ -83,6 +86,25 @@ def check_snapshot(state: WorldState, cfg: HighwayConfig, slots: int) -> None:
     if state.veh.shape != (slots, L.VEH_COLS) or state.wld.shape != (L.WLD_COLS,):
         raise ValueError(f"snapshot arrays {state.veh.shape}, {state.wld.shape} do not fit "
                          f"this env ({slots}, {L.VEH_COLS}), ({L.WLD_COLS},)")
+    rng_row(state)
+
+
+def rng_row(state: WorldState) -> np.ndarray:
+    """The snapshot's RNG row (``streams``: key, episode) as ``uint64``, refusing a
+    malformed one."""
+    r = state.rng_state
+    ok = isinstance(r, dict) and set(r) == {"key", "episode"} and all(
+        isinstance(r[k], int) and not isinstance(r[k], bool) and 0 <= r[k] < 2**64
+        for k in ("key", "episode"))
+    if not ok:
+        raise ValueError(f"snapshot rng_state {r!r} is not {{'key': int, 'episode': int}} "
+                         "(uint64 each); re-take the snapshot with this version")
+    return np.array([r["key"], r["episode"]], dtype=np.uint64)
+
+
+def rng_state(row: np.ndarray) -> dict:
+    """A world's RNG row as the snapshot's JSON-ready ``rng_state``."""
+    return {"key": int(row[KEY]), "episode": int(row[EPISODE])}
 
 
 def make_config(config: HighwayConfig | dict | None, **overrides: Any) -> HighwayConfig:
@@ -155,18 +177,25 @@ class NotYet(float):
 
 
 NOT_YET = NotYet()
+_BOOL_COLS = [(k, L.INFO_KEYS.index(k)) for k in L.BOOL_INFO]
+_ZERO = np.zeros(1, dtype=np.int64)  # the single env's world index
+
+
+_REASONS = {o: reason(o) for o in STATUS_NAMES}
 
 
 def info_dict(row: np.ndarray, hazard: str, outcome: str) -> dict[str, Any]:
-    info: dict[str, Any] = dict(zip(L.INFO_KEYS, row.tolist()))
-    if math.isnan(info["hazard_onset"]):
+    """One world's ``info`` from its ground-truth row (plain Python values)."""
+    vals = row.tolist()
+    info: dict[str, Any] = dict(zip(L.INFO_KEYS, vals))
+    if vals[L.I_HZ_ONSET] != vals[L.I_HZ_ONSET]:  # NaN: not fired yet
         info["hazard_onset"] = NOT_YET
-    info["lane"] = int(row[L.I_LANE])
-    for key in L.BOOL_INFO:
-        info[key] = bool(info[key])
+    info["lane"] = int(vals[L.I_LANE])
+    for key, col in _BOOL_COLS:
+        info[key] = vals[col] > 0.5
     info["hazard"] = hazard
     info["outcome"] = outcome
-    info["reason"] = reason(outcome)
+    info["reason"] = _REASONS[outcome]
     return info
 
 
@@ -251,6 +280,10 @@ class HighwayEnv(gym.Env):
     ## Starting State
     The ego starts at x = 0 in a random lane (the right lane for ``merge``) at 22-28 m/s;
     traffic is scattered 100 m behind to 200 m ahead, keeping the ego's lane clear for 45 m.
+    An episode is a function of the seed: ``reset(seed=s)`` starts episode 0 of seed ``s``,
+    each ``reset()`` without a seed the next episode of the same seed (a counter-based RNG,
+    ``takeover.envs.streams``, drawn inside the compiled reset; ``env.np_random`` is
+    Gymnasium's and the world does not draw from it).
 
     ## Episode End
     ``info["outcome"]`` names how it ended (``takeover.envs.outcomes``; ``""`` before):
@@ -292,6 +325,9 @@ class HighwayEnv(gym.Env):
     (see :class:`WorldState`).
 
     ## Version History
+    * v1 (episode sampling since issue 18): episodes drawn by a counter-based RNG in the
+      kernel (the same distributions, other episodes per seed than before); snapshots
+      ``WorldState/2``.
     * v1: a route whose end is the only success (``arrived``); named outcomes (``stopped``,
       ``timeout`` ... instead of success = "no crash before the time limit", under which
       stopping won); a hard shoulder and the minimal-risk manoeuvre (``set_mrm``); hazards
@@ -321,22 +357,19 @@ class HighwayEnv(gym.Env):
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": int(round(self.config.control_hz))}
         cfg = self.config
-        self._params = cfg.params()
-        self._veh = np.zeros((1, cfg.slots, L.VEH_COLS))
-        self._wld = np.zeros((1, L.WLD_COLS))
-        self._obs = np.zeros((1, cfg.observe + 1, len(L.OBS_FEATURES)), dtype=np.float32)
-        self._info = np.zeros((1, L.INFO_COLS))
-        self._rew = np.zeros(1)
-        self._status = np.zeros(1, dtype=np.int64)
-        self._order = np.arange(cfg.slots, dtype=np.int64)[None]  # see HighwayVectorEnv
-        self._rank = self._order.copy()
+        act_cols = 1 if cfg.action_type == "discrete" else 2
+        # one world as a batch of 1 (see HighwayVectorEnv): views into three flat buffers
+        self._batch = b = Batch(1, cfg.slots, cfg.observe + 1, act_cols, cfg.params(),
+                                reset_params(cfg))
+        self._veh, self._wld, self._obs, self._info, self._act = b.veh, b.wld, b.obs, b.info, b.act
+        self._rew, self._status, self._order, self._rank = b.rew, b.status, b.order, b.rank
+        self._params, self._rng, self._codes = b.p, b.rng, b.codes
+        self._rng[0, KEY] = entropy_keys(1)[0]  # until reset(seed=...)
         self.observation_space = spaces.Box(-1.0, 1.0, self._obs.shape[1:], dtype=np.float32)
         if cfg.action_type == "discrete":
             self.action_space: spaces.Space = spaces.Discrete(len(L.META_ACTIONS))
-            self._act = np.zeros((1, 1))
         else:
             self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
-            self._act = np.zeros((1, 2))
         self._hazard = "none"
         self._ended = True
         self._renderer = None
@@ -344,10 +377,11 @@ class HighwayEnv(gym.Env):
 
     # --- Gymnasium API ----------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        super().reset(seed=seed)
-        self._hazard = hazard_name(reset_world(self._veh[0], self._wld[0], self.config,
-                                               self.np_random))
-        observe_worlds(self._veh, self._wld, self._params, self._obs, self._info)
+        if seed is not None:  # the episode is a function of the seed; reset() goes on
+            self._rng[0] = (seed_key(seed), 0)
+        super().reset(seed=seed)  # Gymnasium's np_random, for users who draw from it
+        reset_batch(self._batch.f64, self._batch.f32, self._batch.i64, _ZERO)
+        self._hazard = hazard_name(self._codes[0])
         self._ended = False
         if self.render_mode == "human":
             self.render()
@@ -357,8 +391,8 @@ class HighwayEnv(gym.Env):
         if self._ended:
             raise RuntimeError("the episode has ended: call reset() before step()")
         check_action(action, self.action_space, self._act[0])
-        step_worlds(self._veh, self._wld, self._act, self._params, self._obs, self._info,
-                    self._rew, self._status, self._order, self._rank)
+        b = self._batch
+        step_batch(b.f64, b.f32, b.i64, False)
         status = int(self._status[0])
         terminated = status != 0
         truncated = not terminated and bool(self._wld[0, L.STEP] >= self.config.max_steps)
@@ -399,9 +433,8 @@ class HighwayEnv(gym.Env):
 
     # --- snapshots --------------------------------------------------------------------
     def get_state(self) -> WorldState:
-        return WorldState(self._veh[0].copy(), self._wld[0].copy(),
-                          self.np_random.bit_generator.state, self._ended,
-                          config_dict(self.config))
+        return WorldState(self._veh[0].copy(), self._wld[0].copy(), rng_state(self._rng[0]),
+                          self._ended, config_dict(self.config))
 
     def set_state(self, state: WorldState | bytes) -> None:
         """Restore a snapshot (a ``WorldState`` or its ``to_bytes()``); refuses one taken
@@ -411,7 +444,7 @@ class HighwayEnv(gym.Env):
         check_snapshot(state, self.config, self._veh.shape[1])
         self._veh[0] = state.veh
         self._wld[0] = state.wld
-        self.np_random.bit_generator.state = state.rng_state
+        self._rng[0] = rng_row(state)
         self._ended = state.ended
         self._hazard = hazard_name(state.wld[L.HZ_KIND])
         observe_worlds(self._veh, self._wld, self._params, self._obs, self._info)

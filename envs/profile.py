@@ -1,6 +1,6 @@
 """Where a batched world-step's time goes: the step kernel run phase by phase over all
-worlds, each phase timed, with the Python side of ``HighwayVectorEnv.step`` (action checks,
-``info``, autoreset) timed around it.
+worlds (the autoreset of ended worlds included), each phase timed, with the Python side of
+``HighwayVectorEnv.step`` (action checks, ``info``) timed around it.
 
 Each phase is one compiled call over every world, built from the same functions
 ``dynamics.step_worlds`` fuses, so the worlds follow exactly the trajectory ``env.step``
@@ -24,6 +24,7 @@ from takeover.envs.dynamics import (
     _apply_meta_action,
     _contact,
     _ego_move,
+    _end_or_reset,
     _end_step,
     _mobil,
     _observe,
@@ -35,19 +36,21 @@ from takeover.envs.dynamics import (
     _traffic_move,
     _update_hazard,
 )
+from takeover.envs.scenarios import reset_scratch
 
 if TYPE_CHECKING:
     from takeover.envs.vector import HighwayVectorEnv
 
 PHASES = ("sort", "hazards", "idm", "ego", "traffic", "collision", "bookkeeping", "mobil",
-          "recycle", "observe", "reward")
+          "recycle", "observe", "reward", "reset")
 """Kernel phases in step order: neighbour order (sort by x), hazard triggers, traffic IDM
 with its neighbour search, ego meta-action + controls + bicycle, traffic motion, collision
 and road-edge tests, jerk and cooldowns, MOBIL, recycling traffic around the ego,
-observation + ground truth + shaping, reward and outcome."""
-PYTHON = ("py_actions", "py_info", "py_autoreset")
-"""The Python side of ``env.step``: checking the actions, building ``info`` (and done
-flags), resetting ended worlds and observing them."""
+observation + ground truth + shaping, reward and outcome, the autoreset of ended worlds
+(done flags, new episode, its first observation)."""
+PYTHON = ("py_actions", "py_info")
+"""The Python side of ``env.step``: checking the actions, building ``info`` (done flags,
+the ended worlds' final observation and info)."""
 
 
 @njit
@@ -137,6 +140,15 @@ def _p_reward(veh, wld, p, order, rank, reward, status, x0):
         reward[n], status[n] = _reward(veh[n], wld[n], p, order[n], rank[n], reward[n], x0[n])
 
 
+@njit(error_model="numpy")
+def _p_reset(veh, wld, p, obs, info, status, rng, rp, ended, final_obs, final_info):
+    near, near_d = _scratch(p)
+    st, keep = reset_scratch()
+    for n in range(veh.shape[0]):
+        ended[n] = _end_or_reset(veh[n], wld[n], p, obs[n], info[n], status[n], rng[n], rp,
+                                 final_obs[n], final_info[n], near, near_d, st, keep)
+
+
 def _kernel_phases(env: HighwayVectorEnv, clock: dict[str, float]) -> None:
     """One control step of every world through the phases, adding each phase's seconds to
     ``clock``."""
@@ -166,6 +178,8 @@ def _kernel_phases(env: HighwayVectorEnv, clock: dict[str, float]) -> None:
     timed("recycle", _p_recycle, veh, p)
     timed("observe", _p_observe, veh, wld, p, env._obs, env._info, env._rew)
     timed("reward", _p_reward, veh, wld, p, order, rank, env._rew, env._status, x0)
+    timed("reset", _p_reset, veh, wld, p, env._obs, env._info, env._status, env._rng,
+          env._reset_params, env._ended, env._final_obs, env._final_info)
 
 
 def profile(env: HighwayVectorEnv, actions: np.ndarray, steps: int) -> dict[str, float]:
@@ -180,31 +194,21 @@ def profile(env: HighwayVectorEnv, actions: np.ndarray, steps: int) -> dict[str,
     nsub = int(env._params[L.NSUB])
     calls = {k: nsub if k in ("hazards", "idm", "traffic", "collision") else 1 for k in PHASES}
     calls["ego"] = nsub + 1
-    reset_worlds = env._autoreset
-    clock = dict.fromkeys((*names, "reset_wall"), 0.0)
-
-    def autoreset(ended):  # CPU time: it runs in some steps only, so no median filters
-        t, w = time.thread_time(), time.perf_counter()  # out the steps we were preempted in
-        reset_worlds(ended)
-        clock["py_autoreset"] += time.thread_time() - t
-        clock["reset_wall"] += time.perf_counter() - w
-
-    env._autoreset = autoreset  # type: ignore[method-assign]
-    try:
-        for s in range(steps):
-            clock.update(dict.fromkeys(clock, 0.0))
-            t0 = time.perf_counter()
-            env._load_actions(actions)
-            t1 = time.perf_counter()
-            _kernel_phases(env, clock)
-            t2 = time.perf_counter()
-            env._after_step()
-            clock["py_actions"] = t1 - t0
-            clock["py_info"] = time.perf_counter() - t2 - clock["reset_wall"]
-            for k in names:
-                per_step[k][s] = clock[k]
-    finally:
-        del env._autoreset
+    clock = dict.fromkeys(names, 0.0)
+    resets = np.zeros(steps)
+    for s in range(steps):
+        clock.update(dict.fromkeys(clock, 0.0))
+        t0 = time.perf_counter()
+        env._load_actions(actions)
+        t1 = time.perf_counter()
+        _kernel_phases(env, clock)
+        t2 = time.perf_counter()
+        env._after_step()
+        clock["py_actions"] = t1 - t0
+        clock["py_info"] = time.perf_counter() - t2
+        for k in names:
+            per_step[k][s] = clock[k]
+        resets[s] = np.count_nonzero(env._ended)
     live = np.ones(env.num_envs, dtype=np.bool_)
     args = (env._veh, env._wld, env._act, env._params, env._order, env._rank, live)
     laps = np.zeros(200)
@@ -214,9 +218,16 @@ def profile(env: HighwayVectorEnv, actions: np.ndarray, steps: int) -> dict[str,
         laps[r] = time.perf_counter() - t
     per_call = float(np.median(laps))
     scale = 1e9 / env.num_envs
-    # autoreset fires in some steps only: its mean (of CPU time), not its median, is its cost
-    out = {k: float(np.mean(v) if k == "py_autoreset" else np.median(v)) * scale
-           for k, v in per_step.items()}
+    out = {k: float(np.median(v)) * scale for k, v in per_step.items()}
+    # a step's reset phase costs a scan of the done flags plus each new episode: the median
+    # step (with or without a reset) would hide the episodes, so the scan is the median of
+    # the steps without a reset and an episode the median over the steps with some of
+    # their extra time per new episode, counted as often as episodes started
+    busy = resets > 0
+    if busy.any() and not busy.all():
+        scan = float(np.median(per_step["reset"][~busy]))
+        each = float(np.median((per_step["reset"][busy] - scan) / resets[busy]))
+        out["reset"] = (scan + max(each, 0.0) * float(resets.sum()) / steps) * scale
     out["dispatch"] = 0.0
     for k in PHASES:  # the split's extra calls are not the kernel's: report them apart
         d = min(per_call * calls[k] * scale, out[k])

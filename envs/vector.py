@@ -3,7 +3,8 @@ subprocesses, and a thin adapter to stable-baselines3's ``VecEnv``.
 
 World ``i`` reset with ``seed=s`` follows exactly the trajectory of a single
 ``HighwayEnv`` reset with ``seed=s + i`` under the same actions (episodes that end are reset
-in the same step from the world's own RNG, as the single env's next ``reset()`` would be).
+in the same step, inside the kernel, from the world's own counter-based RNG, as the single
+env's next ``reset()`` would be).
 """
 
 from __future__ import annotations
@@ -13,13 +14,12 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from takeover.envs import layout as L
 from takeover.envs.config import HighwayConfig
-from takeover.envs.dynamics import observe_worlds, observe_worlds_at, step_worlds
+from takeover.envs.dynamics import Batch, observe_worlds, reset_batch, step_batch
 from takeover.envs.hazards import hazard_name
 from takeover.envs.highway import (
     WorldState,
@@ -27,9 +27,12 @@ from takeover.envs.highway import (
     config_dict,
     make_config,
     mrm_switch,
+    rng_row,
+    rng_state,
 )
 from takeover.envs.outcomes import STATUS_NAMES, TIMEOUT_STATUS, reason
-from takeover.envs.scenarios import reset_world
+from takeover.envs.scenarios import reset_params
+from takeover.envs.streams import KEY, entropy_keys, seed_key
 
 _OUTCOME_NAMES = np.array(STATUS_NAMES, dtype=object)  # by status code
 _REASON_NAMES = np.array([reason(o) for o in STATUS_NAMES], dtype=object)
@@ -55,26 +58,27 @@ class HighwayVectorEnv(VectorEnv):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.config = cfg = make_config(config, **kwargs)
         self.num_envs = n = int(num_envs)
-        self._params = cfg.params()
-        self._veh = np.zeros((n, cfg.slots, L.VEH_COLS))
-        self._wld = np.zeros((n, L.WLD_COLS))
-        self._obs = np.zeros((n, cfg.observe + 1, len(L.OBS_FEATURES)), dtype=np.float32)
-        self._info = np.zeros((n, L.INFO_COLS))
-        self._rew = np.zeros(n)
-        self._status = np.zeros(n, dtype=np.int64)
+        act_cols = 1 if cfg.action_type == "discrete" else 2
+        # every array of the batch (views into three flat buffers: one kernel call steps,
+        # autoresets and observes them all); ``_order`` holds each world's slots sorted by
+        # x at its last step, a cache the kernel re-sorts incrementally (any permutation is
+        # valid, so snapshots need not hold it); ``_rng`` each world's counter-based RNG
+        # (streams.KEY, EPISODE), keyed from entropy until reset(seed=...)
+        self._batch = b = Batch(n, cfg.slots, cfg.observe + 1, act_cols, cfg.params(),
+                                reset_params(cfg))
+        self._veh, self._wld, self._obs, self._info, self._act = b.veh, b.wld, b.obs, b.info, b.act
+        self._final_obs, self._final_info = b.final_obs, b.final_info
+        self._ended = b.ended  # 0 running, 1 terminated, 2 truncated
+        self._codes = b.codes  # hazard code per world
+        self._rew, self._status, self._order, self._rank = b.rew, b.status, b.order, b.rank
+        self._params, self._reset_params, self._rng = b.p, b.rp, b.rng
+        self._rng[:, KEY] = entropy_keys(n)
         self._hazard = np.full(n, "none", dtype=object)
-        # each world's slots sorted by x at its last step: a cache the kernel re-sorts
-        # incrementally (any permutation is valid, so snapshots need not hold it)
-        self._order = np.tile(np.arange(cfg.slots, dtype=np.int64), (n, 1))
-        self._rank = self._order.copy()
-        self._rngs: list[np.random.Generator] = [seeding.np_random()[0] for _ in range(n)]
         self.single_observation_space = spaces.Box(-1.0, 1.0, self._obs.shape[1:], np.float32)
         if cfg.action_type == "discrete":
             self.single_action_space: spaces.Space = spaces.Discrete(len(L.META_ACTIONS))
-            self._act = np.zeros((n, 1))
         else:
             self.single_action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
-            self._act = np.zeros((n, 2))
         self.observation_space = batch_space(self.single_observation_space, n)
         self.action_space = batch_space(self.single_action_space, n)
 
@@ -84,21 +88,32 @@ class HighwayVectorEnv(VectorEnv):
             seeds = [None] * self.num_envs
         if len(seeds) != self.num_envs:
             raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} worlds")
-        for i, s in enumerate(seeds):
-            if s is not None or self._rngs[i] is None:
-                self._rngs[i], _ = seeding.np_random(s)
-            self._reset_world(i)
-        observe_worlds(self._veh, self._wld, self._params, self._obs, self._info)
+        return self.reset_worlds(np.arange(self.num_envs), seeds)
+
+    def reset_worlds(self, worlds, seeds: list[int | None]):
+        """Start a new episode in each of ``worlds`` (indices): from ``seeds[k]`` (as
+        ``reset(seed=...)``), or for ``None`` the world's next episode; return ``(obs,
+        infos)`` of every world, as ``reset``."""
+        idx = np.asarray(worlds, dtype=np.int64).reshape(-1)
+        if len(seeds) != idx.size:
+            raise ValueError(f"got {len(seeds)} seeds for {idx.size} worlds")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_envs):
+            raise ValueError(f"world indices must be in 0..{self.num_envs - 1}, got {idx}")
+        for i, s in zip(idx, seeds):
+            if s is not None:
+                self._rng[i] = (seed_key(s), 0)
+        self._reset(idx)
         return self._obs.copy(), self._infos(np.zeros(self.num_envs, dtype=np.int64))
 
-    def _reset_world(self, i: int) -> None:
-        self._hazard[i] = hazard_name(reset_world(self._veh[i], self._wld[i], self.config,
-                                                  self._rngs[i]))
+    def _reset(self, idx: np.ndarray) -> None:
+        reset_batch(self._batch.f64, self._batch.f32, self._batch.i64, idx)
+        for i in idx:
+            self._hazard[i] = hazard_name(self._codes[i])
 
     def step(self, actions):
         self._load_actions(actions)
-        step_worlds(self._veh, self._wld, self._act, self._params, self._obs, self._info,
-                    self._rew, self._status, self._order, self._rank)
+        b = self._batch
+        step_batch(b.f64, b.f32, b.i64, True)
         return self._after_step()
 
     def _load_actions(self, actions) -> None:
@@ -115,47 +130,45 @@ class HighwayVectorEnv(VectorEnv):
         else:
             if a.shape != (self.num_envs, 2):
                 raise ValueError(f"actions have shape {a.shape}, expected ({self.num_envs}, 2)")
-            if not np.all(np.isfinite(a)) or np.any(np.abs(a) > 1.0):
+            if not (np.abs(a) <= 1.0).all():  # NaN fails the comparison
                 raise ValueError("actions contain NaN/inf or values outside [-1, 1]")
             self._act[:] = a
 
     def _after_step(self):
-        """Done flags, ``infos`` and the same-step autoreset of ended worlds."""
-        terminated = self._status != 0
-        truncated = ~terminated & (self._wld[:, L.STEP] >= self.config.max_steps)
+        """Done flags and ``infos``; the kernel has already reset the ended worlds."""
+        terminated = self._ended == 1
+        truncated = self._ended == 2
+        rewards = self._rew.copy()
+        if not self._ended.any():
+            return (self._obs.copy(), rewards, terminated, truncated,
+                    self._infos(self._status, self._info, self._hazard))
         done = terminated | truncated
         reasons = np.where(truncated, TIMEOUT_STATUS, self._status)
-        rewards = self._rew.copy()
-        if not done.any():
-            return self._obs.copy(), rewards, terminated, truncated, self._infos(reasons)
-        ended = np.flatnonzero(done)
+        # the ended worlds' last ground truth; the others' current one (as before autoreset)
+        final_info = self._infos(reasons, np.where(done[:, None], self._final_info, self._info),
+                                 self._hazard)
         final_obs = np.empty(self.num_envs, dtype=object)
-        for i in ended:
-            final_obs[i] = self._obs[i].copy()
-        final_info = self._infos(reasons)
-        self._autoreset(ended)
-        infos = self._infos(np.zeros(self.num_envs, dtype=np.int64))
+        for i in np.flatnonzero(done):
+            final_obs[i] = self._final_obs[i].copy()
+            self._hazard[i] = hazard_name(self._wld[i, L.HZ_KIND])
+        infos = self._infos(np.zeros(self.num_envs, dtype=np.int64), self._info, self._hazard)
         infos["final_obs"] = final_obs
         infos["_final_obs"] = done
         infos["final_info"] = final_info
         infos["_final_info"] = done
         return self._obs.copy(), rewards, terminated, truncated, infos
 
-    def _autoreset(self, ended: np.ndarray) -> None:
-        for i in ended:
-            self._reset_world(int(i))
-        observe_worlds_at(self._veh, self._wld, self._params, self._obs, self._info, ended)
-
-    def _infos(self, reasons: np.ndarray) -> dict[str, Any]:
+    def _infos(self, reasons: np.ndarray, info: np.ndarray | None = None,
+               hazard: np.ndarray | None = None) -> dict[str, Any]:
         # one copy of the ground truth, key-major, whose rows become the values: a few
         # array operations per step whatever the number of worlds
-        cols = self._info.T.copy()
+        cols = (self._info if info is None else info).T.copy()
         infos: dict[str, Any] = dict(zip(L.INFO_KEYS, cols))
         infos["lane"] = cols[L.I_LANE].astype(np.int64)
         flags = cols[_BOOL_COLS] > 0.5
         for key, row in zip(L.BOOL_INFO, flags):
             infos[key] = row
-        infos["hazard"] = self._hazard.copy()
+        infos["hazard"] = (self._hazard if hazard is None else hazard).copy()
         infos["outcome"] = _OUTCOME_NAMES[reasons]
         infos["reason"] = _REASON_NAMES[reasons]
         return infos
@@ -178,8 +191,8 @@ class HighwayVectorEnv(VectorEnv):
 
     def get_state(self, i: int) -> WorldState:
         """Snapshot of world ``i`` (same type as ``HighwayEnv.get_state``)."""
-        return WorldState(self._veh[i].copy(), self._wld[i].copy(),
-                          self._rngs[i].bit_generator.state, False, config_dict(self.config))
+        return WorldState(self._veh[i].copy(), self._wld[i].copy(), rng_state(self._rng[i]),
+                          False, config_dict(self.config))
 
     def set_state(self, i: int, state: WorldState | bytes) -> None:
         if isinstance(state, (bytes, bytearray, memoryview)):
@@ -187,7 +200,7 @@ class HighwayVectorEnv(VectorEnv):
         check_snapshot(state, self.config, self._veh.shape[1])
         self._veh[i] = state.veh
         self._wld[i] = state.wld
-        self._rngs[i].bit_generator.state = state.rng_state
+        self._rng[i] = rng_row(state)
         self._hazard[i] = hazard_name(state.wld[L.HZ_KIND])
         observe_worlds(self._veh[i : i + 1], self._wld[i : i + 1], self._params,
                        self._obs[i : i + 1], self._info[i : i + 1])

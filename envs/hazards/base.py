@@ -1,52 +1,44 @@
 """What a hazard is: one class that places its objects at reset and tells the kernel how it
 fires. The kernel knows only the two triggers and the modes below, so a new hazard that
-combines them is one class and one registry line (``takeover.envs.hazards``)."""
+combines them is one class, one registry line and one dispatch line
+(``takeover.envs.hazards``).
+
+Placement runs inside the compiled reset (``takeover.envs.scenarios``), so a hazard's
+``place`` is a numba function of the world's arrays:
+
+    place(veh, wld, rp, st, slot, ego_lane, v_ego, onset, severity, keep) -> int
+
+``veh`` / ``wld`` the world's arrays (``layout``: write only slots ``slot .. slot +
+HAZARD_SLOTS - 1`` and the ``HZ_*`` world columns); ``rp`` the reset parameters (columns
+``R_*`` below); ``st`` the hazard's own stream (``takeover.envs.streams.uniform(st)``; seeded
+by the world's key, the episode and a hash of the hazard's name, so adding or changing a
+hazard never changes another's episodes); ``ego_lane`` and ``v_ego`` (m/s) the ego's start
+(it is at x = 0); ``onset`` s (drawn in ``cfg.onset``), ``severity`` 0..1 (uniform);
+``keep`` a ``(MAX_KEEP_OUT, 3)`` array of keep-out rows ``(lane, x_lo, x_hi)`` where traffic
+must not spawn: write up to ``MAX_KEEP_OUT`` of them and return how many.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-import numpy as np
+from numba import njit
 
 from takeover.envs import layout as L
+from takeover.envs.streams import uniform
 
-if TYPE_CHECKING:
-    from takeover.envs.config import HighwayConfig
+MAX_KEEP_OUT = 4
+"""Keep-out rows a hazard may return."""
 
-KeepOut = tuple[float, float, float]
-"""``(lane, x_lo, x_hi)``: a stretch of a lane where no traffic may spawn, m."""
-
-
-@dataclass
-class Scene:
-    """One world at reset, as a hazard sees it.
-
-    Attributes:
-        veh, wld: the world's arrays (``layout``); write only your own slots
-            ``slot .. slot + HAZARD_SLOTS - 1`` and the ``HZ_*`` world columns.
-        cfg: the env's configuration.
-        rng: this hazard's own stream (seeded by the episode and the hazard's name, so
-            adding a hazard or changing one never changes another's episodes).
-        slot: first vehicle slot reserved for hazards.
-        ego_lane, v_ego: the ego's start lane and speed (m/s); the ego is at x = 0.
-        onset: s, drawn in ``cfg.onset``; severity: 0..1, drawn uniformly.
-    """
-
-    veh: np.ndarray
-    wld: np.ndarray
-    cfg: HighwayConfig
-    rng: np.random.Generator
-    slot: int
-    ego_lane: float
-    v_ego: float
-    onset: float
-    severity: float
-
-    @property
-    def x_hit(self) -> float:
-        """Where the ego is at the onset if it holds its start speed, m."""
-        return self.v_ego * self.onset
+# --- reset parameters (``scenarios.reset_params``): one float64 row shared by all worlds --
+(R_LANES, R_LANE_W, R_VEHICLES, R_EGO_LO, R_EGO_HI, R_TRAF_LO, R_TRAF_HI, R_ONSET_LO,
+ R_ONSET_HI, R_SCENARIO, R_MAX_STEPS, R_N_MIXED) = range(12)
+R_MIXED = 12
+"""``rp[R_MIXED : R_MIXED + rp[R_N_MIXED]]``: the mixed scenario's hazard codes; then per
+hazard code ``c`` the row ``rp[R_TABLE + R_PER_CODE * c :]`` = (stream tag, trigger, fire
+mode, starts the ego in the right lane), where ``R_TABLE = R_MIXED + rp[R_N_MIXED]``."""
+R_PER_CODE = 4
+T_TAG, T_TRIGGER, T_FIRE_MODE, T_RIGHT = range(R_PER_CODE)
 
 
 class Hazard:
@@ -60,7 +52,8 @@ class Hazard:
     when it fires: ``BRAKING`` brakes at its ``DECEL`` to a stop, ``LANE_BOUND`` moves into
     the ego's lane ``HZ_DEFICIT`` m/s slower than the ego; -1: nothing moves),
     ``start_lane`` (``"right"`` to start the ego in the rightmost lane, else random),
-    ``summary`` (one line for the docs: how severity ``s`` sets the strike).
+    ``summary`` (one line for the docs: how severity ``s`` sets the strike), ``place``
+    (the compiled placement, see the module docstring).
     """
 
     name: ClassVar[str]
@@ -70,50 +63,41 @@ class Hazard:
     fire_mode: ClassVar[int] = -1
     start_lane: ClassVar[str | None] = None
     summary: ClassVar[str]
-
-    def place(self, scene: Scene) -> list[KeepOut]:
-        """Put the hazard's objects into ``scene``; return the traffic keep-out zones."""
-        raise NotImplementedError
-
-    def setup(self, scene: Scene) -> list[KeepOut]:
-        """Write the trigger columns, then ``place``."""
-        wld = scene.wld
-        wld[L.HZ_KIND] = self.code
-        wld[L.HZ_ONSET] = scene.onset
-        wld[L.HZ_SEV] = scene.severity
-        wld[L.HZ_TRIGGER] = self.trigger
-        wld[L.HZ_FIRE_MODE] = self.fire_mode
-        return self.place(scene)
+    place: ClassVar = None
 
 
-def place_vehicle(veh: np.ndarray, i: int, kind: int, x: float, lane: float, v: float,
-                  w: float, length: float = 5.0, width: float = 2.0,
-                  mode: int = L.NORMAL) -> None:
+@njit(cache=True)
+def place_vehicle(veh, i, kind, x, lane, v, w, length, width, mode):
     """Put an object of ``kind`` into slot ``i`` at ``(x, lane)`` driving ``v`` m/s."""
-    row = veh[i]
-    row[L.X], row[L.Y], row[L.V], row[L.LANE] = x, lane * w, v, lane
-    row[L.LEN], row[L.WID], row[L.KIND], row[L.MODE] = length, width, kind, mode
-    row[L.V0] = v
+    veh[i, L.X] = x
+    veh[i, L.Y] = lane * w
+    veh[i, L.V] = v
+    veh[i, L.LANE] = lane
+    veh[i, L.LEN] = length
+    veh[i, L.WID] = width
+    veh[i, L.KIND] = kind
+    veh[i, L.MODE] = mode
+    veh[i, L.V0] = v
 
 
-def set_driver(row: np.ndarray, u: np.ndarray, cfg: HighwayConfig) -> None:
-    """Per-driver IDM/MOBIL parameters from 6 uniforms ``u`` (Treiber & Kesting's ranges
-    for highway drivers); the same ranges as ``scenarios.spawn_traffic``."""
-    lo, hi = cfg.traffic_speed
-    row[L.V0] = lo + (hi - lo) * u[0]
-    row[L.THW] = 1.0 + 0.8 * u[1]
-    row[L.AMAX] = 1.0 + 1.0 * u[2]
-    row[L.BCOMF] = 1.5 + 1.0 * u[3]
-    row[L.S0] = 2.0 + 1.0 * u[4]
-    row[L.POLITE] = 0.5 * u[5]
+@njit(cache=True)
+def set_driver(veh, i, st, v_lo, v_hi):
+    """Slot ``i``'s IDM/MOBIL parameters from 6 draws of ``st`` (Treiber & Kesting's ranges
+    for highway drivers, desired speed in ``[v_lo, v_hi]`` m/s); the same ranges as
+    ordinary traffic (``scenarios.spawn_traffic``)."""
+    veh[i, L.V0] = v_lo + (v_hi - v_lo) * uniform(st)
+    veh[i, L.THW] = 1.0 + 0.8 * uniform(st)
+    veh[i, L.AMAX] = 1.0 + 1.0 * uniform(st)
+    veh[i, L.BCOMF] = 1.5 + 1.0 * uniform(st)
+    veh[i, L.S0] = 2.0 + 1.0 * uniform(st)
+    veh[i, L.POLITE] = 0.5 * uniform(st)
 
 
-def shadow_car(scene: Scene, lane: float, gap: float) -> None:
+@njit(cache=True)
+def shadow_car(veh, wld, rp, st, slot, lane, v_ego, gap):
     """The hazard car of a cut-in or merge: a car ``gap`` m ahead of the ego's nose in
     ``lane``, holding station beside the ego (SHADOW mode) until the hazard fires."""
-    h = scene.slot
-    place_vehicle(scene.veh, h, L.CAR, 5.0 + gap, lane, scene.v_ego,
-                  scene.cfg.lane_width, mode=L.SHADOW)
-    set_driver(scene.veh[h], scene.rng.random(6), scene.cfg)
-    scene.veh[h, L.OFFSET] = 5.0 + gap
-    scene.wld[L.HZ_IDX] = h
+    place_vehicle(veh, slot, L.CAR, 5.0 + gap, lane, v_ego, rp[R_LANE_W], 5.0, 2.0, L.SHADOW)
+    set_driver(veh, slot, st, rp[R_TRAF_LO], rp[R_TRAF_HI])
+    veh[slot, L.OFFSET] = 5.0 + gap
+    wld[L.HZ_IDX] = slot

@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+from numba import njit
+
 from takeover.envs import layout as L
-from takeover.envs.hazards.base import Hazard, KeepOut, Scene, shadow_car
+from takeover.envs.hazards.base import R_LANES, Hazard, shadow_car
+from takeover.envs.streams import uniform
+
+
+@njit(cache=True)
+def place(veh, wld, rp, st, slot, ego_lane, v_ego, onset, s, keep):
+    gap = 12.0 - 8.0 * s
+    left_ok = ego_lane - 1.0 >= 0.0
+    right_ok = ego_lane + 1.0 < rp[R_LANES]
+    sides = int(left_ok) + int(right_ok)
+    pick = min(int(uniform(st) * sides), sides - 1)  # the left side first, as listed
+    lane = ego_lane - 1.0 if (left_ok and pick == 0) else ego_lane + 1.0
+    wld[L.HZ_DEFICIT] = 2.0 + 5.0 * s
+    shadow_car(veh, wld, rp, st, slot, lane, v_ego, gap)
+    keep[0, 0], keep[0, 1], keep[0, 2] = lane, -20.0, 30.0
+    return 1
 
 
 class CutIn(Hazard):
@@ -15,12 +32,4 @@ class CutIn(Hazard):
     summary = ("a car alongside in an adjacent lane cuts in at the onset with a gap of "
                "12 - 8 s m, driving 2 + 5 s m/s slower than the ego; ``hazard_window`` s later it speeds "
                "up and rejoins traffic")
-
-    def place(self, scene: Scene) -> list[KeepOut]:
-        s, n = scene.severity, scene.cfg.lanes
-        gap = 12.0 - 8.0 * s
-        sides = [lane for lane in (scene.ego_lane - 1, scene.ego_lane + 1) if 0 <= lane < n]
-        lane = float(sides[min(int(scene.rng.random() * len(sides)), len(sides) - 1)])
-        scene.wld[L.HZ_DEFICIT] = 2.0 + 5.0 * s
-        shadow_car(scene, lane, gap)
-        return [(lane, -20.0, 30.0)]
+    place = staticmethod(place)

@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from numba import njit
+
 from takeover.envs import layout as L
-from takeover.envs.hazards.base import Hazard, KeepOut, Scene, shadow_car
+from takeover.envs.hazards.base import R_LANES, Hazard, shadow_car
+
+
+@njit(cache=True)
+def place(veh, wld, rp, st, slot, ego_lane, v_ego, onset, s, keep):
+    gap = 12.0 - 7.0 * s
+    wld[L.HZ_DEFICIT] = 3.0 + 6.0 * s
+    shadow_car(veh, wld, rp, st, slot, rp[R_LANES], v_ego, gap)  # right of the right lane
+    return 0
 
 
 class Merge(Hazard):
@@ -16,11 +26,4 @@ class Merge(Hazard):
     summary = ("the ego starts in the right lane; a car on the acceleration lane beside it "
                "merges in front at the onset with a gap of 12 - 7 s m, 3 + 6 s m/s slower, and "
                "rejoins traffic ``hazard_window`` s later")
-
-    def place(self, scene: Scene) -> list[KeepOut]:
-        s = scene.severity
-        gap = 12.0 - 7.0 * s
-        lane = float(scene.cfg.lanes)  # right of the rightmost lane
-        scene.wld[L.HZ_DEFICIT] = 3.0 + 6.0 * s
-        shadow_car(scene, lane, gap)
-        return []
+    place = staticmethod(place)

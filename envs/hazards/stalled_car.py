@@ -2,8 +2,25 @@
 
 from __future__ import annotations
 
+from numba import njit
+
 from takeover.envs import layout as L
-from takeover.envs.hazards.base import Hazard, KeepOut, Scene, place_vehicle
+from takeover.envs.hazards.base import R_LANE_W, Hazard, place_vehicle
+
+
+@njit(cache=True)
+def place(veh, wld, rp, st, slot, ego_lane, v_ego, onset, s, keep):
+    x = v_ego * onset  # where the ego is at the onset if it holds its start speed
+    length = 5.0 + 7.0 * s
+    place_vehicle(veh, slot, L.STALLED, x, ego_lane, 0.0, rp[R_LANE_W], length,
+                  2.2 if s > 0.5 else 2.0, L.STATIC)
+    wld[L.HZ_X] = x - 0.5 * length
+    wld[L.HZ_XEND] = x + 0.5 * length
+    # no traffic between the ego and the obstacle in its lane: the ego meets the hazard
+    # itself, not a queue of traffic cars stuck behind it (ordinary traffic cannot
+    # zip-merge out of a blocked lane, so a queue there jammed every lane)
+    keep[0, 0], keep[0, 1], keep[0, 2] = ego_lane, -25.0, x + 15.0
+    return 1
 
 
 class StalledCar(Hazard):
@@ -14,16 +31,4 @@ class StalledCar(Hazard):
     summary = ("a stopped car (or truck, 5 + 7 s m long) in the ego's lane where the ego "
                "would be at the onset; fires when the ego is within ``sense_range``; no traffic starts between the "
                "ego and it in that lane")
-
-    def place(self, scene: Scene) -> list[KeepOut]:
-        s, x = scene.severity, scene.x_hit
-        length = 5.0 + 7.0 * s
-        place_vehicle(scene.veh, scene.slot, L.STALLED, x, scene.ego_lane, 0.0,
-                      scene.cfg.lane_width, length=length, width=2.2 if s > 0.5 else 2.0,
-                      mode=L.STATIC)
-        scene.wld[L.HZ_X] = x - 0.5 * length
-        scene.wld[L.HZ_XEND] = x + 0.5 * length
-        # no traffic between the ego and the obstacle in its lane: the ego meets the hazard
-        # itself, not a queue of traffic cars stuck behind it (ordinary traffic cannot
-        # zip-merge out of a blocked lane, so a queue there jammed every lane)
-        return [(scene.ego_lane, -25.0, x + 15.0)]
+    place = staticmethod(place)

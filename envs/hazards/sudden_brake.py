@@ -2,8 +2,34 @@
 
 from __future__ import annotations
 
+from numba import njit
+
 from takeover.envs import layout as L
-from takeover.envs.hazards.base import Hazard, KeepOut, Scene, place_vehicle, set_driver
+from takeover.envs.hazards.base import (
+    R_LANE_W,
+    R_TRAF_HI,
+    R_TRAF_LO,
+    Hazard,
+    place_vehicle,
+    set_driver,
+)
+from takeover.envs.streams import uniform
+
+
+@njit(cache=True)
+def place(veh, wld, rp, st, slot, ego_lane, v_ego, onset, s, keep):
+    gap = 20.0 + 15.0 * uniform(st)
+    place_vehicle(veh, slot, L.CAR, gap, ego_lane, v_ego, rp[R_LANE_W], 5.0, 2.0,
+                  L.LANE_BOUND)
+    set_driver(veh, slot, st, rp[R_TRAF_LO], rp[R_TRAF_HI])
+    veh[slot, L.V0] = v_ego
+    # pulls away briskly, as a driver clearing an emergency stop does (traffic's 1-2
+    # m/s^2 left the careful driver behind it too little of the limit to arrive)
+    veh[slot, L.AMAX] = 3.0
+    veh[slot, L.DECEL] = 4.0 + 5.0 * s
+    wld[L.HZ_IDX] = slot
+    keep[0, 0], keep[0, 1], keep[0, 2] = ego_lane, -25.0, gap + 20.0
+    return 1
 
 
 class SuddenBrake(Hazard):
@@ -15,17 +41,4 @@ class SuddenBrake(Hazard):
     summary = ("a lead car 20-35 m ahead in the ego's lane brakes at 4 + 5 s m/s^2 at the onset "
                "time, to a stop if it has time, and drives off again ``hazard_window`` s later "
                "(pulling away at up to 3 m/s^2)")
-
-    def place(self, scene: Scene) -> list[KeepOut]:
-        gap = 20.0 + 15.0 * scene.rng.random()
-        h, lane = scene.slot, scene.ego_lane
-        place_vehicle(scene.veh, h, L.CAR, gap, lane, scene.v_ego, scene.cfg.lane_width,
-                      mode=L.LANE_BOUND)
-        set_driver(scene.veh[h], scene.rng.random(6), scene.cfg)
-        scene.veh[h, L.V0] = scene.v_ego
-        # pulls away briskly, as a driver clearing an emergency stop does (traffic's 1-2
-        # m/s^2 left the careful driver behind it too little of the limit to arrive)
-        scene.veh[h, L.AMAX] = 3.0
-        scene.veh[h, L.DECEL] = 4.0 + 5.0 * scene.severity
-        scene.wld[L.HZ_IDX] = h
-        return [(lane, -25.0, gap + 20.0)]
+    place = staticmethod(place)
