@@ -105,6 +105,24 @@ def test_rlif_penalises_exactly_the_step_before_each_takeover():
     assert np.array_equal(data.reward, r) and data.intervened.sum() == 4
 
 
+def test_rlif_task_reward_adds_the_logged_reward_on_top_of_the_penalty(monkeypatch):
+    import takeover.agents.learners.rlif as rlif
+    from takeover.agents.learners.offpolicy import QAgent, build_dqn
+
+    eps = [[dataclasses.replace(r, reward=0.5) for r in _episode("aahhaah")]]
+    seen = {}
+    monkeypatch.setattr(rlif, "rlif_update", lambda model, data, *a, salient, **k: (
+        seen.update(reward=data.reward, salient=salient), [0.0])[1])
+    agent = QAgent(build_dqn("takeover/Plain-v1", net_arch=(8,), seed=0))
+    stats = rlif.RLIF(penalty=-2.0, task_reward=0.1).update(agent, eps, seed=0)
+    assert stats["samples"] == 2  # the two steps before a takeover, not every rewarded one
+    assert np.allclose(seen["reward"], [0.05, -1.95, 0.05, 0.05, 0.05, -1.95, 0.05])
+    # the salient half of each batch: the penalised and the human-driven steps only
+    assert seen["salient"].tolist() == [False, True, True, True, False, True, True]
+    with pytest.raises(ValueError, match="task_reward"):
+        rlif.RLIF(task_reward=-1.0)
+
+
 def _prior_ensemble(k: int = 3):
     from takeover.agents.learners.distill import prior_ensemble
 
@@ -210,50 +228,6 @@ def test_learning_config_is_dispatched_and_checked():
         from_dict(LearningSection, {"learner_kwargs": {"pvpp": {}}})
     assert load_learning_config("learning", ["learning.methods=[pvp]"]).learning.methods == (
         "pvp",)  # the other methods' learner_kwargs are kept, unused
-
-
-def _scene(gap_m: float, closing: float, speed: float = 25.0, dy: float = 0.0) -> np.ndarray:
-    """One observation: the ego at ``speed`` m/s and one car ``gap_m`` m ahead (bumper to
-    bumper + 5 m), offset ``dy`` paved widths, closing at ``closing`` m/s."""
-    obs = np.zeros((9, 7), np.float32)
-    obs[0, [0, 3, 5]] = 1.0, speed / 20.0, 1.0
-    obs[1, :4] = 1.0, (gap_m + 5.0) / 100.0, dy, -closing / 20.0
-    obs[1, 5] = 1.0
-    return obs
-
-
-def test_follow_actions_brakes_for_the_car_ahead_in_its_lane_only():
-    from takeover.agents.learners.offpolicy import follow_actions
-    from takeover.envs import layout as L
-
-    scenes = np.stack([_scene(20.0, 5.0), _scene(20.0, 5.0, dy=0.3), _scene(150.0, 0.0),
-                       _scene(150.0, 0.0, speed=20.0), _scene(50.0, 2.0)])
-    # 20 m at 25 m/s is under 5 + 1.5 s x 25; the same car a lane over is no leader; a far
-    # leader: hold 25 m/s (above 24) or speed up from 20; 50 m closing at 2 m/s: hold
-    assert follow_actions(scenes).tolist() == [L.SLOWER, L.IDLE, L.IDLE, L.FASTER, L.IDLE]
-
-
-def test_dqfd_makes_the_demonstrators_action_greedy():
-    from takeover.agents.learners.offpolicy import Demonstrations, build_dqn, dqfd_pretrain
-
-    rng = np.random.default_rng(0)
-    n = 512
-    obs = rng.uniform(-1, 1, (n, 9, 7)).astype(np.float32)
-    label = (obs[:, 0, 3] > 0).astype(np.int64) * 2  # slower when "fast", else idle
-    data = Demonstrations(obs=obs, action=rng.integers(0, 5, n), label=label,
-                          reward=np.ones(n, np.float32), next_obs=obs[::-1].copy(),
-                          done=np.zeros(n, np.float32))
-    model = build_dqn("takeover/Plain-v1", net_arch=(32,), seed=0, gamma=0.5)
-    torch.manual_seed(0)
-    dqfd_pretrain(model, data, steps=1500, margin=1.0, batch_size=64, target_update=100)
-    with torch.no_grad():
-        q = model.q_net(torch.as_tensor(obs)).numpy()
-    # measured: 0.994 of the greedy actions are the labels; 0.95 leaves room for another
-    # torch build's rounding
-    assert (q.argmax(1) == label).mean() >= 0.95
-    # values on the return's scale: TD alone gives 1 / (1 - 0.5) = 2, the margin can lift
-    # the greedy value to at most (1 + margin) / (1 - 0.5) = 4; measured 3.87
-    assert 1.5 <= q.max(1).mean() <= 4.5
 
 
 def test_hg_dagger_delivered_labels_clone_only_arrived_episodes():

@@ -2,25 +2,25 @@
 same world, observation and discrete meta-actions as the PPO novice, so ``takeover run``
 can fine-tune it from interventions with no training first.
 
-Recipe (:func:`train_dqn`): SB3 DQN on the batched ``takeover/Plain-v1`` env with the
-novice's crash penalty (-50), a 64x64 Q-network and the novice's ``gamma = 0.99`` (with
-0.95 the speed reward of the next 2 s outweighs a crash and DQN learns to race and
-crash: measured 0/100 plain-traffic survival at 150k steps);
-then a risk critic fitted on the trained agent's own rollouts in the hazard mix (so the
-``q_risk`` estimator and threshold gates work on it as on the novice). Reproduce with::
+Recipe (:func:`train_dqn`, the :class:`DQNRecipe` defaults): SB3 DQN, 256x256 Q-network,
+on 8 batched ``takeover/Plain-v1`` worlds for 300k steps, ``gamma = 0.99``, 3-step
+targets, a crash penalty of -150 and every reward scaled by 0.05 for the learner (Huber
+loss and gradient clipping then see errors of order 1, not 50), hard target updates every
+1000 steps, 10% of the steps to anneal exploration; the weights kept are those of the
+25k-step check with the highest plain arrival on 50 validation seeds from 150_000
+(greedy DQN swings between checkpoints); then a risk critic fitted on the trained
+agent's own rollouts in the hazard mix (so the ``q_risk`` estimator and threshold gates
+work on it as on the novice). What the previous recipe got wrong: the PPO novice's -50
+unscaled, where the speed reward of the next seconds outweighs a crash at gamma 0.99, so
+DQN raced and crashed (0/100 plain arrivals; Q-values ~90 on every action: the
+discounted speed reward). Reproduce with::
 
     python -m takeover.agents.learners.offpolicy --out agents/pretrained/novice-dqn
 
-(``--steps 30000`` gives the small test agent in a minute or two on one core.)
-
-Status on the v1 world: the recipe does NOT yet learn to avoid collisions. The shipped
-``novice-dqn`` (``--steps 250000 --set net_arch=256,256 lr=5e-4 exploration_fraction=0.2
-target_update=1000``) collides in 100/100 held-out plain episodes (seeds 1_900_000..099);
-so does ``gamma=0.95 crash_penalty=-20``. Its greedy Q-values sit near 90 on every
-action up to the collision step while the episode's true return is about 5-17: the
-network overestimates and never separates the pre-crash states. The SB3 adapter is not
-the cause: the replay buffer holds the terminal observations, ``done`` on collisions
-with the -50 reward, and ``timeout`` only on truncations (checked directly).
+(about 25 min on one free core; ``--steps 30000 --set select_every=0`` gives a small
+test agent in a few minutes). The measured rates are in the manifest's ``metrics``
+(validation seeds 150_000..150_199; held-out 1_000_000..1_000_199 on plain traffic and
+the hazard mix).
 
 The checkpoint is a folder with ``manifest.json`` (spaces, architecture, env id, metrics)
 and ``weights.safetensors`` (Q-network, target network, risk critic): nothing in it is
@@ -108,30 +108,34 @@ class DQNRecipe:
     """Everything :func:`train_dqn` varies (the manifest stores it)."""
 
     env_id: str = "takeover/Plain-v1"
-    steps: int = 200_000
+    steps: int = 300_000
     seed: int = TRAIN_SEED0
     n_envs: int = 8
-    net_arch: tuple[int, ...] = (64, 64)
+    net_arch: tuple[int, ...] = (256, 256)
     gamma: float = 0.99
-    lr: float = 1e-4
+    lr: float = 2.5e-4
     buffer_size: int = 100_000
     learning_starts: int = 5_000
-    batch_size: int = 128
+    batch_size: int = 64
     train_freq: int = 1
-    gradient_steps: int = 2
-    target_update: int = 2_000
+    gradient_steps: int = 1
+    target_update: int = 1_000
     exploration_fraction: float = 0.1
     exploration_final_eps: float = 0.02
     risk_env_id: str = "takeover/Highway-v1"
     risk_episodes: int = 200
-    crash_penalty: float = -50.0
-    """reward on a collision / leaving the road (the novice's -50)"""
+    crash_penalty: float = -150.0
+    """reward on a collision / leaving the road while training. With the PPO novice's -50
+    DQN learns to race and crash (plain arrival 0.04-0.06 at 50k-75k steps, reward scale
+    0.1, 3-step targets); with -150 it climbs to 0.80 by 150k: the speed reward of the
+    next few seconds no longer outweighs a crash at gamma 0.99"""
     reward_speed: float = 1.0
     """weight of the env's speed reward while training (the env default: 1)"""
-    reward_scale: float = 1.0
+    reward_scale: float = 0.05
     """the learner sees ``reward * reward_scale`` (the env's returns are unchanged)"""
-    n_steps: int = 1
-    """n-step TD targets (SB3's ``NStepReplayBuffer``) of the online phase"""
+    n_steps: int = 3
+    """n-step TD targets (SB3's ``NStepReplayBuffer``): a crash reaches the braking
+    decision 3 steps earlier in each update"""
     select_every: int = 25_000
     """env steps between validation checks; the shipped weights are the checkpoint with
     the highest plain arrival on ``select_episodes`` validation seeds from
@@ -141,18 +145,6 @@ class DQNRecipe:
     held_out_episodes: int = 200
     """held-out episodes (from ``HELD_OUT_SEED``) per env of ``HELD_OUT_ENVS`` measured
     into the manifest's metrics"""
-    demo_steps: int = 0
-    """transitions of the demonstrator (:func:`follow_actions`, with ``demo_eps`` random
-    actions) for the DQfD phase; 0 = plain DQN from scratch"""
-    demo_eps: float = 0.2
-    """share of random actions while collecting the demonstrations (so the TD targets
-    also see what the other actions lead to)"""
-    pretrain_steps: int = 30_000
-    """gradient steps of the DQfD phase (TD + large-margin loss on the demonstrations)"""
-    margin: float = 5.0
-    """DQfD's margin: the demonstrator's action must beat every other by this much
-    (reward units; the values are ~10-40 here)"""
-    margin_weight: float = 1.0
 
 
 def build_dqn(env_id: str, *, net_arch=(64, 64), gamma: float = 0.99, lr: float = 5e-4,
@@ -169,118 +161,6 @@ def build_dqn(env_id: str, *, net_arch=(64, 64), gamma: float = 0.99, lr: float 
         dqn_kwargs.setdefault("buffer_size", 1)
     return DQN("MlpPolicy", env, gamma=gamma, learning_rate=lr, seed=seed, device="cpu",
                policy_kwargs={"net_arch": list(net_arch)}, verbose=0, **dqn_kwargs)
-
-
-SAME_LANE = 0.12
-"""|lateral offset| in paved widths under which another car counts as in the ego's lane
-(0.12 x ~15 m: within ~1.8 m of the ego's centre line on the default 3-lane road)."""
-
-
-def follow_actions(obs: np.ndarray, headway: float = 1.5, ttc: float = 4.0,
-                   speed: float = 24.0) -> np.ndarray:
-    """The DQfD demonstrator: a memoryless car follower on the observation (``(B, K+1, 7)``
-    -> ``(B,)`` meta-actions). ``slower`` while the nearest car ahead in the ego's lane is
-    closer than 5 m + ``headway`` s or closes within ``ttc`` s, ``idle`` while it is within
-    1.5x that and closing, else toward ``speed`` m/s; it never changes lanes.
-    It decides on what the network sees (no hidden target speed, unlike
-    ``envs.drivers.IDMDriver.meta_action``, whose ``idle`` means "keep braking" at times),
-    so a Q-network can represent it: 98/100 plain arrivals on validation seeds
-    150_000..150_099 (IDMDriver's meta-actions: 17/20)."""
-    from takeover.envs import layout as L
-
-    obs = np.asarray(obs, np.float32)
-    v = obs[:, 0, 3] * 20.0
-    oth = obs[:, 1:]
-    ahead = (oth[..., 0] > 0) & (oth[..., 1] > 0) & (np.abs(oth[..., 2]) < SAME_LANE)
-    dx = np.where(ahead, oth[..., 1], np.inf)
-    j = dx.argmin(1)
-    rows = np.arange(len(obs))
-    near = np.isfinite(dx[rows, j])
-    gap = np.where(near, dx[rows, j] * 100.0 - 5.0, np.inf)
-    closing = -oth[rows, j, 3] * 20.0
-    want = 5.0 + headway * v
-    brake = near & ((gap < want) | ((closing > 0) & (gap < ttc * closing)))
-    hold = near & ~brake & (closing > 0) & (gap < 1.5 * want)
-    act = np.where(v < speed, L.FASTER, L.IDLE)
-    act[hold] = L.IDLE
-    act[brake] = L.SLOWER
-    return act.astype(np.int64)
-
-
-@dataclass(frozen=True)
-class Demonstrations:
-    """Transitions of the eps-perturbed demonstrator, with its label at every state."""
-
-    obs: np.ndarray
-    action: np.ndarray
-    label: np.ndarray
-    reward: np.ndarray
-    next_obs: np.ndarray
-    done: np.ndarray
-
-
-def collect_demonstrations(venv, steps: int, eps: float, seed: int) -> Demonstrations:
-    """``steps`` transitions of ``venv`` (an SB3 VecEnv) driven by :func:`follow_actions`
-    with a share ``eps`` of uniformly random actions; truncations bootstrap (done = 0)."""
-    rng = np.random.default_rng(seed)
-    cols: dict[str, list] = {k: [] for k in Demonstrations.__dataclass_fields__}
-    obs = venv.reset()
-    n_act = venv.action_space.n
-    for _ in range(-(-steps // venv.num_envs)):
-        label = follow_actions(obs)
-        act = np.where(rng.random(len(obs)) < eps, rng.integers(0, n_act, len(obs)), label)
-        nxt, rew, done, infos = venv.step(act)
-        final = nxt.copy()
-        term = np.zeros(len(obs), np.float32)
-        for i in np.flatnonzero(done):
-            final[i] = infos[i]["terminal_observation"]
-            term[i] = 0.0 if infos[i].get("TimeLimit.truncated") else 1.0
-        for k, v in (("obs", obs), ("action", act), ("label", label), ("reward", rew),
-                     ("next_obs", final), ("done", term)):
-            cols[k].append(np.asarray(v))
-        obs = nxt
-    return Demonstrations(*(np.concatenate(cols[k])[:steps]
-                            for k in Demonstrations.__dataclass_fields__))
-
-
-def dqfd_pretrain(model, data: Demonstrations, *, steps: int, margin: float,
-                  margin_weight: float = 1.0, reward_scale: float = 1.0, batch_size: int = 256,
-                  lr: float = 5e-4, target_update: int = 1_000, seed: int = 0) -> list[float]:
-    """DQfD's pre-training (Hester et al. 2018) of an SB3 DQN ``model`` in place: one-step
-    TD on the demonstrations' env rewards plus the large-margin loss
-    ``max_a [Q(s, a) + margin [a != a_E]] - Q(s, a_E)``, which makes the demonstrator's
-    action the greedy one while TD puts the values on the return's scale (what PVP's
-    proxy values and RLIF's penalty are set against). Returns the loss per step."""
-    import torch.nn.functional as F
-
-    gen = torch.Generator().manual_seed(seed)
-    t = {k: torch.as_tensor(getattr(data, k)) for k in Demonstrations.__dataclass_fields__}
-    rew = t["reward"].float() * reward_scale
-    opt = torch.optim.Adam(model.q_net.parameters(), lr=lr)
-    model.q_net_target.load_state_dict(model.q_net.state_dict())
-    model.policy.set_training_mode(True)
-    history = []
-    for step in range(steps):
-        b = torch.randint(len(rew), (batch_size,), generator=gen)
-        with torch.no_grad():
-            target = rew[b] + model.gamma * (1.0 - t["done"][b].float()) * \
-                model.q_net_target(t["next_obs"][b]).max(1).values
-        q = model.q_net(t["obs"][b])
-        td = F.mse_loss(q.gather(1, t["action"][b, None]).squeeze(1), target)
-        lab = t["label"][b, None]
-        bonus = torch.full_like(q, margin).scatter_(1, lab, 0.0)
-        large_margin = ((q + bonus).max(1).values - q.gather(1, lab).squeeze(1)).mean()
-        loss = td + margin_weight * large_margin
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.q_net.parameters(), 10.0)
-        opt.step()
-        if (step + 1) % target_update == 0:
-            model.q_net_target.load_state_dict(model.q_net.state_dict())
-        history.append(float(loss.detach()))
-    model.q_net_target.load_state_dict(model.q_net.state_dict())
-    model.policy.set_training_mode(False)
-    return history
 
 
 def _BestOnValidation(r: DQNRecipe):
@@ -329,9 +209,6 @@ def _ScaledReward(venv, scale: float):
 
 def train_dqn(recipe: DQNRecipe = DQNRecipe(), out: str | Path | None = None) -> QAgent:
     """Train the starting DQN (and its risk critic) by ``recipe``; saved to ``out`` if given."""
-    from takeover.agents.evaluate import evaluate
-    from takeover.agents.risk import RiskCritic, RiskSpec, collect_rollouts, fit_risk
-    from takeover.agents.rollout import run_episodes
     from takeover.agents.train import make_vec_env
 
     r = recipe
@@ -349,21 +226,28 @@ def train_dqn(recipe: DQNRecipe = DQNRecipe(), out: str | Path | None = None) ->
                       target_update_interval=r.target_update,
                       exploration_fraction=r.exploration_fraction,
                       exploration_final_eps=r.exploration_final_eps, n_steps=r.n_steps)
-    if r.demo_steps:
-        data = collect_demonstrations(venv, r.demo_steps, r.demo_eps, r.seed)
-        dqfd_pretrain(model, data, steps=r.pretrain_steps, margin=r.margin,
-                      margin_weight=r.margin_weight, reward_scale=r.reward_scale, seed=r.seed)
     best = _BestOnValidation(r) if r.select_every else None
     if r.steps:
         model.learn(r.steps, callback=best, log_interval=None)
     if best is not None and best.state is not None:
         model.q_net.load_state_dict(best.state)
         model.q_net_target.load_state_dict(best.state)
+    return finish_q_agent(model, r, best.checks if best is not None else None, out)
+
+
+def finish_q_agent(model, r: DQNRecipe, checks: list | None = None,
+                   out: str | Path | None = None) -> QAgent:
+    """The trained ``model`` as a shipped agent: a risk critic fitted on its own rollouts
+    in the hazard mix, validation and held-out metrics in its metadata; saved to ``out``."""
+    from takeover.agents.evaluate import evaluate
+    from takeover.agents.risk import RiskCritic, RiskSpec, collect_rollouts, fit_risk
+    from takeover.agents.rollout import run_episodes
+
     agent = QAgent(model, metadata={"algo": "DQN", "env_id": r.env_id,
                                     "recipe": {k: list(v) if isinstance(v, tuple) else v
                                                for k, v in r.__dict__.items()}})
-    if best is not None:
-        agent.metadata["selection"] = {"checks": [list(c) for c in best.checks],
+    if checks is not None:
+        agent.metadata["selection"] = {"checks": [list(c) for c in checks],
                                        "validation_seeds": [VALIDATION_SEED0,
                                                             VALIDATION_SEED0
                                                             + r.select_episodes - 1]}

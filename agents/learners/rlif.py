@@ -67,9 +67,11 @@ def rlif_data(episodes: Episodes, penalty: float = INTERVENTION_REWARD) -> Trans
 
 def rlif_update(model, data: Transitions, gradient_steps: int = 500, batch_size: int = 64,
                 seed: int = 0, *, lr: float | None = None, gamma: float | None = None,
-                tau: float = 0.005, conservative: float = 1.0) -> list[float]:
+                tau: float = 0.005, conservative: float = 1.0,
+                salient: np.ndarray | None = None) -> list[float]:
     """Q-learning of an SB3 ``DQN`` ``model`` in place on ``data`` (rewards in
-    ``data.reward``); returns the loss of every gradient step."""
+    ``data.reward``); returns the loss of every gradient step. ``salient`` (default:
+    human-driven or non-zero reward) marks the rows of the first half of each batch."""
     from stable_baselines3 import DQN
 
     if not isinstance(model, DQN):
@@ -79,7 +81,8 @@ def rlif_update(model, data: Transitions, gradient_steps: int = 500, batch_size:
     if batch_size < 2 or gradient_steps < 1:
         raise ValueError(f"need batch_size >= 2 and gradient_steps >= 1 (got {batch_size}, "
                          f"{gradient_steps})")
-    salient = data.intervened | (data.reward != 0)
+    if salient is None:
+        salient = data.intervened | (data.reward != 0)
     buffers = TwoBuffers(data, seed, split=salient)
     gamma = model.gamma if gamma is None else gamma
     set_lr(model, lr)
@@ -119,6 +122,11 @@ class RLIF:
             ``pvp.q_scale`` on the first update's states, then fixed (-1 = the paper's, for
             a Q-network trained from scratch).
         conservative: weight of the CQL term (0 = plain DQN targets).
+        task_reward: weight of the logged env reward added to the intervention rewards
+            (0 = the paper's: no task reward). A pretrained Q-network fine-tuned on reward
+            0 everywhere else decays toward 0 and forgets how to drive; the weight the
+            agent was trained with (its recipe's ``reward_scale``) keeps its values on
+            their scale, so the penalty is learned on top of what it knew.
     """
 
     name = "rlif"
@@ -126,12 +134,15 @@ class RLIF:
 
     def __init__(self, *, gradient_steps: int = 500, batch_size: int = 64,
                  lr: float | None = 1e-4, tau: float = 0.005,
-                 penalty: float | str = "auto", conservative: float = 1.0) -> None:
+                 penalty: float | str = "auto", conservative: float = 1.0,
+                 task_reward: float = 0.0) -> None:
         if penalty != "auto" and not (isinstance(penalty, (int, float)) and penalty < 0):
             raise ValueError(f"penalty={penalty!r}: use 'auto' or a negative number")
         self.gradient_steps, self.batch_size, self.lr, self.tau = (gradient_steps, batch_size,
                                                                    lr, tau)
-        self.penalty, self.conservative = penalty, conservative
+        if not task_reward >= 0:
+            raise ValueError(f"task_reward={task_reward!r}: use a weight >= 0")
+        self.penalty, self.conservative, self.task_reward = penalty, conservative, task_reward
 
     def start(self, agent: Any) -> None:
         q_model(agent)
@@ -141,10 +152,13 @@ class RLIF:
         data = transitions(episodes)
         if self.penalty == "auto":
             self.penalty = -q_scale(model, data.obs)
-        data = replace(data, reward=intervention_rewards(episodes, float(self.penalty)))
-        if not (data.reward != 0).any():
+        penalties = intervention_rewards(episodes, float(self.penalty))
+        if not (penalties != 0).any():
             return {"samples": 0.0}
+        task = np.array([r.reward for e in episodes for r in e], np.float32)
+        data = replace(data, reward=penalties + np.float32(self.task_reward) * task)
         losses = rlif_update(model, data, self.gradient_steps, self.batch_size, seed,
-                             lr=self.lr, tau=self.tau, conservative=self.conservative)
-        return {"samples": float((data.reward != 0).sum()), "penalty": float(self.penalty),
+                             lr=self.lr, tau=self.tau, conservative=self.conservative,
+                             salient=data.intervened | (penalties != 0))
+        return {"samples": float((penalties != 0).sum()), "penalty": float(self.penalty),
                 "loss_first": losses[0], "loss_last": losses[-1]}
