@@ -123,6 +123,25 @@ def test_rlif_task_reward_adds_the_logged_reward_on_top_of_the_penalty(monkeypat
         rlif.RLIF(task_reward=-1.0)
 
 
+def test_rlif_prior_data_is_the_agents_own_driving_replayed_as_non_salient(monkeypatch):
+    import takeover.agents.learners.rlif as rlif
+    from takeover.agents.learners.offpolicy import QAgent, build_dqn
+
+    agent = QAgent(build_dqn("takeover/Plain-v1", net_arch=(8,), seed=0))
+    prior = rlif.prior_transitions(agent, 100, n_envs=4)
+    assert len(prior) == 100 and prior.obs.shape == (100, 9, 7)
+    assert np.array_equal(prior.action[:, 0], agent.predict(prior.obs))  # its own greedy actions
+    assert not prior.intervened.any() and set(np.unique(prior.done)) <= {0.0, 1.0}
+    learner = rlif.RLIF(penalty=-2.0, task_reward=0.1, prior_steps=100)
+    learner.start(agent)
+    seen = {}
+    monkeypatch.setattr(rlif, "rlif_update", lambda model, data, *a, salient, **k: (
+        seen.update(n=len(data), salient=salient, reward=data.reward), [0.0])[1])
+    learner.update(agent, [_episode("aahhaah")], seed=0)
+    assert seen["n"] == 107 and seen["salient"][7:].sum() == 0  # prior rows: the other half
+    assert np.allclose(seen["reward"][7:], 0.1 * learner.prior.reward)
+
+
 def _prior_ensemble(k: int = 3):
     from takeover.agents.learners.distill import prior_ensemble
 

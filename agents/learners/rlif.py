@@ -34,6 +34,7 @@ from stable_baselines3.common.utils import polyak_update
 
 from takeover.agents.learners.base import Episodes
 from takeover.agents.learners.pvp import (
+    FIELDS,
     Transitions,
     TwoBuffers,
     _step,
@@ -45,6 +46,40 @@ from takeover.agents.learners.pvp import (
 )
 
 INTERVENTION_REWARD = -1.0
+PRIOR_SEED = 170_000
+"""Plain-traffic seeds of the prior data (the training block 100_000..199_999)."""
+
+
+def prior_transitions(agent: Any, steps: int, *, env_id: str = "takeover/Plain-v1",
+                      seed: int = PRIOR_SEED, n_envs: int = 8) -> Transitions:
+    """``steps`` transitions of ``agent`` driving greedily in plain traffic, with the env's
+    reward: RLPD's prior data (RLIF samples half of every batch from it), so fine-tuning
+    on a few supervised episodes does not overwrite how the agent drives everywhere else.
+    ``done`` is 1 on terminations only (a truncation bootstraps from its final obs)."""
+    from takeover.agents.train import make_vec_env
+
+    venv = make_vec_env(env_id, n_envs, seed, "discrete", {})
+    cols: dict[str, list] = {k: [] for k in ("obs", "action", "next", "done", "reward")}
+    obs = venv.reset()
+    for _ in range(-(-steps // n_envs)):
+        act = agent.predict(obs)
+        nxt, rew, done, infos = venv.step(act)
+        final = nxt.copy()
+        term = np.zeros(n_envs, np.float32)
+        for i in np.flatnonzero(done):
+            final[i] = infos[i]["terminal_observation"]
+            term[i] = 0.0 if infos[i].get("TimeLimit.truncated") else 1.0
+        for k, v in (("obs", obs), ("action", act), ("next", final), ("done", term),
+                     ("reward", rew)):
+            cols[k].append(np.asarray(v))
+        obs = nxt
+    venv.close()
+    c = {k: np.concatenate(v)[:steps] for k, v in cols.items()}
+    act = c["action"].astype(np.float32).reshape(-1, 1)
+    return Transitions(obs=c["obs"].astype(np.float32), action=act, novice=act,
+                       next_obs=c["next"].astype(np.float32), done=c["done"],
+                       intervened=np.zeros(len(act), bool),
+                       reward=c["reward"].astype(np.float32))
 
 
 def intervention_rewards(episodes: Episodes, penalty: float = INTERVENTION_REWARD) -> np.ndarray:
@@ -127,6 +162,9 @@ class RLIF:
             0 everywhere else decays toward 0 and forgets how to drive; the weight the
             agent was trained with (its recipe's ``reward_scale``) keeps its values on
             their scale, so the penalty is learned on top of what it knew.
+        prior_steps: plain-traffic transitions of the starting agent collected once in
+            ``start`` (:func:`prior_transitions`) and replayed in the non-salient half of
+            every batch with ``task_reward`` x their env reward (0 = none).
     """
 
     name = "rlif"
@@ -135,7 +173,7 @@ class RLIF:
     def __init__(self, *, gradient_steps: int = 500, batch_size: int = 64,
                  lr: float | None = 1e-4, tau: float = 0.005,
                  penalty: float | str = "auto", conservative: float = 1.0,
-                 task_reward: float = 0.0) -> None:
+                 task_reward: float = 0.0, prior_steps: int = 0) -> None:
         if penalty != "auto" and not (isinstance(penalty, (int, float)) and penalty < 0):
             raise ValueError(f"penalty={penalty!r}: use 'auto' or a negative number")
         self.gradient_steps, self.batch_size, self.lr, self.tau = (gradient_steps, batch_size,
@@ -143,9 +181,13 @@ class RLIF:
         if not task_reward >= 0:
             raise ValueError(f"task_reward={task_reward!r}: use a weight >= 0")
         self.penalty, self.conservative, self.task_reward = penalty, conservative, task_reward
+        self.prior_steps = int(prior_steps)
+        self.prior: Transitions | None = None
 
     def start(self, agent: Any) -> None:
         q_model(agent)
+        if self.prior_steps:
+            self.prior = prior_transitions(agent, self.prior_steps)
 
     def update(self, agent: Any, episodes: Episodes, *, seed: int) -> dict[str, float]:
         model = q_model(agent)
@@ -157,8 +199,14 @@ class RLIF:
             return {"samples": 0.0}
         task = np.array([r.reward for e in episodes for r in e], np.float32)
         data = replace(data, reward=penalties + np.float32(self.task_reward) * task)
+        salient = data.intervened | (penalties != 0)
+        if self.prior is not None:
+            prior = replace(self.prior, reward=np.float32(self.task_reward) * self.prior.reward)
+            data = Transitions(*(np.concatenate([getattr(data, k), getattr(prior, k)])
+                                 for k in FIELDS))
+            salient = np.concatenate([salient, np.zeros(len(prior), bool)])
         losses = rlif_update(model, data, self.gradient_steps, self.batch_size, seed,
                              lr=self.lr, tau=self.tau, conservative=self.conservative,
-                             salient=data.intervened | (penalties != 0))
+                             salient=salient)
         return {"samples": float((penalties != 0).sum()), "penalty": float(self.penalty),
                 "loss_first": losses[0], "loss_last": losses[-1]}
