@@ -177,6 +177,8 @@ class LearningSection:
                              range=(0, 2**31 - 1_000_000))
     target_arrival: float = option(0.5, "arrival rate whose human-minutes the report "
                                    "tabulates", range=(0.0, 1.0))
+    teacher_alone: bool = option(True, "also measure each human driving alone on the "
+                                 "held-out hazard seeds (the ceiling of cloning it)")
     disagreement_horizon: float = option(2.0, "s; an ensemble's disagreement is scored "
                                          "against failure within this horizon", range=(0.1, 30))
 
@@ -388,10 +390,11 @@ def run_arm(cfg: LearningConfig, method: str, human: str, ft_seed: int, run_dir:
                            seed=cfg.seed, config={"method": method, "human": human})
             with LogWriter(log_dir, meta) as w:
                 for k, scen in enumerate(cfg.env.scenarios):
-                    for i in range(lc.episodes_per_round):
-                        eid = f"{scen}-r{rnd}-e{i:02d}"
-                        records, _ = rollouts.run(cond, scen, train_seed(lc.train_seed, ft_seed, rnd, k, i),
-                                                  eid)
+                    n = range(lc.episodes_per_round)  # one batch: the same records as one by one
+                    batch = rollouts.run_batch(
+                        cond, scen, [train_seed(lc.train_seed, ft_seed, rnd, k, i) for i in n],
+                        [f"{scen}-r{rnd}-e{i:02d}" for i in n])
+                    for records, _ in batch:
                         for r in records:
                             w.write(r)
                         w.end_episode()
@@ -407,6 +410,34 @@ def run_arm(cfg: LearningConfig, method: str, human: str, ft_seed: int, run_dir:
         return rows
     finally:
         envs.close()
+
+
+def teacher_alone(cfg: LearningConfig, human: str,
+                  seeds: Mapping[str, list[int]]) -> dict[str, dict[str, float]]:
+    """How scripted teacher ``human`` drives on its own, on the held-out hazard seeds: the
+    ``always`` gate asks it at once and it keeps control (the bc agent drives only the
+    reaction time before the takeover). The ceiling of what cloning its driving can teach:
+    a learner cannot be expected to arrive more often than the teacher it imitates.
+    ``{"arrived": {scenario: rate}, "collision": ..., "human_share": ...}``."""
+    from takeover.experiments.episodes import EnvCache, Rollouts
+
+    exp_cfg = _experiment_config(cfg, human, "teacher")
+    envs = EnvCache(exp_cfg)
+    out: dict[str, dict[str, float]] = {"arrived": {}, "collision": {}, "human_share": {}}
+    try:
+        agent = starting_agent(cfg, "hg-dagger", envs.get(cfg.env.scenarios[0]))
+        rollouts = Rollouts(exp_cfg, envs, agent)
+        cond = Condition("teacher_alone", "always")
+        for scen in cfg.env.scenarios:
+            sd = seeds[scen]
+            eps = [r for r, _ in rollouts.run_batch(cond, scen, sd, [f"{scen}-{s}" for s in sd])]
+            out["arrived"][scen] = float(np.mean([e[-1].outcome == "arrived" for e in eps]))
+            out["collision"][scen] = float(np.mean([e[-1].outcome == "collision" for e in eps]))
+            out["human_share"][scen] = float(np.mean([np.mean([r.controller == "human"
+                                                               for r in e]) for e in eps]))
+    finally:
+        envs.close()
+    return out
 
 
 def _pooled(row: Mapping[str, Any], key: str, scenarios: Sequence[str]) -> float:
@@ -515,6 +546,15 @@ def write_learning_report(run_dir: Path, cfg: LearningConfig, summary: Mapping[s
                         [[c["method"], c["human"], fmt(c["minutes_to_target"]),
                           fmt_ci(c["rounds"][-1]["arrived"]), fmt_ci(c["rounds"][-1]["gain"])]
                          for c in summary["curves"].values()])),
+        *([Block("h2", "The teachers driving alone (gate `always`)"),
+           Block("p", "Each scripted human asked at once and keeping control, on the same "
+                      "held-out hazard seeds: the ceiling of what cloning its driving "
+                      "teaches."),
+           Block("table", (["human", "scenario", "arrival", "collision", "human share"],
+                           [[h, sc, fmt(t["arrived"][sc]), fmt(t["collision"][sc]),
+                             fmt(t["human_share"][sc])]
+                            for h, t in summary["teachers"].items() for sc in t["arrived"]]))]
+          if "teachers" in summary else []),
         Block("h2", "Rounds"),
         Block("table", (["method", "human", "round", "human-min", "arrival", "safety",
                          "plain arrival", "km/episode", "disagreement AUROC [CI] per seed"],
@@ -564,9 +604,14 @@ def run_learning(cfg: LearningConfig, run_dir: Path, *,
         rows = [r for m in cfg.learning.methods for h in cfg.learning.humans
                 for k in range(cfg.learning.finetune_seeds)
                 for r in run_arm(cfg, m, h, k, run_dir, seeds, progress)]
+        if cfg.learning.teacher_alone:
+            hazards = {k: v for k, v in seeds.items() if k != "plain"}
+            teachers = {h: teacher_alone(cfg, h, hazards) for h in cfg.learning.humans}
     finally:
         torch.set_num_threads(threads)
     summary = summarize_learning(cfg, rows)
+    if cfg.learning.teacher_alone:
+        summary["teachers"] = teachers
     metrics = json_safe({"name": cfg.name, "kind": "learning", "rows": rows, **summary})
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
     seconds = time.perf_counter() - t0

@@ -4,6 +4,8 @@ off-policy starting agent's checkpoint, and the learning config."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -101,6 +103,43 @@ def test_rlif_penalises_exactly_the_step_before_each_takeover():
     assert r.tolist() == [0, -1, 0, 0, 0, -1, 0] + [0, 0, 0]
     data = rlif_data(eps)
     assert np.array_equal(data.reward, r) and data.intervened.sum() == 4
+
+
+def test_rlif_task_reward_adds_the_logged_reward_on_top_of_the_penalty(monkeypatch):
+    import takeover.agents.learners.rlif as rlif
+    from takeover.agents.learners.offpolicy import QAgent, build_dqn
+
+    eps = [[dataclasses.replace(r, reward=0.5) for r in _episode("aahhaah")]]
+    seen = {}
+    monkeypatch.setattr(rlif, "rlif_update", lambda model, data, *a, salient, **k: (
+        seen.update(reward=data.reward, salient=salient), [0.0])[1])
+    agent = QAgent(build_dqn("takeover/Plain-v1", net_arch=(8,), seed=0))
+    stats = rlif.RLIF(penalty=-2.0, task_reward=0.1).update(agent, eps, seed=0)
+    assert stats["samples"] == 2  # the two steps before a takeover, not every rewarded one
+    assert np.allclose(seen["reward"], [0.05, -1.95, 0.05, 0.05, 0.05, -1.95, 0.05])
+    # the salient half of each batch: the penalised and the human-driven steps only
+    assert seen["salient"].tolist() == [False, True, True, True, False, True, True]
+    with pytest.raises(ValueError, match="task_reward"):
+        rlif.RLIF(task_reward=-1.0)
+
+
+def test_rlif_prior_data_is_the_agents_own_driving_replayed_as_non_salient(monkeypatch):
+    import takeover.agents.learners.rlif as rlif
+    from takeover.agents.learners.offpolicy import QAgent, build_dqn
+
+    agent = QAgent(build_dqn("takeover/Plain-v1", net_arch=(8,), seed=0))
+    prior = rlif.prior_transitions(agent, 100, n_envs=4)
+    assert len(prior) == 100 and prior.obs.shape == (100, 9, 7)
+    assert np.array_equal(prior.action[:, 0], agent.predict(prior.obs))  # its own greedy actions
+    assert not prior.intervened.any() and set(np.unique(prior.done)) <= {0.0, 1.0}
+    learner = rlif.RLIF(penalty=-2.0, task_reward=0.1, prior_steps=100)
+    learner.start(agent)
+    seen = {}
+    monkeypatch.setattr(rlif, "rlif_update", lambda model, data, *a, salient, **k: (
+        seen.update(n=len(data), salient=salient, reward=data.reward), [0.0])[1])
+    learner.update(agent, [_episode("aahhaah")], seed=0)
+    assert seen["n"] == 107 and seen["salient"][7:].sum() == 0  # prior rows: the other half
+    assert np.allclose(seen["reward"][7:], 0.1 * learner.prior.reward)
 
 
 def _prior_ensemble(k: int = 3):
@@ -208,3 +247,25 @@ def test_learning_config_is_dispatched_and_checked():
         from_dict(LearningSection, {"learner_kwargs": {"pvpp": {}}})
     assert load_learning_config("learning", ["learning.methods=[pvp]"]).learning.methods == (
         "pvp",)  # the other methods' learner_kwargs are kept, unused
+
+
+def test_hg_dagger_delivered_labels_clone_only_arrived_episodes():
+    from takeover.agents.learners.hg_dagger import HGDagger, delivered
+
+    good, bad = _episode("aahhha", "good"), _episode("aahhha", "bad", seed=1)
+    good[-1] = dataclasses.replace(good[-1], outcome="arrived", terminated=True)
+    bad[-1] = dataclasses.replace(bad[-1], outcome="collision", terminated=True)
+    assert delivered(good) and not delivered(bad) and not delivered([])
+    policy = PPO("MlpPolicy", gym.make("takeover/Plain-v1", action_type="discrete"),
+                 policy_kwargs={"net_arch": [8]}, seed=0, device="cpu").policy
+
+    class Agent:
+        policies = [policy]
+
+    stats = HGDagger(epochs=1, anchor_weight=0.0, labels="delivered").update(
+        Agent(), [good, bad], seed=0)
+    assert stats["samples"] == 3  # the three human steps of the arrived episode only
+    assert HGDagger(epochs=1, anchor_weight=0.0).update(Agent(), [good, bad],
+                                                       seed=0)["samples"] == 6
+    with pytest.raises(ValueError, match="labels='best'"):
+        HGDagger(labels="best")

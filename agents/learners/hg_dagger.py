@@ -116,9 +116,10 @@ class Aggregate:
     def __len__(self) -> int:
         return len(self.episodes)
 
-    def add_records(self, records: Iterable[StepRecord]) -> int:
+    def add_records(self, records: Iterable[StepRecord], labels: bool = True) -> int:
         """Append the human-labelled records (and the agent-driven observations to
-        ``anchor_obs``); returns how many labelled records were added."""
+        ``anchor_obs``); returns how many labelled records were added. ``labels=False``
+        adds only the anchor observations (a teacher episode not worth cloning)."""
         records = list(records)
         driven = [np.asarray(r.obs, np.float32) for r in self._untroubled(records)]
         if driven:
@@ -129,7 +130,7 @@ class Aggregate:
                                  "cannot be mixed")
             self.anchor_obs = np.concatenate([self.anchor_obs, new]) if len(
                 self.anchor_obs) else new
-        picked = [r for r in records if intervened(r)]
+        picked = [r for r in records if intervened(r)] if labels else []
         if not picked:
             return 0
         obs = np.stack([np.asarray(r.obs, np.float32) for r in picked])
@@ -339,6 +340,18 @@ def prior_layout(policy) -> tuple[int, int] | None:
     return hidden, width2 // 2
 
 
+LABELS = ("all", "delivered")
+"""Which human-labelled steps HG-DAgger clones (``HGDagger(labels=...)``)."""
+
+
+def delivered(episode: Sequence[StepRecord]) -> bool:
+    """The episode reached its route's end (outcome ``arrived``): the human's driving in it
+    is worth cloning. Arrival is the only success (``takeover.envs.SUCCESS_OUTCOMES``); a
+    teacher episode that ends in a collision, a standstill or a timeout would teach the
+    learner to crash or to stop."""
+    return bool(episode) and getattr(episode[-1], "outcome", "") == "arrived"
+
+
 REFIT = ("shared", "correction", "all")
 """What fine-tuning may change in a randomized-prior ensemble (:func:`finetune_params`)."""
 
@@ -392,6 +405,9 @@ class HGDagger:
             novice-ensemble, stalled car, average human, held-out seeds 1_000_000..19, two
             rounds: agent-alone safety 0.40 -> 0.55 / 0.55 / 0.75 and disagreement AUROC
             0.83 -> 0.87 / 0.79 / 0.75 (shared / correction / all).
+        labels: which human steps are cloned: ``"all"`` (the paper's) or ``"delivered"``
+            (only those of episodes that arrived, :func:`delivered`: a scripted teacher who
+            collides or stops behind the obstacle teaches exactly that).
     """
 
     name = "hg-dagger"
@@ -399,9 +415,13 @@ class HGDagger:
 
     def __init__(self, *, epochs: int = 10, batch_size: int = 64, lr: float = 3e-4,
                  anchor_weight: float = 1.0, relabel: bool = True,
-                 bootstrap: bool = False, refit: str = "shared") -> None:
+                 bootstrap: bool = False, refit: str = "shared",
+                 labels: str = "all") -> None:
         if refit not in REFIT:
             raise ValueError(f"refit={refit!r}: use one of {', '.join(REFIT)}")
+        if labels not in LABELS:
+            raise ValueError(f"labels={labels!r}: use one of {', '.join(LABELS)}")
+        self.labels = labels
         self.epochs, self.batch_size, self.lr, self.refit = epochs, batch_size, lr, refit
         self.anchor_weight, self.relabel, self.bootstrap = anchor_weight, relabel, bootstrap
         self.references: list | None = None
@@ -414,7 +434,9 @@ class HGDagger:
                            else None)
 
     def update(self, agent: Any, episodes: Episodes, *, seed: int) -> dict[str, float]:
-        data = Aggregate.from_records((r for e in episodes for r in e), relabel=self.relabel)
+        data = Aggregate(relabel=self.relabel)
+        for e in episodes:
+            data.add_records(e, labels=self.labels == "all" or delivered(e))
         if len(data) == 0:
             return {"samples": 0.0}
         hists = self._clone(_policies(agent), data, seed)

@@ -34,6 +34,7 @@ from stable_baselines3.common.utils import polyak_update
 
 from takeover.agents.learners.base import Episodes
 from takeover.agents.learners.pvp import (
+    FIELDS,
     Transitions,
     TwoBuffers,
     _step,
@@ -45,6 +46,40 @@ from takeover.agents.learners.pvp import (
 )
 
 INTERVENTION_REWARD = -1.0
+PRIOR_SEED = 170_000
+"""Plain-traffic seeds of the prior data (the training block 100_000..199_999)."""
+
+
+def prior_transitions(agent: Any, steps: int, *, env_id: str = "takeover/Plain-v1",
+                      seed: int = PRIOR_SEED, n_envs: int = 8) -> Transitions:
+    """``steps`` transitions of ``agent`` driving greedily in plain traffic, with the env's
+    reward: RLPD's prior data (RLIF samples half of every batch from it), so fine-tuning
+    on a few supervised episodes does not overwrite how the agent drives everywhere else.
+    ``done`` is 1 on terminations only (a truncation bootstraps from its final obs)."""
+    from takeover.agents.train import make_vec_env
+
+    venv = make_vec_env(env_id, n_envs, seed, "discrete", {})
+    cols: dict[str, list] = {k: [] for k in ("obs", "action", "next", "done", "reward")}
+    obs = venv.reset()
+    for _ in range(-(-steps // n_envs)):
+        act = agent.predict(obs)
+        nxt, rew, done, infos = venv.step(act)
+        final = nxt.copy()
+        term = np.zeros(n_envs, np.float32)
+        for i in np.flatnonzero(done):
+            final[i] = infos[i]["terminal_observation"]
+            term[i] = 0.0 if infos[i].get("TimeLimit.truncated") else 1.0
+        for k, v in (("obs", obs), ("action", act), ("next", final), ("done", term),
+                     ("reward", rew)):
+            cols[k].append(np.asarray(v))
+        obs = nxt
+    venv.close()
+    c = {k: np.concatenate(v)[:steps] for k, v in cols.items()}
+    act = c["action"].astype(np.float32).reshape(-1, 1)
+    return Transitions(obs=c["obs"].astype(np.float32), action=act, novice=act,
+                       next_obs=c["next"].astype(np.float32), done=c["done"],
+                       intervened=np.zeros(len(act), bool),
+                       reward=c["reward"].astype(np.float32))
 
 
 def intervention_rewards(episodes: Episodes, penalty: float = INTERVENTION_REWARD) -> np.ndarray:
@@ -67,9 +102,11 @@ def rlif_data(episodes: Episodes, penalty: float = INTERVENTION_REWARD) -> Trans
 
 def rlif_update(model, data: Transitions, gradient_steps: int = 500, batch_size: int = 64,
                 seed: int = 0, *, lr: float | None = None, gamma: float | None = None,
-                tau: float = 0.005, conservative: float = 1.0) -> list[float]:
+                tau: float = 0.005, conservative: float = 1.0,
+                salient: np.ndarray | None = None) -> list[float]:
     """Q-learning of an SB3 ``DQN`` ``model`` in place on ``data`` (rewards in
-    ``data.reward``); returns the loss of every gradient step."""
+    ``data.reward``); returns the loss of every gradient step. ``salient`` (default:
+    human-driven or non-zero reward) marks the rows of the first half of each batch."""
     from stable_baselines3 import DQN
 
     if not isinstance(model, DQN):
@@ -79,7 +116,8 @@ def rlif_update(model, data: Transitions, gradient_steps: int = 500, batch_size:
     if batch_size < 2 or gradient_steps < 1:
         raise ValueError(f"need batch_size >= 2 and gradient_steps >= 1 (got {batch_size}, "
                          f"{gradient_steps})")
-    salient = data.intervened | (data.reward != 0)
+    if salient is None:
+        salient = data.intervened | (data.reward != 0)
     buffers = TwoBuffers(data, seed, split=salient)
     gamma = model.gamma if gamma is None else gamma
     set_lr(model, lr)
@@ -119,6 +157,14 @@ class RLIF:
             ``pvp.q_scale`` on the first update's states, then fixed (-1 = the paper's, for
             a Q-network trained from scratch).
         conservative: weight of the CQL term (0 = plain DQN targets).
+        task_reward: weight of the logged env reward added to the intervention rewards
+            (0 = the paper's: no task reward). A pretrained Q-network fine-tuned on reward
+            0 everywhere else decays toward 0 and forgets how to drive; the weight the
+            agent was trained with (its recipe's ``reward_scale``) keeps its values on
+            their scale, so the penalty is learned on top of what it knew.
+        prior_steps: plain-traffic transitions of the starting agent collected once in
+            ``start`` (:func:`prior_transitions`) and replayed in the non-salient half of
+            every batch with ``task_reward`` x their env reward (0 = none).
     """
 
     name = "rlif"
@@ -126,25 +172,41 @@ class RLIF:
 
     def __init__(self, *, gradient_steps: int = 500, batch_size: int = 64,
                  lr: float | None = 1e-4, tau: float = 0.005,
-                 penalty: float | str = "auto", conservative: float = 1.0) -> None:
+                 penalty: float | str = "auto", conservative: float = 1.0,
+                 task_reward: float = 0.0, prior_steps: int = 0) -> None:
         if penalty != "auto" and not (isinstance(penalty, (int, float)) and penalty < 0):
             raise ValueError(f"penalty={penalty!r}: use 'auto' or a negative number")
         self.gradient_steps, self.batch_size, self.lr, self.tau = (gradient_steps, batch_size,
                                                                    lr, tau)
-        self.penalty, self.conservative = penalty, conservative
+        if not task_reward >= 0:
+            raise ValueError(f"task_reward={task_reward!r}: use a weight >= 0")
+        self.penalty, self.conservative, self.task_reward = penalty, conservative, task_reward
+        self.prior_steps = int(prior_steps)
+        self.prior: Transitions | None = None
 
     def start(self, agent: Any) -> None:
         q_model(agent)
+        if self.prior_steps:
+            self.prior = prior_transitions(agent, self.prior_steps)
 
     def update(self, agent: Any, episodes: Episodes, *, seed: int) -> dict[str, float]:
         model = q_model(agent)
         data = transitions(episodes)
         if self.penalty == "auto":
             self.penalty = -q_scale(model, data.obs)
-        data = replace(data, reward=intervention_rewards(episodes, float(self.penalty)))
-        if not (data.reward != 0).any():
+        penalties = intervention_rewards(episodes, float(self.penalty))
+        if not (penalties != 0).any():
             return {"samples": 0.0}
+        task = np.array([r.reward for e in episodes for r in e], np.float32)
+        data = replace(data, reward=penalties + np.float32(self.task_reward) * task)
+        salient = data.intervened | (penalties != 0)
+        if self.prior is not None:
+            prior = replace(self.prior, reward=np.float32(self.task_reward) * self.prior.reward)
+            data = Transitions(*(np.concatenate([getattr(data, k), getattr(prior, k)])
+                                 for k in FIELDS))
+            salient = np.concatenate([salient, np.zeros(len(prior), bool)])
         losses = rlif_update(model, data, self.gradient_steps, self.batch_size, seed,
-                             lr=self.lr, tau=self.tau, conservative=self.conservative)
-        return {"samples": float((data.reward != 0).sum()), "penalty": float(self.penalty),
+                             lr=self.lr, tau=self.tau, conservative=self.conservative,
+                             salient=salient)
+        return {"samples": float((penalties != 0).sum()), "penalty": float(self.penalty),
                 "loss_first": losses[0], "loss_last": losses[-1]}
