@@ -6,8 +6,12 @@ episodes run towards the 300-step limit, as a competent agent's do), with the de
 novelty, ttc), a scripted human holding control for ~10% of the steps, and the env's full
 info dict. Writing includes every fsync, rename and journal/manifest write; reading is
 ``read_columns`` (the training reader) and, for both formats, ``read_log(...).episodes``
-(the record-iterator API). Targets (issue 12): >= 200k records/s written and read (columns),
-<= 300 bytes a record.
+(the record-iterator API). ``columns`` is the column path (what the supervision engine
+writes: each episode's arrays -> ``chunk_from_columns`` -> ``LogWriter.write_episodes``, no
+``StepRecord`` per row), timed from the arrays; ``*_nosync`` are ``durable=False`` (no
+per-episode fsync: what the disk costs). Targets (issue 12): >= 200k records/s written and
+read (columns), <= 300 bytes a record. The machine's load average is reported with the
+rates (a shared machine slows everything; the ratios are same-run).
 
     python -m takeover.experiments.benchmarks.log      # or: takeover bench log
 """
@@ -15,6 +19,7 @@ info dict. Writing includes every fsync, rename and journal/manifest write; read
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -78,6 +83,43 @@ def _renamed(eps: list[list[StepRecord]], total: int) -> list[list[StepRecord]]:
     return out
 
 
+def episode_columns(recs: list[StepRecord]) -> tuple[dict, dict, dict]:
+    """One episode's records as the arrays an engine holds (the column path's input):
+    ``chunk_from_columns``'s arguments."""
+    from takeover.logio import chunks as ck
+
+    c = ck.chunks_from_records(recs)[0]
+    cols: dict = {f: c.cols[f] for f in ("step", *ck.F8, *ck.B1, *ck.ARR)}
+    for f in ck.STR:
+        cols[f] = np.asarray(c.vocab[f] or [""])[c.cols[f]]
+    for f in ck.OPT:
+        cols[f + "?"] = c.cols[f + "?"]
+        if f in c.cols:
+            cols[f] = c.cols[f]
+    scores = {k: c.cols[f"score.{k}"] for k, _ in c.scores}
+    info = {}
+    for k, kind, masked in c.info:
+        if kind not in "fbis" or masked:
+            raise ValueError(f"info[{k!r}] is not one plain type on every step")
+        v = c.cols[f"info.{k}"]
+        info[k] = (np.asarray(c.vocab[f"info.{k}"])[v] if kind == "s" else v, None)
+    return cols, scores, info
+
+
+def _write_columns(run: Path, eps: list[tuple[str, tuple]], **kw) -> float:
+    """The column path: each episode's arrays -> one chunk -> ``write_episodes`` (episodes
+    ending together are made durable together, as the engine's batches do: 8 at a time)."""
+    from takeover.logio import LogWriter, chunk_from_columns
+
+    meta = RunMeta(run_id="bench", seed=0)
+    start = time.perf_counter()
+    with LogWriter(run, meta, **kw) as log:
+        for k in range(0, len(eps), 8):
+            log.write_episodes([(eid, chunk_from_columns(*arrays))
+                                for eid, arrays in eps[k:k + 8]])
+    return time.perf_counter() - start
+
+
 def _write(writer_cls, run: Path, eps: list[list[StepRecord]], **kw) -> float:
     meta = RunMeta(run_id="bench", seed=0)
     start = time.perf_counter()
@@ -108,19 +150,23 @@ def main(records: int = 100_000, repeats: int = 3, n_episodes: int = 30,
 
     eps = _renamed(episodes(n_episodes), records)
     n = sum(len(e) for e in eps)
+    arrays = [(e[0].episode, episode_columns(e)) for e in eps]
     best: dict[str, float] = {}
     size: dict[str, int] = {}
     tmp = Path(tempfile.mkdtemp(prefix="takeover-bench-log-", dir=folder))
     try:
         for rep in range(repeats):
             for name, cls, kw in (("v2", LogWriter, {}), ("v1", LogWriterV1, {}),
-                                  ("v2_nosync", LogWriter, {"durable": False})):
+                                  ("v2_nosync", LogWriter, {"durable": False}),
+                                  ("columns", None, {}),
+                                  ("columns_nosync", None, {"durable": False})):
                 run = tmp / f"{name}-{rep}"
-                t = {"write": _write(cls, run, eps, **kw)}
+                t = {"write": (_write_columns(run, arrays, **kw) if cls is None
+                               else _write(cls, run, eps, **kw))}
                 size[name] = _bytes(run)
-                if name != "v2_nosync":
+                if name in ("v2", "v1"):
                     t["read_records"] = _timed(lambda run=run: read_log(run).episodes)
-                if name == "v2":
+                if name in ("v2", "columns"):
                     t["read_columns"] = _timed(lambda run=run: read_columns(run))
                 for k, v in t.items():
                     key = f"{name}_{k}_per_s"
@@ -132,7 +178,13 @@ def main(records: int = 100_000, repeats: int = 3, n_episodes: int = 30,
                            "mean_episode_steps": n / len(eps), **best}
     out["v2_bytes_per_record"] = size["v2"] / n
     out["v1_bytes_per_record"] = size["v1"] / n
+    out["columns_bytes_per_record"] = size["columns"] / n
     out["write_speedup"] = best["v2_write_per_s"] / best["v1_write_per_s"]
+    out["columns_write_x_records_path"] = best["columns_write_per_s"] / best["v2_write_per_s"]
+    out["columns_nosync_write_x_records_path"] = (best["columns_nosync_write_per_s"]
+                                                  / best["v2_nosync_write_per_s"])
+    out["load_average"] = list(os.getloadavg())
+    out["cpus"] = os.cpu_count()
     out["read_speedup_columns"] = best["v2_read_columns_per_s"] / best["v1_read_records_per_s"]
     out["size_ratio"] = out["v1_bytes_per_record"] / out["v2_bytes_per_record"]
     return out
