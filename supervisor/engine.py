@@ -592,14 +592,27 @@ def episode_chunk(st: StepColumns, i: int, lo: int, hi: int, step0: int = 0,
         if k not in info:
             return np.full(n, default, dtype)
         v, pk = info[k]
-        if v.dtype.kind not in "fbiuU":  # a Gymnasium env's object column: value by value
+        if v.dtype.kind not in "fbiuU":  # anything else value by value
             v = np.array([default if x is None else x for x in map(ck.plain_scalar, v.tolist())],
                          dtype)
         v = v.astype(dtype)
         return v if pk is None else np.where(pk, v, np.asarray(default, dtype))
 
+    def text_info(k: str, keep: np.ndarray | None = None) -> Any:
+        """A str field from info key ``k`` ("" where absent or not ``keep``), as codes."""
+        v, pk = info.get(k, (None, None))
+        got = ck.object_text(v) if v is not None else None
+        if got is None:
+            return from_info(k, "", str) if keep is None else np.where(
+                keep, from_info(k, "", str), "")
+        codes, vocab = got
+        off = pk if keep is None else (keep if pk is None else keep & pk)
+        if off is not None and not off.all():
+            codes = np.where(off, codes, len(vocab))
+            vocab = [*vocab, ""]
+        return codes, vocab
+
     done = term | trunc
-    reason = from_info("reason", "", str)
     has_h = take("has_human")
     cols: dict[str, Any] = {
         "step": np.arange(step0, step0 + n, dtype=np.int64),
@@ -613,7 +626,7 @@ def episode_chunk(st: StepColumns, i: int, lo: int, hi: int, step0: int = 0,
         "controller": (take("controller"), _TEXT["controller"]),
         "phase": (take("phase"), _TEXT["phase"]),
         "transition": (take("bits"), _TEXT["transition"]),
-        "reason": np.where(done, reason, ""), "outcome": from_info("outcome", "", str),
+        "reason": text_info("reason", done), "outcome": text_info("outcome"),
         "obs": take("obs"), "agent_action": take("agent_action"), "action": take("action"),
         "human_action?": has_h, "human_action": take("human_action")[has_h],
         "member_actions?": np.full(n, "member_actions" in col),

@@ -7,7 +7,14 @@ the default labelling (1 in 10 steps plus every request, 2 s horizon), >= 1000x 
 reference.
 
 ``main()`` returns ``{"rows": [...], "reference_steps_per_s": ..., ...}``: one row per
-configuration with ``steps_per_s`` (world-steps / wall s) and ``x_reference``.
+configuration with ``steps_per_s`` (world-steps / wall s), ``x_reference``, and the wall
+time per world-step split into ``env_step_us_per_world_step`` (the batched world's
+``step``: the kernel), ``log_us_per_world_step`` (``LogWriter.write_episodes`` of the
+ended episodes' chunks, fsyncs included) and ``engine_us_per_world_step`` (everything else:
+agent forward, estimators, gate, handover, humans, the step's columns, cutting episodes,
+resets), which add up to ``us_per_world_step``. ``cpu_steps_per_s`` is per CPU second of
+this process (less sensitive to a loaded machine than wall time). The load average is
+reported with the rows.
 """
 
 from __future__ import annotations
@@ -145,27 +152,45 @@ def engine_rate(n: int, *, seconds: float, label: bool, log_dir: str | None, hum
         from takeover.records import RunMeta
 
         writer = LogWriter(log_dir, RunMeta(run_id=f"bench-{n}-{label}", seed=seed))
+    env_s = [0.0]
+    world_step = eng.worlds.step
+
+    def timed_step(actions):  # env.step apart: the kernel's share, not the engine's
+        t = time.perf_counter()
+        try:
+            return world_step(actions)
+        finally:
+            env_s[0] += time.perf_counter() - t
+
+    eng.worlds.step = timed_step
     eng.start(list(range(seed, seed + 20 * n + 100)))  # more episodes than fit
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < min(2.0, seconds):  # warm-up: compiles, first resets
         eng.step()
-    steps, episodes, t0 = 0, 0, time.perf_counter()
+    steps, episodes, log_s = 0, 0, 0.0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    env_s[0] = 0.0
     while time.perf_counter() - t0 < seconds:
-        for ep in eng.step():
-            episodes += 1
-            if writer is not None:
-                for r in ep.records:
-                    writer.write(r)
-                writer.end_episode()
+        ended = eng.step()
+        episodes += len(ended)
+        if writer is not None and ended:  # the column path: each episode's chunk as is
+            t = time.perf_counter()
+            writer.write_episodes([(ep.name, ep.chunk) for ep in ended])
+            log_s += time.perf_counter() - t
         steps += n
     if cf is not None:
         cf.flush(eng.worlds, lambda o: agent_outputs(agent_obj, o))
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     if writer is not None:
         writer.close()
     return {"worlds": n, "labels": label, "log": log_dir is not None, "human": human,
             "world_steps": steps, "episodes": episodes, "seconds": round(wall, 3),
-            "steps_per_s": steps / wall}
+            "steps_per_s": steps / wall, "cpu_steps_per_s": steps / cpu,
+            "us_per_world_step": wall / steps * 1e6,
+            "env_step_us_per_world_step": env_s[0] / steps * 1e6,
+            "log_us_per_world_step": log_s / steps * 1e6,
+            "engine_us_per_world_step": (wall - env_s[0] - log_s) / steps * 1e6}
 
 
 def _us(fn, reps: int) -> float:
@@ -239,8 +264,11 @@ def main(worlds: tuple[int, ...] = (1, 256), seconds: float = 5.0, human: str = 
                                               human=hum, agent=agent, seed=seed)
                             row["x_reference"] = row["steps_per_s"] / ref
                             rows.append(row)
+        import os
+
         return {"reference": "highway-fast-v0 + SB3 PPO predict + TTC threshold",
                 "reference_steps_per_s": ref, "agent": agent, "rows": rows,
+                "load_average": list(os.getloadavg()), "cpus": os.cpu_count(),
                 "hotspots_us": hotspots(agent),
                 "goals": {"batched_no_labels": 100_000, "batched_labels": 20_000,
                           "x_reference": 1000}}

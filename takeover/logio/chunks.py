@@ -442,7 +442,8 @@ def slice_chunk(c: Chunk, lo: int, hi: int) -> Chunk:
             ranges[mv[1]] = (a0, a0 + int(np.count_nonzero(m[lo:hi])))
     for name, a in c.cols.items():
         a0, a1 = ranges.get(name, (lo, hi))
-        cols[name] = a[a0:a1]
+        if a1 > a0 or name not in OPT:  # an optional array without rows is absent
+            cols[name] = a[a0:a1]
     tagged = {}
     for k, vals in c.tagged.items():
         a0, a1 = ranges.get(f"info.{k}", (lo, hi))
@@ -483,15 +484,38 @@ def plain_scalar(v: Any) -> Any:
 def coded(codes: np.ndarray, table: Sequence[str]) -> tuple[np.ndarray, list[str]]:
     """Integer codes into ``table`` as a chunk's ``(codes, vocabulary)`` (the vocabulary
     holds the values that occur only)."""
-    u, inv = np.unique(codes, return_inverse=True)
-    return inv.astype(np.uint8 if len(u) <= 256 else np.uint32), [table[x] for x in u.tolist()]
+    codes = np.asarray(codes, np.int64)
+    used = np.zeros(len(table), np.bool_)
+    used[codes] = True  # tables are short (a dozen names): no sort
+    remap = np.cumsum(used) - 1
+    u = np.flatnonzero(used).tolist()
+    return remap[codes].astype(np.uint8 if len(u) <= 256 else np.uint32), [table[x] for x in u]
 
 
 def _text(vals: np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
     if vals.dtype.kind == "U":
         u, inv = np.unique(vals, return_inverse=True)
         return inv.astype(np.uint8 if len(u) <= 256 else np.uint32), u.tolist()
-    return _strings(vals.tolist(), where)
+    got = object_text(vals)
+    return got if got is not None else _strings(vals.tolist(), where)
+
+
+def object_text(vals: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
+    """``(codes, vocabulary)`` of an object array holding strings only (what a batched env's
+    name columns are), sorted once per chunk rather than checked value by value; ``None``
+    if it holds anything else."""
+    if vals.dtype != object or vals.ndim != 1:
+        return None
+    items = vals.tolist()
+    try:
+        vocab = {v: i for i, v in enumerate(dict.fromkeys(items))}
+    except TypeError:  # unhashable values
+        return None
+    if not all(isinstance(k, str) for k in vocab):
+        return None
+    dt = np.uint8 if len(vocab) <= 256 else np.uint32
+    return np.fromiter(map(vocab.__getitem__, items), dt, len(items)), [str.__str__(k)
+                                                                       for k in vocab]
 
 
 def chunk_from_columns(cols: dict[str, Any], scores: dict[str, np.ndarray],
@@ -543,6 +567,9 @@ def _info_column(c: Chunk, k: str, v: np.ndarray, present: np.ndarray | None) ->
     kind = v.dtype.kind
     if kind == "u" and len(vals) and int(vals.max()) > np.iinfo(np.int64).max:
         kind = "O"
+    text = object_text(vals) if kind == "O" else None
+    if text is not None:
+        kind = "U"
     if kind in "fbiuU":
         if masked:
             c.cols[f"info?{k}"] = present.astype(np.bool_)
@@ -554,7 +581,7 @@ def _info_column(c: Chunk, k: str, v: np.ndarray, present: np.ndarray | None) ->
         elif kind in "iu":
             c.cols[name] = vals.astype(np.int64)
         else:
-            c.cols[name], c.vocab[name] = _text(vals, f"info[{k!r}]")
+            c.cols[name], c.vocab[name] = text or _text(vals, f"info[{k!r}]")
         c.info.append((k, "s" if kind == "U" else "i" if kind == "u" else kind, masked))
         return
     # anything else value by value, as the record path does (None: the key is absent)
