@@ -9,7 +9,13 @@ One step, for every world at once::
     hin    = humans.act(obs, info, world, views)   # takeover.types.Humans, N at a time
     ctrl   = handover.on_human(hin, t)             # responses, releases, timeouts
     env.step(agent / human / minimal-risk actions) # one batched env step
-    frame  = the step's columns                    # records are cut per episode from these
+    columns[t] = the step's values                 # written in place: (T, N, ...) arrays
+
+When an episode ends, its world's rows of :class:`StepColumns` become one columnar
+:class:`~takeover.logio.Chunk` (``Episode.chunk``): what ``LogWriter.write_episodes``
+writes as is (the log's column path: no ``StepRecord`` per step); ``Episode.records`` are
+built from the chunk on first use, so a log read back and the engine's records are the same
+by construction.
 
 A single Gymnasium env is N = 1 (:class:`GymWorld`); a ``takeover`` batched env is
 :class:`VectorWorlds`. There is no per-world Python in the step; per-event Python (an episode
@@ -679,8 +685,8 @@ class Engine:
         counterfactual: labels steps by agent-alone rollouts (``counterfactual``).
         shadow_gates: more gates deciding on the same scores without acting (labels only).
         urgency: ``(score, decision) -> (N,) 0..1`` shown to the humans with a request.
-        keep_records: cut records per episode (``False``: only the last step's are built,
-            see :meth:`last_record`).
+        keep_records: cut each ended episode's chunk (``False``: only the last step is
+            kept, see :meth:`last_record`; ``Episode.chunk`` is ``None``).
     """
 
     def __init__(self, env: Any, agent: Any, estimators: Mapping[str, Estimator], gate: Gate,

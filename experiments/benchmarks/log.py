@@ -99,10 +99,12 @@ def episode_columns(recs: list[StepRecord]) -> tuple[dict, dict, dict]:
     scores = {k: c.cols[f"score.{k}"] for k, _ in c.scores}
     info = {}
     for k, kind, masked in c.info:
-        if kind not in "fbis" or masked:
-            raise ValueError(f"info[{k!r}] is not one plain type on every step")
-        v = c.cols[f"info.{k}"]
-        info[k] = (np.asarray(c.vocab[f"info.{k}"])[v] if kind == "s" else v, None)
+        if kind in "fbis" and not masked:
+            v = c.cols[f"info.{k}"]
+            info[k] = (np.asarray(c.vocab[f"info.{k}"])[v] if kind == "s" else v, None)
+            continue
+        # mixed types or missing on some steps: an object column, None where absent
+        info[k] = (np.array([r.info.get(k) for r in recs] + [None], object)[:-1], None)
     return cols, scores, info
 
 
@@ -183,7 +185,7 @@ def main(records: int = 100_000, repeats: int = 3, n_episodes: int = 30,
     out["columns_write_x_records_path"] = best["columns_write_per_s"] / best["v2_write_per_s"]
     out["columns_nosync_write_x_records_path"] = (best["columns_nosync_write_per_s"]
                                                   / best["v2_nosync_write_per_s"])
-    out["load_average"] = list(os.getloadavg())
+    out["load_average_1min"] = os.getloadavg()[0]
     out["cpus"] = os.cpu_count()
     out["read_speedup_columns"] = best["v2_read_columns_per_s"] / best["v1_read_records_per_s"]
     out["size_ratio"] = out["v1_bytes_per_record"] / out["v2_bytes_per_record"]

@@ -268,7 +268,7 @@ def main(worlds: tuple[int, ...] = (1, 256), seconds: float = 5.0, human: str = 
 
         return {"reference": "highway-fast-v0 + SB3 PPO predict + TTC threshold",
                 "reference_steps_per_s": ref, "agent": agent, "rows": rows,
-                "load_average": list(os.getloadavg()), "cpus": os.cpu_count(),
+                "load_average_1min": os.getloadavg()[0], "cpus": os.cpu_count(),
                 "hotspots_us": hotspots(agent),
                 "goals": {"batched_no_labels": 100_000, "batched_labels": 20_000,
                           "x_reference": 1000}}
