@@ -11,7 +11,9 @@ writes: each episode's arrays -> ``chunk_from_columns`` -> ``LogWriter.write_epi
 ``StepRecord`` per row), timed from the arrays; ``*_nosync`` are ``durable=False`` (no
 per-episode fsync: what the disk costs). Targets (issue 12): >= 200k records/s written and
 read (columns), <= 300 bytes a record. The machine's load average is reported with the
-rates (a shared machine slows everything; the ratios are same-run).
+rates (a shared machine slows everything; the ratios are same-run), and ``*_per_cpu_s``
+rates per CPU second of this process (what one free core would do; the disk's fsync wait
+is not CPU time).
 
     python -m takeover.experiments.benchmarks.log      # or: takeover bench log
 """
@@ -90,8 +92,8 @@ def episode_columns(recs: list[StepRecord]) -> tuple[dict, dict, dict]:
 
     c = ck.chunks_from_records(recs)[0]
     cols: dict = {f: c.cols[f] for f in ("step", *ck.F8, *ck.B1, *ck.ARR)}
-    for f in ck.STR:
-        cols[f] = np.asarray(c.vocab[f] or [""])[c.cols[f]]
+    for f in ck.STR:  # codes into a table, as the engine holds them
+        cols[f] = (c.cols[f], c.vocab[f])
     for f in ck.OPT:
         cols[f + "?"] = c.cols[f + "?"]
         if f in c.cols:
@@ -99,12 +101,16 @@ def episode_columns(recs: list[StepRecord]) -> tuple[dict, dict, dict]:
     scores = {k: c.cols[f"score.{k}"] for k, _ in c.scores}
     info = {}
     for k, kind, masked in c.info:
-        if kind in "fbis" and not masked:
+        if kind in "fbis" and not masked:  # names as objects, as a batched env's info
             v = c.cols[f"info.{k}"]
-            info[k] = (np.asarray(c.vocab[f"info.{k}"])[v] if kind == "s" else v, None)
+            info[k] = (np.asarray(c.vocab[f"info.{k}"], object)[v] if kind == "s" else v, None)
+            continue
+        vals = [r.info.get(k) for r in recs]
+        if all(isinstance(x, float) for x in vals):  # a float subclass (NotYet: NaN)
+            info[k] = (np.array(vals, np.float64), None)
             continue
         # mixed types or missing on some steps: an object column, None where absent
-        info[k] = (np.array([r.info.get(k) for r in recs] + [None], object)[:-1], None)
+        info[k] = (np.array(vals + [None], object)[:-1], None)
     return cols, scores, info
 
 
@@ -143,6 +149,17 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+_cpu = [0.0]
+
+
+def _cpu_timed(fn, *args, **kw) -> float:
+    """``fn``'s wall seconds; its CPU seconds (this process, every thread) in ``_cpu[0]``."""
+    c = time.process_time()
+    wall = fn(*args, **kw)
+    _cpu[0] = time.process_time() - c
+    return wall
+
+
 def main(records: int = 100_000, repeats: int = 3, n_episodes: int = 30,
          folder: str | None = None) -> dict[str, Any]:
     """Best-of-``repeats`` rates (noise only slows), the formats interleaved per repeat.
@@ -163,16 +180,21 @@ def main(records: int = 100_000, repeats: int = 3, n_episodes: int = 30,
                                   ("columns", None, {}),
                                   ("columns_nosync", None, {"durable": False})):
                 run = tmp / f"{name}-{rep}"
-                t = {"write": (_write_columns(run, arrays, **kw) if cls is None
-                               else _write(cls, run, eps, **kw))}
+                t = {"write": (_cpu_timed(_write_columns, run, arrays, **kw) if cls is None
+                               else _cpu_timed(_write, cls, run, eps, **kw))}
+                cpu = {"write": _cpu[0]}
                 size[name] = _bytes(run)
                 if name in ("v2", "v1"):
                     t["read_records"] = _timed(lambda run=run: read_log(run).episodes)
                 if name in ("v2", "columns"):
-                    t["read_columns"] = _timed(lambda run=run: read_columns(run))
+                    t["read_columns"] = _cpu_timed(_timed, lambda run=run: read_columns(run))
+                    cpu["read_columns"] = _cpu[0]
                 for k, v in t.items():
                     key = f"{name}_{k}_per_s"
                     best[key] = max(best.get(key, 0.0), n / v)
+                for k, v in cpu.items():
+                    key = f"{name}_{k}_per_cpu_s"
+                    best[key] = max(best.get(key, 0.0), n / max(v, 1e-9))
                 shutil.rmtree(run)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
