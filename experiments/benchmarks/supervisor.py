@@ -13,8 +13,8 @@ time per world-step split into ``env_step_us_per_world_step`` (the batched world
 ended episodes' chunks, fsyncs included) and ``engine_us_per_world_step`` (everything else:
 agent forward, estimators, gate, handover, humans, the step's columns, cutting episodes,
 resets), which add up to ``us_per_world_step``. ``cpu_steps_per_s`` is per CPU second of
-this process (less sensitive to a loaded machine than wall time). The load average is
-reported with the rows.
+this process (less sensitive to a loaded machine than wall time), ``x_reference_cpu`` its
+ratio to the reference's CPU rate. The load average is reported with the rows.
 """
 
 from __future__ import annotations
@@ -90,10 +90,10 @@ class RandomEnsembleAgent:
 
 
 
-def _reference(seconds: float, seed: int) -> float:
+def _reference(seconds: float, seed: int) -> tuple[float, float]:
     """highway-fast-v0 + an SB3 PPO MlpPolicy's ``predict`` + a threshold on the adapter's
-    TTC: steps per wall second (the one-env loop a user writes; untrained policy, the cost
-    is the same)."""
+    TTC: steps per wall second and per CPU second (the one-env loop a user writes;
+    untrained policy, the cost is the same)."""
     from stable_baselines3 import PPO
 
     from takeover.supervisor.adapters import make_highway_env
@@ -101,7 +101,7 @@ def _reference(seconds: float, seed: int) -> float:
     env = make_highway_env("highway-fast-v0")
     model = PPO("MlpPolicy", env, seed=seed, device="cpu")
     obs, info = env.reset(seed=seed)
-    steps, t0 = 0, time.perf_counter()
+    steps, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds:
         action, _ = model.predict(obs, deterministic=True)
         if 2.0 / (2.0 + info["ttc"]) > 0.5:  # the threshold: brake
@@ -110,7 +110,7 @@ def _reference(seconds: float, seed: int) -> float:
         steps += 1
         if term or trunc:
             obs, info = env.reset()
-    return steps / (time.perf_counter() - t0)
+    return steps / (time.perf_counter() - t0), steps / (time.process_time() - c0)
 
 
 def _agent_and_estimators(name: str, env: Any) -> tuple[Any, dict, str]:
@@ -252,7 +252,7 @@ def main(worlds: tuple[int, ...] = (1, 256), seconds: float = 5.0, human: str = 
     torch.set_num_threads(1)
     blas = threadpool_limits(1)  # a 2-thread BLAS on 2 shared cores: 50 ms per GEMM, not 0.5
     try:
-        ref = _reference(seconds, seed)
+        ref, ref_cpu = _reference(seconds, seed)
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
             for n in worlds:
@@ -263,11 +263,13 @@ def main(worlds: tuple[int, ...] = (1, 256), seconds: float = 5.0, human: str = 
                             row = engine_rate(n, seconds=seconds, label=label, log_dir=d,
                                               human=hum, agent=agent, seed=seed)
                             row["x_reference"] = row["steps_per_s"] / ref
+                            row["x_reference_cpu"] = row["cpu_steps_per_s"] / ref_cpu
                             rows.append(row)
         import os
 
         return {"reference": "highway-fast-v0 + SB3 PPO predict + TTC threshold",
-                "reference_steps_per_s": ref, "agent": agent, "rows": rows,
+                "reference_steps_per_s": ref, "reference_cpu_steps_per_s": ref_cpu,
+                "agent": agent, "rows": rows,
                 "load_average_1min": os.getloadavg()[0], "cpus": os.cpu_count(),
                 "hotspots_us": hotspots(agent),
                 "goals": {"batched_no_labels": 100_000, "batched_labels": 20_000,
