@@ -519,6 +519,7 @@ class StepColumns:
         self.rows = 0
         self.cols: dict[str, np.ndarray] = {}
         self.present: dict[str, np.ndarray] = {}  # info key -> (T,) bool: in that step's info
+        self._shapes: dict[str, tuple] = {}  # column -> the shape of one row
 
     def next_row(self, keep_from: int) -> int:
         """A free row for the next step; rows before global step ``keep_from`` may go."""
@@ -548,6 +549,10 @@ class StepColumns:
     def put(self, name: str, r: int, value: Any) -> None:
         """Row ``r`` of column ``name`` (created, or widened for longer strings, as needed)."""
         a = self.cols.get(name)
+        if type(value) is np.ndarray and a is not None and value.dtype is a.dtype and \
+                value.shape == self._shapes[name]:
+            a[r] = value  # the steady state: one copy into the row
+            return
         v = np.asarray(value)
         if a is None or a.dtype != v.dtype or a.shape[1:] != v.shape:
             if a is not None and a.shape[1:] != v.shape:
@@ -558,6 +563,7 @@ class StepColumns:
             if a is not None:
                 b[: self.rows] = a[: self.rows]
             self.cols[name] = a = b
+            self._shapes[name] = v.shape
         a[r] = v
 
     def put_info(self, r: int, info: Mapping[str, Any]) -> None:
