@@ -9,7 +9,13 @@ One step, for every world at once::
     hin    = humans.act(obs, info, world, views)   # takeover.types.Humans, N at a time
     ctrl   = handover.on_human(hin, t)             # responses, releases, timeouts
     env.step(agent / human / minimal-risk actions) # one batched env step
-    frame  = the step's columns                    # records are cut per episode from these
+    columns[t] = the step's values                 # written in place: (T, N, ...) arrays
+
+When an episode ends, its world's rows of :class:`StepColumns` become one columnar
+:class:`~takeover.logio.Chunk` (``Episode.chunk``): what ``LogWriter.write_episodes``
+writes as is (the log's column path: no ``StepRecord`` per step); ``Episode.records`` are
+built from the chunk on first use, so a log read back and the engine's records are the same
+by construction.
 
 A single Gymnasium env is N = 1 (:class:`GymWorld`); a ``takeover`` batched env is
 :class:`VectorWorlds`. There is no per-world Python in the step; per-event Python (an episode
@@ -33,7 +39,7 @@ one :class:`~takeover.records.StepRecord` / ``run_episode``, implemented by the 
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import math
 import time as _time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,6 +49,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from takeover.logio import chunks as ck
 from takeover.records import StepRecord
 from takeover.registry import closest
 from takeover.types import (
@@ -93,20 +100,7 @@ def control_period(env: Any) -> float:
     return 1.0
 
 
-def _scalar(v: Any) -> Any:
-    """A plain Python scalar or string, or ``None`` for anything else (what the log keeps)."""
-    t = type(v)
-    if t is float or t is int or t is bool or t is str:
-        return v
-    if isinstance(v, (bool, np.bool_)):
-        return bool(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        return float(v)
-    if isinstance(v, str):
-        return v
-    return None
+_scalar = ck.plain_scalar
 
 
 def plain_info(info: Mapping[str, Any]) -> dict[str, Any]:
@@ -505,102 +499,175 @@ def default_urgency(score: np.ndarray, decision: GateDecision) -> np.ndarray:
 
 
 # --- records --------------------------------------------------------------------------
-_RECORD_FIELDS = {f.name for f in dataclasses.fields(StepRecord)}
-NEW_FIELDS = ("outcome", "hazard_fired", "hazard_onset", "mrm", "score_nonfinite")
-"""Record fields of schema 1.1 (log branch); until ``StepRecord`` has them they go to
-``info`` (``score_nonfinite``) or are already there (the env's own keys)."""
+_TEXT = {"controller": CONTROLLERS, "phase": [p.value for p in PHASES],
+         "transition": TRANSITION_TEXT}
 
 
-@dataclass
-class Frame:
-    """One engine step's columns over all worlds (the raw material of records)."""
+class StepColumns:
+    """Every world's steps since the oldest running episode began, as ``(T, N, ...)`` arrays
+    written in place, one row per engine step (no per-step allocation, no per-world Python).
+    An episode's records are rows ``[start, stop)`` of its world's column, cut into a
+    :class:`~takeover.logio.Chunk` when it ends (:func:`episode_chunk`).
 
-    time: np.ndarray
-    wall: float
-    obs: np.ndarray
-    agent_action: np.ndarray
-    member_actions: np.ndarray | None
-    human_action: np.ndarray
-    has_human: np.ndarray
-    action: np.ndarray
-    controller: np.ndarray
-    phase: np.ndarray
-    bits: np.ndarray
-    scores: dict[str, np.ndarray]
-    threshold: np.ndarray
-    request: np.ndarray
-    tor_time: np.ndarray
-    takeover_time: np.ndarray
-    reward: np.ndarray
-    terminated: np.ndarray
-    truncated: np.ndarray
-    info: dict[str, np.ndarray]
-    nonfinite: np.ndarray
+    Row ``r`` is global step ``base + r``. When the rows run out, those before the oldest
+    running episode's start are dropped (shifted out) or, if that frees less than half, the
+    arrays double: amortised O(1) per step, memory about twice the longest episode."""
+
+    def __init__(self, n: int, capacity: int = 64) -> None:
+        self.n, self.cap = n, capacity
+        self.base = 0
+        self.rows = 0
+        self.cols: dict[str, np.ndarray] = {}
+        self.present: dict[str, np.ndarray] = {}  # info key -> (T,) bool: in that step's info
+        self._shapes: dict[str, tuple] = {}  # column -> the shape of one row
+
+    def next_row(self, keep_from: int) -> int:
+        """A free row for the next step; rows before global step ``keep_from`` may go."""
+        if self.rows == self.cap:
+            drop = max(0, keep_from - self.base)
+            if drop * 2 >= self.cap:
+                for a in (*self.cols.values(), *self.present.values()):
+                    a[: self.rows - drop] = a[drop: self.rows]
+                self.rows -= drop
+                self.base += drop
+            else:
+                self.cap *= 2
+                for d in (self.cols, self.present):
+                    for k, a in d.items():
+                        d[k] = b = np.zeros((self.cap, *a.shape[1:]), a.dtype)
+                        b[: self.rows] = a[: self.rows]
+        r = self.rows
+        self.rows += 1
+        for p in self.present.values():
+            p[r] = False
+        return r
+
+    def clear(self, step: int) -> None:
+        """Keep nothing: the next row is global step ``step``."""
+        self.base, self.rows = step, 0
+
+    def put(self, name: str, r: int, value: Any) -> None:
+        """Row ``r`` of column ``name`` (created, or widened for longer strings, as needed)."""
+        a = self.cols.get(name)
+        if type(value) is np.ndarray and a is not None and value.dtype is a.dtype and \
+                value.shape == self._shapes[name]:
+            a[r] = value  # the steady state: one copy into the row
+            return
+        v = np.asarray(value)
+        if a is None or a.dtype != v.dtype or a.shape[1:] != v.shape:
+            if a is not None and a.shape[1:] != v.shape:
+                raise ValueError(f"step column {name!r} changed shape from {a.shape[1:]} to "
+                                 f"{v.shape} within a run; the log needs one shape per field")
+            dt = v.dtype if a is None else np.result_type(a.dtype, v.dtype)
+            b = np.zeros((self.cap, *v.shape), dt)
+            if a is not None:
+                b[: self.rows] = a[: self.rows]
+            self.cols[name] = a = b
+            self._shapes[name] = v.shape
+        a[r] = v
+
+    def put_info(self, r: int, info: Mapping[str, Any]) -> None:
+        for k, v in info.items():
+            if k.startswith(("_", "final_")) or not isinstance(v, np.ndarray):
+                continue
+            p = self.present.get(k)
+            if p is None:
+                self.present[k] = p = np.zeros(self.cap, np.bool_)
+            p[r] = True
+            self.put("info." + k, r, v)
+
+    def rows_of(self, name: str, i: int, lo: int, hi: int) -> np.ndarray:
+        """World ``i``'s values of column ``name`` for global steps ``lo:hi`` (a copy)."""
+        return self.cols[name][lo - self.base: hi - self.base, i].copy()
 
 
-def _vec(a: np.ndarray) -> list[np.ndarray]:
-    """Rows of an action column as 1-D float32 arrays (the record's action form)."""
-    a = np.asarray(a, dtype=np.float32)
-    return list(a.reshape(len(a), -1))
+def episode_chunk(st: StepColumns, i: int, lo: int, hi: int, step0: int = 0,
+                  terminal_obs: np.ndarray | None = None) -> ck.Chunk:
+    """World ``i``'s steps ``lo:hi`` (global step indices) as the log's columnar chunk: the
+    one place the engine's state becomes records, so a schema change is made here."""
+    n = hi - lo
+    a, b = lo - st.base, hi - st.base
+    col = st.cols
 
+    def take(name: str) -> np.ndarray:
+        return col[name][a:b, i].copy()
 
-def make_records(frames: Sequence[Frame], i: int, episode: str, start_step: int = 0
-                 ) -> list[StepRecord]:
-    """World ``i``'s records over ``frames`` (consecutive steps of one episode): the one
-    place a :class:`StepRecord` is built, so a schema change is made here."""
-    if not frames:
-        return []
-    col = np.stack
-    human = _vec(col([f.human_action[i] for f in frames]))
-    has = [bool(f.has_human[i]) for f in frames]
-    members = (None if frames[0].member_actions is None
-               else [np.asarray(f.member_actions[i], dtype=np.float32) for f in frames])
-    obs = col([f.obs[i] for f in frames]).astype(np.float32, copy=False)
-    agent = _vec(col([f.agent_action[i] for f in frames]))
-    action = _vec(col([f.action[i] for f in frames]))
-    names = list(frames[0].scores)
-    scores = {n: col([f.scores[n][i] for f in frames]).tolist() for n in names}
-    keys = [k for k in frames[0].info if not k.startswith(("_", "final_"))]
-    infos = {k: [_scalar(f.info[k][i]) for f in frames] for k in keys}
-    nonfinite = [bool(f.nonfinite[i]) for f in frames]
-    extra_fields = "score_nonfinite" in _RECORD_FIELDS
-    out = []
-    for t, f in enumerate(frames):
-        info = {k: infos[k][t] for k in keys if infos[k][t] is not None}
-        done = bool(f.terminated[i] or f.truncated[i])
-        kw: dict[str, Any] = {}
-        if extra_fields:
-            kw = dict(outcome=str(info.get("outcome", "")),
-                      hazard_fired=bool(info.get("hazard_fired", False)),
-                      hazard_onset=float(info.get("hazard_onset", math.nan)),
-                      mrm=bool(info.get("mrm", False)), score_nonfinite=nonfinite[t])
-        elif nonfinite[t]:
-            info["score_nonfinite"] = True
-        out.append(StepRecord(
-            episode=episode, step=start_step + t, time=float(f.time[i]), wall_time=f.wall,
-            obs=obs[t], agent_action=agent[t],
-            member_actions=None if members is None else members[t],
-            human_action=human[t] if has[t] else None, action=action[t],
-            controller=CONTROLLERS[f.controller[i]], phase=PHASES[f.phase[i]].value,
-            transition=TRANSITION_TEXT[f.bits[i]],
-            scores={n: scores[n][t] for n in names}, threshold=float(f.threshold[i]),
-            gate_request=bool(f.request[i]), tor_time=float(f.tor_time[i]),
-            takeover_time=float(f.takeover_time[i]), reward=float(f.reward[i]),
-            terminated=bool(f.terminated[i]), truncated=bool(f.truncated[i]),
-            reason=str(info.get("reason", "")) if done else "", info=info, **kw))
-    return out
+    term, trunc = take("terminated"), take("truncated")
+    info, present = {}, {}
+    for k, p in st.present.items():
+        pk = p[a:b]
+        if pk.any():
+            info[k] = (take("info." + k), None if pk.all() else pk.copy())
+            present[k] = pk
+
+    def from_info(k: str, default: Any, dtype: Any) -> np.ndarray:
+        if k not in info:
+            return np.full(n, default, dtype)
+        v, pk = info[k]
+        if v.dtype.kind not in "fbiuU":  # anything else value by value
+            v = np.array([default if x is None else x for x in map(ck.plain_scalar, v.tolist())],
+                         dtype)
+        v = v.astype(dtype)
+        return v if pk is None else np.where(pk, v, np.asarray(default, dtype))
+
+    def text_info(k: str, keep: np.ndarray | None = None) -> Any:
+        """A str field from info key ``k`` ("" where absent or not ``keep``), as codes."""
+        v, pk = info.get(k, (None, None))
+        got = ck.object_text(v) if v is not None else None
+        if got is None:
+            return from_info(k, "", str) if keep is None else np.where(
+                keep, from_info(k, "", str), "")
+        codes, vocab = got
+        off = pk if keep is None else (keep if pk is None else keep & pk)
+        if off is not None and not off.all():
+            codes = np.where(off, codes, len(vocab))
+            vocab = [*vocab, ""]
+        return codes, vocab
+
+    done = term | trunc
+    has_h = take("has_human")
+    cols: dict[str, Any] = {
+        "step": np.arange(step0, step0 + n, dtype=np.int64),
+        "time": take("time"), "wall_time": st.cols["wall"][a:b].copy(),
+        "threshold": take("threshold"), "tor_time": take("tor_time"),
+        "takeover_time": take("takeover_time"), "reward": take("reward"),
+        "hazard_onset": from_info("hazard_onset", math.nan, np.float64),
+        "gate_request": take("request"), "terminated": term, "truncated": trunc,
+        "hazard_fired": from_info("hazard_fired", False, np.bool_),
+        "mrm": from_info("mrm", False, np.bool_), "score_nonfinite": take("nonfinite"),
+        "controller": (take("controller"), _TEXT["controller"]),
+        "phase": (take("phase"), _TEXT["phase"]),
+        "transition": (take("bits"), _TEXT["transition"]),
+        "reason": text_info("reason", done), "outcome": text_info("outcome"),
+        "obs": take("obs"), "agent_action": take("agent_action"), "action": take("action"),
+        "human_action?": has_h, "human_action": take("human_action")[has_h],
+        "member_actions?": np.full(n, "member_actions" in col),
+        "terminal_obs?": np.arange(n) == (n - 1 if terminal_obs is not None else -1),
+    }
+    if "member_actions" in col:
+        cols["member_actions"] = take("member_actions")
+    if terminal_obs is not None:
+        cols["terminal_obs"] = np.asarray(terminal_obs, np.float32)[None]
+    scores = {k[6:]: take(k) for k in col if k.startswith("score.")}
+    return ck.chunk_from_columns(cols, scores, info)
 
 
 @dataclass
 class Episode:
-    """A finished (or cut-off) episode: its records, counterfactual labels and last obs."""
+    """A finished (or cut-off) episode: its steps as the log's columnar chunk, its
+    counterfactual labels and last observation. ``records`` are built from the chunk on
+    first use (a log writer takes the chunk as is: ``LogWriter.write_chunk``)."""
 
     index: int
     name: str
     seed: int | None
-    records: list[StepRecord]
+    chunk: ck.Chunk | None
     final_obs: np.ndarray | None = None
     labels: list[Any] = field(default_factory=list)
+
+    @functools.cached_property
+    def records(self) -> list[StepRecord]:
+        return [] if self.chunk is None else ck.chunk_records(self.chunk, self.name)
 
 
 # --- the engine -------------------------------------------------------------------------
@@ -624,8 +691,8 @@ class Engine:
         counterfactual: labels steps by agent-alone rollouts (``counterfactual``).
         shadow_gates: more gates deciding on the same scores without acting (labels only).
         urgency: ``(score, decision) -> (N,) 0..1`` shown to the humans with a request.
-        keep_records: cut records per episode (``False``: only the last step's are built,
-            see :meth:`last_record`).
+        keep_records: cut each ended episode's chunk (``False``: only the last step is
+            kept, see :meth:`last_record`; ``Episode.chunk`` is ``None``).
     """
 
     def __init__(self, env: Any, agent: Any, estimators: Mapping[str, Estimator], gate: Gate,
@@ -666,9 +733,10 @@ class Engine:
             if isinstance(w, GymWorld):
                 w.snapshot(0)  # refuses an env without get_state/set_state now
             counterfactual.bind(n)
-        self.frames: list[Frame] = []
+        self.columns = StepColumns(n)
         self.episodes: list[Episode] = []
-        self.last_frame: Frame | None = None
+        self._stepped = False
+        self._last_info: Mapping[str, Any] = {}
         self._queue: list[tuple[int, str, int | None]] = []
         self._next = 0
         self.active = np.zeros(n, dtype=bool)
@@ -704,8 +772,9 @@ class Engine:
             name = names[k] if names is not None else default_episode_name(s, idx)
             self._queue.append((idx, f"{self.run_id}/{name}" if self.run_id else name, s))
         self.episodes = []
-        self.frames = []
-        self._cursor = 0
+        self.columns = StepColumns(self.n)
+        self._t = 0  # global step index of the next step (rows of self.columns)
+        self._stepped = False
         n = self.n
         self.current: list[tuple[int, str, int | None] | None] = [None] * n
         self.start_frame = np.zeros(n, dtype=np.int64)
@@ -736,7 +805,7 @@ class Engine:
         seeds = [e[2] for _, e in live]
         self.active[idx] = True
         self.step_index[idx] = 0
-        self.start_frame[idx] = len(self.frames) + self._cursor
+        self.start_frame[idx] = self._t
         self.last_human[idx] = math.nan
         for g in self.prev_requests.values():
             g[idx] = False
@@ -789,6 +858,7 @@ class Engine:
         agent_bad = ~np.isfinite(act.reshape(n, -1).astype(np.float64)).all(axis=1)
         scores = {k: np.asarray(e.score_batch(obs, out, info), dtype=np.float64).reshape(n)
                   for k, e in self.estimators.items()}
+        self._scores = scores
         bad = obs_bad | agent_bad
         for s in scores.values():
             bad = bad | ~np.isfinite(s)
@@ -844,90 +914,105 @@ class Engine:
         self.prev_requests = requests
         reward, term, trunc, end, final_obs = w.step(action)
         t_end = np.asarray(end["time"], dtype=np.float64) if "time" in end else t + self.dt
-        act_h = h_rows.astype(np.float32)
-        frame = Frame(
-            time=t_end, wall=_time.time(), obs=obs, agent_action=act, member_actions=(
-                None if out.member_actions is None else np.asarray(out.member_actions)),
-            human_action=act_h, has_human=has, action=action, controller=ctrl,
-            phase=ho.phase.copy(), bits=ho.bits.copy(), scores=scores,
-            threshold=np.asarray(dec.threshold, dtype=np.float64),
-            request=np.asarray(dec.request, dtype=bool), tor_time=ho.tor_time.copy(),
-            takeover_time=ho.takeover_time.copy(), reward=np.asarray(reward, dtype=np.float64),
-            terminated=np.asarray(term, dtype=bool), truncated=np.asarray(trunc, dtype=bool),
-            info=end, nonfinite=bad)
         act_mask = self.active
+        term, trunc = np.asarray(term, dtype=bool), np.asarray(trunc, dtype=bool)
+        self._record(t_end, obs, act, out, h_rows, has, action, ctrl, dec, reward, term,
+                     trunc, end, bad)
         self.counts["score_nonfinite"] += int((bad & act_mask).sum())
         self.counts["obs_nonfinite"] += int((obs_bad & act_mask).sum())
         self.counts["agent_nonfinite"] += int((agent_bad & act_mask).sum())
         self.counts["human_nonfinite"] += int((h_bad & act_mask).sum())
-        self.last_frame = frame
+        self._last_info = end
         self._last_current = list(self.current)
         self._last_step = self.step_index.copy()
-        if self.keep_records:
-            self.frames.append(frame)
         self.step_index += 1
-        ended = np.flatnonzero(act_mask & (frame.terminated | frame.truncated))
+        ended = np.flatnonzero(act_mask & (term | trunc))
         if not len(ended):
             return []
         return self._end(ended, final_obs)
 
+    def _record(self, t_end, obs, act, out, h_rows, has, action, ctrl, dec, reward, term,
+                trunc, end, bad) -> None:
+        """Write this step's columns into row ``self._t`` of :attr:`columns` (in place)."""
+        st, n, ho = self.columns, self.n, self.handover
+        if self.keep_records:
+            live = self.start_frame[self.active]
+            r = st.next_row(int(live.min()) if len(live) else self._t)
+        else:  # only the last step is kept (last_record)
+            st.clear(self._t)
+            r = st.next_row(self._t)
+        self._t += 1
+        self._stepped = True
+        put = st.put
+        f32 = np.float32
+        put("time", r, t_end)
+        put("wall", r, _time.time())  # one wall time per step, all worlds: a (T,) column
+        put("obs", r, obs if obs.dtype == f32 else obs.astype(f32))
+        put("agent_action", r, act.reshape(n, -1).astype(f32, copy=False))
+        if out.member_actions is not None:
+            put("member_actions", r, np.asarray(out.member_actions, dtype=f32))
+        put("human_action", r, h_rows.astype(f32))
+        put("has_human", r, has)
+        put("action", r, action.reshape(n, -1).astype(f32, copy=False))
+        put("controller", r, ctrl)
+        put("phase", r, ho.phase)
+        put("bits", r, ho.bits)
+        for k, v in self._scores.items():
+            put("score." + k, r, v)
+        put("threshold", r, np.asarray(dec.threshold, dtype=np.float64))
+        put("request", r, np.asarray(dec.request, dtype=bool))
+        put("tor_time", r, ho.tor_time)
+        put("takeover_time", r, ho.takeover_time)
+        put("reward", r, np.asarray(reward, dtype=np.float64))
+        put("terminated", r, term)
+        put("truncated", r, trunc)
+        put("nonfinite", r, bad)
+        st.put_info(r, end)
+
     def _end(self, ended: np.ndarray, final_obs: Any) -> list[Episode]:
-        """Per-event: cut the ended episodes' records, start the worlds' next episodes."""
+        """Per-event: cut the ended episodes' chunks, start the worlds' next episodes."""
         if self._end_episodes is not None:  # humans that account for outcomes (fleet)
-            self._end_episodes(ended, self.last_frame.info)
+            self._end_episodes(ended, self._last_info)
         self.gate.end_episode(ended)
         for g in self.shadow_gates.values():
             g.end_episode(ended)
         done = []
         for i in ended.tolist():
             idx, name, seed = self.current[i]
-            recs: list[StepRecord] = []
-            if self.keep_records:
-                lo = int(self.start_frame[i]) - self._cursor
-                recs = make_records(self.frames[lo:], i, name)
             fo = None
             if final_obs is not None and final_obs[i] is not None:
                 fo = np.asarray(final_obs[i])
             elif isinstance(self.worlds, GymWorld):
                 fo = self.worlds.obs[0].copy()
-            if recs and fo is not None:  # the log keeps it: learners bootstrap from it
-                recs[-1] = dataclasses.replace(recs[-1], terminal_obs=fo.astype(np.float32))
-            done.append(Episode(idx, name, seed, recs, fo))
+            chunk = None
+            if self.keep_records:  # the log keeps the terminal obs: learners bootstrap from it
+                chunk = episode_chunk(self.columns, i, int(self.start_frame[i]), self._t,
+                                      terminal_obs=fo)
+            done.append(Episode(idx, name, seed, chunk, fo))
         nxt = [self._take(i) for i in ended.tolist()]
         go = [k for k, e in enumerate(nxt) if e is not None]
         if go:  # a world with no episode left stays as it ended (a live end screen draws it)
             self.worlds.reset_worlds(ended[go], [nxt[k][2] for k in go])
         self._begin(ended, nxt)
-        self._prune()
         self.episodes.extend(done)
         return done
-
-    def _prune(self) -> None:
-        """Drop frames no running episode needs any more."""
-        if not self.keep_records:
-            return
-        live = self.start_frame[self.active]
-        keep_from = int(live.min()) if len(live) else len(self.frames) + self._cursor
-        cut = keep_from - self._cursor
-        if cut > 256 or not len(live):
-            del self.frames[:cut]
-            self._cursor = keep_from
 
     def running_records(self, i: int) -> list[StepRecord]:
         """World ``i``'s records of its running episode so far (``keep_records`` on)."""
         cur = self.current[i]
-        if cur is None:
+        if cur is None or not self.keep_records or self.start_frame[i] >= self._t:
             return []
-        lo = int(self.start_frame[i]) - self._cursor
-        return make_records(self.frames[lo:], i, cur[1])
+        return ck.chunk_records(episode_chunk(self.columns, i, int(self.start_frame[i]),
+                                              self._t), cur[1])
 
     def last_record(self, i: int = 0) -> StepRecord:
         """World ``i``'s record of the last step."""
-        if self.last_frame is None:
+        if not self._stepped:
             raise RuntimeError("no step taken yet")
         cur = self._last_current[i]
         name = cur[1] if cur is not None else ""
-        return make_records([self.last_frame], i, name, int(self._last_step[i]))[0]
+        c = episode_chunk(self.columns, i, self._t - 1, self._t, int(self._last_step[i]))
+        return ck.chunk_records(c, name)[0]
 
     def run(self, seeds: Sequence[int | None],
             names: Sequence[str] | None = None) -> list[Episode]:

@@ -6,8 +6,14 @@ episodes run towards the 300-step limit, as a competent agent's do), with the de
 novelty, ttc), a scripted human holding control for ~10% of the steps, and the env's full
 info dict. Writing includes every fsync, rename and journal/manifest write; reading is
 ``read_columns`` (the training reader) and, for both formats, ``read_log(...).episodes``
-(the record-iterator API). Targets (issue 12): >= 200k records/s written and read (columns),
-<= 300 bytes a record.
+(the record-iterator API). ``columns`` is the column path (what the supervision engine
+writes: each episode's arrays -> ``chunk_from_columns`` -> ``LogWriter.write_episodes``, no
+``StepRecord`` per row), timed from the arrays; ``*_nosync`` are ``durable=False`` (no
+per-episode fsync: what the disk costs). Targets (issue 12): >= 200k records/s written and
+read (columns), <= 300 bytes a record. The machine's load average is reported with the
+rates (a shared machine slows everything; the ratios are same-run), and ``*_per_cpu_s``
+rates per CPU second of this process (what one free core would do; the disk's fsync wait
+is not CPU time).
 
     python -m takeover.experiments.benchmarks.log      # or: takeover bench log
 """
@@ -15,6 +21,7 @@ info dict. Writing includes every fsync, rename and journal/manifest write; read
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -78,6 +85,49 @@ def _renamed(eps: list[list[StepRecord]], total: int) -> list[list[StepRecord]]:
     return out
 
 
+def episode_columns(recs: list[StepRecord]) -> tuple[dict, dict, dict]:
+    """One episode's records as the arrays an engine holds (the column path's input):
+    ``chunk_from_columns``'s arguments."""
+    from takeover.logio import chunks as ck
+
+    c = ck.chunks_from_records(recs)[0]
+    cols: dict = {f: c.cols[f] for f in ("step", *ck.F8, *ck.B1, *ck.ARR)}
+    for f in ck.STR:  # codes into a table, as the engine holds them
+        cols[f] = (c.cols[f], c.vocab[f])
+    for f in ck.OPT:
+        cols[f + "?"] = c.cols[f + "?"]
+        if f in c.cols:
+            cols[f] = c.cols[f]
+    scores = {k: c.cols[f"score.{k}"] for k, _ in c.scores}
+    info = {}
+    for k, kind, masked in c.info:
+        if kind in "fbis" and not masked:  # names as objects, as a batched env's info
+            v = c.cols[f"info.{k}"]
+            info[k] = (np.asarray(c.vocab[f"info.{k}"], object)[v] if kind == "s" else v, None)
+            continue
+        vals = [r.info.get(k) for r in recs]
+        if all(isinstance(x, float) for x in vals):  # a float subclass (NotYet: NaN)
+            info[k] = (np.array(vals, np.float64), None)
+            continue
+        # mixed types or missing on some steps: an object column, None where absent
+        info[k] = (np.array(vals + [None], object)[:-1], None)
+    return cols, scores, info
+
+
+def _write_columns(run: Path, eps: list[tuple[str, tuple]], **kw) -> float:
+    """The column path: each episode's arrays -> one chunk -> ``write_episodes`` (episodes
+    ending together are made durable together, as the engine's batches do: 8 at a time)."""
+    from takeover.logio import LogWriter, chunk_from_columns
+
+    meta = RunMeta(run_id="bench", seed=0)
+    start = time.perf_counter()
+    with LogWriter(run, meta, **kw) as log:
+        for k in range(0, len(eps), 8):
+            log.write_episodes([(eid, chunk_from_columns(*arrays))
+                                for eid, arrays in eps[k:k + 8]])
+    return time.perf_counter() - start
+
+
 def _write(writer_cls, run: Path, eps: list[list[StepRecord]], **kw) -> float:
     meta = RunMeta(run_id="bench", seed=0)
     start = time.perf_counter()
@@ -99,6 +149,17 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
+_cpu = [0.0]
+
+
+def _cpu_timed(fn, *args, **kw) -> float:
+    """``fn``'s wall seconds; its CPU seconds (this process, every thread) in ``_cpu[0]``."""
+    c = time.process_time()
+    wall = fn(*args, **kw)
+    _cpu[0] = time.process_time() - c
+    return wall
+
+
 def main(records: int = 100_000, repeats: int = 3, n_episodes: int = 30,
          folder: str | None = None) -> dict[str, Any]:
     """Best-of-``repeats`` rates (noise only slows), the formats interleaved per repeat.
@@ -108,23 +169,32 @@ def main(records: int = 100_000, repeats: int = 3, n_episodes: int = 30,
 
     eps = _renamed(episodes(n_episodes), records)
     n = sum(len(e) for e in eps)
+    arrays = [(e[0].episode, episode_columns(e)) for e in eps]
     best: dict[str, float] = {}
     size: dict[str, int] = {}
     tmp = Path(tempfile.mkdtemp(prefix="takeover-bench-log-", dir=folder))
     try:
         for rep in range(repeats):
             for name, cls, kw in (("v2", LogWriter, {}), ("v1", LogWriterV1, {}),
-                                  ("v2_nosync", LogWriter, {"durable": False})):
+                                  ("v2_nosync", LogWriter, {"durable": False}),
+                                  ("columns", None, {}),
+                                  ("columns_nosync", None, {"durable": False})):
                 run = tmp / f"{name}-{rep}"
-                t = {"write": _write(cls, run, eps, **kw)}
+                t = {"write": (_cpu_timed(_write_columns, run, arrays, **kw) if cls is None
+                               else _cpu_timed(_write, cls, run, eps, **kw))}
+                cpu = {"write": _cpu[0]}
                 size[name] = _bytes(run)
-                if name != "v2_nosync":
+                if name in ("v2", "v1"):
                     t["read_records"] = _timed(lambda run=run: read_log(run).episodes)
-                if name == "v2":
-                    t["read_columns"] = _timed(lambda run=run: read_columns(run))
+                if name in ("v2", "columns"):
+                    t["read_columns"] = _cpu_timed(_timed, lambda run=run: read_columns(run))
+                    cpu["read_columns"] = _cpu[0]
                 for k, v in t.items():
                     key = f"{name}_{k}_per_s"
                     best[key] = max(best.get(key, 0.0), n / v)
+                for k, v in cpu.items():
+                    key = f"{name}_{k}_per_cpu_s"
+                    best[key] = max(best.get(key, 0.0), n / max(v, 1e-9))
                 shutil.rmtree(run)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -132,7 +202,13 @@ def main(records: int = 100_000, repeats: int = 3, n_episodes: int = 30,
                            "mean_episode_steps": n / len(eps), **best}
     out["v2_bytes_per_record"] = size["v2"] / n
     out["v1_bytes_per_record"] = size["v1"] / n
+    out["columns_bytes_per_record"] = size["columns"] / n
     out["write_speedup"] = best["v2_write_per_s"] / best["v1_write_per_s"]
+    out["columns_write_x_records_path"] = best["columns_write_per_s"] / best["v2_write_per_s"]
+    out["columns_nosync_write_x_records_path"] = (best["columns_nosync_write_per_s"]
+                                                  / best["v2_nosync_write_per_s"])
+    out["load_average_1min"] = os.getloadavg()[0]
+    out["cpus"] = os.cpu_count()
     out["read_speedup_columns"] = best["v2_read_columns_per_s"] / best["v1_read_records_per_s"]
     out["size_ratio"] = out["v1_bytes_per_record"] / out["v2_bytes_per_record"]
     return out

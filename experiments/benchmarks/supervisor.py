@@ -7,7 +7,14 @@ the default labelling (1 in 10 steps plus every request, 2 s horizon), >= 1000x 
 reference.
 
 ``main()`` returns ``{"rows": [...], "reference_steps_per_s": ..., ...}``: one row per
-configuration with ``steps_per_s`` (world-steps / wall s) and ``x_reference``.
+configuration with ``steps_per_s`` (world-steps / wall s), ``x_reference``, and the wall
+time per world-step split into ``env_step_us_per_world_step`` (the batched world's
+``step``: the kernel), ``log_us_per_world_step`` (``LogWriter.write_episodes`` of the
+ended episodes' chunks, fsyncs included) and ``engine_us_per_world_step`` (everything else:
+agent forward, estimators, gate, handover, humans, the step's columns, cutting episodes,
+resets), which add up to ``us_per_world_step``. ``cpu_steps_per_s`` is per CPU second of
+this process (less sensitive to a loaded machine than wall time), ``x_reference_cpu`` its
+ratio to the reference's CPU rate. The load average is reported with the rows.
 """
 
 from __future__ import annotations
@@ -83,10 +90,10 @@ class RandomEnsembleAgent:
 
 
 
-def _reference(seconds: float, seed: int) -> float:
+def _reference(seconds: float, seed: int) -> tuple[float, float]:
     """highway-fast-v0 + an SB3 PPO MlpPolicy's ``predict`` + a threshold on the adapter's
-    TTC: steps per wall second (the one-env loop a user writes; untrained policy, the cost
-    is the same)."""
+    TTC: steps per wall second and per CPU second (the one-env loop a user writes;
+    untrained policy, the cost is the same)."""
     from stable_baselines3 import PPO
 
     from takeover.supervisor.adapters import make_highway_env
@@ -94,7 +101,7 @@ def _reference(seconds: float, seed: int) -> float:
     env = make_highway_env("highway-fast-v0")
     model = PPO("MlpPolicy", env, seed=seed, device="cpu")
     obs, info = env.reset(seed=seed)
-    steps, t0 = 0, time.perf_counter()
+    steps, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < seconds:
         action, _ = model.predict(obs, deterministic=True)
         if 2.0 / (2.0 + info["ttc"]) > 0.5:  # the threshold: brake
@@ -103,7 +110,7 @@ def _reference(seconds: float, seed: int) -> float:
         steps += 1
         if term or trunc:
             obs, info = env.reset()
-    return steps / (time.perf_counter() - t0)
+    return steps / (time.perf_counter() - t0), steps / (time.process_time() - c0)
 
 
 def _agent_and_estimators(name: str, env: Any) -> tuple[Any, dict, str]:
@@ -145,27 +152,45 @@ def engine_rate(n: int, *, seconds: float, label: bool, log_dir: str | None, hum
         from takeover.records import RunMeta
 
         writer = LogWriter(log_dir, RunMeta(run_id=f"bench-{n}-{label}", seed=seed))
+    env_s = [0.0]
+    world_step = eng.worlds.step
+
+    def timed_step(actions):  # env.step apart: the kernel's share, not the engine's
+        t = time.perf_counter()
+        try:
+            return world_step(actions)
+        finally:
+            env_s[0] += time.perf_counter() - t
+
+    eng.worlds.step = timed_step
     eng.start(list(range(seed, seed + 20 * n + 100)))  # more episodes than fit
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < min(2.0, seconds):  # warm-up: compiles, first resets
         eng.step()
-    steps, episodes, t0 = 0, 0, time.perf_counter()
+    steps, episodes, log_s = 0, 0, 0.0
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    env_s[0] = 0.0
     while time.perf_counter() - t0 < seconds:
-        for ep in eng.step():
-            episodes += 1
-            if writer is not None:
-                for r in ep.records:
-                    writer.write(r)
-                writer.end_episode()
+        ended = eng.step()
+        episodes += len(ended)
+        if writer is not None and ended:  # the column path: each episode's chunk as is
+            t = time.perf_counter()
+            writer.write_episodes([(ep.name, ep.chunk) for ep in ended])
+            log_s += time.perf_counter() - t
         steps += n
     if cf is not None:
         cf.flush(eng.worlds, lambda o: agent_outputs(agent_obj, o))
     wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     if writer is not None:
         writer.close()
     return {"worlds": n, "labels": label, "log": log_dir is not None, "human": human,
             "world_steps": steps, "episodes": episodes, "seconds": round(wall, 3),
-            "steps_per_s": steps / wall}
+            "steps_per_s": steps / wall, "cpu_steps_per_s": steps / cpu,
+            "us_per_world_step": wall / steps * 1e6,
+            "env_step_us_per_world_step": env_s[0] / steps * 1e6,
+            "log_us_per_world_step": log_s / steps * 1e6,
+            "engine_us_per_world_step": (wall - env_s[0] - log_s) / steps * 1e6}
 
 
 def _us(fn, reps: int) -> float:
@@ -221,10 +246,13 @@ def main(worlds: tuple[int, ...] = (1, 256), seconds: float = 5.0, human: str = 
     """Every configuration for ``seconds`` of wall time each, plus the reference."""
     import tempfile
 
+    from threadpoolctl import threadpool_limits
+
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    blas = threadpool_limits(1)  # a 2-thread BLAS on 2 shared cores: 50 ms per GEMM, not 0.5
     try:
-        ref = _reference(seconds, seed)
+        ref, ref_cpu = _reference(seconds, seed)
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
             for n in worlds:
@@ -235,14 +263,20 @@ def main(worlds: tuple[int, ...] = (1, 256), seconds: float = 5.0, human: str = 
                             row = engine_rate(n, seconds=seconds, label=label, log_dir=d,
                                               human=hum, agent=agent, seed=seed)
                             row["x_reference"] = row["steps_per_s"] / ref
+                            row["x_reference_cpu"] = row["cpu_steps_per_s"] / ref_cpu
                             rows.append(row)
+        import os
+
         return {"reference": "highway-fast-v0 + SB3 PPO predict + TTC threshold",
-                "reference_steps_per_s": ref, "agent": agent, "rows": rows,
+                "reference_steps_per_s": ref, "reference_cpu_steps_per_s": ref_cpu,
+                "agent": agent, "rows": rows,
+                "load_average_1min": os.getloadavg()[0], "cpus": os.cpu_count(),
                 "hotspots_us": hotspots(agent),
                 "goals": {"batched_no_labels": 100_000, "batched_labels": 20_000,
                           "x_reference": 1000}}
     finally:
         torch.set_num_threads(threads)
+        blas.restore_original_limits()
 
 
 if __name__ == "__main__":

@@ -35,11 +35,24 @@ Reading: ``read_log(dir)`` (a ``LogReadResult``: complete episodes as chunks, re
 demand, everything else reported), ``read_columns(dir)`` (numpy arrays for training, see
 ``takeover.logio.columns``), ``iter_records(path)`` (records of a file or a run),
 ``find_logs(folder)`` (every log under a run folder).
+
+Writing: ``LogWriter.write(record)`` (one ``StepRecord`` at a time), or the column path
+``LogWriter.write_chunk(episode, chunk)`` / ``write_episodes([(episode, chunk), ...])`` with
+a ``Chunk`` built from arrays (``chunk_from_columns``; the supervision engine's
+``Episode.chunk``): no Python object per record, the same bytes on disk, the same records
+read back.
 """
 
 import os  # noqa: F401  (tests patch ``logio.os.write`` / ``logio.os.fsync``)
 
-from takeover.logio.chunks import Chunk, chunks_from_records, decode_chunk, encode_chunk
+from takeover.logio.chunks import (
+    Chunk,
+    check_chunk,
+    chunk_from_columns,
+    chunks_from_records,
+    decode_chunk,
+    encode_chunk,
+)
 from takeover.logio.equality import records_equal
 from takeover.logio.frames import (
     MAGIC,
@@ -73,7 +86,7 @@ from takeover.logio.writer import LogWriter
 
 __all__ = [
     "EPISODES_DIR", "JOURNAL_FILE", "MAGIC", "MAX_PAYLOAD", "META_FILE", "OPEN_SUFFIX",
-    "SUFFIX", "Chunk", "EpisodeFile", "LogError", "LogReadResult", "LogWriteError",
+    "SUFFIX", "Chunk", "EpisodeFile", "check_chunk", "chunk_from_columns", "LogError", "LogReadResult", "LogWriteError",
     "LogWriter", "LogWriterV1", "SchemaVersionError", "chunks_from_records", "decode_chunk",
     "encode_chunk", "encode_record", "find_logs", "frame", "is_log_dir", "iter_records",
     "load_journal", "load_meta", "read_columns", "read_episode_file", "read_log", "records_equal",

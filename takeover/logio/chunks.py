@@ -367,8 +367,10 @@ def _present(c: Chunk, mask_name: str, has_mask: bool) -> int:
     return int(m.sum())
 
 
-def _validate(c: Chunk) -> None:
-    """Every column a reader touches exists with the right length, every code is in range."""
+def _validate(c: Chunk, decode_tagged: bool = True) -> None:
+    """Every column a reader touches exists with the right length, every code is in range
+    (``decode_tagged``: the tagged info values are read from a file, else they are the raw
+    values of a chunk about to be written)."""
     n = c.n
     for f, kinds in (("step", "i"), *((f, "f") for f in F8), *((f, "b") for f in B1),
                      *((f, "fiub") for f in ARR)):
@@ -396,7 +398,199 @@ def _validate(c: Chunk) -> None:
             vals = c.tagged.get(k)
             if not isinstance(vals, list) or len(vals) != m:
                 raise ValueError(f"info {k}: tagged values missing")
-            c.tagged[k] = [untag_scalar(v) for v in vals]
+            if decode_tagged:
+                c.tagged[k] = [untag_scalar(v) for v in vals]
+
+
+def check_chunk(c: Chunk) -> None:
+    """``LogError`` naming the problem unless ``c`` is a well-formed chunk (what
+    ``LogWriter.write_chunk`` accepts)."""
+    if not isinstance(c, Chunk):
+        raise LogError(f"expected a takeover.logio.Chunk, got {type(c).__name__}")
+    if not (_is_len(c.n, MAX_ROWS) and c.n >= 1):
+        raise LogError(f"a chunk holds 1..{MAX_ROWS} rows, got n={c.n!r}")
+    for name, a in c.cols.items():
+        if not isinstance(a, np.ndarray) or a.dtype.str not in DTYPES:
+            raise LogError(f"chunk column {name!r} is not a numeric numpy array (dtype "
+                           f"{getattr(a, 'dtype', type(a).__name__)})")
+    try:
+        _validate(c, decode_tagged=False)
+    except (ValueError, KeyError, TypeError) as e:
+        raise LogError(f"malformed chunk: {e}") from None
+
+
+def _value_of(name: str) -> tuple[str, str] | None:
+    """``(mask column, values column)`` when ``name`` is a presence mask, else ``None``."""
+    if name.endswith("?"):
+        return name, name[:-1]
+    for prefix in ("score?", "info?"):
+        if name.startswith(prefix):
+            return name, prefix[:-1] + "." + name[len(prefix):]
+    return None
+
+
+def slice_chunk(c: Chunk, lo: int, hi: int) -> Chunk:
+    """Rows ``lo:hi`` of ``c`` (masked columns keep their present rows in that range; the
+    vocabularies are shared, their codes stay valid)."""
+    cols: dict[str, np.ndarray] = {}
+    ranges: dict[str, tuple[int, int]] = {}
+    for name in c.cols:
+        mv = _value_of(name)
+        if mv is not None:
+            m = c.cols[mv[0]]
+            a0 = int(np.count_nonzero(m[:lo]))
+            ranges[mv[1]] = (a0, a0 + int(np.count_nonzero(m[lo:hi])))
+    for name, a in c.cols.items():
+        a0, a1 = ranges.get(name, (lo, hi))
+        if a1 > a0 or name not in OPT:  # an optional array without rows is absent
+            cols[name] = a[a0:a1]
+    tagged = {}
+    for k, vals in c.tagged.items():
+        a0, a1 = ranges.get(f"info.{k}", (lo, hi))
+        tagged[k] = vals[a0:a1]
+    return Chunk(n=hi - lo, cols=cols, vocab=c.vocab, scores=c.scores, info=c.info,
+                 tagged=tagged)
+
+
+def split_chunk(c: Chunk, rows: int, max_bytes: int) -> list[Chunk]:
+    """``c`` as chunks of at most ``rows`` rows and about ``max_bytes`` of observations."""
+    per = max(1, c.cols["obs"].nbytes // max(c.n, 1))
+    step = max(1, min(rows, max_bytes // per))
+    if c.n <= step:
+        return [c]
+    return [slice_chunk(c, lo, min(lo + step, c.n)) for lo in range(0, c.n, step)]
+
+
+# ---------------------------------------------------------------- arrays -> a chunk
+
+
+def plain_scalar(v: Any) -> Any:
+    """A plain Python scalar or string, or ``None`` for anything else (what a record's
+    ``info`` keeps)."""
+    t = type(v)
+    if t is float or t is int or t is bool or t is str:
+        return v
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v)
+    if isinstance(v, str):
+        return v
+    return None
+
+
+def coded(codes: np.ndarray, table: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """Integer codes into ``table`` as a chunk's ``(codes, vocabulary)`` (the vocabulary
+    holds the values that occur only)."""
+    codes = np.asarray(codes, np.int64)
+    used = np.zeros(len(table), np.bool_)
+    used[codes] = True  # tables are short (a dozen names): no sort
+    remap = np.cumsum(used) - 1
+    u = np.flatnonzero(used).tolist()
+    return remap[codes].astype(np.uint8 if len(u) <= 256 else np.uint32), [table[x] for x in u]
+
+
+def _text(vals: np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
+    if vals.dtype.kind == "U":
+        u, inv = np.unique(vals, return_inverse=True)
+        return inv.astype(np.uint8 if len(u) <= 256 else np.uint32), u.tolist()
+    got = object_text(vals)
+    return got if got is not None else _strings(vals.tolist(), where)
+
+
+def object_text(vals: np.ndarray) -> tuple[np.ndarray, list[str]] | None:
+    """``(codes, vocabulary)`` of an object array holding strings only (what a batched env's
+    name columns are), sorted once per chunk rather than checked value by value; ``None``
+    if it holds anything else."""
+    if vals.dtype != object or vals.ndim != 1:
+        return None
+    items = vals.tolist()
+    try:
+        vocab = {v: i for i, v in enumerate(dict.fromkeys(items))}
+    except TypeError:  # unhashable values
+        return None
+    if not all(isinstance(k, str) for k in vocab):
+        return None
+    dt = np.uint8 if len(vocab) <= 256 else np.uint32
+    return np.fromiter(map(vocab.__getitem__, items), dt, len(items)), [str.__str__(k)
+                                                                       for k in vocab]
+
+
+def chunk_from_columns(cols: dict[str, Any], scores: dict[str, np.ndarray],
+                       info: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> Chunk:
+    """``n`` rows of one episode from arrays, field by field: the column path (no
+    ``StepRecord`` per row). Its rows decode to the records ``chunks_from_records`` would
+    store for the same values.
+
+    Args:
+        cols: ``step`` ``(n,)`` ints; every ``F8`` field ``(n,)`` float64; every ``B1``
+            field ``(n,)`` bool; every ``STR`` field a ``(n,)`` str array or
+            ``(codes (n,) ints, table)``; ``obs``, ``agent_action``, ``action``
+            ``(n, ...)`` numeric; every ``OPT`` field as a chunk holds it: ``name + "?"``
+            the ``(n,)`` presence mask, ``name`` the present rows (absent when none).
+        scores: estimator name -> ``(n,)`` float64.
+        info: key -> ``(values (n,), present (n,) bool or None)``; numeric, bool and str
+            arrays are stored as such, object arrays value by value (``None`` = absent).
+    """
+    n = len(cols["step"])
+    c = Chunk(n=n, cols={"step": np.asarray(cols["step"], np.int64)})
+    out = c.cols
+    for f in F8:
+        out[f] = np.asarray(cols[f], np.float64)
+    for f in B1:
+        out[f] = np.asarray(cols[f], np.bool_)
+    for f in STR:
+        v = cols[f]
+        out[f], c.vocab[f] = (coded(*v) if isinstance(v, tuple)
+                              else _text(np.asarray(v), f"record field {f!r}"))
+    for f in ARR:
+        out[f] = np.asarray(cols[f])
+    for f in OPT:
+        out[f + "?"] = np.asarray(cols[f + "?"], np.bool_)
+        if f in cols and out[f + "?"].any():
+            out[f] = np.asarray(cols[f])
+    for k, v in scores.items():
+        out[f"score.{k}"] = np.asarray(v, np.float64)
+        c.scores.append((str(k), False))
+    for k, (v, present) in info.items():
+        _info_column(c, str(k), np.asarray(v), present)
+    return c
+
+
+def _info_column(c: Chunk, k: str, v: np.ndarray, present: np.ndarray | None) -> None:
+    masked = present is not None and not present.all()
+    if present is not None and not present.any():
+        return  # never present: the records have no such key
+    vals = v[present] if masked else v
+    kind = v.dtype.kind
+    if kind == "u" and len(vals) and int(vals.max()) > np.iinfo(np.int64).max:
+        kind = "O"
+    text = object_text(vals) if kind == "O" else None
+    if text is not None:
+        kind = "U"
+    if kind in "fbiuU":
+        if masked:
+            c.cols[f"info?{k}"] = present.astype(np.bool_)
+        name = f"info.{k}"
+        if kind == "f":
+            c.cols[name] = vals.astype(np.float64)
+        elif kind == "b":
+            c.cols[name] = vals.astype(np.bool_)
+        elif kind in "iu":
+            c.cols[name] = vals.astype(np.int64)
+        else:
+            c.cols[name], c.vocab[name] = text or _text(vals, f"info[{k!r}]")
+        c.info.append((k, "s" if kind == "U" else "i" if kind == "u" else kind, masked))
+        return
+    # anything else value by value, as the record path does (None: the key is absent)
+    have = present if present is not None else np.ones(len(v), np.bool_)
+    items = [plain_scalar(x) if h else None for x, h in zip(v.tolist(), have.tolist())]
+    items = [_MISSING if x is None else x for x in items]
+    if all(x is _MISSING for x in items):
+        return
+    _dict_column(c, "info", k, items, any(x is _MISSING for x in items))
 
 
 # ---------------------------------------------------------------- chunk -> records / arrays
