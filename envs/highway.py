@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -69,8 +70,11 @@ class WorldState:
         return cls(veh, wld, header["rng_state"], bool(header["ended"]), header["config"])
 
 
+@functools.lru_cache(maxsize=64)
 def config_dict(cfg: HighwayConfig) -> dict:
-    """``cfg`` as JSON-ready values (tuples become lists)."""
+    """``cfg`` as JSON-ready values (tuples become lists). Cached per (frozen) config because
+    every snapshot carries it and counterfactual labelling snapshots twice per step; the
+    dict is shared: read it, never mutate it."""
     return json.loads(json.dumps(asdict(cfg)))
 
 

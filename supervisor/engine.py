@@ -223,21 +223,8 @@ class VectorWorlds:
         chosen = [(int(i), s) for i, s in zip(worlds, seeds) if s is not None]
         if not chosen:
             return  # unseeded: the env's own autoreset already started the next episode
-        v = self.venv
-        if callable(getattr(v, "reset_worlds", None)):  # the env's public form, if offered
-            self.obs, self.info = v.reset_worlds([i for i, _ in chosen], [s for _, s in chosen])
-            return
-        from gymnasium.utils import seeding
-
-        from takeover.envs.dynamics import observe_worlds_at
-
-        for i, s in chosen:
-            v._rngs[i], _ = seeding.np_random(s)
-            v._reset_world(i)
-        idx = np.array([i for i, _ in chosen], dtype=np.int64)
-        observe_worlds_at(v._veh, v._wld, v._params, v._obs, v._info, idx)
-        self.obs = v._obs.copy()
-        self.info = v._infos(np.zeros(self.n, dtype=np.int64))
+        self.obs, self.info = self.venv.reset_worlds([i for i, _ in chosen],
+                                                     [s for _, s in chosen])
 
     def step(self, actions: np.ndarray):
         obs, rew, term, trunc, infos = self.venv.step(actions)
