@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from takeover.config import ConfigError, from_dict, option, to_dict, validate
+from takeover.envs import layout as L
 from takeover.records import StepRecord
 from takeover.types import PHASES, HumanInputs, HumanView, HumanViews, Phase
 
@@ -272,14 +273,20 @@ class FleetLive:
             if math.isnan(left):
                 return WorldState("wreck", "WRECK: needs a human", wait)
             who = "you" if j == self.PERSON else f"H{j + 1}"
-            return WorldState("recovery", f"recovery by {who}: {max(left, 0):.0f} s")
+            return WorldState("recovery", f"recovery by {who}: {math.ceil(max(left, 0))} s")
         ph = int(eng.phase[i])
+        kmh = f"{3.6 * float(self.venv.vehicles[i, 0, L.V]):.0f} km/h"
         if ph == HUMAN:
-            return (WorldState("human", "YOU drive") if j == self.PERSON else
-                    WorldState("scripted", f"H{j + 1} drives" if j >= 0 else "human drives"))
-        if j > 0 and clock < fl.h_ready[j] and ph in (TOR, FALLBACK):
-            return WorldState("arriving", f"H{j + 1} arriving in {fl.h_ready[j] - clock:.1f} s",
-                              wait)
+            return (WorldState("human", f"YOU drive  {kmh}") if j == self.PERSON else
+                    WorldState("scripted", f"H{j + 1} drives  {kmh}" if j >= 0
+                               else f"human drives  {kmh}"))
+        if j >= 0 and ph in (TOR, FALLBACK):
+            if j == self.PERSON:
+                return WorldState("waiting", "YOU: take over (SPACE)", wait)
+            if clock < fl.h_ready[j]:
+                return WorldState("arriving", f"H{j + 1} arriving in "
+                                  f"{fl.h_ready[j] - clock:.1f} s", wait)
+            return WorldState("arriving", f"H{j + 1} taking over", wait)
         if ph == FALLBACK:
             return WorldState("mrm", "MRM: automatic stop" + (f"  waited {wait:.1f} s"
                                                                if wait == wait else ""), wait)
@@ -287,7 +294,7 @@ class FleetLive:
             left = float(eng.time_left()[i])
             w = wait if wait == wait else 0.0
             return WorldState("waiting", f"WAITING {w:.1f} s  (MRM in {max(left, 0):.1f} s)", w)
-        return WorldState("agent", "agent")
+        return WorldState("agent", f"agent  {kmh}")
 
     def record(self, i: int) -> StepRecord | None:
         """World ``i``'s last record (``None`` before the first step)."""
@@ -678,7 +685,6 @@ class FleetSession:
                  else RealClock(self.loop.fps))
         try:
             if rec is not None:
-                live.seat_plan = _seat_plan(rec)
                 res = _replay_loop(live, screen, self.loop, clock, rec)
             else:
                 if self.loop.start_screen and not _start_card(live, screen, self.loop, clock):
@@ -794,7 +800,7 @@ def _replay_loop(live: FleetLive, screen: FleetScreen, opts: Any, clock: Any,
                  rec: Any) -> FleetSessionResult:
     """A recording in the window: seats follow the plan, live keys are ignored but pause
     and quit."""
-    plan = list(live.seat_plan)
+    plan = _seat_plan(rec)
     end_step = rec.episodes[0].end_step if rec.episodes else 0
     orig_step = live.step
 
@@ -803,7 +809,10 @@ def _replay_loop(live: FleetLive, screen: FleetScreen, opts: Any, clock: Any,
         return orig_step()
 
     live.step = step  # type: ignore[method-assign]
-    return run_session(live, screen, opts, clock=clock, replaying=True, end_step=end_step)
+    res = run_session(live, screen, opts, clock=clock, replaying=True, end_step=end_step)
+    if res.end == "done" and rec.episodes:
+        res.end = rec.episodes[0].end  # as recorded (a replay ends where the person did)
+    return res
 
 
 def replay_session(rec: Any) -> list[list[StepRecord]]:

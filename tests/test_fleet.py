@@ -159,6 +159,50 @@ def test_unknown_policy_and_bad_order_are_refused_with_the_fix():
         rank(ALLOCATIONS.make("risk"), st)
 
 
+def test_a_pinned_human_goes_only_where_placed_and_displaces_a_sent_one():
+    f, _ = fleet(3, num_humans=2, context_switch_time=1.0, min_intervention_time=5.0)
+    f.pin(0)
+    f.act(None, {}, None, views(3, [1, 1, 0], 0.0, elapsed=[1.0, 0.5, 0.0]))
+    # fifo sends human 1 to the longer waiting world 0; the person watches the overview
+    assert f.h_world.tolist() == [-1, 0]
+    f.place(0, 1)
+    hin = f.act(None, {}, None, views(3, [1, 1, 0], DT))
+    # no modelled context switch for the person: they answer at once
+    assert f.h_world.tolist() == [1, 0] and hin.has_action[1] and not hin.has_action[0]
+    f.place(0, 0)  # into the world human 1 serves: human 1 is freed, goes to world 1
+    hin = f.act(None, {}, None, views(3, [2, 1, 0], 2 * DT))
+    assert f.h_world.tolist() == [0, 1] and hin.has_action[0]
+    # the person's hand-back is never held off by the minimum intervention time, and a
+    # world they leave while driving is handed back to its agent
+    f.release_next(0)
+    f.place(0, -1)
+    hin = f.act(None, {}, None, views(3, [2, 1, 0], 3 * DT))
+    assert hin.releases[0] and not hin.wants_control[0] and f.h_world[0] == -1
+    with pytest.raises(ValueError, match="pin"):
+        f.place(1, 2)
+
+
+def test_rohe_counts_human_effort_in_seconds_not_control_steps():
+    """Fleet-DAgger's ROHE, (H/N) successes / (1 + human effort): the same 1 s intervention
+    at 10 Hz and at 40 Hz gives the same ROHE (a step-count denominator would differ 4x)."""
+    arrived = {"outcome": np.array(["arrived", "arrived"], dtype=object)}
+    out = {}
+    for dt in (0.1, 0.025):
+        f = FleetHumans(Eager(2, hold=1.0), 2, dt=dt, num_humans=1, context_switch_time=0.0,
+                        min_intervention_time=0.0, allocation="fifo")
+        held = False
+        for k in range(round(2.0 / dt)):
+            hin = f.act(None, {}, None, views(2, [2 if held else (1 if k == 0 else 0), 0],
+                                              k * dt))
+            held = bool(hin.wants_control[0])
+        f.end_episodes(np.array([0, 1]), arrived)
+        s = f.stats()
+        assert s.arrivals == 2 and 1.0 <= s.human_busy <= 1.0 + 2 * dt
+        assert s.rohe == pytest.approx(1 / 2 * 2 / (1.0 + s.human_busy))
+        out[dt] = s.rohe
+    assert out[0.1] == pytest.approx(out[0.025], rel=0.1)
+
+
 # --- on the engine ----------------------------------------------------------------------
 class Idle:
     """Keeps lane and speed in every world (fails the hazards: requests are needed)."""
