@@ -11,10 +11,13 @@ at a world and how they drive it) and lets at most H of them be present at once:
 * a human going to a world other than the one they left first pays ``context_switch_time``
   s (rebuilding situational awareness) during which they give no input; after it the
   per-world model sees the request as if just issued, so its own takeover time follows;
-* once assigned a human stays at least ``min_intervention_time`` s (Fleet-DAgger's
-  ``min_int_time``): an earlier hand-back by the per-world model is held off; after it, with
-  ``preempt``, a human is moved (handing control back to the agent) to a waiting world the
-  policy ranks above theirs;
+* once in a world (the context switch done) a human stays at least
+  ``min_intervention_time`` s (Fleet-DAgger's ``min_int_time``, which has no switch cost:
+  the minimum protects the intervention, not the switch): an earlier hand-back by the
+  per-world model is held off; after it, with ``preempt``, a human is moved (handing
+  control back to the agent) to a waiting world the policy ranks strictly above theirs on
+  its keys (never for the random tie-break between equals, which would move humans back
+  and forth between equal worlds, paying a context switch each time);
 * a collision or off-road exit (Fleet-DAgger's constraint violation) takes the world out
   of service until a human has spent ``hard_reset_time`` s recovering it (the human who was
   with it starts at once; an unattended wreck waits to be allocated like a request, ranked
@@ -50,7 +53,7 @@ import numpy as np
 from takeover.config import option, validate
 from takeover.types import HumanInputs, HumanViews
 
-from .allocation import ALLOCATIONS, FleetState, rank
+from .allocation import ALLOCATIONS, FleetState, above, rank
 
 AGENT, TOR, HUMAN, FALLBACK = 0, 1, 2, 3
 
@@ -213,7 +216,6 @@ class FleetHumans:
         # humans
         self.h_world = np.full(h, -1, dtype=np.int64)  # world assigned, -1 free
         self.h_last = np.full(h, -1, dtype=np.int64)  # the last world they were in
-        self.h_since = np.zeros(h)  # clock at assignment
         self.h_ready = np.zeros(h)  # clock when the context switch is done
         self.h_pinned = np.zeros(h, dtype=bool)  # placed by hand (a live person), see pin()
         # worlds
@@ -289,7 +291,7 @@ class FleetHumans:
             self._free(k, force=True)
         self.s.switches += int(self.h_last[j] != world)
         self.h_world[j], self.w_human[world] = world, j
-        self.h_since[j] = self.h_ready[j] = self.clock
+        self.h_ready[j] = self.clock
         if self.w_blocked[world] and math.isnan(self.w_reset_done[world]):
             self._start_reset(j, world, switch=False)
 
@@ -356,7 +358,7 @@ class FleetHumans:
         self.w_wait_start[start] = self.clock - np.asarray(views.tor_elapsed)[start]
         # hold off a hand-back before the minimum intervention time
         pinned = has & self.h_pinned[np.maximum(hw, 0)]
-        since = np.where(has & ~pinned, self.h_since[np.maximum(hw, 0)], -math.inf)
+        since = np.where(has & ~pinned, ready_at, -math.inf)  # the intervention's start
         early = self.clock - since < cfg.min_intervention_time - 1e-9
         h_rel, h_wants = np.asarray(hin.releases), np.asarray(hin.wants_control)
         rel = (present & h_rel & ~early) | self._force_release
@@ -395,7 +397,6 @@ class FleetHumans:
         self.s.switches += int(switch)
         self.h_world[j] = i
         self.w_human[i] = j
-        self.h_since[j] = self.clock
         self.h_ready[j] = self.clock + (self.config.context_switch_time if switch else 0.0)
         if self.w_blocked[i]:
             self._start_reset(j, i, switch=switch)
@@ -417,7 +418,7 @@ class FleetHumans:
         if cfg.preempt:  # past the minimum intervention time, and not mid-recovery
             assigned = np.flatnonzero((self.h_world >= 0) & ~self.h_pinned)
             assigned = assigned[~blocked[self.h_world[assigned]]]
-            movable = assigned[self.clock - self.h_since[assigned]
+            movable = assigned[self.clock - self.h_ready[assigned]
                                >= cfg.min_intervention_time - 1e-9]
         if not waiting.any() or (not len(free) and not len(movable)):
             return
@@ -428,7 +429,8 @@ class FleetHumans:
             scores={k: np.where(blocked, math.inf, np.asarray(v, dtype=float))
                     for k, v in self.scores.items()},
             last_served=self.last_served, rng=self.rng)
-        order = rank(self.policy, state)
+        keys = self.policy.keys(state)
+        order = rank(self.policy, state, keys)
         pos = np.empty(self.n, dtype=np.int64)
         pos[order] = np.arange(self.n)
         cands = [int(i) for i in order[waiting[order]]]
@@ -444,8 +446,8 @@ class FleetHumans:
             if not cands:
                 break
             here = int(self.h_world[j])
-            if pos[cands[0]] >= pos[here]:
-                break
+            if not above(keys, cands[0], here):
+                continue
             if ph[here] == HUMAN:
                 self._force_release[here] = True
             self.s.preemptions += 1

@@ -83,6 +83,32 @@ def test_a_human_stays_the_minimum_intervention_time():
     assert rel.index(True) == 20
 
 
+def test_the_minimum_intervention_time_starts_once_the_switch_is_done():
+    f, _ = fleet(1, num_humans=1, context_switch_time=1.0, min_intervention_time=2.0,
+                 hold=0.3)
+    rel = []
+    for k in range(40):
+        ph = 2 if k > 11 and not any(rel) else 1
+        rel.append(bool(f.act(None, {}, None, views(1, [ph], k * DT)).releases[0]))
+    # 1.0 s switching in, then 2.0 s in the world before a hand-back is let through
+    assert rel.index(True) == 30
+
+
+def test_equal_worlds_do_not_take_a_human_back_and_forth():
+    """Two worlds requesting since the same step rank equal under fifo: the human stays
+    where they went (a move would cost a context switch for a coin toss)."""
+    f, _ = fleet(2, num_humans=1, context_switch_time=0.5, min_intervention_time=0.0)
+    where = []
+    for k in range(40):
+        f.act(None, {}, None, views(2, [1, 1], k * DT, elapsed=[k * DT, k * DT]))
+        where.append(int(f.h_world[0]))
+    assert len(set(where)) == 1 and f.stats().preemptions == 0
+    # a world the policy does prefer (waiting longer) takes the human once allowed
+    f.act(None, {}, None, views(2, [1, 1], 4.0, elapsed=[4.0, 9.0] if where[0] == 0
+                                else [9.0, 4.0]))
+    assert f.stats().preemptions == 1 and int(f.h_world[0]) != where[0]
+
+
 @pytest.mark.parametrize("name,kwargs,scores,phase,best", [
     ("risk", {}, {"q_risk": np.array([0.1, 0.9, 0.5])}, [1, 1, 1], 1),
     ("uncertainty", {}, {"entropy": np.array([0.7, 0.1, 0.2])}, [1, 1, 1], 0),
