@@ -11,9 +11,11 @@ at a world and how they drive it) and lets at most H of them be present at once:
 * a human going to a world other than the one they left first pays ``context_switch_time``
   s (rebuilding situational awareness) during which they give no input; after it the
   per-world model sees the request as if just issued, so its own takeover time follows;
-* once in a world (the context switch done) a human stays at least
-  ``min_intervention_time`` s (Fleet-DAgger's ``min_int_time``, which has no switch cost:
-  the minimum protects the intervention, not the switch): an earlier hand-back by the
+* a human stays at least ``min_intervention_time`` s (Fleet-DAgger's ``min_int_time``)
+  from the start of their intervention: the later of the end of their context switch and
+  the moment they took control (Fleet-DAgger's oracle humans act at once and switch for
+  free; the minimum protects the intervention, not the switch or the reaction): an earlier
+  hand-back by the
   per-world model is held off; after it, with ``preempt``, a human is moved (handing
   control back to the agent) to a waiting world the policy ranks strictly above theirs on
   its keys (never for the random tie-break between equals, which would move humans back
@@ -224,6 +226,7 @@ class FleetHumans:
         self.w_blocked = np.zeros(n, dtype=bool)  # out of service: a wreck to recover
         self.w_reset_done = np.full(n, math.nan)  # clock its recovery ends (NaN: none yet)
         self.w_lost = np.zeros(n, dtype=bool)  # the running episode began out of service
+        self.w_took = np.full(n, math.nan)  # clock its present human took control (NaN: no)
         self.last_served = np.full(n, -math.inf)
         self.phase = np.zeros(n, dtype=np.int8)
         self.scores: dict[str, np.ndarray] = {}
@@ -318,6 +321,9 @@ class FleetHumans:
         cfg, dt = self.config, float(self.dt)
         ph = np.asarray(views.phase, dtype=np.int8)
         self.phase = ph.copy()
+        took = (ph == HUMAN) & (self.w_human >= 0)  # kept from the answer, or from now
+        self.w_took = np.where(took, np.where(np.isnan(self.w_took), self.clock, self.w_took),
+                               math.nan)
         # recoveries that are done put their world back in service
         done = np.flatnonzero(self.w_reset_done <= self.clock + 1e-9)
         for i in done.tolist():
@@ -358,12 +364,13 @@ class FleetHumans:
         self.w_wait_start[start] = self.clock - np.asarray(views.tor_elapsed)[start]
         # hold off a hand-back before the minimum intervention time
         pinned = has & self.h_pinned[np.maximum(hw, 0)]
-        since = np.where(has & ~pinned, ready_at, -math.inf)  # the intervention's start
+        since = np.where(has & ~pinned, self._intervention_start(), -math.inf)
         early = self.clock - since < cfg.min_intervention_time - 1e-9
         h_rel, h_wants = np.asarray(hin.releases), np.asarray(hin.wants_control)
         rel = (present & h_rel & ~early) | self._force_release
         wants = present & (h_wants | (h_rel & early)) & ~self._force_release
         has_a = present & np.asarray(hin.has_action) & ~self._force_release
+        self.w_took = np.where(wants & np.isnan(self.w_took), self.clock, self.w_took)
         # bookkeeping for this step (dt s)
         s = self.s
         busy = self.h_world >= 0
@@ -380,6 +387,13 @@ class FleetHumans:
                            releases=rel)
 
     # --- assignment ------------------------------------------------------------------------
+    def _intervention_start(self) -> np.ndarray:
+        """``(N,)`` clock each world's human began intervening: the later of their arrival
+        (switch done) and their taking control (NaN where no human)."""
+        hw = self.w_human
+        ready = np.where(hw >= 0, self.h_ready[np.maximum(hw, 0)], math.nan)
+        return np.fmax(ready, self.w_took)
+
     def _free(self, j: int, force: bool = False) -> None:
         """Human ``j`` leaves their world (a pinned human only when ``force``d: by hand)."""
         if j < 0 or (self.h_pinned[j] and not force):
@@ -387,6 +401,7 @@ class FleetHumans:
         i = int(self.h_world[j])
         if i >= 0:
             self.w_human[i] = -1
+            self.w_took[i] = math.nan
             self.h_last[j] = i
         self.h_world[j] = -1
 
@@ -418,8 +433,8 @@ class FleetHumans:
         if cfg.preempt:  # past the minimum intervention time, and not mid-recovery
             assigned = np.flatnonzero((self.h_world >= 0) & ~self.h_pinned)
             assigned = assigned[~blocked[self.h_world[assigned]]]
-            movable = assigned[self.clock - self.h_ready[assigned]
-                               >= cfg.min_intervention_time - 1e-9]
+            start = self._intervention_start()[self.h_world[assigned]]
+            movable = assigned[self.clock - start >= cfg.min_intervention_time - 1e-9]
         if not waiting.any() or (not len(free) and not len(movable)):
             return
         state = FleetState(

@@ -282,7 +282,8 @@ class FleetLive:
                                else f"human drives  {kmh}"))
         if j >= 0 and ph in (TOR, FALLBACK):
             if j == self.PERSON:
-                return WorldState("waiting", "YOU: take over (SPACE)", wait)
+                return WorldState("mrm" if ph == FALLBACK else "waiting",
+                                  "YOU: take over (SPACE)", wait)
             if clock < fl.h_ready[j]:
                 return WorldState("arriving", f"H{j + 1} arriving in "
                                   f"{fl.h_ready[j] - clock:.1f} s", wait)
