@@ -406,7 +406,8 @@ class FleetScreen:
                   f"({fl.config.allocation})" if h > 1 else "you alone")
         r.text(surf, f"FLEET  t {live.time:5.1f} s   {live.n} worlds, {others}   "
                f"waiting: {waiting}", (10, 7), WHITE)
-        hint = f"1-{key_label(live.n - 1)} or click: drive a world   P pause   ESC quit"
+        keys = "1" if live.n == 1 else ("1-9, 0" if live.n == 10 else f"1-{live.n}")
+        hint = f"{keys} or click: drive a world   P pause   ESC quit"
         img = r.font.render(hint, True, GREY)
         surf.blit(img, (self.width - img.get_width() - 10, 7))
         for i, (x, y, w, hgt) in enumerate(grid(live.n, self.width, self.height)):

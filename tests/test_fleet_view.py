@@ -188,3 +188,25 @@ def test_bad_fleet_settings_are_refused_naming_the_fix():
         _settings(input="gamepad")
     with pytest.raises(ConfigError, match="human model"):
         FleetViewSettings(human="averag")
+
+
+def test_takeover_drive_fleet_runs_headless_and_refuses_bad_options(tmp_path):
+    from typer.testing import CliRunner
+
+    from takeover.cli import app
+
+    run = CliRunner().invoke
+    res = run(app, ["drive", "--fleet", "2", "--agent", "idm", "--scenario", "Plain",
+                    "--fixed-clock", "--max-frames", "60", "--no-sound", "--record",
+                    str(tmp_path / "f.json")])
+    assert res.exit_code == 0, res.output
+    assert "fleet of 2" in res.output and (tmp_path / "f.json").exists()
+    again = run(app, ["drive", "--replay", str(tmp_path / "f.json"), "--fixed-clock",
+                      "--no-sound"])
+    assert again.exit_code == 0, again.output
+    assert again.output.split(";")[0] == res.output.split(";")[0]  # the same arrivals
+    for args, word in ((["--humans", "2"], "--fleet"), (["--fleet", "11"], "1..10"),
+                       (["--fleet", "2", "--allocation", "fifoo"], "fifo"),
+                       (["--replay", str(tmp_path / "f.json"), "--fleet", "3"], "worlds")):
+        bad = run(app, ["drive", *args])
+        assert bad.exit_code == 2 and word in bad.output, (args, bad.output)

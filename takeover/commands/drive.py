@@ -154,6 +154,11 @@ def _drive_fleet(given: dict[str, Any], recording: Any, *, seed: int | None, wor
     from takeover.supervisor.live import LiveSettings, LoopOptions
 
     fleet_given = dict(worlds=worlds, humans=humans, allocation=allocation, episodes=episodes)
+    from takeover.supervisor.fleet_view import MAX_WORLDS
+
+    if worlds is not None and not 1 <= worlds <= MAX_WORLDS:
+        raise ConfigError(f"--fleet {worlds}: the number keys reach {MAX_WORLDS} worlds "
+                          f"(1-9, 0); give --fleet 1..{MAX_WORLDS}")
     if worlds is None and recording is None:
         named = ", ".join(f"--{k}" for k, v in fleet_given.items() if v is not None)
         raise ConfigError(f"{named} belong to the fleet view: add --fleet N (worlds)")
