@@ -520,15 +520,20 @@ def _number(ev: Any) -> int:
 
 
 def run_session(live: FleetLive, screen: FleetScreen, opts: Any, *, clock: Any,
-                replaying: bool = False, end_step: int | None = None) -> FleetSessionResult:
+                seats: list[tuple[int, int]] | None = None,
+                end_step: int | None = None) -> FleetSessionResult:
     """The fleet in real time until every world has played its episodes, the person quits
     (ESC in the overview, Q, the window closed) or ``opts.max_frames`` frames. ``opts`` is
-    the live drive's :class:`~takeover.supervisor.live.LoopOptions`."""
+    the live drive's :class:`~takeover.supervisor.live.LoopOptions`. A replay gives the
+    recorded ``seats`` (``(step, world)``, applied before that step) and ``end_step``;
+    live keys then only pause and quit."""
     import pygame
 
     from .live import _ui_key, tone
 
     res = FleetSessionResult()
+    replaying = seats is not None
+    plan = list(seats or [])
     mapping = keymap()
     person = live.person
     beep = tone() if opts.sound else None
@@ -588,6 +593,7 @@ def run_session(live: FleetLive, screen: FleetScreen, opts: Any, *, clock: Any,
             while sim >= t_next - 1e-6 and k < 5 and not live.done:
                 if end_step is not None and live.steps >= end_step:
                     break
+                _apply_seats(live, plan)
                 live.step()
                 k += 1
                 t_next = live.time
@@ -800,18 +806,11 @@ def _apply_seats(live: FleetLive, plan: list[tuple[int, int]]) -> None:
 
 def _replay_loop(live: FleetLive, screen: FleetScreen, opts: Any, clock: Any,
                  rec: Any) -> FleetSessionResult:
-    """A recording in the window: seats follow the plan, live keys are ignored but pause
-    and quit."""
-    plan = _seat_plan(rec)
+    """A recording in the window: seats follow the recording, live keys are ignored but
+    pause and quit."""
     end_step = rec.episodes[0].end_step if rec.episodes else 0
-    orig_step = live.step
-
-    def step() -> list[Any]:
-        _apply_seats(live, plan)
-        return orig_step()
-
-    live.step = step  # type: ignore[method-assign]
-    res = run_session(live, screen, opts, clock=clock, replaying=True, end_step=end_step)
+    res = run_session(live, screen, opts, clock=clock, seats=_seat_plan(rec),
+                      end_step=end_step)
     if res.end == "done" and rec.episodes:
         res.end = rec.episodes[0].end  # as recorded (a replay ends where the person did)
     return res
