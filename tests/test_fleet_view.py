@@ -19,6 +19,7 @@ from takeover.supervisor.fleet_view import (
     cell_at,
     grid,
     replay_session,
+    settings_of,
 )
 from takeover.supervisor.gates import GATES, BaseGate, GateDecision
 from takeover.supervisor.live import LiveSettings, LoopOptions, comparable
@@ -125,6 +126,14 @@ def test_pick_a_world_drive_it_return_and_replay_exactly(tmp_path):
     assert len(again) == len(res.records)
     for a, b in zip(sorted(res.records, key=lambda r: r[0].episode),
                     sorted(again, key=lambda r: r[0].episode), strict=True):
+        assert len(a) == len(b)
+        assert all(records_equal(comparable(x), comparable(y)) for x, y in zip(a, b))
+    # and in the window (keys ignored, seats from the recording)
+    opts = LoopOptions(fixed_clock=True, sound=False, start_screen=False, end_screen=False)
+    shown = FleetSession(settings_of(rec), 5, opts, recording=rec).run()
+    assert shown.end == "quit" and [w for _, w in shown.seats] == [1, -1, 0, -1]
+    for a, b in zip(sorted(res.records, key=lambda r: r[0].episode),
+                    sorted(shown.records, key=lambda r: r[0].episode), strict=True):
         assert len(a) == len(b)
         assert all(records_equal(comparable(x), comparable(y)) for x, y in zip(a, b))
     disk = read_log(tmp_path / "log")
