@@ -461,9 +461,11 @@ class FleetScreen:
             if i == live.world:
                 continue
             st = live.state(i)
-            word = {"agent": "ok", "waiting": f"WAIT {st.waiting:.0f}s", "mrm": "MRM",
-                    "human": "you", "scripted": "H", "arriving": "H..", "recovery": "reset",
-                    "wreck": "WRECK", "ended": "end"}[st.kind]
+            who = st.label.split()[0]  # "H2" of a scripted human's labels
+            word = {"agent": "ok", "waiting": (f"WAIT {st.waiting:.0f}s" if st.waiting == st.waiting
+                                             else "WAIT"), "mrm": "MRM",
+                    "human": "you", "scripted": who, "arriving": f"{who} coming",
+                    "recovery": "reset", "wreck": "WRECK", "ended": "end"}[st.kind]
             img = r.font.render(f"{key_label(i)}:{word}", True, STATE_COLORS[st.kind], (0, 0, 0))
             surface.blit(img, (x, y))
             x += img.get_width() + 8
