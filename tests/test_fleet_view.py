@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pygame
 import pytest
+from test_live import _plan, _tap
 
 from takeover.logio import read_log, records_equal
 from takeover.supervisor.fleet import FleetConfig
@@ -56,18 +57,6 @@ def _post(plan):
                 pygame.event.post(pygame.event.Event(ev[0], key=ev[1], mod=0, unicode="",
                                                      scancode=0))
     return hook
-
-
-def _tap(frame, key):
-    return {frame: [(D, key)], frame + 1: [(U, key)]}
-
-
-def _plan(*parts):
-    out: dict = {}
-    for p in parts:
-        for f, evs in p.items():
-            out.setdefault(f, []).extend(evs)
-    return out
 
 
 def _settings(humans=2, worlds=3, **live):
