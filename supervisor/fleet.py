@@ -15,11 +15,10 @@ at a world and how they drive it) and lets at most H of them be present at once:
   from the start of their intervention: the later of the end of their context switch and
   the moment they took control (Fleet-DAgger's oracle humans act at once and switch for
   free; the minimum protects the intervention, not the switch or the reaction): an earlier
-  hand-back by the
-  per-world model is held off; after it, with ``preempt``, a human is moved (handing
-  control back to the agent) to a waiting world the policy ranks strictly above theirs on
-  its keys (never for the random tie-break between equals, which would move humans back
-  and forth between equal worlds, paying a context switch each time);
+  hand-back by the per-world model is held off; after it, with ``preempt``, a human is
+  moved (handing control back to the agent) to a waiting world the policy ranks strictly
+  above theirs on its keys (never for the random tie-break between equals, which would
+  move humans back and forth between equal worlds, paying a context switch each time);
 * a collision or off-road exit (Fleet-DAgger's constraint violation) takes the world out
   of service until a human has spent ``hard_reset_time`` s recovering it (the human who was
   with it starts at once; an unattended wreck waits to be allocated like a request, ranked
@@ -112,13 +111,14 @@ def failed(info: Mapping[str, Any], worlds: np.ndarray) -> np.ndarray:
 class FleetStats:
     """What one fleet run measured (times in s of the fleet clock unless named otherwise).
 
-    ROHE (return on human effort) is Fleet-DAgger's (Hoque et al. 2022, eq. 1):
+    ROHE (return on human effort) is Fleet-DAgger's (Hoque et al. 2022):
     ``ROHE = (H / N) * sum_t sum_i r_t^i / (1 + sum_t ||alpha_t||_F^2)``: the fleet's
     successes, weighted by humans per world, over one plus the human actions, where
-    ``||alpha_t||_F^2`` is the number of (human, world) assignments at step ``t``. The IFL
-    benchmark counts a success as the reward (``plotting/process_logs.py``:
-    ``total_successes`` over ``total_human_actions``) and a human action as one step a human
-    is assigned to a robot (intervening, or in a hard reset). Here a success is an arrival,
+    ``||alpha_t||_F^2`` is the number of (human, world) assignments at step ``t``. Its IFL
+    benchmark (``BerkeleyAutomation/ifl_benchmark``, ``plotting/process_logs.py``) plots ROHE
+    from ``cumulative_successes`` and ``cumulative_human_actions``, a human action being one
+    step a human is assigned to a robot (intervening, or in a hard reset). Here a success is
+    an arrival,
     and a human action is **one second** of one human's assigned time (switching in,
     driving, recovering a wreck: :attr:`human_busy`), not one control step, so the value does
     not change with the world's control rate (at 10 Hz a step-count denominator would be 10x
