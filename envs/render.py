@@ -327,6 +327,18 @@ class Window:
         pg.event.pump()  # keep the window responsive; never drains the queue (the UI owns it)
         pg.display.flip()
 
+    def to_frame(self, pos: tuple[int, int]) -> tuple[int, int] | None:
+        """The frame pixel under window pixel ``pos`` (a mouse click), undoing the scaling
+        and letterboxing of :meth:`present`; ``None`` on the black bars."""
+        pg = self._pg
+        screen = pg.display.get_surface() or self.screen
+        sw, sh = screen.get_size()
+        fw, fh = self.size
+        k = min(sw / fw, sh / fh)
+        w, h = max(1, int(fw * k)), max(1, int(fh * k))
+        x, y = (pos[0] - (sw - w) // 2) / k, (pos[1] - (sh - h) // 2) / k
+        return (int(x), int(y)) if 0 <= x < fw and 0 <= y < fh else None
+
     def close(self) -> None:
         """Close the window. Safe to call more than once."""
         if not self._closed:

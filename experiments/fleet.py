@@ -11,6 +11,11 @@ Outputs in the run folder: ``fleet.json`` (every cell's :class:`FleetStats` summ
 per-(N, policy) means with 95% CIs), ``fleet.csv``, ``fleet.png`` (the curves against N/H)
 and ``report.md``. CIs are Student-t over repetitions; a policy's edge over ``random`` and
 ``round_robin`` is the paired per-repetition difference in ROHE.
+
+ROHE is Fleet-DAgger's return on human effort (:class:`~takeover.supervisor.fleet.FleetStats`):
+``(H / N) * arrivals / (1 + human-seconds)``, human-seconds being the time humans were
+assigned to a world (switching in, driving, recovering a wreck); the paper counts human
+actions (control steps), which would tie the value to the control rate.
 """
 
 from __future__ import annotations
@@ -270,7 +275,11 @@ def _report(cfg: FleetExperimentConfig, agg: dict[str, Any]) -> str:
     lines = [f"# Fleet sweep `{cfg.name}`", "",
              f"H = {h} humans, N in {list(sw.worlds)}, {sw.reps} repetitions x "
              f"{sw.episodes_per_world} episodes per world, seeds from {cfg.seed}; "
-             "95% Student-t CIs over repetitions.", "", "![curves](fleet.png)", ""]
+             "95% Student-t CIs over repetitions.", "",
+             "ROHE (Fleet-DAgger's return on human effort) = (H / N) x arrivals / (1 + "
+             "human-seconds): arrivals per second of human time assigned to a world "
+             "(switching, driving, recovering), weighted by humans per world.", "",
+             "![curves](fleet.png)", ""]
     for m in (*CURVES, "failure_rate"):
         lines += [f"## {m}", "", "| policy | " + " | ".join(f"N/H={n / h:g}" for n in sw.worlds)
                   + " |", "|---" * (len(sw.worlds) + 1) + "|"]

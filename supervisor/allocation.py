@@ -180,9 +180,12 @@ class ThriftyPriority:
         return (comb, s.constraint.astype(np.float64))
 
 
-def rank(policy: Any, state: FleetState) -> np.ndarray:
-    """World indices best first: the policy's keys, then a random tie-break."""
-    keys = policy.keys(state)
+def rank(policy: Any, state: FleetState,
+         keys: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+    """World indices best first: the policy's keys (``policy.keys(state)`` unless given:
+    a policy may keep running statistics, so call it once a step), then a random
+    tie-break."""
+    keys = policy.keys(state) if keys is None else keys
     n = len(state.waiting)
     for k in keys:
         if np.shape(k) != (n,):
@@ -192,3 +195,14 @@ def rank(policy: Any, state: FleetState) -> np.ndarray:
     # lexsort sorts ascending by the last key first: negate for "higher first"
     return np.lexsort((-tie, *(-np.nan_to_num(np.asarray(k, float), nan=-math.inf)
                                for k in reversed(keys))))
+
+
+def above(keys: tuple[np.ndarray, ...], a: int, b: int) -> bool:
+    """World ``a`` strictly outranks world ``b`` on the policy's ``keys`` (lexicographic,
+    higher first, NaN lowest), not merely by the random tie-break: a human is moved only
+    for a world the policy prefers, never for a coin toss between equals."""
+    for k in keys:
+        x, y = (float(np.nan_to_num(np.asarray(k, float)[i], nan=-math.inf)) for i in (a, b))
+        if x != y:
+            return x > y
+    return False

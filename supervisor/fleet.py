@@ -11,10 +11,14 @@ at a world and how they drive it) and lets at most H of them be present at once:
 * a human going to a world other than the one they left first pays ``context_switch_time``
   s (rebuilding situational awareness) during which they give no input; after it the
   per-world model sees the request as if just issued, so its own takeover time follows;
-* once assigned a human stays at least ``min_intervention_time`` s (Fleet-DAgger's
-  ``min_int_time``): an earlier hand-back by the per-world model is held off; after it, with
-  ``preempt``, a human is moved (handing control back to the agent) to a waiting world the
-  policy ranks above theirs;
+* a human stays at least ``min_intervention_time`` s (Fleet-DAgger's ``min_int_time``)
+  from the start of their intervention: the later of the end of their context switch and
+  the moment they took control (Fleet-DAgger's oracle humans act at once and switch for
+  free; the minimum protects the intervention, not the switch or the reaction): an earlier
+  hand-back by the per-world model is held off; after it, with ``preempt``, a human is
+  moved (handing control back to the agent) to a waiting world the policy ranks strictly
+  above theirs on its keys (never for the random tie-break between equals, which would
+  move humans back and forth between equal worlds, paying a context switch each time);
 * a collision or off-road exit (Fleet-DAgger's constraint violation) takes the world out
   of service until a human has spent ``hard_reset_time`` s recovering it (the human who was
   with it starts at once; an unattended wreck waits to be allocated like a request, ranked
@@ -22,7 +26,11 @@ at a world and how they drive it) and lets at most H of them be present at once:
   nothing (as a blocked robot earns no reward in Fleet-DAgger): not as arrivals, failures
   or episodes (``lost_episodes`` counts them);
 * a world without a human gets no input, so the engine's handover falls back to the
-  minimal-risk manoeuvre when the request times out.
+  minimal-risk manoeuvre when the request times out;
+* a *pinned* human (:meth:`FleetHumans.pin`: a live person, ``takeover drive --fleet``) is
+  one of the H but goes where :meth:`FleetHumans.place` puts them, never where the policy
+  sends them; they pay no modelled context switch (a person's own is real) and no minimum
+  intervention time, and stay in their world across its episodes until placed elsewhere.
 
 The engine is untouched except for two optional hooks it calls on humans that define them:
 ``observe_scores(scores)`` before ``act`` (the step's estimator scores, for risk and
@@ -46,7 +54,7 @@ import numpy as np
 from takeover.config import option, validate
 from takeover.types import HumanInputs, HumanViews
 
-from .allocation import ALLOCATIONS, FleetState, rank
+from .allocation import ALLOCATIONS, FleetState, above, rank
 
 AGENT, TOR, HUMAN, FALLBACK = 0, 1, 2, 3
 
@@ -103,9 +111,20 @@ def failed(info: Mapping[str, Any], worlds: np.ndarray) -> np.ndarray:
 class FleetStats:
     """What one fleet run measured (times in s of the fleet clock unless named otherwise).
 
-    ROHE follows Fleet-DAgger: ``(H / N) * successes / (1 + human effort)``, with successes
-    the arrivals and human effort in human-minutes (time humans were assigned to a world:
-    switching, intervening, resetting), not steps, so it does not depend on ``dt``.
+    ROHE (return on human effort) is Fleet-DAgger's (Hoque et al. 2022):
+    ``ROHE = (H / N) * sum_t sum_i r_t^i / (1 + sum_t ||alpha_t||_F^2)``: the fleet's
+    successes, weighted by humans per world, over one plus the human actions, where
+    ``||alpha_t||_F^2`` is the number of (human, world) assignments at step ``t``. Its IFL
+    benchmark (``BerkeleyAutomation/ifl_benchmark``, ``plotting/process_logs.py``) plots ROHE
+    from ``cumulative_successes`` and ``cumulative_human_actions``, a human action being one
+    step a human is assigned to a robot (intervening, or in a hard reset). Here a success is
+    an arrival,
+    and a human action is **one second** of one human's assigned time (switching in,
+    driving, recovering a wreck: :attr:`human_busy`), not one control step, so the value does
+    not change with the world's control rate (at 10 Hz a step-count denominator would be 10x
+    this one, at 20 Hz 20x). Unit: arrivals per human-second (times ``H/N``); the ``1 +``
+    only keeps a run without any human effort finite (one second, small against the
+    effort of any run with a request in it).
     """
 
     num_worlds: int
@@ -138,7 +157,9 @@ class FleetStats:
 
     @property
     def rohe(self) -> float:
-        return self.num_humans / self.num_worlds * self.arrivals / (1.0 + self.human_minutes)
+        """Fleet-DAgger's return on human effort (see the class docstring): ``(H / N) *
+        arrivals / (1 + human-seconds)``."""
+        return self.num_humans / self.num_worlds * self.arrivals / (1.0 + self.human_busy)
 
     def summary(self) -> dict[str, float]:
         """Flat numbers for tables and plots (NaN where undefined)."""
@@ -156,7 +177,7 @@ class FleetStats:
             "failures_waiting_rate": (self.failures_waiting / self.episodes
                                       if self.episodes else math.nan),
             "fallback_rate": self.fallbacks / self.episodes if self.episodes else math.nan,
-            "human_minutes": self.human_minutes,
+            "human_minutes": self.human_minutes, "human_seconds": self.human_busy,
             "human_idle_fraction": self.human_idle / hh if hh else math.nan,
             "human_switching_fraction": self.human_switching / hh if hh else math.nan,
             "human_resetting_fraction": self.human_resetting / hh if hh else math.nan,
@@ -197,18 +218,20 @@ class FleetHumans:
         # humans
         self.h_world = np.full(h, -1, dtype=np.int64)  # world assigned, -1 free
         self.h_last = np.full(h, -1, dtype=np.int64)  # the last world they were in
-        self.h_since = np.zeros(h)  # clock at assignment
         self.h_ready = np.zeros(h)  # clock when the context switch is done
+        self.h_pinned = np.zeros(h, dtype=bool)  # placed by hand (a live person), see pin()
         # worlds
         self.w_human = np.full(n, -1, dtype=np.int64)
         self.w_wait_start = np.full(n, math.nan)  # clock the current wait began
         self.w_blocked = np.zeros(n, dtype=bool)  # out of service: a wreck to recover
         self.w_reset_done = np.full(n, math.nan)  # clock its recovery ends (NaN: none yet)
         self.w_lost = np.zeros(n, dtype=bool)  # the running episode began out of service
+        self.w_took = np.full(n, math.nan)  # clock its present human took control (NaN: no)
         self.last_served = np.full(n, -math.inf)
         self.phase = np.zeros(n, dtype=np.int8)
         self.scores: dict[str, np.ndarray] = {}
         self._force_release = np.zeros(n, dtype=bool)
+        self._release_next = np.zeros(n, dtype=bool)
         self.s = FleetStats(n, h, 0.0, 0, 0, 0, 0, 0, 0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
     # --- engine hooks ------------------------------------------------------------------
@@ -243,6 +266,43 @@ class FleetHumans:
                 self._free(j)
             self.w_lost[i] = self.w_blocked[i]
 
+    # --- a live person among the humans ---------------------------------------------------
+    def pin(self, j: int) -> None:
+        """Human ``j`` is placed by hand from now on (:meth:`place`), never by the policy;
+        they start in no world."""
+        if not 0 <= j < self.config.num_humans:
+            raise ValueError(f"human {j} does not exist: the fleet has humans 0.."
+                             f"{self.config.num_humans - 1} (FleetConfig.num_humans)")
+        self._free(j, force=True)
+        self.h_pinned[j] = True
+
+    def place(self, j: int, world: int) -> None:
+        """Put pinned human ``j`` in ``world`` (``-1``: in none, watching the overview), from
+        the next step on. A policy-sent human who was there is freed (the policy may send
+        them elsewhere); a wreck there starts its recovery with ``j``."""
+        if not self.h_pinned[j]:
+            raise ValueError(f"human {j} is placed by the allocation policy; pin({j}) first")
+        if not -1 <= world < self.n:
+            raise ValueError(f"world {world} does not exist: the fleet has worlds 0..{self.n - 1}")
+        if world == self.h_world[j]:
+            return
+        self._free(j, force=True)
+        if world < 0:
+            return
+        k = int(self.w_human[world])
+        if k >= 0:
+            self._free(k, force=True)
+        self.s.switches += int(self.h_last[j] != world)
+        self.h_world[j], self.w_human[world] = world, j
+        self.h_ready[j] = self.clock
+        if self.w_blocked[world] and math.isnan(self.w_reset_done[world]):
+            self._start_reset(j, world, switch=False)
+
+    def release_next(self, world: int) -> None:
+        """Hand ``world`` back to its agent at the next step (a person leaving a world they
+        drive: nobody would be at its wheel)."""
+        self._release_next[world] = True
+
     # --- the Humans protocol -------------------------------------------------------------
     def reset(self, worlds: np.ndarray, seeds: Sequence[int | None]) -> None:
         worlds = np.asarray(worlds, dtype=np.int64)
@@ -261,6 +321,9 @@ class FleetHumans:
         cfg, dt = self.config, float(self.dt)
         ph = np.asarray(views.phase, dtype=np.int8)
         self.phase = ph.copy()
+        took = (ph == HUMAN) & (self.w_human >= 0)  # kept from the answer, or from now
+        self.w_took = np.where(took, np.where(np.isnan(self.w_took), self.clock, self.w_took),
+                               math.nan)
         # recoveries that are done put their world back in service
         done = np.flatnonzero(self.w_reset_done <= self.clock + 1e-9)
         for i in done.tolist():
@@ -272,7 +335,8 @@ class FleetHumans:
                       & ~blocked)
         holding = (ph == HUMAN) & ~blocked
         need = requesting | holding | blocked
-        self._force_release[:] = False
+        self._force_release[:] = self._release_next
+        self._release_next[:] = False
         # humans whose world needs them no more (withdrawn, handed back) are free
         for j in np.flatnonzero(self.h_world >= 0).tolist():
             if not need[self.h_world[j]]:
@@ -299,12 +363,14 @@ class FleetHumans:
         start = requesting & ~present & np.isnan(self.w_wait_start)
         self.w_wait_start[start] = self.clock - np.asarray(views.tor_elapsed)[start]
         # hold off a hand-back before the minimum intervention time
-        since = np.where(has, self.h_since[np.maximum(hw, 0)], math.inf)
+        pinned = has & self.h_pinned[np.maximum(hw, 0)]
+        since = np.where(has & ~pinned, self._intervention_start(), -math.inf)
         early = self.clock - since < cfg.min_intervention_time - 1e-9
         h_rel, h_wants = np.asarray(hin.releases), np.asarray(hin.wants_control)
         rel = (present & h_rel & ~early) | self._force_release
         wants = present & (h_wants | (h_rel & early)) & ~self._force_release
         has_a = present & np.asarray(hin.has_action) & ~self._force_release
+        self.w_took = np.where(wants & np.isnan(self.w_took), self.clock, self.w_took)
         # bookkeeping for this step (dt s)
         s = self.s
         busy = self.h_world >= 0
@@ -321,10 +387,21 @@ class FleetHumans:
                            releases=rel)
 
     # --- assignment ------------------------------------------------------------------------
-    def _free(self, j: int) -> None:
+    def _intervention_start(self) -> np.ndarray:
+        """``(N,)`` clock each world's human began intervening: the later of their arrival
+        (switch done) and their taking control (NaN where no human)."""
+        hw = self.w_human
+        ready = np.where(hw >= 0, self.h_ready[np.maximum(hw, 0)], math.nan)
+        return np.fmax(ready, self.w_took)
+
+    def _free(self, j: int, force: bool = False) -> None:
+        """Human ``j`` leaves their world (a pinned human only when ``force``d: by hand)."""
+        if j < 0 or (self.h_pinned[j] and not force):
+            return
         i = int(self.h_world[j])
         if i >= 0:
             self.w_human[i] = -1
+            self.w_took[i] = math.nan
             self.h_last[j] = i
         self.h_world[j] = -1
 
@@ -335,7 +412,6 @@ class FleetHumans:
         self.s.switches += int(switch)
         self.h_world[j] = i
         self.w_human[i] = j
-        self.h_since[j] = self.clock
         self.h_ready[j] = self.clock + (self.config.context_switch_time if switch else 0.0)
         if self.w_blocked[i]:
             self._start_reset(j, i, switch=switch)
@@ -350,15 +426,15 @@ class FleetHumans:
 
     def _assign(self, requesting: np.ndarray, ph: np.ndarray, views: HumanViews) -> None:
         cfg = self.config
-        free = np.flatnonzero(self.h_world < 0)
+        free = np.flatnonzero((self.h_world < 0) & ~self.h_pinned)
         blocked = self.w_blocked
         waiting = (requesting | blocked) & (self.w_human < 0)
         movable = np.zeros(0, dtype=np.int64)
         if cfg.preempt:  # past the minimum intervention time, and not mid-recovery
-            assigned = np.flatnonzero(self.h_world >= 0)
+            assigned = np.flatnonzero((self.h_world >= 0) & ~self.h_pinned)
             assigned = assigned[~blocked[self.h_world[assigned]]]
-            movable = assigned[self.clock - self.h_since[assigned]
-                               >= cfg.min_intervention_time - 1e-9]
+            start = self._intervention_start()[self.h_world[assigned]]
+            movable = assigned[self.clock - start >= cfg.min_intervention_time - 1e-9]
         if not waiting.any() or (not len(free) and not len(movable)):
             return
         state = FleetState(
@@ -368,7 +444,8 @@ class FleetHumans:
             scores={k: np.where(blocked, math.inf, np.asarray(v, dtype=float))
                     for k, v in self.scores.items()},
             last_served=self.last_served, rng=self.rng)
-        order = rank(self.policy, state)
+        keys = self.policy.keys(state)
+        order = rank(self.policy, state, keys)
         pos = np.empty(self.n, dtype=np.int64)
         pos[order] = np.arange(self.n)
         cands = [int(i) for i in order[waiting[order]]]
@@ -384,8 +461,8 @@ class FleetHumans:
             if not cands:
                 break
             here = int(self.h_world[j])
-            if pos[cands[0]] >= pos[here]:
-                break
+            if not above(keys, cands[0], here):
+                continue
             if ph[here] == HUMAN:
                 self._force_release[here] = True
             self.s.preemptions += 1

@@ -134,6 +134,14 @@ def resolve_action_type(s: LiveSettings) -> str:
     return checkpoint_action_type(s.agent)
 
 
+def policy_text(s: LiveSettings) -> str:
+    """The hand-back policy of ``s`` in words (the HUD, the start screen, the fleet view)."""
+    hand = "R" if s.input == "keyboard" else "the button"
+    return {"human": f"you keep control until you press {hand}",
+            "calm": f"{hand}, or automatically after {s.calm_time:g} s of calm",
+            "gate": f"{hand}, or as soon as the gate releases"}[s.release]
+
+
 class IDMAgent:
     """A stand-in agent reading the true state (``agent="idm"``): drives well, knows no
     doubt, so only oracle estimators (``ttc``) make its gate fire."""
@@ -254,11 +262,7 @@ class LiveSupervisor:
     @property
     def policy(self) -> str:
         """The hand-back policy in words (shown on the HUD and the start screen)."""
-        s = self.settings
-        hand = "R" if s.input == "keyboard" else "the button"
-        return {"human": f"you keep control until you press {hand}",
-                "calm": f"{hand}, or automatically after {s.calm_time:g} s of calm",
-                "gate": f"{hand}, or as soon as the gate releases"}[s.release]
+        return policy_text(self.settings)
 
     def close(self) -> None:
         self.env.close()
@@ -367,7 +371,7 @@ class Hud:
                 pygame.draw.line(surface, WHITE, (xt, y0 - 3), (xt, y0 + h + 3), 2)
             thr_s = f" / threshold {thr:.2f}" if math.isfinite(thr) else ""
             r.text(surface, f"{live.score_name} score {score:.2f}{thr_s}", (x0, y0 + h + 4))
-        legend = "   ".join(LEGEND) if live.settings.input == "keyboard" else \
+        legend = "   ".join(getattr(live, "legend", LEGEND)) if live.settings.input == "keyboard" else \
             "button: take over / hand back   stick: drive   P pause   ESC quit"
         img = r.font.render(legend, True, (230, 230, 230))
         surface.blit(img, (r.width - img.get_width() - 10, r.height - 20))

@@ -83,6 +83,34 @@ def test_a_human_stays_the_minimum_intervention_time():
     assert rel.index(True) == 20
 
 
+def test_the_minimum_intervention_time_starts_once_the_switch_is_done():
+    f, _ = fleet(1, num_humans=1, context_switch_time=1.0, min_intervention_time=2.0,
+                 hold=0.3)
+    rel, holds = [], False
+    for k in range(40):
+        hin = f.act(None, {}, None, views(1, [2 if holds else 1], k * DT))
+        holds = bool(hin.wants_control[0]) or (holds and not hin.releases[0])
+        rel.append(bool(hin.releases[0]))
+    # 1.0 s switching in, the eager human takes control at once (step 10), then 2.0 s of
+    # intervention before its hand-back (wanted 0.3 s in) is let through
+    assert rel.index(True) == 30
+
+
+def test_equal_worlds_do_not_take_a_human_back_and_forth():
+    """Two worlds requesting since the same step rank equal under fifo: the human stays
+    where they went (a move would cost a context switch for a coin toss)."""
+    f, _ = fleet(2, num_humans=1, context_switch_time=0.5, min_intervention_time=0.0)
+    where = []
+    for k in range(40):
+        f.act(None, {}, None, views(2, [1, 1], k * DT, elapsed=[k * DT, k * DT]))
+        where.append(int(f.h_world[0]))
+    assert len(set(where)) == 1 and f.stats().preemptions == 0
+    # a world the policy does prefer (waiting longer) takes the human once allowed
+    f.act(None, {}, None, views(2, [1, 1], 4.0, elapsed=[4.0, 9.0] if where[0] == 0
+                                else [9.0, 4.0]))
+    assert f.stats().preemptions == 1 and int(f.h_world[0]) != where[0]
+
+
 @pytest.mark.parametrize("name,kwargs,scores,phase,best", [
     ("risk", {}, {"q_risk": np.array([0.1, 0.9, 0.5])}, [1, 1, 1], 1),
     ("uncertainty", {}, {"entropy": np.array([0.7, 0.1, 0.2])}, [1, 1, 1], 0),
@@ -157,6 +185,50 @@ def test_unknown_policy_and_bad_order_are_refused_with_the_fix():
                     np.zeros(2), np.random.default_rng(0))
     with pytest.raises(KeyError, match="estimators"):
         rank(ALLOCATIONS.make("risk"), st)
+
+
+def test_a_pinned_human_goes_only_where_placed_and_displaces_a_sent_one():
+    f, _ = fleet(3, num_humans=2, context_switch_time=1.0, min_intervention_time=5.0)
+    f.pin(0)
+    f.act(None, {}, None, views(3, [1, 1, 0], 0.0, elapsed=[1.0, 0.5, 0.0]))
+    # fifo sends human 1 to the longer waiting world 0; the person watches the overview
+    assert f.h_world.tolist() == [-1, 0]
+    f.place(0, 1)
+    hin = f.act(None, {}, None, views(3, [1, 1, 0], DT))
+    # no modelled context switch for the person: they answer at once
+    assert f.h_world.tolist() == [1, 0] and hin.has_action[1] and not hin.has_action[0]
+    f.place(0, 0)  # into the world human 1 serves: human 1 is freed, goes to world 1
+    hin = f.act(None, {}, None, views(3, [2, 1, 0], 2 * DT))
+    assert f.h_world.tolist() == [0, 1] and hin.has_action[0]
+    # the person's hand-back is never held off by the minimum intervention time, and a
+    # world they leave while driving is handed back to its agent
+    f.release_next(0)
+    f.place(0, -1)
+    hin = f.act(None, {}, None, views(3, [2, 1, 0], 3 * DT))
+    assert hin.releases[0] and not hin.wants_control[0] and f.h_world[0] == -1
+    with pytest.raises(ValueError, match="pin"):
+        f.place(1, 2)
+
+
+def test_rohe_counts_human_effort_in_seconds_not_control_steps():
+    """Fleet-DAgger's ROHE, (H/N) successes / (1 + human effort): the same 1 s intervention
+    at 10 Hz and at 40 Hz gives the same ROHE (a step-count denominator would differ 4x)."""
+    arrived = {"outcome": np.array(["arrived", "arrived"], dtype=object)}
+    out = {}
+    for dt in (0.1, 0.025):
+        f = FleetHumans(Eager(2, hold=1.0), 2, dt=dt, num_humans=1, context_switch_time=0.0,
+                        min_intervention_time=0.0, allocation="fifo")
+        held = False
+        for k in range(round(2.0 / dt)):
+            hin = f.act(None, {}, None, views(2, [2 if held else (1 if k == 0 else 0), 0],
+                                              k * dt))
+            held = bool(hin.wants_control[0])
+        f.end_episodes(np.array([0, 1]), arrived)
+        s = f.stats()
+        assert s.arrivals == 2 and 1.0 <= s.human_busy <= 1.0 + 2 * dt
+        assert s.rohe == pytest.approx(1 / 2 * 2 / (1.0 + s.human_busy))
+        out[dt] = s.rohe
+    assert out[0.1] == pytest.approx(out[0.025], rel=0.1)
 
 
 # --- on the engine ----------------------------------------------------------------------

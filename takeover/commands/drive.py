@@ -4,6 +4,10 @@
 A press of SPACE starts the episode; the agent drives; when the gate asks (red frame, tone,
 countdown to the automatic stop) take over with SPACE (or any arrow / WASD key), drive, hand
 back with R. P pauses; at the end the outcome stays on screen (R restart, N next, ESC quit).
+
+``--fleet N`` supervises N worlds at once (``takeover.supervisor.fleet_view``): you are one
+of ``--humans`` H humans (the others scripted, sent by ``--allocation``); pick a world with
+its number key or a click, drive it, Tab / ESC back to the overview.
 """
 
 from __future__ import annotations
@@ -77,6 +81,15 @@ def drive(
     max_frames: Annotated[int | None, typer.Option(help="stop after N frames")] = None,
     fixed_clock: Annotated[bool, typer.Option(
         help="1/60 s per frame, no waiting, no start/end screen (headless runs)")] = False,
+    fleet: Annotated[int | None, typer.Option(
+        help="supervise N worlds at once (1-10): number keys / click pick one")] = None,
+    humans: Annotated[int | None, typer.Option(
+        help="with --fleet: humans in all, you included (the rest scripted) [default: 2]")] = None,
+    allocation: Annotated[str | None, typer.Option(
+        help="with --fleet: who sends the scripted humans (takeover.supervisor.allocation) "
+             "[default: constraint]")] = None,
+    episodes: Annotated[int | None, typer.Option(
+        help="with --fleet: episodes each world plays [default: 3]")] = None,
 ) -> None:
     """Drive live: the agent drives, you take over with SPACE and hand back with R."""
     from rich.console import Console
@@ -93,6 +106,16 @@ def drive(
         recording = None
         if replay is not None:
             recording = load_recording(replay)
+        from takeover.supervisor import fleet_view
+
+        if fleet is not None or (recording is not None and fleet_view.is_fleet_recording(
+                recording)) or any(v is not None for v in (humans, allocation, episodes)):
+            _drive_fleet(given, recording, seed=seed, worlds=fleet, humans=humans,
+                         allocation=allocation, episodes=episodes, log=log, record=record,
+                         replay=replay, fullscreen=fullscreen, sound=sound,
+                         max_frames=max_frames, fixed_clock=fixed_clock)
+            return
+        if replay is not None:
             settings = merge_settings(recording, given)
             if seed is not None and recording.episodes and seed != recording.episodes[0].seed:
                 raise ConfigError(f"{replay} was recorded with seed "
@@ -110,4 +133,68 @@ def drive(
         con.print(f"seed {ep.seed}: {s.outcome}; {len(ep.records)} steps, {s.human_s:.1f} s "
                   f"driven by you")
     if record is not None and res.episodes:
+        con.print(f"recording saved to {record} (replay with --replay {record})", soft_wrap=True)
+
+
+def _drive_fleet(given: dict[str, Any], recording: Any, *, seed: int | None, worlds: int | None,
+                 humans: int | None, allocation: str | None, episodes: int | None,
+                 log: Path | None, record: Path | None, replay: Path | None, fullscreen: bool,
+                 sound: bool, max_frames: int | None, fixed_clock: bool) -> None:
+    """``--fleet N``: the live fleet view (or the replay of a fleet recording)."""
+    from rich.console import Console
+
+    from takeover.config import ConfigError
+    from takeover.supervisor.fleet import FleetConfig
+    from takeover.supervisor.fleet_view import (
+        FleetSession,
+        FleetViewSettings,
+        is_fleet_recording,
+        settings_of,
+    )
+    from takeover.supervisor.live import LiveSettings, LoopOptions
+
+    fleet_given = dict(worlds=worlds, humans=humans, allocation=allocation, episodes=episodes)
+    from takeover.supervisor.fleet_view import MAX_WORLDS
+
+    if worlds is not None and not 1 <= worlds <= MAX_WORLDS:
+        raise ConfigError(f"--fleet {worlds}: the number keys reach {MAX_WORLDS} worlds "
+                          f"(1-9, 0); give --fleet 1..{MAX_WORLDS}")
+    if worlds is None and recording is None:
+        named = ", ".join(f"--{k}" for k, v in fleet_given.items() if v is not None)
+        raise ConfigError(f"{named} belong to the fleet view: add --fleet N (worlds)")
+    if recording is not None:
+        if not is_fleet_recording(recording):
+            raise ConfigError(f"{replay} records a single-world drive: drop --fleet")
+        settings = settings_of(recording)
+        now = {**{k: v for k, v in given.items() if v is not None},
+               **{k: v for k, v in fleet_given.items() if v is not None}}
+        was = {**{k: getattr(settings.live, k) for k in given},
+               "worlds": settings.worlds, "humans": settings.fleet.num_humans,
+               "allocation": settings.fleet.allocation, "episodes": settings.episodes}
+        for k, v in now.items():
+            if k in was and v != was[k] and k != "scenario":
+                raise ConfigError(f"the recording was made with {k}={was[k]!r}, not {v!r}: "
+                                  f"a replay cannot change it; drop --{k.replace('_', '-')}")
+        first = recording.episodes[0].seed if recording.episodes else 1
+        if seed is not None and seed != first:
+            raise ConfigError(f"{replay} was recorded with seed {first}, not {seed}: drop --seed")
+        seed = first
+    else:
+        live = LiveSettings(**{k: v for k, v in given.items() if v is not None})
+        fc = FleetConfig(num_humans=2 if humans is None else humans,
+                         **({} if allocation is None else {"allocation": allocation}))
+        settings = FleetViewSettings(live=live, worlds=worlds, fleet=fc,
+                                     **({} if episodes is None else {"episodes": episodes}))
+    res = FleetSession(settings, 1 if seed is None else seed, LoopOptions(
+        fixed_clock=fixed_clock, sound=sound, max_frames=max_frames,
+        start_screen=not fixed_clock and recording is None, end_screen=not fixed_clock),
+        log=log, record=record, recording=recording, fullscreen=fullscreen).run()
+    con = Console()
+    s = res.stats.summary() if res.stats is not None else None
+    if s is not None:
+        mine = sum(r.controller == "human" for recs in res.records for r in recs)
+        con.print(f"fleet of {int(s['N'])}: {int(s['arrivals'])} of {int(s['episodes'])} "
+                  f"episodes arrived; {int(s['waits'])} waits (mean {s['wait_mean_s']:.1f} s); "
+                  f"ROHE {s['rohe']:.3g}; {mine} human-driven steps; ended: {res.end}")
+    if record is not None and recording is None and res.stats is not None:
         con.print(f"recording saved to {record} (replay with --replay {record})", soft_wrap=True)
