@@ -275,28 +275,6 @@ def components(episodes: Sequence[EpisodeMetrics]) -> np.ndarray:
     return rows
 
 
-RATIOS: dict[str, tuple[str, str]] = {
-    "success_rate": ("arrived", "n"), "safety_rate": ("safe", "n"),
-    "collision_rate": ("collision", "n"), "offroad_rate": ("off_road", "n"),
-    "failure_rate": ("failed", "n"), "stopped_rate": ("stopped", "n"),
-    "pulled_over_rate": ("pulled_over", "n"), "timeout_rate": ("timeout", "n"),
-    "unknown_outcome_rate": ("unknown", "n"), "mrm_rate": ("mrm", "n"),
-    "hazard_fired_rate": ("fired", "n"), "success_rate_hazard": ("arrived_fired", "fired"),
-    "failure_rate_hazard": ("failed_fired", "fired"),
-    "interventions_per_episode": ("interventions", "n"),
-    "interventions_per_km": ("interventions", "km"), "human_share": ("human_steps", "steps"),
-    "human_time_per_episode": ("human_time", "n"),
-    "self_initiated_per_episode": ("self_initiated", "n"),
-    "context_switches_per_episode": ("switches", "n"), "tors_per_episode": ("tors", "n"),
-    "tor_lead_time": ("lead_sum", "lead_n"), "takeover_time": ("tot_sum", "tot_n"),
-    "min_ttc_human": ("minttc_sum", "minttc_n"),
-    "no_conflict_share": ("no_conflict", "interventions"),
-    "missed_failure_rate": ("missed", "n"), "mean_return": ("ret", "n"),
-    "km_per_episode": ("km", "n"),
-}
-"""Metric -> (numerator, denominator) component: every metric but ROHE is a pooled ratio."""
-
-
 def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = np.asarray(a, float), np.asarray(b, float)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -304,10 +282,11 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def from_sums(sums: np.ndarray) -> dict[str, np.ndarray]:
-    """Every metric of :data:`METRICS`, in its order, from column sums of :func:`components`;
-    ``sums`` is ``(C,)`` or ``(R, C)`` (R bootstrap resamples at once)."""
+    """Every metric of :data:`METRICS`, in its order, from column sums of :func:`components`
+    (each definition's ``ratio`` of two components; ROHE from its formula); ``sums`` is
+    ``(C,)`` or ``(R, C)`` (R bootstrap resamples at once)."""
     s = {c: sums[..., i] for c, i in _C.items()}
-    out = {m: _div(s[num], s[den]) for m, (num, den) in RATIOS.items()}
+    out = {d.name: _div(s[d.ratio[0]], s[d.ratio[1]]) for d in DEFINITIONS if d.ratio}
     out["rohe"] = _div(ROHE_EXPOSURE * out["success_rate"],
                        1.0 + ROHE_EXPOSURE * _div(s["effort"], s["n"]))
     return {m: out[m] for m in METRIC_NAMES}

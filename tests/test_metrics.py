@@ -80,6 +80,12 @@ def test_every_metric_has_a_definition_with_formula_unit_and_source():
         assert d.formula and d.unit and d.source, d.name
         assert d.better in ("higher", "lower", ""), d.name
     assert set(TRIGGER_METRICS) <= set(md.BY_NAME)
+    # every condition metric but ROHE is computed as its definition's ratio of components
+    from takeover.experiments.metrics import COMPONENTS
+
+    for d in md.DEFINITIONS:
+        assert (d.name == "rohe") == (not d.ratio), d.name
+        assert set(d.ratio) <= set(COMPONENTS), d.name
 
 
 def test_definitions_import_without_numpy_or_torch():

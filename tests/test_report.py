@@ -89,6 +89,8 @@ def test_metrics_file_has_every_metric_for_every_baseline(run):
         assert set(m["iqm"][cond]) == set(METRICS), cond
         assert set(m["ci"][cond]) == set(METRICS), cond
         for k, iv in m["ci"][cond].items():
+            # the headline prints ci[...]["value"], --expect reads conditions: one number
+            assert iv["value"] == m["conditions"][cond][k], (cond, k)
             if iv["value"] is not None:
                 assert iv["lo"] <= iv["value"] + 1e-9 <= iv["hi"] + 2e-9, (cond, k, iv)
         assert set(TRIGGER_METRICS) <= set(m["triggers"][cond]), cond
