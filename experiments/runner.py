@@ -367,7 +367,7 @@ def match_random_gate(exp: Experiment, target: ConditionResult
     askable = askable_steps_per_episode(episodes)
     rate = _rate(want, askable)
     plays = []
-    for k in range(cfg.eval.calibration_plays if rate > 0 else 0):
+    for k in range(cfg.eval.calibration_plays):  # also at rate 0: a fixed episode count
         cond = ep.Condition("random", "random", {"rate": rate, "seed": cfg.seed})
         res = exp.evaluate(cond, "calibrate", episodes=cfg.eval.calibration_episodes,
                            log_dir=exp.run_dir / "logs" / f"random-matching{k}")
