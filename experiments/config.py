@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from takeover.config import (
+    CALIBRATION_SEED,
+    HELD_OUT_SEED,
     ConfigError,
     apply_overrides,
     check_kwargs,
@@ -47,9 +49,6 @@ BASELINES = ("agent_alone", "never", "always", "random", "absent")
 the supervisor with the ``never`` / ``always`` / rate-matched ``random`` gates, and the
 configured gate with an ``absent`` human (nobody answers: the sanity floor)."""
 
-HELD_OUT_SEED = 1_000_000
-"""First seed of the held-out evaluation block (brief: every reported number comes from
-``1_000_000`` upward; no test, training or calibration uses it)."""
 
 TRAIN_METHODS = ("hg-dagger", "thrifty", "none")
 """Behaviour-cloning updates of the agent's PPO policies (``takeover.agents.learners``). PVP
@@ -204,6 +203,17 @@ class EvalSection:
     round_seed_start: int = option(HELD_OUT_SEED + 500_000, "first episode seed of the "
                                    "per-round evaluation (the same seeds every round)",
                                    range=(0, 2**31 - 1))
+    calibration_episodes: int = option(
+        20, "episodes per seed per scenario of each play that matches the random gate to the "
+        "configured gate's requests per episode", range=(1, 10_000))
+    calibration_plays: int = option(
+        2, "plays on the calibration seeds that refine the random gate's per-step rate "
+        "(each sets rate = target requests per episode / askable steps per episode of the "
+        "previous play); 0 keeps the first estimate from the configured gate's own episodes",
+        range=(0, 10))
+    calibration_seed_start: int = option(
+        CALIBRATION_SEED, "first episode seed of the random gate's calibration plays (the "
+        "calibration block 200_000..299_999: never reported)", range=(0, 2**31 - 1))
     humans: tuple[str, ...] = option((), "human presets also evaluated with the configured "
                                      "gate (condition 'human_NAME'), for the preset-order "
                                      "invariant, e.g. [perfect, expert, novice]", factory=None)

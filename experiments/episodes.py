@@ -5,8 +5,8 @@ independent batches on both cores (``run_jobs``).
 
 A *condition* is what a row of the report compares: the configured gate (``supervised``),
 the agent with nobody watching (``agent_alone``: estimators scored, no gate, no human), or the
-supervisor with a baseline gate (``never`` / ``always`` / ``random`` at the configured
-gate's request rate). Episode seeds derive from the base seed through
+supervisor with a baseline gate (``never`` / ``always`` / ``random`` issuing the configured
+gate's takeover requests per episode, ``runner.match_random_gate``). Episode seeds derive from the base seed through
 ``numpy.random.SeedSequence``, so adding a scenario or a condition never shifts the seeds of
 the others, and training and evaluation seeds never overlap.
 
@@ -16,7 +16,6 @@ Each condition keeps one gate object for the whole run, so gates that recalibrat
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,11 +240,3 @@ def _init_worker() -> None:
 def _run_job(job: tuple) -> list:
     assert _WORKER is not None
     return _WORKER.run_batch(*job)
-
-
-def request_rate(episodes: list[list[StepRecord]]) -> float:
-    """Share of steps on which the gate asked for the human (to rate-match ``random``)."""
-    steps = sum(len(e) for e in episodes)
-    if steps == 0:
-        return math.nan
-    return sum(r.gate_request for e in episodes for r in e) / steps

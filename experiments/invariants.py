@@ -9,7 +9,10 @@ paired difference ``a - b`` of one metric (``metrics.json["comparisons"]``, from
   (a human who takes over unasked breaks it, and the message says how often they did);
 * an ``absent`` human never beats a present one;
 * human presets are ordered: ``perfect >= expert >= average >= novice``;
-* the configured gate beats a random gate at the same request rate;
+* the configured gate beats a random gate issuing as many takeover requests per episode
+  (``runner.match_random_gate``); the match itself is checked first: realised requests per
+  episode within :data:`REQUEST_MATCH_TOLERANCE` of each other, else the comparison is
+  not at the same rate and the invariant fails saying so;
 * more human effort does not buy less safety (among the gates, sorted by human time).
 
 A ``>=`` relation fails only when the difference is significantly negative (its CI lies below
@@ -27,6 +30,16 @@ from typing import Any
 
 PRESET_ORDER = ("perfect", "expert", "average", "novice")
 """Human presets from most to least capable (``takeover.supervisor.humans``)."""
+
+REQUEST_MATCH_TOLERANCE = 0.2
+"""Largest relative difference of realised requests per episode (``tors_per_episode``)
+between the configured gate and its random twin that still counts as the same rate. The
+random gate's per-step rate is set on calibration episodes from their askable steps (a
+mean over steps, about 2% noise); its requests on the reported episodes are Bernoulli draws:
+about 250 in the default run (200 episodes, 1.26 per episode), drawn from one stream per
+seed shared by the five scenarios, a relative standard deviation of about 9%. 20% is 2.2
+of those: a matched gate is called unmatched about 3% of the time, and the 2.2 vs 1.3 of
+the per-step match (69%) is far outside."""
 
 EFFORT_GATES = ("never", "random", "supervised", "always")
 """Conditions with the same human and different gates: the effort-vs-safety check."""
@@ -114,6 +127,29 @@ def beats(metrics: Mapping[str, Any], name: str, a: str, b: str, metric: str) ->
                      _text(a, b, metric, d, metrics["conditions"]) + (sig if ok else ""), d)
 
 
+RANDOM_GATE = "the gate beats a random gate at its requests per episode (success)"
+
+
+def beats_matched(metrics: Mapping[str, Any], name: str, a: str, b: str, metric: str,
+                  matched_on: str = "tors_per_episode") -> Invariant:
+    """:func:`beats`, judged only when ``a`` and ``b`` realised the same ``matched_on``
+    (within :data:`REQUEST_MATCH_TOLERANCE`, relative): a random gate that asks more often
+    buys more human time, and beating it or not says nothing about the gate."""
+    iv = beats(metrics, name, a, b, metric)
+    conds = metrics["conditions"]
+    ra, rb = _f(conds.get(a, {}).get(matched_on)), _f(conds.get(b, {}).get(matched_on))
+    if iv.status == "n/a" or not (math.isfinite(ra) and math.isfinite(rb)):
+        return iv
+    rel = abs(rb - ra) / ra if ra > 0 else (0.0 if rb == 0 else math.inf)
+    match = (f"{matched_on}: {a} {ra:.3f} vs {b} {rb:.3f} ({rel:.0%} apart, tolerance "
+             f"{REQUEST_MATCH_TOLERANCE:.0%})")
+    numbers = {**iv.numbers, f"{matched_on}.{a}": ra, f"{matched_on}.{b}": rb}
+    if rel > REQUEST_MATCH_TOLERANCE:
+        return Invariant(name, "FAIL", f"not matched, so not judged: {match}; {iv.message}",
+                         numbers)
+    return Invariant(name, iv.status, f"{iv.message}; matched {match}", numbers)
+
+
 def equals(metrics: Mapping[str, Any], name: str, a: str, b: str, metric: str) -> Invariant:
     """``a == b`` on ``metric``: fails when the CI of the difference excludes 0."""
     d, na = _measured(metrics, name, a, b, metric)
@@ -146,8 +182,7 @@ def check_invariants(metrics: Mapping[str, Any], human: str) -> list[Invariant]:
     if len(ordered) < 2:
         out.append(Invariant("human presets ordered perfect >= expert >= average >= novice",
                              "n/a", "needs at least two presets (eval.humans)", {}))
-    out.append(beats(metrics, "the gate beats a random gate at its request rate (success)",
-                     "supervised", "random", "success_rate"))
+    out.append(beats_matched(metrics, RANDOM_GATE, "supervised", "random", "success_rate"))
     gates = [g for g in EFFORT_GATES if g in conds
              and math.isfinite(_f(conds[g].get("human_time_per_episode")))]
     gates.sort(key=lambda g: _f(conds[g]["human_time_per_episode"]))

@@ -19,6 +19,15 @@ Conventions used in the formulas:
 * A *closing conflict* is a step whose time-to-collision is finite (the env's sentinel
   ``TTC_NONE = 99 s`` means nothing is closing in).
 
+* The *random gate* baseline is matched to the configured gate on takeover requests per
+  episode (``tors_per_episode``), not on the per-step share of request steps nor on human
+  time. A request is the gate's only decision; what the human does with it (how long they
+  drive) is part of the outcome being compared, so matching human time would hand the
+  random gate a budget chosen by the human model. The per-step share is wrong because the
+  configured gate's request stays on for the whole takeover while a random gate's request
+  is one step: matched on it, the random gate asked 2.2 times per episode against 1.3 and
+  bought twice the human time. The realised match is checked in every report (invariants).
+
 Question asked of each metric: can a policy that does nothing win it? Stopping in a live
 lane is not ``arrived``; ROHE charges every undelivered episode a recovery; a hazard metric
 is also reported over the episodes whose hazard fired.
@@ -39,6 +48,9 @@ class MetricDef:
         unit: unit of the value.
         source: where the definition comes from (paper, standard or our own choice).
         better: ``"higher"``, ``"lower"`` or ``""`` (descriptive only).
+        ratio: ``(numerator, denominator)``: the two additive per-episode parts
+            (``metrics.COMPONENTS``) whose pooled sums it divides; ``()`` for a metric with
+            its own formula (ROHE) or not pooled over episodes (trigger metrics).
     """
 
     name: str
@@ -46,6 +58,7 @@ class MetricDef:
     unit: str
     source: str
     better: str = ""
+    ratio: tuple[str, str] | tuple[()] = ()
 
 
 OUTCOMES = ("arrived", "collision", "off_road", "stopped", "pulled_over", "stopped_in_lane",
@@ -64,72 +77,89 @@ _FLEET = ("Hoque et al. 2022, Fleet-DAgger (CoRL), return on human effort; "
 DEFINITIONS: tuple[MetricDef, ...] = (
     MetricDef("success_rate", "episodes with outcome arrived / n", "share of episodes",
               "reached the route's end; standing still, an MRM or a timeout is no success "
-              "(Dosovitskiy et al. 2017 route completion; brief outcome list)", "higher"),
+              "(Dosovitskiy et al. 2017 route completion; brief outcome list)", "higher",
+              ratio=("arrived", "n")),
     MetricDef("safety_rate", "episodes without collision or off_road / n", "share of episodes",
-              "no crash, no road departure", "higher"),
+              "no crash, no road departure", "higher", ratio=("safe", "n")),
     MetricDef("collision_rate", "episodes with outcome collision / n", "share of episodes",
-              _OUR, "lower"),
+              _OUR, "lower", ratio=("collision", "n")),
     MetricDef("offroad_rate", "episodes with outcome off_road / n", "share of episodes", _OUR,
-              "lower"),
+              "lower", ratio=("off_road", "n")),
     MetricDef("failure_rate", "collision_rate + offroad_rate", "share of episodes", _OUR,
-              "lower"),
+              "lower", ratio=("failed", "n")),
     MetricDef("stopped_rate", "episodes with outcome stopped or stopped_in_lane / n",
-              "share of episodes", "standstill in a live lane (a hazard to others)", "lower"),
+              "share of episodes", "standstill in a live lane (a hazard to others)", "lower",
+              ratio=("stopped", "n")),
     MetricDef("pulled_over_rate", "episodes with outcome pulled_over / n", "share of episodes",
-              "MRM ended at rest on the shoulder (ISO/SAE J3016 minimal risk condition)", ""),
+              "MRM ended at rest on the shoulder (ISO/SAE J3016 minimal risk condition)", "",
+              ratio=("pulled_over", "n")),
     MetricDef("timeout_rate", "episodes with outcome timeout / n", "share of episodes",
-              "time limit without arriving: a failure to deliver", "lower"),
+              "time limit without arriving: a failure to deliver", "lower", ratio=("timeout", "n")),
     MetricDef("unknown_outcome_rate", "episodes whose world reported no outcome / n",
-              "share of episodes", "counted as no success; nonzero means an old world", ""),
+              "share of episodes", "counted as no success; nonzero means an old world", "",
+              ratio=("unknown", "n")),
     MetricDef("mrm_rate", "episodes in which the minimal-risk manoeuvre engaged / n",
-              "share of episodes", "fallback, never a human intervention (brief)", "lower"),
+              "share of episodes", "fallback, never a human intervention (brief)", "lower",
+              ratio=("mrm", "n")),
     MetricDef("hazard_fired_rate", "episodes whose hazard fired / n", "share of episodes",
-              "exposure: how often the scenario's hazard actually happened", ""),
+              "exposure: how often the scenario's hazard actually happened", "",
+              ratio=("fired", "n")),
     MetricDef("success_rate_hazard", "arrived episodes among those whose hazard fired / "
               "episodes whose hazard fired", "share of hazard episodes",
               "conditional on exposure: an episode whose hazard never happened says nothing "
-              "about it", "higher"),
+              "about it", "higher", ratio=("arrived_fired", "fired")),
     MetricDef("failure_rate_hazard", "collision or off_road episodes among those whose hazard "
-              "fired / episodes whose hazard fired", "share of hazard episodes", _OUR, "lower"),
+              "fired / episodes whose hazard fired", "share of hazard episodes", _OUR, "lower",
+              ratio=("failed_fired", "fired")),
     MetricDef("interventions_per_episode", "human segments / n (MRM steps excluded)",
               "segments per episode", "Kelly et al. 2019 HG-DAgger; Hoque et al. 2021 "
-              "ThriftyDAgger (interventions)", "lower"),
+              "ThriftyDAgger (interventions)", "lower", ratio=("interventions", "n")),
     MetricDef("interventions_per_km", "human segments / km driven (pooled)", "segments per km",
-              "disengagements per distance (California DMV disengagement reports)", "lower"),
+              "disengagements per distance (California DMV disengagement reports)", "lower",
+              ratio=("interventions", "km")),
     MetricDef("human_share", "steps driven by the human / all steps (pooled)",
-              "share of driving time", "Peng et al. 2023 PVP (human-controlled share)", "lower"),
+              "share of driving time", "Peng et al. 2023 PVP (human-controlled share)", "lower",
+              ratio=("human_steps", "steps")),
     MetricDef("human_time_per_episode", "seconds driven by the human / n", "s per episode",
-              _OUR, "lower"),
+              _OUR, "lower", ratio=("human_time", "n")),
     MetricDef("self_initiated_per_episode", "human segments started without a request / n",
               "segments per episode", "human-gated takeovers (Kelly et al. 2019 HG-DAgger)",
-              ""),
+              "", ratio=("self_initiated", "n")),
     MetricDef("context_switches_per_episode", "changes of the controller between consecutive "
               "steps / n", "switches per episode",
-              "Hoque et al. 2021 LazyDAgger (context switches)", "lower"),
-    MetricDef("tors_per_episode", "takeover requests issued / n", "requests per episode", _OUR,
-              "lower"),
+              "Hoque et al. 2021 LazyDAgger (context switches)", "lower", ratio=("switches", "n")),
+    MetricDef("tors_per_episode", "takeover requests issued (a request started while the agent "
+              "drove with nothing pending) / n", "requests per episode",
+              _OUR + "; the quantity the random-gate baseline is matched on", "lower",
+              ratio=("tors", "n")),
     MetricDef("tor_lead_time", "mean over requests issued during a closing conflict of the TTC "
               "at the request", "s",
-              "time budget at the TOR (Gold et al. 2013; Eriksson & Stanton 2017)", "higher"),
+              "time budget at the TOR (Gold et al. 2013; Eriksson & Stanton 2017)", "higher",
+              ratio=("lead_sum", "lead_n")),
     MetricDef("takeover_time", "mean over takeovers that answered a request of (time the human "
               "took control - time the request was issued)", "s",
-              "takeover time (Eriksson & Stanton 2017; Zhang et al. 2019)", ""),
+              "takeover time (Eriksson & Stanton 2017; Zhang et al. 2019)", "",
+              ratio=("tot_sum", "tot_n")),
     MetricDef("min_ttc_human", "mean over human segments with a closing conflict of the "
               "minimum TTC while the human drove", "s",
-              "minimum TTC after takeover (Gold et al. 2013; Zhang et al. 2019)", "higher"),
+              "minimum TTC after takeover (Gold et al. 2013; Zhang et al. 2019)", "higher",
+              ratio=("minttc_sum", "minttc_n")),
     MetricDef("no_conflict_share", "human segments with no closing conflict / human segments",
-              "share of segments", "the segments min_ttc_human leaves out", ""),
+              "share of segments", "the segments min_ttc_human leaves out", "",
+              ratio=("no_conflict", "interventions")),
     MetricDef("missed_failure_rate", "failed episodes with no request in the horizon before the "
-              "end and no human control / n", "share of episodes", _OUR, "lower"),
+              "end and no human control / n", "share of episodes", _OUR, "lower",
+              ratio=("missed", "n")),
     MetricDef("rohe", "S / (1 + H) on a standard exposure of 100 episodes: S = arrived per 100 "
               "episodes; H = human minutes per 100 episodes = sum over human segments of "
               "max(duration, rohe_min_intervention) + rohe_reset_time for every episode that "
               "did not arrive (someone must recover the car)", "successes per human-minute",
               _FLEET + "; effort in minutes (not steps) so it does not depend on the control "
               "rate; the standard exposure makes it independent of the sample size", "higher"),
-    MetricDef("mean_return", "sum of env rewards / n", "reward per episode", _OUR, "higher"),
+    MetricDef("mean_return", "sum of env rewards / n", "reward per episode", _OUR, "higher",
+              ratio=("ret", "n")),
     MetricDef("km_per_episode", "distance driven / n", "km per episode",
-              "exposes a policy made safe by crawling", "higher"),
+              "exposes a policy made safe by crawling", "higher", ratio=("km", "n")),
 )
 """Every condition-level metric of ``metrics.json``, in report order."""
 

@@ -84,6 +84,8 @@ class EpisodeMetrics:
         self_initiated: human segments the human started without a request.
         context_switches: controller changes between consecutive steps.
         tors: takeover requests issued.
+        askable_steps: steps that began with the agent in control and no request pending
+            (the steps on which a gate's request starts a takeover request).
         tor_lead_times: TTC (s) at each request issued during a closing conflict.
         takeover_times: request -> human control delays (s) of answered requests.
         min_ttcs: per human segment with a closing conflict, its minimum TTC (s).
@@ -108,6 +110,7 @@ class EpisodeMetrics:
     self_initiated: int
     context_switches: int
     tors: int
+    askable_steps: int
     tor_lead_times: tuple[float, ...]
     takeover_times: tuple[float, ...]
     min_ttcs: tuple[float, ...]
@@ -210,6 +213,7 @@ def episode_metrics(records: Sequence[StepRecord], horizon: float = 2.0, *,
             tor_steps.append(i)
         prev = r.tor_time
     lead = tuple(_ttc(records[i]) for i in tor_steps if _ttc(records[i]) < TTC_NONE)
+    askable = 1 + sum(r.phase == "agent" for r in records[:-1])  # phase after the step
     takeover_times, min_ttcs, self_init, no_conflict = [], [], 0, 0
     for a, b in segments:
         r0 = records[a]
@@ -237,7 +241,8 @@ def episode_metrics(records: Sequence[StepRecord], horizon: float = 2.0, *,
         duration=len(records) * dt, km=float(last.info.get("x", 0.0)) / 1000.0,
         ret=float(sum(r.reward for r in records)), human_steps=human_steps,
         human_time=human_steps * dt, interventions=len(segments), self_initiated=self_init,
-        context_switches=int(switches), tors=len(tor_steps), tor_lead_times=lead,
+        context_switches=int(switches), tors=len(tor_steps), askable_steps=askable,
+        tor_lead_times=lead,
         takeover_times=tuple(takeover_times), min_ttcs=tuple(min_ttcs),
         no_conflict_segments=no_conflict, mrm=mrm, hazard_fired=hazard_fired(records),
         missed_failure=failed and not recent_tor and not segments,
@@ -245,11 +250,11 @@ def episode_metrics(records: Sequence[StepRecord], horizon: float = 2.0, *,
     )
 
 
-COMPONENTS = ("n", "arrived", "safe", "collision", "off_road", "stopped", "pulled_over",
-              "timeout", "unknown", "mrm", "fired", "arrived_fired", "failed_fired", "steps",
-              "human_steps", "human_time", "km", "ret", "interventions", "self_initiated",
-              "switches", "tors", "lead_sum", "lead_n", "tot_sum", "tot_n", "minttc_sum",
-              "minttc_n", "no_conflict", "missed", "effort")
+COMPONENTS = ("n", "arrived", "safe", "failed", "collision", "off_road", "stopped",
+              "pulled_over", "timeout", "unknown", "mrm", "fired", "arrived_fired",
+              "failed_fired", "steps", "human_steps", "human_time", "km", "ret", "interventions",
+              "self_initiated", "switches", "tors", "askable", "lead_sum", "lead_n", "tot_sum",
+              "tot_n", "minttc_sum", "minttc_n", "no_conflict", "missed", "effort")
 """Additive per-episode parts every metric is computed from (:func:`from_sums`)."""
 _C = {c: i for i, c in enumerate(COMPONENTS)}
 
@@ -259,14 +264,14 @@ def components(episodes: Sequence[EpisodeMetrics]) -> np.ndarray:
     rows = np.zeros((len(episodes), len(COMPONENTS)))
     for k, e in enumerate(episodes):
         o = e.outcome
-        rows[k] = (1, o == "arrived", not e.failed, o == "collision", o == "off_road",
+        rows[k] = (1, o == "arrived", not e.failed, e.failed, o == "collision", o == "off_road",
                    o in ("stopped", "stopped_in_lane"), o == "pulled_over", o == "timeout",
                    o == "unknown", e.mrm, e.hazard_fired, e.hazard_fired and o == "arrived",
                    e.hazard_fired and e.failed, e.steps, e.human_steps, e.human_time, e.km,
                    e.ret, e.interventions, e.self_initiated, e.context_switches, e.tors,
-                   sum(e.tor_lead_times), len(e.tor_lead_times), sum(e.takeover_times),
-                   len(e.takeover_times), sum(e.min_ttcs), len(e.min_ttcs),
-                   e.no_conflict_segments, e.missed_failure, e.effort_min)
+                   e.askable_steps, sum(e.tor_lead_times), len(e.tor_lead_times),
+                   sum(e.takeover_times), len(e.takeover_times), sum(e.min_ttcs),
+                   len(e.min_ttcs), e.no_conflict_segments, e.missed_failure, e.effort_min)
     return rows
 
 
@@ -277,43 +282,20 @@ def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def from_sums(sums: np.ndarray) -> dict[str, np.ndarray]:
-    """Every metric of :data:`METRICS` from column sums of :func:`components`; ``sums`` is
+    """Every metric of :data:`METRICS`, in its order, from column sums of :func:`components`
+    (each definition's ``ratio`` of two components; ROHE from its formula); ``sums`` is
     ``(C,)`` or ``(R, C)`` (R bootstrap resamples at once)."""
     s = {c: sums[..., i] for c, i in _C.items()}
-    n = s["n"]
-    out = {
-        "success_rate": _div(s["arrived"], n),
-        "safety_rate": _div(s["safe"], n),
-        "collision_rate": _div(s["collision"], n),
-        "offroad_rate": _div(s["off_road"], n),
-        "failure_rate": _div(s["collision"] + s["off_road"], n),
-        "stopped_rate": _div(s["stopped"], n),
-        "pulled_over_rate": _div(s["pulled_over"], n),
-        "timeout_rate": _div(s["timeout"], n),
-        "unknown_outcome_rate": _div(s["unknown"], n),
-        "mrm_rate": _div(s["mrm"], n),
-        "hazard_fired_rate": _div(s["fired"], n),
-        "success_rate_hazard": _div(s["arrived_fired"], s["fired"]),
-        "failure_rate_hazard": _div(s["failed_fired"], s["fired"]),
-        "interventions_per_episode": _div(s["interventions"], n),
-        "interventions_per_km": _div(s["interventions"], s["km"]),
-        "human_share": _div(s["human_steps"], s["steps"]),
-        "human_time_per_episode": _div(s["human_time"], n),
-        "self_initiated_per_episode": _div(s["self_initiated"], n),
-        "context_switches_per_episode": _div(s["switches"], n),
-        "tors_per_episode": _div(s["tors"], n),
-        "tor_lead_time": _div(s["lead_sum"], s["lead_n"]),
-        "takeover_time": _div(s["tot_sum"], s["tot_n"]),
-        "min_ttc_human": _div(s["minttc_sum"], s["minttc_n"]),
-        "no_conflict_share": _div(s["no_conflict"], s["interventions"]),
-        "missed_failure_rate": _div(s["missed"], n),
-        "rohe": _div(ROHE_EXPOSURE * _div(s["arrived"], n),
-                     1.0 + ROHE_EXPOSURE * _div(s["effort"], n)),
-        "mean_return": _div(s["ret"], n),
-        "km_per_episode": _div(s["km"], n),
-    }
-    assert tuple(out) == METRIC_NAMES, "metrics.py and metric_definitions.py disagree"
-    return out
+    out = {d.name: _div(s[d.ratio[0]], s[d.ratio[1]]) for d in DEFINITIONS if d.ratio}
+    out["rohe"] = _div(ROHE_EXPOSURE * out["success_rate"],
+                       1.0 + ROHE_EXPOSURE * _div(s["effort"], s["n"]))
+    return {m: out[m] for m in METRIC_NAMES}
+
+
+def askable_steps_per_episode(episodes: Sequence[EpisodeMetrics]) -> float:
+    """Mean steps per episode on which a gate's request starts a takeover request (the
+    random gate's per-step rate times this is its requests per episode)."""
+    return float(np.mean([e.askable_steps for e in episodes])) if episodes else math.nan
 
 
 def aggregate(episodes: Sequence[EpisodeMetrics]) -> dict[str, float]:

@@ -173,6 +173,22 @@ def figures(run_dir: Path, cfg: Any, metrics: Mapping[str, Any],
     return out
 
 
+def _random_gate_blocks(metrics: Mapping[str, Any]) -> list[Block]:
+    """How the random gate was matched to the configured gate, and how well."""
+    rg = metrics.get("design", {}).get("random_gate") or {}
+    if not rg or "random" not in metrics["conditions"]:
+        return []
+    got = {c: _num(metrics["conditions"][c].get("tors_per_episode"))
+           for c in ("supervised", "random")}
+    seeds = rg.get("calibration_seeds", ["?", "?"])
+    return [Block("p", f"Random gate: matched on takeover requests per episode (not on the "
+                       f"share of request steps: the configured gate's request stays on for a "
+                       f"whole takeover). Per-step rate {fmt(_num(rg.get('rate')))} from "
+                       f"{len(rg.get('plays', []))} play(s) on calibration seeds "
+                       f"{seeds[0]}-{seeds[1]}; realised here {fmt(got['random'])} requests "
+                       f"per episode against the configured gate's {fmt(got['supervised'])}.")]
+
+
 def _unknown_outcome_blocks(metrics: Mapping[str, Any]) -> list[Block]:
     """A warning when episodes ended without a world outcome: success (arrived) cannot be
     measured on them, and they are never counted as successes."""
@@ -325,7 +341,10 @@ def build_blocks(cfg: Any, metrics: Mapping[str, Any],
                    f"({d.get('episodes_per_scenario')} per scenario), the same {held} seeds "
                    f"{seeds[0]}-{seeds[1]} in every condition. Values: pooled over episodes "
                    f"[{cfg.stats.confidence:.0%} CI, bootstrap of episodes stratified by "
-                   f"scenario, {cfg.stats.bootstrap} resamples]."),
+                   f"scenario, {cfg.stats.bootstrap} resamples]. The human models' "
+                   "takeover times and brake reactions against the literature they claim: "
+                   "`takeover humans report`."),
+        *_random_gate_blocks(metrics),
         *_unknown_outcome_blocks(metrics),
         *_invariant_blocks(metrics),
         Block("h2", "Headline"),

@@ -42,6 +42,7 @@ from takeover.experiments.metrics import (
     EpisodeMetrics,
     StepLabels,
     aggregate,
+    askable_steps_per_episode,
     components,
     episode_metrics,
     from_sums,
@@ -125,11 +126,14 @@ def seed_of(cfg: ExperimentConfig, purpose: str, scenario: str, run: int, episod
     """The episode seed: ``eval`` and ``round`` count up from their held-out block starts
     (``eval.seed_start``, ``eval.round_seed_start``) by ``run * episodes + episode``, the same
     for every condition and scenario; other purposes (fine-tuning collection, sweeps) keep
-    ``episodes.episode_seed``'s hashed stream, disjoint from both blocks in practice."""
+    ``episodes.episode_seed``'s hashed stream; ``calibrate`` counts up from
+    ``eval.calibration_seed_start`` (the random gate's matching plays), and, disjoint from both blocks in practice."""
     if purpose == "eval":
         return cfg.eval.seed_start + run * cfg.eval.episodes + episode
     if purpose == "round":
         return cfg.eval.round_seed_start + run * cfg.eval.round_episodes + episode
+    if purpose == "calibrate":
+        return cfg.eval.calibration_seed_start + run * cfg.eval.calibration_episodes + episode
     return ep.episode_seed(cfg.seed, purpose, scenario, run, episode)
 
 
@@ -149,6 +153,8 @@ class Experiment:
         self.agent = agent if agent is not None else self._load_agent()
         self.rollouts = ep.Rollouts(cfg, self.envs, self.agent)
         self.progress = progress or (lambda _msg: None)
+        self.random_matching: dict[str, Any] = {}
+        """How the random gate was matched to the configured gate (:func:`match_random_gate`)."""
         self.round_results: list[dict[str, ConditionResult]] = []
         """Per round evaluation (``rounds.py`` calls :meth:`evaluate` with ``"round"``)."""
 
@@ -313,12 +319,15 @@ def n_episodes(cfg: ExperimentConfig) -> int:
     final = per * cfg.eval.episodes * (1 + len(cfg.eval.baselines) + len(preset_conditions(cfg)))
     rounds = cfg.train.rounds * len(cfg.env.scenarios) * cfg.train.episodes_per_round
     curve = 2 * (cfg.train.rounds + 1) * per * cfg.eval.round_episodes
-    return final + (rounds + curve) * cfg.train.seeds
+    matching = (cfg.eval.calibration_plays * per * cfg.eval.calibration_episodes
+                if "random" in cfg.eval.baselines else 0)
+    return final + matching + (rounds + curve) * cfg.train.seeds
 
 
 def final_evaluation(exp: Experiment) -> dict[str, ConditionResult]:
-    """The configured gate, then each baseline (``random`` at the gate's request rate), then
-    the human presets; all on the same held-out seeds."""
+    """The configured gate, then each baseline (``random`` matched to the gate's requests
+    per episode, :func:`match_random_gate`), then the human presets; all on the same
+    held-out seeds."""
     cfg = exp.cfg
     label = cfg.counterfactual.enabled
     logs = exp.run_dir / "logs"
@@ -326,14 +335,59 @@ def final_evaluation(exp: Experiment) -> dict[str, ConditionResult]:
     results = {conds[0].name: exp.evaluate(conds[0], "eval", episodes=cfg.eval.episodes,
                                            log_dir=logs / conds[0].name, label=label,
                                            traces=TRACE_EPISODES)}
-    rate = results[conds[0].name].request_rate
-    rest = ep.conditions(cfg, random_rate=0.0 if math.isnan(rate) else rate)[1:]
+    rate = 0.0
+    if "random" in cfg.eval.baselines:
+        rate, exp.random_matching = match_random_gate(exp, results[conds[0].name])
+    rest = ep.conditions(cfg, random_rate=rate)[1:]
     for cond in [*rest, *preset_conditions(cfg)]:
         results[cond.name] = exp.evaluate(cond, "eval", episodes=cfg.eval.episodes,
                                           log_dir=logs / cond.name,
                                           label=label and cond.name in LABELLED,
                                           traces=TRACE_EPISODES)
     return results
+
+
+def match_random_gate(exp: Experiment, target: ConditionResult
+                      ) -> tuple[float, dict[str, Any]]:
+    """The random gate's per-step request probability that issues as many takeover requests
+    per episode as the configured gate did (``target``), and the record of how it was found.
+
+    A request starts a takeover request only on an *askable* step (the agent drives, nothing
+    pending), so a random gate at per-step rate ``r`` issues ``r * A`` requests per episode,
+    ``A`` its askable steps per episode; ``A`` depends on ``r`` (the human drives after each
+    answered request), so ``r = T / A`` is found by fixed-point plays on the calibration
+    seeds (``eval.calibration_seed_start``, never reported): start from the configured
+    gate's own ``A``, then ``eval.calibration_plays`` times play the random gate and set
+    ``r = T / A(r)``. Matching the per-step share of request steps instead would let the
+    random gate ask twice as often: the configured gate's request stays on for the whole
+    takeover, the random gate's is one step."""
+    cfg = exp.cfg
+    episodes = target.all_episodes()
+    want = aggregate(episodes)["tors_per_episode"]
+    askable = askable_steps_per_episode(episodes)
+    rate = _rate(want, askable)
+    plays = []
+    for k in range(cfg.eval.calibration_plays):  # also at rate 0: a fixed episode count
+        cond = ep.Condition("random", "random", {"rate": rate, "seed": cfg.seed})
+        res = exp.evaluate(cond, "calibrate", episodes=cfg.eval.calibration_episodes,
+                           log_dir=exp.run_dir / "logs" / f"random-matching{k}")
+        got = res.all_episodes()
+        a = askable_steps_per_episode(got)
+        plays.append({"rate": rate, "tors_per_episode": aggregate(got)["tors_per_episode"],
+                      "askable_steps_per_episode": a, "episodes": len(got)})
+        rate = _rate(want, a)
+    n = cfg.eval.seeds * cfg.eval.calibration_episodes - 1
+    return rate, {"matched_on": "tors_per_episode", "target": want, "rate": rate,
+                  "target_askable_steps_per_episode": askable, "plays": plays,
+                  "calibration_seeds": [cfg.eval.calibration_seed_start,
+                                        cfg.eval.calibration_seed_start + n]}
+
+
+def _rate(requests: float, askable: float) -> float:
+    """Per-step probability giving ``requests`` per episode over ``askable`` steps."""
+    if not (math.isfinite(requests) and math.isfinite(askable)) or requests <= 0:
+        return 0.0
+    return 1.0 if askable <= requests else requests / askable
 
 
 def _stat(sums: np.ndarray) -> dict[str, np.ndarray]:
@@ -575,8 +629,10 @@ def _nan(v: Any) -> float:
 def build_metrics(cfg: ExperimentConfig, results: dict[str, ConditionResult],
                   rounds: list[dict[str, Any]],
                   round_results: Sequence[dict[str, ConditionResult]] = (),
-                  seed_rounds: Sequence[Sequence[Mapping[str, Any]]] = ()) -> dict[str, Any]:
-    """The content of ``metrics.json`` (deterministic: no wall-clock values)."""
+                  seed_rounds: Sequence[Sequence[Mapping[str, Any]]] = (),
+                  random_matching: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The content of ``metrics.json`` (deterministic: no wall-clock values);
+    ``random_matching`` is :func:`match_random_gate`'s record (``design.random_gate``)."""
     from takeover.experiments.invariants import check_invariants
 
     block, keys, weights = _condition_block(cfg, results)
@@ -605,6 +661,7 @@ def build_metrics(cfg: ExperimentConfig, results: dict[str, ConditionResult],
                        "per scenario)",
             "bootstrap": f"{cfg.stats.bootstrap} resamples of episodes stratified by scenario",
             "confidence": cfg.stats.confidence,
+            "random_gate": dict(random_matching or {}),
         },
         "metric_definitions": {d.name: {"formula": d.formula, "unit": d.unit,
                                         "source": d.source, "better": d.better}
@@ -718,7 +775,8 @@ def _run(cfg: ExperimentConfig, run_dir: Path, overrides: Sequence[str],
         results = final_evaluation(exp)
     finally:
         exp.close()
-    metrics = build_metrics(cfg, results, rounds, exp.round_results, seed_rounds)
+    metrics = build_metrics(cfg, results, rounds, exp.round_results, seed_rounds,
+                            exp.random_matching)
     for iv in metrics["invariants"]:
         if iv["status"] == "FAIL":  # a testbed that says when it is lying
             sys.stderr.write(f"WARNING: invariant violated: {iv['name']}: {iv['message']}\n")

@@ -80,6 +80,12 @@ def test_every_metric_has_a_definition_with_formula_unit_and_source():
         assert d.formula and d.unit and d.source, d.name
         assert d.better in ("higher", "lower", ""), d.name
     assert set(TRIGGER_METRICS) <= set(md.BY_NAME)
+    # every condition metric but ROHE is computed as its definition's ratio of components
+    from takeover.experiments.metrics import COMPONENTS
+
+    for d in md.DEFINITIONS:
+        assert (d.name == "rohe") == (not d.ratio), d.name
+        assert set(d.ratio) <= set(COMPONENTS), d.name
 
 
 def test_definitions_import_without_numpy_or_torch():
@@ -292,3 +298,12 @@ def test_trigger_metrics_from_counterfactual_report():
     assert set(t) == set(TRIGGER_METRICS)
     assert t["false_alarm_rate"] == 0.75 and t["missed_failures_per_episode"] == 2.0
     assert all(math.isnan(v) for v in trigger_metrics(None, 3).values())
+
+
+def test_askable_steps_are_those_on_which_a_request_can_start():
+    """The random gate is matched through these: a request starts a takeover request only
+    when the step begins with the agent driving and nothing pending (the phase after the
+    previous step is ``agent``)."""
+    phases = ["agent", "tor", "tor", "human", "human", "agent", "fallback", "fallback"]
+    eps = [dataclasses.replace(rec(i), phase=p) for i, p in enumerate(phases)]
+    assert episode_metrics(eps).askable_steps == 3  # steps 0 (the start), 1 and 6

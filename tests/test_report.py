@@ -43,6 +43,7 @@ def run(tmp_path_factory):
         "train": {"rounds": 1, "episodes_per_round": 1, "epochs": 1, "batch_size": 32,
                   "seeds": 2},
         "eval": {"seeds": 2, "episodes": 1, "seed_start": 100, "round_seed_start": 200,
+                 "calibration_episodes": 1, "calibration_seed_start": 300,
                  "humans": ["perfect"]},  # development seeds: no test uses the held-out block
         "counterfactual": {"horizon": 1.0, "sample_every": 4},
         "stats": {"bootstrap": 50},
@@ -88,6 +89,8 @@ def test_metrics_file_has_every_metric_for_every_baseline(run):
         assert set(m["iqm"][cond]) == set(METRICS), cond
         assert set(m["ci"][cond]) == set(METRICS), cond
         for k, iv in m["ci"][cond].items():
+            # the headline prints ci[...]["value"], --expect reads conditions: one number
+            assert iv["value"] == m["conditions"][cond][k], (cond, k)
             if iv["value"] is not None:
                 assert iv["lo"] <= iv["value"] + 1e-9 <= iv["hi"] + 2e-9, (cond, k, iv)
         assert set(TRIGGER_METRICS) <= set(m["triggers"][cond]), cond
@@ -237,8 +240,39 @@ def _d(diff, lo, hi, p=0.5, metric="success_rate"):
     return {metric: {"diff": diff, "lo": lo, "hi": hi, "p": p}}
 
 
+def test_the_random_gate_is_matched_on_requests_per_episode(tmp_path):
+    """The random gate asks as often per episode as the configured gate, on the reported
+    seeds, although it was matched on other (calibration) seeds; matched on the per-step
+    share of request steps instead, it would ask several times as often."""
+    from takeover.experiments.invariants import RANDOM_GATE, REQUEST_MATCH_TOLERANCE
+
+    cfg = from_dict(ExperimentConfig, {
+        "name": "matching", "env": {"scenarios": ["stalled_car", "sudden_brake", "cut_in"],
+                                    "action_type": "discrete", "duration": 12.0, "vehicles": 6},
+        "supervisor": {"gate": "threshold", "gate_kwargs": {"high": 0.08, "low": 0.05},
+                       "gate_score": "ttc", "estimators": ["ttc"], "human": "perfect"},
+        "train": {"rounds": 0},
+        "eval": {"seeds": 1, "episodes": 40, "seed_start": 0, "baselines": ["random"],
+                 "calibration_episodes": 40, "calibration_seed_start": 5000},
+        "counterfactual": {"enabled": False}, "figures": False, "stats": {"bootstrap": 50},
+    })
+    m = run_experiment(cfg, tmp_path / "run", agent=tiny_agent()).metrics
+    rg, conds = m["design"]["random_gate"], m["conditions"]
+    sup, rnd = conds["supervised"]["tors_per_episode"], conds["random"]["tors_per_episode"]
+    # measured: supervised 0.633, random 0.717 (13% apart) requests per episode
+    assert sup > 0.5, "the configured gate must ask for the match to mean something"
+    assert abs(rnd - sup) / sup <= REQUEST_MATCH_TOLERANCE, (sup, rnd, rg)
+    assert rg["target"] == sup and len(rg["plays"]) == cfg.eval.calibration_plays
+    assert rg["calibration_seeds"] == [5000, 5039]
+    # the configured gate's request is on for a whole takeover: its per-step share of
+    # request steps is far above the random gate's matched per-step rate
+    assert m["triggers"]["supervised"]["request_rate"] > 2 * rg["rate"]
+    inv = {iv["name"]: iv for iv in m["invariants"]}[RANDOM_GATE]
+    assert "not matched" not in inv["message"] and "matched tors_per_episode" in inv["message"]
+
+
 def test_invariants_pass_fail_and_not_applicable():
-    from takeover.experiments.invariants import check_invariants
+    from takeover.experiments.invariants import RANDOM_GATE, check_invariants
 
     base = {"success_rate": 0.6, "safety_rate": 0.9, "unknown_outcome_rate": 0.0,
             "human_time_per_episode": 1.0, "self_initiated_per_episode": 0.0}
@@ -253,12 +287,38 @@ def test_invariants_pass_fail_and_not_applicable():
     assert got["never equals agent alone (success)"].status == "pass"
     bad = got["a present human is not beaten by an absent one"]
     assert bad.status == "FAIL" and "absent 0.800" in bad.message and "-0.200" in bad.message
-    gate = got["the gate beats a random gate at its request rate (success)"]
+    gate = got[RANDOM_GATE]
     assert gate.status == "pass" and "not significant" in gate.message
     assert got["human presets ordered perfect >= expert >= average >= novice"].status == "n/a"
     conds["random"]["unknown_outcome_rate"] = 0.4  # an old world: no outcome
     got = {iv.name: iv for iv in check_invariants(_metrics(conds, comps), "average")}
-    assert got["the gate beats a random gate at its request rate (success)"].status == "n/a"
+    assert got[RANDOM_GATE].status == "n/a"
+
+
+@pytest.mark.parametrize(("random_tors", "diff", "status"), [
+    (1.30, 0.05, "pass"),   # matched, the gate ahead
+    (1.40, -0.05, "FAIL"),  # matched (8% apart), the gate behind
+    (2.20, 0.05, "FAIL"),   # the gate ahead, but the random gate asked 69% more often
+    (1.00, 0.05, "FAIL"),   # or 23% less: not the same rate either way
+])
+def test_the_random_gate_comparison_is_judged_only_when_requests_match(random_tors, diff,
+                                                                      status):
+    from takeover.experiments.invariants import (
+        RANDOM_GATE,
+        REQUEST_MATCH_TOLERANCE,
+        check_invariants,
+    )
+
+    conds = {c: {"success_rate": 0.5, "unknown_outcome_rate": 0.0, "tors_per_episode": 1.3}
+             for c in ("supervised", "random")}
+    conds["random"]["tors_per_episode"] = random_tors
+    got = {iv.name: iv for iv in check_invariants(
+        _metrics(conds, {"supervised - random": _d(diff, diff - 0.03, diff + 0.03)}),
+        "average")}[RANDOM_GATE]
+    assert got.status == status, got.message
+    matched = abs(random_tors - 1.3) / 1.3 <= REQUEST_MATCH_TOLERANCE
+    assert ("not matched" in got.message) == (not matched), got.message
+    assert got.numbers["tors_per_episode.random"] == random_tors
 
 
 def test_never_differing_from_agent_alone_names_the_unasked_takeovers():

@@ -34,7 +34,8 @@ def tiny_config(agent_path, **over) -> dict:
         "train": {"method": "hg-dagger", "rounds": 1, "episodes_per_round": 1, "epochs": 1,
                   "batch_size": 32},
         "eval": {"seeds": 2, "episodes": 1, "round_episodes": 1, "seed_start": 300,
-                 "round_seed_start": 400},  # development seeds: never the held-out block
+                 "round_seed_start": 400, "calibration_episodes": 1,
+                 "calibration_seed_start": 500},  # development seeds: never held out
         "counterfactual": {"horizon": 1.0, "sample_every": 5},
         "stats": {"bootstrap": 50},
     }
@@ -252,6 +253,9 @@ def test_default_config_has_the_sample_sizes_the_comparisons_need():
     assert cfg.eval.seeds * cfg.eval.round_episodes * len(cfg.env.scenarios) >= 100
     assert cfg.eval.seed_start >= HELD_OUT_SEED and cfg.eval.round_seed_start >= HELD_OUT_SEED
     assert {"agent_alone", "never", "random", "absent"} <= set(cfg.eval.baselines)
+    # the random gate is matched on the calibration block, never on the seeds it reports
+    assert 200_000 <= cfg.eval.calibration_seed_start < cfg.eval.calibration_seed_start \
+        + cfg.eval.calibration_episodes * cfg.eval.seeds <= 300_000
     assert {"perfect", "expert", "novice"} <= set(cfg.eval.humans)
     assert cfg.metrics.horizons[0] == 4.0
 
@@ -266,6 +270,7 @@ def test_default_run_with_the_shipped_novice(tmp_path):
     res = runner.invoke(app, ["run", "--out", str(tmp_path / "default"), "--quiet",
                               "eval.episodes=2", "eval.round_episodes=1", "eval.seed_start=10",
                               "eval.round_seed_start=20", "eval.humans=[expert]",
+                              "eval.calibration_episodes=1", "eval.calibration_seed_start=30",
                               "counterfactual.sample_every=30"])
     if res.exit_code == 2 and "missing" in res.output:
         pytest.skip("shipped checkpoints not built")
