@@ -187,7 +187,8 @@ def _vector(prefix: str, a: np.ndarray | None, width: int) -> dict[str, float]:
 
 def flat_fields(episodes: Iterable[Sequence[StepRecord]]) -> list[str]:
     """Union of scores/info keys, so every step carries the same keys (Minari needs it)."""
-    scores, info = set(), set()
+    scores: set[str] = set()
+    info: set[str] = set()
     for recs in episodes:
         for r in recs:
             scores.update(r.scores)

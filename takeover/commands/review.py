@@ -173,11 +173,11 @@ def session(run: Path, reviewer: str, *, agent_name: str | None = None,
             discrete = rep.discrete
             # the lead-in: the logged actions from k0 to the item's step
             rep.show(states[k0])
-            for k in range(k0, it.step):
+            for step in range(k0, it.step):
                 renderer.draw(base.vehicles, base.world, base.hazard)
                 if not posted:
                     clock.tick(fps)
-                a = recs[k].action
+                a = recs[step].action
                 base.step(int(a[0]) if discrete else np.asarray(a, np.float32))
             rep.show(states[it.step])
             agent_a = recs[it.step].agent_action

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -55,7 +56,7 @@ def run(
     from takeover.experiments.fleet import is_fleet, load_fleet_config
     from takeover.experiments.rounds import is_learning_config
 
-    if is_learning_config(config):  # a `learning:` section: the learner comparison
+    if config is not None and is_learning_config(config):  # a `learning:` section
         _run_learning(config, overrides, out, quiet, console)
         return
     try:
@@ -64,7 +65,7 @@ def run(
                 raise ConfigError("--resume RUN_DIR continues that run with its own "
                                   "config.yaml; drop the CONFIG, overrides and --out")
             cfg, overrides = resume_config(resume)
-        elif is_fleet(config):  # `kind: fleet`: a fleet-size sweep (experiments/fleet.py)
+        elif config is not None and is_fleet(config):  # `kind: fleet`: experiments/fleet.py
             cfg = load_fleet_config(config, overrides)
         else:
             cfg, _ = load_config(config, overrides)
@@ -115,7 +116,8 @@ def _run(cfg, run_dir: Path, overrides: list[str], quiet: bool, console, resume:
     from takeover import interrupt
     from takeover.folders import FolderError
 
-    kw = {}
+    run_experiment: Callable[..., Any]
+    kw: dict[str, Any] = {}
     if getattr(cfg, "kind", None) == "fleet":  # a fleet-size sweep: experiments/fleet.py
         from takeover.experiments.fleet import run_fleet as run_experiment
 
@@ -146,7 +148,7 @@ def _run(cfg, run_dir: Path, overrides: list[str], quiet: bool, console, resume:
         return run_experiment(cfg, run_dir, overrides=overrides, progress=start, **kw)
 
 
-def _run_learning(config: str | None, overrides: list[str], out: Path | None, quiet: bool,
+def _run_learning(config: str, overrides: list[str], out: Path | None, quiet: bool,
                   console) -> None:
     """``takeover run learning``: every learner through the same rounds
     (``takeover.experiments.rounds.run_learning``)."""
