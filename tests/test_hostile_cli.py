@@ -177,3 +177,45 @@ def test_a_folder_error_is_still_refused_before_any_write(tmp_path):
         claim(out)
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt"]
     assert Path(out / "notes.txt").read_text() == "keep"
+
+
+# --- signals ------------------------------------------------------------------------------------
+def test_a_signal_during_a_fork_is_remembered_not_printed_as_a_traceback(monkeypatch):
+    """Found from outside: SIGTERM arriving while the evaluation forked its workers raised
+    inside the standard library's fork hook ("Exception ignored ... Traceback") and was lost;
+    now it is only remembered there, and the next safe point stops the run."""
+    from takeover import interrupt
+
+    monkeypatch.setattr(interrupt, "_received", None)
+    interrupt._fork_begins()
+    try:
+        interrupt._handler(15, None)  # no raise while forking
+    finally:
+        interrupt._fork_ends()
+    assert interrupt.received() == 15
+    with pytest.raises(KeyboardInterrupt):
+        interrupt.check()
+
+
+class _SlowRollouts:
+    """Two jobs that take longer than the test: only a stop signal ends the wait."""
+
+    def gate(self, _condition):
+        return object()
+
+    def run_batch(self, *_job):
+        import time
+
+        time.sleep(30)
+        return []
+
+
+def test_waiting_for_worker_processes_stops_on_a_swallowed_signal(monkeypatch):
+    """The run hung for good when the signal was swallowed while its workers ran: the
+    parent waited on them without ever reaching a safe point."""
+    from takeover import interrupt
+    from takeover.experiments.episodes import run_jobs
+
+    monkeypatch.setattr(interrupt, "_received", 15)
+    with pytest.raises(KeyboardInterrupt):
+        next(run_jobs(_SlowRollouts(), [("a",), ("b",)], processes=2))
