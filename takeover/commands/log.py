@@ -423,7 +423,8 @@ def export(
         from takeover.folders import DISK_FULL, disk_full_message
 
         full = isinstance(e, OSError) and e.errno in DISK_FULL
-        typer.echo(f"error: {disk_full_message(e) if full else e}", err=True)
+        typer.echo(f"error: {disk_full_message(e) if isinstance(e, OSError) and full else e}",
+                   err=True)
         raise typer.Exit(1) from None
     if skipped:
         typer.echo(f"skipped {skipped} incomplete/damaged episodes (see `takeover log check`)")
