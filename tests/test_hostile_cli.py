@@ -219,3 +219,26 @@ def test_waiting_for_worker_processes_stops_on_a_swallowed_signal(monkeypatch):
     monkeypatch.setattr(interrupt, "_received", 15)
     with pytest.raises(KeyboardInterrupt):
         next(run_jobs(_SlowRollouts(), [("a",), ("b",)], processes=2))
+
+
+# --- config files ---------------------------------------------------------------------------
+def test_a_key_given_twice_in_a_config_is_refused_naming_it(tmp_path):
+    """Found from outside: ``name: a`` then ``name: b`` ran silently with the last value."""
+    from takeover.config import ConfigError, load_yaml
+
+    p = tmp_path / "c.yaml"
+    p.write_text("name: a\ntrain:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(ConfigError, match=r"line 4.*'lr' is given twice"):
+        load_yaml(p)
+    p.write_text("name: a\ntrain: {lr: 0.1, epochs: 2}\n")
+    assert load_yaml(p) == {"name": "a", "train": {"lr": 0.1, "epochs": 2}}
+
+
+def test_a_yaml_syntax_error_is_one_line_with_its_position(tmp_path):
+    from takeover.config import ConfigError, load_yaml
+
+    p = tmp_path / "c.yaml"
+    p.write_text("name:\t[\n")
+    with pytest.raises(ConfigError) as e:
+        load_yaml(p)
+    assert "\n" not in str(e.value) and "line 1, column 6" in str(e.value)
