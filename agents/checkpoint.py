@@ -227,8 +227,9 @@ def _keys(file: Path, field: str, d: dict, allowed: set[str], required: set[str]
 
     for k in d:
         if k not in allowed:
+            hint = closest(str(k), sorted(allowed)).strip()
             raise _fail(file, f"{field}.{k}" if field else k,
-                        f"is not part of the format.{closest(str(k), sorted(allowed))}")
+                        "is not part of the format" + (f" ({hint})" if hint else ""))
     for k in sorted(required - set(d)):
         raise _fail(file, f"{field}.{k}" if field else k, "is missing")
 
@@ -425,7 +426,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     ``load_checkpoint``, which reads the weights too)."""
     file = Path(path) / MANIFEST
     if not file.is_file():
-        raise CheckpointError(f"{file} does not exist: {path} is not a takeover checkpoint "
+        what = "is a directory, not a file" if file.is_dir() else "does not exist"
+        raise CheckpointError(f"{file} {what}: {path} is not a takeover checkpoint "
                               "directory (expected manifest.json + weights.*.safetensors)")
     try:
         if file.stat().st_size > MAX_MANIFEST_BYTES:

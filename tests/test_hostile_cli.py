@@ -242,3 +242,17 @@ def test_a_yaml_syntax_error_is_one_line_with_its_position(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_yaml(p)
     assert "\n" not in str(e.value) and "line 1, column 6" in str(e.value)
+
+
+def test_eval_refuses_a_negative_first_seed_before_loading_anything():
+    """Found from outside: ``--seed0 -5`` was a numpy traceback from the first reset."""
+    res = runner.invoke(app, ["eval", "novice", "--seed0", "-5", "--seeds", "1"])
+    assert res.exit_code == 2 and "--seed0=-5" in res.output, res.output
+
+
+def test_a_checkpoint_manifest_that_is_a_directory_says_so(tmp_path):
+    from takeover.agents.checkpoint import CheckpointError, read_manifest
+
+    (tmp_path / "manifest.json").mkdir()
+    with pytest.raises(CheckpointError, match="is a directory, not a file"):
+        read_manifest(tmp_path)

@@ -62,6 +62,9 @@ def eval_agent(
     if seeds < 1:
         err.print("[red]error:[/red] --seeds must be at least 1")
         raise typer.Exit(2)
+    if seed0 < 0:  # numpy refuses negative seeds deep in the first reset (a traceback)
+        err.print(f"[red]error:[/red] --seed0={seed0}: seeds are >= 0")
+        raise typer.Exit(2)
     try:
         a = load_agent(agent, trust_sb3_zip=trust_sb3_zip)
     except CheckpointError as e:
