@@ -207,13 +207,21 @@ def _check_space(file: Path, field: str, d: Any) -> None:
             raise _fail(file, f"{field}.dtype", f"must be float32 or float64, got {d['dtype']!r}")
         for b in ("low", "high"):
             v = d[b]
-            ok = _is_num(v) or (isinstance(v, list) and np.shape(v) == tuple(shape)
-                                and _all_numbers(v))
+            ok = _is_num(v) or (isinstance(v, list) and _all_numbers(v)
+                                and _shape(v) == tuple(shape))
             if not ok:
                 raise _fail(file, f"{field}.{b}", "must be a number (not NaN) or a nested list "
                             f"of shape {shape}")
     else:
         raise _fail(file, f"{field}.type", f"must be 'Box' or 'Discrete', got {kind!r}")
+
+
+def _shape(v: list[Any]) -> tuple[int, ...] | None:
+    """``np.shape`` of a nested list, ``None`` when it is ragged (numpy raises)."""
+    try:
+        return tuple(np.shape(v))
+    except ValueError:
+        return None
 
 
 def _all_numbers(v: Any) -> bool:

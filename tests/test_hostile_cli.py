@@ -256,3 +256,21 @@ def test_a_checkpoint_manifest_that_is_a_directory_says_so(tmp_path):
     (tmp_path / "manifest.json").mkdir()
     with pytest.raises(CheckpointError, match="is a directory, not a file"):
         read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("bound", [[None, []], [[1.0], [1.0, 2.0]], [[]]])
+def test_a_ragged_space_bound_in_a_manifest_is_a_checkpoint_error(tmp_path, bound):
+    """Found by test_checkpoint's hypothesis run: ``observation_space.high = [None, []]``
+    raised numpy's ValueError instead of a CheckpointError naming the field."""
+    import json
+
+    from helpers import tiny_checkpoint
+
+    from takeover.agents.checkpoint import CheckpointError, read_manifest
+
+    ck = tiny_checkpoint(tmp_path / "agent")
+    m = json.loads((ck / "manifest.json").read_text())
+    m["observation_space"]["high"] = bound
+    (ck / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(CheckpointError, match="observation_space.high"):
+        read_manifest(ck)
