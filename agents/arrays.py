@@ -126,7 +126,7 @@ class ArrayForward:
 
     def __init__(self, agent: Any) -> None:
         self.agent = agent
-        self.key = None
+        self.key: tuple[int, int] | None = None
 
     def _tensors(self) -> list[torch.Tensor]:
         ens = self.agent.ensemble

@@ -207,13 +207,21 @@ def _check_space(file: Path, field: str, d: Any) -> None:
             raise _fail(file, f"{field}.dtype", f"must be float32 or float64, got {d['dtype']!r}")
         for b in ("low", "high"):
             v = d[b]
-            ok = _is_num(v) or (isinstance(v, list) and np.shape(v) == tuple(shape)
-                                and _all_numbers(v))
+            ok = _is_num(v) or (isinstance(v, list) and _all_numbers(v)
+                                and _shape(v) == tuple(shape))
             if not ok:
                 raise _fail(file, f"{field}.{b}", "must be a number (not NaN) or a nested list "
                             f"of shape {shape}")
     else:
         raise _fail(file, f"{field}.type", f"must be 'Box' or 'Discrete', got {kind!r}")
+
+
+def _shape(v: list[Any]) -> tuple[int, ...] | None:
+    """``np.shape`` of a nested list, ``None`` when it is ragged (numpy raises)."""
+    try:
+        return tuple(np.shape(v))
+    except ValueError:
+        return None
 
 
 def _all_numbers(v: Any) -> bool:
@@ -227,8 +235,9 @@ def _keys(file: Path, field: str, d: dict, allowed: set[str], required: set[str]
 
     for k in d:
         if k not in allowed:
+            hint = closest(str(k), sorted(allowed)).strip()
             raise _fail(file, f"{field}.{k}" if field else k,
-                        f"is not part of the format.{closest(str(k), sorted(allowed))}")
+                        "is not part of the format" + (f" ({hint})" if hint else ""))
     for k in sorted(required - set(d)):
         raise _fail(file, f"{field}.{k}" if field else k, "is missing")
 
@@ -425,7 +434,8 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     ``load_checkpoint``, which reads the weights too)."""
     file = Path(path) / MANIFEST
     if not file.is_file():
-        raise CheckpointError(f"{file} does not exist: {path} is not a takeover checkpoint "
+        what = "is a directory, not a file" if file.is_dir() else "does not exist"
+        raise CheckpointError(f"{file} {what}: {path} is not a takeover checkpoint "
                               "directory (expected manifest.json + weights.*.safetensors)")
     try:
         if file.stat().st_size > MAX_MANIFEST_BYTES:

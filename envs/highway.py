@@ -126,13 +126,18 @@ def make_config(config: HighwayConfig | dict | None, **overrides: Any) -> Highwa
     return from_dict(HighwayConfig, data)
 
 
+_REAL = (int, float, np.integer, np.floating)
+_BOOL = (bool, np.bool_)
+
+
 def check_action(action: Any, space: spaces.Space, out: np.ndarray) -> None:
     """Write ``action`` into ``out`` (the kernel's float64 row), refusing NaN and
     out-of-space actions instead of silently clipping them."""
     if isinstance(space, spaces.Discrete):
         if isinstance(action, np.ndarray) and action.shape == (1,):
             action = action[0]
-        if not isinstance(action, (int, np.integer)) or not 0 <= action < space.n:
+        if (not isinstance(action, (int, np.integer)) or isinstance(action, bool)
+                or not 0 <= action < space.n):
             raise ValueError(
                 f"action {action!r} is not a meta-action index in 0..{space.n - 1} "
                 f"({', '.join(L.META_ACTIONS)})"
@@ -140,10 +145,12 @@ def check_action(action: Any, space: spaces.Space, out: np.ndarray) -> None:
         out[0] = action
         return
     try:
-        if type(action) is np.ndarray and action.shape == (2,):  # the common case, fast
-            steer, accel = action.tolist()
+        if type(action) is np.ndarray and action.shape == (2,) and action.dtype.kind in "fiu":
+            steer, accel = action.tolist()  # the common case, fast
         else:
             steer, accel = action
+            if not all(isinstance(v, _REAL) and not isinstance(v, _BOOL) for v in (steer, accel)):
+                raise TypeError  # strings, bools, complex: not an action, whatever float() says
         steer, accel = float(steer), float(accel)
     except (TypeError, ValueError):
         raise ValueError(

@@ -118,7 +118,11 @@ class HighwayVectorEnv(VectorEnv):
 
     def _load_actions(self, actions) -> None:
         """Check ``actions`` and write them into the kernel's action rows."""
-        a = np.asarray(actions)
+        try:
+            a = np.asarray(actions)
+        except ValueError:  # ragged nesting
+            raise ValueError(f"actions must be one action per world ({self.num_envs}), got a "
+                             f"ragged {type(actions).__name__}") from None
         if isinstance(self.single_action_space, spaces.Discrete):
             if a.shape != (self.num_envs,) or not np.issubdtype(a.dtype, np.integer) or (
                 a.min() < 0 or a.max() >= self.single_action_space.n
@@ -130,6 +134,8 @@ class HighwayVectorEnv(VectorEnv):
         else:
             if a.shape != (self.num_envs, 2):
                 raise ValueError(f"actions have shape {a.shape}, expected ({self.num_envs}, 2)")
+            if a.dtype.kind not in "fiu":  # bool, complex, str, object: not [steer, accel]
+                raise ValueError(f"actions must be real numbers [steer, accel], got dtype {a.dtype}")
             if not (np.abs(a) <= 1.0).all():  # NaN fails the comparison
                 raise ValueError("actions contain NaN/inf or values outside [-1, 1]")
             self._act[:] = a

@@ -218,8 +218,17 @@ def run_jobs(rollouts: Rollouts, jobs: Sequence[tuple], processes: int = PROCESS
 
     global _WORKER
     _WORKER = rollouts
+    from takeover import interrupt
+
     with mp.get_context("fork").Pool(min(processes, len(jobs)), initializer=_init_worker) as pool:
-        yield from pool.imap(_run_job, jobs, chunksize=1)
+        results = pool.imap(_run_job, jobs, chunksize=1)
+        for _ in jobs:
+            while True:  # a stop signal swallowed by a fork must not leave us waiting forever
+                try:
+                    yield results.next(timeout=0.5)
+                    break
+                except mp.TimeoutError:
+                    interrupt.check()
 
 
 _WORKER: Rollouts | None = None

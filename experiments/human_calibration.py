@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from takeover.atomic import atomic_open, atomic_write_text
 from takeover.config import HELD_OUT_SEED
 
 PRESETS = ("expert", "average", "novice")
@@ -283,7 +284,8 @@ def _plot(path: Path, n: int, seed: int, driving: list[DrivingRow]) -> None:
     ax3.legend(fontsize=6)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_open(path, "wb") as f:  # never a torn .png (a full disk)
+        fig.savefig(f, dpi=110, format="png")
 
 
 def write_report(out: Path, n_samples: int = 20_000, n_drive: int = 200,
@@ -366,5 +368,5 @@ def write_report(out: Path, n_samples: int = 20_000, n_drive: int = 200,
     _plot(png, n_samples, seed, driving)
     lines += ["", f"![calibration]({png.name})", ""]
     md = out / "human_calibration.md"
-    md.write_text("\n".join(lines))
+    atomic_write_text(md, "\n".join(lines))
     return md

@@ -48,6 +48,12 @@ class HighwayEnvAdapter(gym.Wrapper):
                             f"(no road / vehicle)")
         self.fallback_decel = fallback_decel
 
+    @property
+    def base(self) -> Any:
+        """The highway-env ``AbstractEnv`` under the wrappers (untyped: highway-env ships no
+        type information for ``vehicle``, ``road``, ``time``, ``action_type``)."""
+        return self.env.unwrapped
+
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)
         return obs, self._augment(info, False, False)
@@ -57,7 +63,7 @@ class HighwayEnvAdapter(gym.Wrapper):
         return obs, reward, terminated, truncated, self._augment(info, terminated, truncated)
 
     def _augment(self, info: dict[str, Any], terminated: bool, truncated: bool) -> dict:
-        base = self.env.unwrapped
+        base = self.base
         ego = base.vehicle
         out = {k: v for k, v in info.items() if np.isscalar(v)}
         ttc, headway = self.ttc_headway()
@@ -75,7 +81,7 @@ class HighwayEnvAdapter(gym.Wrapper):
 
     def ttc_headway(self) -> tuple[float, float]:
         """Time to collision and time headway to the vehicle ahead in the ego's lane."""
-        base = self.env.unwrapped
+        base = self.base
         ego = base.vehicle
         front, _ = base.road.neighbour_vehicles(ego, ego.lane_index)
         if front is None:
@@ -90,11 +96,12 @@ class HighwayEnvAdapter(gym.Wrapper):
     def minimal_risk_action(self) -> Any:
         """Brake in lane: ``SLOWER`` for meta-actions; ``-decel`` with no steering for
         continuous actions (highway-env's ``[acceleration, steering]`` order)."""
-        action_type = self.env.unwrapped.action_type
+        action_type = self.base.action_type
         indexes = getattr(action_type, "actions_indexes", None)
         if indexes is not None:
             return int(indexes.get("SLOWER", indexes.get("IDLE", 0)))
         space = self.action_space
+        assert isinstance(space, gym.spaces.Box), space  # highway-env: Discrete or Box
         a = np.zeros(space.shape, dtype=space.dtype)
         lo, hi = getattr(action_type, "acceleration_range", (-5.0, 5.0))
         a[0] = np.clip(2.0 * (-self.fallback_decel - lo) / (hi - lo) - 1.0, -1.0, 1.0)

@@ -81,16 +81,18 @@ class ConformalCalibrator:
         self.safe, self.failed = np.sort(s[~y]), np.sort(s[y])
         return self
 
-    def _need_fit(self) -> None:
-        if self.safe is None:
+    def _fitted(self) -> tuple[np.ndarray, np.ndarray]:
+        """The sorted (safe, failed) calibration scores; refuses an unfitted calibrator."""
+        if self.safe is None or self.failed is None:
             raise ValueError("ConformalCalibrator is not fitted: call fit(scores, labels)")
+        return self.safe, self.failed
 
     def p_value(self, scores: Any) -> np.ndarray:
         """``(1 + #{safe >= s}) / (n_safe + 1)``: small when ``s`` is unusual for a safe step."""
-        self._need_fit()
+        safe, _ = self._fitted()
         s = np.asarray(scores, dtype=float).reshape(-1)
-        above = self.safe.size - np.searchsorted(self.safe, s, side="left")
-        return (1.0 + above) / (self.safe.size + 1.0)
+        above = safe.size - np.searchsorted(safe, s, side="left")
+        return (1.0 + above) / (safe.size + 1.0)
 
     def prob(self, scores: Any) -> np.ndarray:
         return 1.0 - self.p_value(scores)
@@ -102,8 +104,8 @@ class ConformalCalibrator:
         """A score level flagging ``>= 1 - alpha`` of future failures: the
         ``floor(alpha * (n + 1))``-th smallest failed score (``-inf`` if too few to
         guarantee it)."""
-        self._need_fit()
+        _, failed = self._fitted()
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha={alpha}: the allowed miss rate must be in (0, 1)")
-        k = math.floor(alpha * (self.failed.size + 1))
-        return -math.inf if k < 1 else float(self.failed[k - 1])
+        k = math.floor(alpha * (failed.size + 1))
+        return -math.inf if k < 1 else float(failed[k - 1])

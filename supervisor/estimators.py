@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numba import njit
@@ -42,9 +42,15 @@ class BaseEstimator:
     def score(self, obs: np.ndarray, out: AgentOutput | None = None,
               info: Mapping[str, Any] | None = None) -> float:
         """One step's score (``info`` a plain dict): the batch of one."""
-        batch = AgentOutputs.stack([out]) if out is not None else None
+        # no output: for the estimators that read none (novelty, ttc); the others say so
+        batch = cast(AgentOutputs, AgentOutputs.stack([out]) if out is not None else None)
         rows = {k: np.array([v]) for k, v in (info or {}).items()}
         return float(self.score_batch(np.asarray(obs)[None], batch, rows)[0])
+
+    def score_batch(self, obs: np.ndarray, out: AgentOutputs,
+                    info: Mapping[str, Any]) -> np.ndarray:
+        """``(N,)`` float64 scores of N steps (see :class:`~takeover.types.Estimator`)."""
+        raise NotImplementedError(f"estimator {self.name!r} must define score_batch")
 
 
 def score_all(estimators: Mapping[str, Estimator], obs: np.ndarray, out: AgentOutputs,
@@ -148,9 +154,24 @@ class EnsembleDisagreement(BaseEstimator):
         return ensemble_variance(members)
 
 
-ESTIMATORS.register("ensemble_variance",
-                    lambda name="ensemble_variance": EnsembleDisagreement(name, "variance"))
-ESTIMATORS.register("ensemble_kl", lambda name="ensemble_kl": EnsembleDisagreement(name, "kl"))
+@ESTIMATORS.register("ensemble_variance")
+class EnsembleVariance(EnsembleDisagreement):
+    """Ensemble disagreement as the variance of the members' actions ``out.member_actions``
+    ``(N, K, A)``, averaged over action dimensions (ThriftyDAgger's novelty measure; vote
+    disagreement for ``(N, K)`` discrete votes), whatever else the agent reports."""
+
+    def __init__(self, name: str = "ensemble_variance") -> None:
+        super().__init__(name, "variance")
+
+
+@ESTIMATORS.register("ensemble_kl")
+class EnsembleKL(EnsembleDisagreement):
+    """Ensemble disagreement as the mean KL divergence (nats) from each member's action
+    distribution ``out.probs`` ``(N, K, n)`` to their mixture: 0 when all members agree, at
+    most log K. Discrete actions only; refuses an agent without per-member probabilities."""
+
+    def __init__(self, name: str = "ensemble_kl") -> None:
+        super().__init__(name, "kl")
 
 
 # --- policy entropy ----------------------------------------------------------------------
@@ -344,7 +365,7 @@ def make_estimators(spec: Mapping[str, Mapping[str, Any]] | Sequence[str], *,
     for name, kwargs in items:
         kind = kwargs.pop("type", name)
         factory = ESTIMATORS.get(kind)
-        needs = getattr(factory, "needs", frozenset())
+        needs: frozenset[str] = getattr(factory, "needs", frozenset())
         if "reference_obs" in needs and reference_obs is not None:
             kwargs.setdefault("reference", reference_obs)
         out[name] = factory(name=name, **kwargs)

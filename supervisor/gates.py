@@ -417,7 +417,7 @@ class HybridGate(BaseGate):
 
     def __init__(self, inner: str | Gate = "threshold", **kwargs: Any) -> None:
         self.inner = GATES.make(inner, **kwargs) if isinstance(inner, str) else inner
-        self.n = self.inner.n
+        self.n = int(getattr(self.inner, "n", 1))  # the Gate protocol does not require n
 
     def bind(self, n: int) -> None:
         self.n = int(n)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import time as _time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,7 +213,7 @@ class KeyHuman:
     def _due(self, event: KeyEvent, t: float) -> bool:
         return event.step <= self.step if event.step >= 0 else event.time <= t
 
-    def act(self, obs: np.ndarray, info: dict[str, Any], env: Any, view: HumanView) -> HumanInput:
+    def act(self, obs: np.ndarray, info: Mapping[str, Any], env: Any, view: HumanView) -> HumanInput:
         t = float(view.time)
         st = self.state
         self._consumed_wall = []

@@ -19,9 +19,11 @@ humans' in the same scenarios, so a study calibrates the human models.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time as _time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -221,7 +223,7 @@ def ask_tlx(screen: Any, clock: Any, **kw: Any) -> list[Answer] | None:
     """The six TLX subscales, each a 0-100 slider in steps of 5; ``None`` if the person quit."""
     import pygame
 
-    out = []
+    out: list[Answer] = []
     for key, name, question, lo, hi in TLX:
         value, shown = 50, clock.now()
         while True:
@@ -261,6 +263,11 @@ def ask_trust(screen: Any, clock: Any, **kw: Any) -> list[Answer] | None:
 
 
 # --- the study run ----------------------------------------------------------------------
+def _trial_name(n: int, tag: str, seed: int | None, index: int) -> str:
+    """The log's episode name of trial ``n`` (``tag``: its condition or ``practice``)."""
+    return f"t{n:02d}-{tag}-s{seed}"
+
+
 def run_study(cfg: StudyConfig, participant: str, out_dir: str | Path, *,
               order: int | None = None, fixed_clock: bool = False, sound: bool = True,
               fullscreen: bool = False, before_frame: Any = None) -> dict[str, Any]:
@@ -328,7 +335,7 @@ def run_study(cfg: StudyConfig, participant: str, out_dir: str | Path, *,
             settings = dataclasses.replace(base, scenario=trial.scenario)
             live = LiveSupervisor(settings, make_human(settings))
             tag = trial.condition or "practice"
-            live.sup.episode_name = lambda seed, i, n=n, tag=tag: f"t{n:02d}-{tag}-s{seed}"
+            live.sup.episode_name = functools.partial(_trial_name, n, tag)
             screen = Screen(live, window)
             kind = "practice" if not trial.condition else f"trial {n + 1} of {len(plan)}"
             opts.start_title = f"{kind.capitalize()}: press SPACE to start"
@@ -348,6 +355,7 @@ def run_study(cfg: StudyConfig, participant: str, out_dir: str | Path, *,
                     writer.write(r)
                 writer.end_episode()
                 s = ep.summary
+                assert s is not None  # run_episode summarises every episode it ends
                 entry.update(episode=ep.records[0].episode, outcome=s.outcome,
                              takeover_s=s.takeover_s, takeover_wall_s=s.takeover_wall_s,
                              min_ttc=s.min_ttc, human_s=s.human_s, requests=s.requests)
@@ -487,7 +495,7 @@ def scripted_takeovers(cfg: StudyConfig, skill: str, repeats: int | None = None)
     return out
 
 
-def report(run_dirs: list[str | Path], study: str | Path | None = None,
+def report(run_dirs: Sequence[str | Path], study: str | Path | None = None,
            repeats: int | None = None) -> dict[str, Any]:
     """Aggregate participants; fit each person's takeover-time distribution, and (given the
     study file) the scripted humans' in the same conditions."""

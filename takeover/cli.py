@@ -10,7 +10,6 @@ folder: exit 2), a full disk (exit 1, naming the file and how to continue), SIGI
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import sys
@@ -101,15 +100,15 @@ def _error(message: str) -> None:
     sys.stderr.write(f"error: {message}\n")
 
 
-def _continue_hint() -> str:
-    from takeover.folders import last_claimed
+def _input_errors() -> tuple[type[Exception], ...]:
+    """The layers' own "this input cannot be used" errors (a tampered checkpoint, a damaged
+    or unreplayable log): one line, exit 2. Imported only when something failed (torch is
+    heavy)."""
+    from takeover.agents.checkpoint import CheckpointError
+    from takeover.logio import LogError
+    from takeover.supervisor.review import ReplayError
 
-    folder = last_claimed()
-    if folder is None:
-        return "nothing was written"
-    return f"{folder} is intact; continue with: takeover run --resume {folder}" \
-        if (folder / "config.yaml").exists() and not (folder / "sweep.yaml").exists() \
-        else f"{folder} is intact; re-run the same command to continue"
+    return CheckpointError, LogError, ReplayError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -120,7 +119,14 @@ def main(argv: list[str] | None = None) -> None:
     quiet_environment()
     interrupt.install()
     from takeover.config import ConfigError
-    from takeover.folders import FolderError, held, release
+    from takeover.folders import (
+        DISK_FULL,
+        FolderError,
+        continue_hint,
+        disk_full_message,
+        held,
+        release,
+    )
 
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="takeover")
@@ -138,21 +144,18 @@ def main(argv: list[str] | None = None) -> None:
         del e
         term = interrupt.received() == signal.SIGTERM
         sys.stderr.write(f"\ninterrupted ({'SIGTERM' if term else 'SIGINT'}): "
-                         f"{_continue_hint()}\n")
+                         f"{continue_hint()}\n")
         code = 143 if term else 130
     except (ConfigError, FolderError) as e:
         _error(str(e))
         code = 2
     except OSError as e:
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        if e.errno not in DISK_FULL:
             raise
-        where = f" writing {e.filename}" if e.filename else ""
-        _error(f"the disk is full{where} ({e.strerror}); free space, then {_continue_hint()}")
+        _error(disk_full_message(e))
         code = 1
     except Exception as e:
-        from takeover.agents.checkpoint import CheckpointError  # lazy: torch is heavy
-
-        if not isinstance(e, CheckpointError):
+        if not isinstance(e, _input_errors()):
             raise
         _error(str(e))
         code = 2

@@ -260,6 +260,21 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last
+    silently, so ``lr: 1e-3`` further down would quietly override an earlier ``lr``)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_yaml(text: str, what: str) -> Any:
     """``yaml.safe_load`` with the nesting depth checked on the event stream first, so a
     deeply nested document is a ``ConfigError``, not a ``RecursionError``."""
@@ -277,7 +292,12 @@ def parse_yaml(text: str, what: str) -> Any:
             elif isinstance(event, yaml.AliasEvent):
                 raise ConfigError(f"{what} uses a YAML alias (*{event.anchor}); write the "
                                   "values out (aliases can expand without bound)")
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
+    except yaml.MarkedYAMLError as e:  # one line: where and what, not PyYAML's caret art
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{what} is not valid YAML{where}: "
+                          f"{e.problem or e.context or 'unreadable'}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{what} is not valid YAML: {e}") from None
     except RecursionError:  # pragma: no cover - the depth check comes first

@@ -12,6 +12,7 @@ a lock left by a killed process is taken over once its pid is gone (same host).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -108,6 +109,31 @@ def last_claimed() -> Path | None:
     return _LAST[-1] if _LAST else None
 
 
+def continue_hint() -> str:
+    """After a command stopped early: what is on disk and how to go on."""
+    folder = last_claimed()
+    if folder is None:
+        return "nothing was written"
+    return f"{folder} is intact; continue with: takeover run --resume {folder}" \
+        if (folder / "config.yaml").exists() and not (folder / "sweep.yaml").exists() \
+        else f"{folder} is intact; re-run the same command to continue"
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+"""``OSError.errno`` values that mean "no space left" (a full disk, a quota)."""
+
+
+def disk_full_message(e: OSError) -> str:
+    """The one line every command prints when the disk fills up. A wrapped error (the log
+    writer's ``LogWriteError``) is reported by its cause: the advice here is the one that
+    knows the command (resume the run folder), not the writer's generic one."""
+    cause = e.__cause__
+    if isinstance(cause, OSError) and cause.errno in DISK_FULL:
+        e = cause
+    where = f" writing {e.filename}" if e.filename else ""
+    return f"the disk is full{where} ({e.strerror}); free space, then {continue_hint()}"
+
+
 def claim(folder: str | os.PathLike[str], *, resume: bool = False) -> Path:
     """Claim ``folder`` for this process or raise ``FolderError`` naming why.
 
@@ -139,8 +165,13 @@ def claim(folder: str | os.PathLike[str], *, resume: bool = False) -> Path:
                                   ) from None
             lock.unlink(missing_ok=True)  # its holder died: take it over
             continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(me, f)
+        try:
+            with os.fdopen(fd, "w") as f:  # a full disk fails here: leave nothing behind
+                json.dump(me, f)
+        except BaseException:
+            lock.unlink(missing_ok=True)
+            _drop_if_new(folder, new)
+            raise
         break
     else:  # pragma: no cover - lost a race for a stale lock twice
         raise FolderError(f"{folder} is being claimed by another process; try again")
@@ -159,12 +190,23 @@ def claim(folder: str | os.PathLike[str], *, resume: bool = False) -> Path:
                                                "the folder\n")
     except BaseException:
         lock.unlink(missing_ok=True)
+        _drop_if_new(folder, new)
         raise
     _HELD.append(folder)
     _LAST.append(folder)
     if new:
         _CREATED.add(folder)
     return folder
+
+
+def _drop_if_new(folder: Path, new: bool) -> None:
+    """Undo a failed claim's ``mkdir``: remove ``folder`` if the claim created it and it
+    holds nothing but (at most) the marker."""
+    if new:
+        with contextlib.suppress(OSError):
+            if {p.name for p in folder.iterdir()} <= {MARKER}:
+                (folder / MARKER).unlink(missing_ok=True)
+                folder.rmdir()
 
 
 def release(folder: str | os.PathLike[str]) -> None:
@@ -175,11 +217,9 @@ def release(folder: str | os.PathLike[str]) -> None:
     if h and h.get("pid") == os.getpid():
         (folder / LOCK).unlink(missing_ok=True)
         if folder in _CREATED:  # a command that failed before writing leaves nothing behind
-            with contextlib.suppress(OSError):
-                if {p.name for p in folder.iterdir()} <= {MARKER}:
-                    (folder / MARKER).unlink(missing_ok=True)
-                    folder.rmdir()
-                    _CREATED.discard(folder)
+            _drop_if_new(folder, True)
+            if not folder.exists():
+                _CREATED.discard(folder)
     with contextlib.suppress(ValueError):
         _HELD.remove(folder)
 

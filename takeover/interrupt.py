@@ -3,29 +3,52 @@ close logs and release folder claims, and ``takeover.cli.main`` prints one line 
 run folder and how to continue.
 
 Python drops an exception raised by a signal handler while C code runs a Python callback
-(numba/llvmlite compiling, a ctypes hook), so the signal is also remembered: long loops call
-``check()`` at safe points (every finished episode) and stop there if it was swallowed.
+(numba/llvmlite compiling, a ctypes hook, the fork hooks of ``os.fork``), so the signal is
+also remembered: long loops call ``check()`` at safe points (every finished episode, and
+while waiting for worker processes) and stop there if it was swallowed. While the process
+forks, the handler only remembers (raising there prints "Exception ignored ... Traceback"
+and is lost anyway).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 
 _received: int | None = None
+_forking = False
+_hooked = False
 
 
 def _handler(signum: int, _frame: object) -> None:
     global _received
     _received = signum
-    raise KeyboardInterrupt(signum)
+    if not _forking:
+        raise KeyboardInterrupt(signum)
+
+
+def _fork_begins() -> None:
+    global _forking
+    _forking = True
+
+
+def _fork_ends() -> None:
+    global _forking
+    _forking = False
 
 
 def install() -> None:
     """Route SIGINT and SIGTERM through ``KeyboardInterrupt(signum)`` (main thread only)."""
-    global _received
+    global _received, _hooked
     _received = None
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
+    if not _hooked and hasattr(os, "register_at_fork"):
+        # registered after the standard library's hooks: "after" hooks run in registration
+        # order, so the flag stays set while theirs run
+        os.register_at_fork(before=_fork_begins, after_in_parent=_fork_ends,
+                            after_in_child=_fork_ends)
+        _hooked = True
 
 
 def received() -> int | None:

@@ -179,7 +179,7 @@ class Human(Protocol):
 
     def reset(self, seed: int | None = None) -> None: ...
 
-    def act(self, obs: np.ndarray, info: dict[str, Any], env: Any, view: HumanView) -> HumanInput:
+    def act(self, obs: np.ndarray, info: Mapping[str, Any], env: Any, view: HumanView) -> HumanInput:
         """``env`` is the unwrapped env (scripted humans may read its true state)."""
         ...
 

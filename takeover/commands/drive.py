@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 
 def _fail(message: str) -> None:
     from rich.console import Console
 
-    Console(stderr=True).print(f"[red]error:[/red] {message}", soft_wrap=True)  # paths whole
+    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)  # paths whole
     raise typer.Exit(2)
 
 
@@ -44,8 +45,10 @@ def person_errors():
     except typer.Exit:
         raise
     except Exception as err:  # noqa: BLE001 - no traceback reaches the person
-        if os.environ.get("TAKEOVER_DEBUG"):
-            raise
+        from takeover.folders import DISK_FULL
+
+        if os.environ.get("TAKEOVER_DEBUG") or getattr(err, "errno", None) in DISK_FULL:
+            raise  # a full disk: the one line every command prints (takeover.cli)
         from takeover.supervisor.replay import RecordingError
 
         if isinstance(err, (RecordingError, ImportError)):
@@ -133,7 +136,7 @@ def drive(
         con.print(f"seed {ep.seed}: {s.outcome}; {len(ep.records)} steps, {s.human_s:.1f} s "
                   f"driven by you")
     if record is not None and res.episodes:
-        con.print(f"recording saved to {record} (replay with --replay {record})", soft_wrap=True)
+        con.print(escape(f"recording saved to {record} (replay with --replay {record})"), soft_wrap=True)
 
 
 def _drive_fleet(given: dict[str, Any], recording: Any, *, seed: int | None, worlds: int | None,
@@ -197,4 +200,5 @@ def _drive_fleet(given: dict[str, Any], recording: Any, *, seed: int | None, wor
                   f"episodes arrived; {int(s['waits'])} waits (mean {s['wait_mean_s']:.1f} s); "
                   f"ROHE {s['rohe']:.3g}; {mine} human-driven steps; ended: {res.end}")
     if record is not None and recording is None and res.stats is not None:
-        con.print(f"recording saved to {record} (replay with --replay {record})", soft_wrap=True)
+        con.print(escape(f"recording saved to {record} (replay with --replay {record})"),
+                  soft_wrap=True)

@@ -7,6 +7,7 @@ import json
 import shutil
 
 import typer
+from rich.markup import escape
 
 
 def resolve_env_id(name: str, env_ids: dict[str, str]) -> str:
@@ -50,21 +51,24 @@ def eval_agent(
     from takeover.envs import ENV_IDS, HAZARD_IDS
 
     console = Console(width=max(110, shutil.get_terminal_size().columns))
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # one line per message, paths whole
     plain, mixed = (next(i for i, s in ENV_IDS.items() if s == sc) for sc in ("none", "mixed"))
     try:
         env_ids = [resolve_env_id(s, ENV_IDS) for s in scenario] if scenario else [
             plain, mixed, *HAZARD_IDS]
     except ConfigError as e:
-        err.print(f"[red]error:[/red] {e}")
+        err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
     if seeds < 1:
         err.print("[red]error:[/red] --seeds must be at least 1")
         raise typer.Exit(2)
+    if seed0 < 0:  # numpy refuses negative seeds deep in the first reset (a traceback)
+        err.print(f"[red]error:[/red] --seed0={seed0}: seeds are >= 0")
+        raise typer.Exit(2)
     try:
         a = load_agent(agent, trust_sb3_zip=trust_sb3_zip)
     except CheckpointError as e:
-        err.print(f"[red]error:[/red] {e}")
+        err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
     results = evaluate(a, env_ids, n_seeds=seeds, seed0=seed0)
     if as_json:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -187,7 +187,8 @@ def _vector(prefix: str, a: np.ndarray | None, width: int) -> dict[str, float]:
 
 def flat_fields(episodes: Iterable[Sequence[StepRecord]]) -> list[str]:
     """Union of scores/info keys, so every step carries the same keys (Minari needs it)."""
-    scores, info = set(), set()
+    scores: set[str] = set()
+    info: set[str] = set()
     for recs in episodes:
         for r in recs:
             scores.update(r.scores)
@@ -345,6 +346,21 @@ def _empty_like(v: Any) -> Any:
     return ""
 
 
+def _created_or_nothing(dataset: Path, make: Callable[[], Any]) -> Any:
+    """``make()``, which creates the folder ``dataset`` and its parents; if it fails (a full
+    disk mid-way), remove what it created so no partial dataset is left to be loaded as a
+    complete one. Folders that existed before are left as they were."""
+    import shutil
+
+    made = [p for p in (dataset, *dataset.parents) if not p.exists()]
+    try:
+        return make()
+    except BaseException:
+        if made:
+            shutil.rmtree(made[-1], ignore_errors=True)  # the outermost folder it created
+        raise
+
+
 def _check_dataset_id(dataset_id: str) -> None:
     """A Minari id becomes folders under the datasets root: ``namespace/name-vN`` parts must
     each be a safe name (no ``..``, no absolute path, no NUL), so the export stays inside it."""
@@ -396,13 +412,19 @@ def export(
             _check_dataset_id(out)
             if root is not None:  # Minari reads its datasets folder from the environment
                 os.environ["MINARI_DATASETS_PATH"] = str(root.resolve())
-            ds = to_minari(res, out, env)
             from minari.storage import get_dataset_path
+
+            ds = _created_or_nothing(get_dataset_path(out),
+                                     lambda: to_minari(res, out, env))
 
             typer.echo(f"wrote Minari dataset {out!r} ({ds.total_episodes} episodes, "
                        f"{ds.total_steps} steps) to {get_dataset_path(out)}")
     except (LogError, OSError, ValueError) as e:
-        typer.echo(f"error: {e}", err=True)
+        from takeover.folders import DISK_FULL, disk_full_message
+
+        full = isinstance(e, OSError) and e.errno in DISK_FULL
+        typer.echo(f"error: {disk_full_message(e) if isinstance(e, OSError) and full else e}",
+                   err=True)
         raise typer.Exit(1) from None
     if skipped:
         typer.echo(f"skipped {skipped} incomplete/damaged episodes (see `takeover log check`)")

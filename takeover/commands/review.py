@@ -25,13 +25,17 @@ KEY_LABELS = {"n": "needed", "x": "not_needed", "u": "unsure"}
 
 
 def _seed_resolver(meta: Any):
-    """The review module's resolver, plus the experiment runner's episode names."""
+    """The review module's resolver, plus the experiment runner's episode names:
+    ``<condition>-<scenario>-<seed>`` (today's), ``...-s<run>-e<episode>`` (older runs)."""
     from takeover.supervisor.review import ReplayError, episode_seed_of
 
     def seed_of(episode: str) -> int:
         try:
             return episode_seed_of(meta, episode)
         except ReplayError:
+            m = re.fullmatch(rf".+-{re.escape(_scenario(meta, episode))}-(\d+)", episode)
+            if m:
+                return int(m.group(1))
             m = re.search(r"-s(\d+)-e(\d+)$", episode)
             cfg = meta.config if meta is not None else {}
             if not m or "seed" not in cfg:
@@ -173,11 +177,11 @@ def session(run: Path, reviewer: str, *, agent_name: str | None = None,
             discrete = rep.discrete
             # the lead-in: the logged actions from k0 to the item's step
             rep.show(states[k0])
-            for k in range(k0, it.step):
+            for step in range(k0, it.step):
                 renderer.draw(base.vehicles, base.world, base.hazard)
                 if not posted:
                     clock.tick(fps)
-                a = recs[k].action
+                a = recs[step].action
                 base.step(int(a[0]) if discrete else np.asarray(a, np.float32))
             rep.show(states[it.step])
             agent_a = recs[it.step].agent_action

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 
 def _split(args: list[str]) -> tuple[str | None, list[str]]:
@@ -48,14 +50,14 @@ def run(
     from takeover.experiments.provenance import default_run_dir, resume_config
     from takeover.folders import FolderError, claimed
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # one line per message, paths whole
     config, overrides = _split(list(args or []))
     overrides += list(set_ or [])
     expect = list(expect or [])
     from takeover.experiments.fleet import is_fleet, load_fleet_config
     from takeover.experiments.rounds import is_learning_config
 
-    if is_learning_config(config):  # a `learning:` section: the learner comparison
+    if config is not None and is_learning_config(config):  # a `learning:` section
         _run_learning(config, overrides, out, quiet, console)
         return
     try:
@@ -64,19 +66,19 @@ def run(
                 raise ConfigError("--resume RUN_DIR continues that run with its own "
                                   "config.yaml; drop the CONFIG, overrides and --out")
             cfg, overrides = resume_config(resume)
-        elif is_fleet(config):  # `kind: fleet`: a fleet-size sweep (experiments/fleet.py)
+        elif config is not None and is_fleet(config):  # `kind: fleet`: experiments/fleet.py
             cfg = load_fleet_config(config, overrides)
         else:
             cfg, _ = load_config(config, overrides)
         for e in expect:  # refuse a malformed expectation before running for minutes
             ex.parse(e)
     except ConfigError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
     run_dir = resume or out or default_run_dir(cfg.name)
     if resume is not None and (run_dir / "metrics.json").exists():
-        console.print(f"{run_dir} is complete; nothing to resume (report: "
-                      f"{run_dir / 'report.md'})")
+        console.print(escape(f"{run_dir} is complete; nothing to resume (report: "
+                             f"{run_dir / 'report.md'})"))
         typer.echo(str(run_dir / "report.md"))
         return
     from takeover.agents.checkpoint import CheckpointError
@@ -85,27 +87,27 @@ def run(
         with claimed(run_dir, resume=resume is not None):
             result = _run(cfg, run_dir, overrides, quiet, console, resume=resume is not None)
     except FolderError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
     except CheckpointError as e:  # raised while loading the agent, before anything is written
-        console.print(f"[red]error:[/red] agent.name={cfg.agent.name!r}: {e}")
+        console.print(f"[red]error:[/red] {escape(f'agent.name={cfg.agent.name!r}: {e}')}")
         raise typer.Exit(2) from None
-    console.print(f"report: {result.report}  ({result.seconds:.0f} s)")
+    console.print(f"report: {escape(str(result.report))}  ({result.seconds:.0f} s)")
     typer.echo(str(result.report))
     if expect:
         try:
             outcomes = ex.check(result.metrics, expect)
         except ConfigError as e:
-            console.print(f"[red]error:[/red] {e}")
+            console.print(f"[red]error:[/red] {escape(str(e))}")
             raise typer.Exit(2) from None
         if junit:
             ex.write_junit(junit, outcomes, f"takeover.{cfg.name}")
         for o in outcomes:
-            console.print(("[green]" if o.passed else "[red]") + o.message + "[/]")
+            console.print(("[green]" if o.passed else "[red]") + escape(o.message) + "[/]")
         failed = [o for o in outcomes if not o.passed]
         if failed:
             console.print(f"[red]{len(failed)} expectation(s) failed:[/red] "
-                          + "; ".join(o.expectation.text for o in failed))
+                          + escape("; ".join(o.expectation.text for o in failed)))
             raise typer.Exit(1)
 
 
@@ -115,7 +117,8 @@ def _run(cfg, run_dir: Path, overrides: list[str], quiet: bool, console, resume:
     from takeover import interrupt
     from takeover.folders import FolderError
 
-    kw = {}
+    run_experiment: Callable[..., Any]
+    kw: dict[str, Any] = {}
     if getattr(cfg, "kind", None) == "fleet":  # a fleet-size sweep: experiments/fleet.py
         from takeover.experiments.fleet import run_fleet as run_experiment
 
@@ -146,7 +149,7 @@ def _run(cfg, run_dir: Path, overrides: list[str], quiet: bool, console, resume:
         return run_experiment(cfg, run_dir, overrides=overrides, progress=start, **kw)
 
 
-def _run_learning(config: str | None, overrides: list[str], out: Path | None, quiet: bool,
+def _run_learning(config: str, overrides: list[str], out: Path | None, quiet: bool,
                   console) -> None:
     """``takeover run learning``: every learner through the same rounds
     (``takeover.experiments.rounds.run_learning``)."""
@@ -157,7 +160,7 @@ def _run_learning(config: str | None, overrides: list[str], out: Path | None, qu
     try:
         cfg = load_learning_config(config, overrides)
     except ConfigError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
     from takeover.folders import claimed
 
@@ -165,5 +168,5 @@ def _run_learning(config: str | None, overrides: list[str], out: Path | None, qu
     tick = None if quiet else (lambda msg: console.print(msg))
     with claimed(run_dir):  # refuses a non-empty folder or a second writer, naming it
         _, report, seconds = run_learning(cfg, run_dir, progress=tick)
-    console.print(f"report: {report}  ({seconds:.0f} s)")
+    console.print(f"report: {escape(str(report))}  ({seconds:.0f} s)")
     typer.echo(str(report))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 
 def sweep(
@@ -35,7 +36,7 @@ def sweep(
     from takeover.experiments.config import load_config
     from takeover.folders import FolderError
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)  # one line per message, paths whole
     config, overrides = args[0], [*args[1:], *(set_ or [])]
     if Path(config).is_dir() and (Path(config) / "sweep.yaml").exists():
         out = out or Path(config)
@@ -43,20 +44,20 @@ def sweep(
     try:
         cfg, _ = load_config(config, overrides)
     except ConfigError as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
     root = out or Path("runs") / f"sweep-{cfg.name}"
     try:
         res = _sweep(cfg, root, backend, address, workers, quiet, console)
     except (ConfigError, FolderError) as e:
-        console.print(f"[red]error:[/red] {e}")
+        console.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
     console.print(f"{res.total} cells: {res.ran} run, {res.skipped} already done, "
                   f"{res.failed} failed")
     typer.echo(str(root / "report.md"))
     if res.failed:
         for cell, err in res.summary["errors"].items():
-            console.print(f"[red]failed[/red] {cell}: {err}")
+            console.print(f"[red]failed[/red] {escape(f'{cell}: {err}')}")
         raise typer.Exit(1)
 
 

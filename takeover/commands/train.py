@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 
 def train(
@@ -27,14 +28,14 @@ def train(
     from takeover.config import ConfigError, apply_overrides, from_dict, load_yaml
 
     console = Console()
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # one line per message, paths whole
     try:
         data = load_yaml(config) if config is not None else {}
         data = apply_overrides(data, list(overrides or []))
         data.setdefault("progress_bar", progress)
         cfg = from_dict(TrainConfig, data)
     except ConfigError as e:
-        err.print(f"[red]error:[/red] {e}")
+        err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2) from None
     from takeover.folders import FolderError, claimed
 
@@ -42,6 +43,6 @@ def train(
         with claimed(cfg.out):  # a new or empty folder only: never overwrite an earlier run
             path = run(cfg)
     except FolderError as e:
-        err.print(f"[red]error:[/red] {e} (set out=NEW_FOLDER)")
+        err.print(f"[red]error:[/red] {escape(str(e))} (set out=NEW_FOLDER)")
         raise typer.Exit(2) from None
-    console.print(f"checkpoint: [bold]{path}[/bold]  (config: {Path(cfg.out) / 'config.yaml'})")
+    console.print(f"checkpoint: [bold]{escape(str(path))}[/bold]  (config: {escape(str(Path(cfg.out) / 'config.yaml'))})")
