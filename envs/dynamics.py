@@ -1031,6 +1031,22 @@ class Batch:
 
     NAMES = ("veh", "wld", "info", "final_info", "act", "rew", "p", "rp", "obs", "final_obs",
              "status", "order", "rank", "ended", "codes", "rng")
+    veh: np.ndarray
+    wld: np.ndarray
+    info: np.ndarray
+    final_info: np.ndarray
+    act: np.ndarray
+    rew: np.ndarray
+    p: np.ndarray
+    rp: np.ndarray
+    obs: np.ndarray
+    final_obs: np.ndarray
+    status: np.ndarray
+    order: np.ndarray
+    rank: np.ndarray
+    ended: np.ndarray
+    codes: np.ndarray
+    rng: np.ndarray
 
     def __init__(self, n: int, slots: int, obs_rows: int, act_cols: int, p: np.ndarray,
                  rp: np.ndarray) -> None:

@@ -992,6 +992,11 @@ class Engine:
         return ck.chunk_records(episode_chunk(self.columns, i, int(self.start_frame[i]),
                                               self._t), cur[1])
 
+    @property
+    def stepped(self) -> bool:
+        """Whether a step has been taken since the last start (``last_record`` exists)."""
+        return self._stepped
+
     def last_record(self, i: int = 0) -> StepRecord:
         """World ``i``'s record of the last step."""
         if not self._stepped:

@@ -34,7 +34,7 @@ import math
 import time as _time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from takeover.types import PHASES, HumanInputs, HumanView, HumanViews, Phase
 from .fleet import FALLBACK, HUMAN, TOR, FleetConfig
 from .keyboard import LEGEND, KeyEvent, KeyHuman, key_event, keymap
 from .live import AMBER, CYAN, GREY, RED, WHITE, LiveSettings, policy_text
+
+if TYPE_CHECKING:
+    from takeover.envs.render import Overlay
 
 KIND = "fleet"
 """``settings["kind"]`` of a fleet recording."""
@@ -93,7 +96,8 @@ class IDMAgents:
     def act_arrays(self, obs: np.ndarray):
         from takeover.types import AgentOutputs
 
-        return AgentOutputs(action=np.stack([np.asarray(d(v)) for d, v in
+        return AgentOutputs(action=np.stack([np.asarray(d(v))  # type: ignore[arg-type]  # a view quacks like the env
+                                             for d, v in
                                              zip(self.drivers, self.views)]))
 
 
@@ -299,7 +303,7 @@ class FleetLive:
 
     def record(self, i: int) -> StepRecord | None:
         """World ``i``'s last record (``None`` before the first step)."""
-        return None if self.engine.last_frame is None else self.engine.last_record(i)
+        return self.engine.last_record(i) if self.engine.stepped else None
 
     def countdown(self, i: int) -> tuple[str, float]:
         ph = int(self.engine.phase[i])
@@ -384,7 +388,7 @@ class FleetScreen:
         scale = min(max((ch - 10) / road, 1.5), 7.0)
         self.mini = Renderer(cfg, "rgb_array", width=max(cw - 6, 64), height=max(ch - 6, 64),
                              scale=scale, caption=False, realtime=False)
-        self.hud = Hud(_HudSource(live))
+        self.hud = Hud(_HudSource(live))  # type: ignore[arg-type]  # the HUD reads only what it shows
         self.frame_surface = pygame.Surface((width, height))
         self.frames = 0
 
@@ -441,7 +445,7 @@ class FleetScreen:
         st.phase = PHASES[int(live.engine.phase[i])].value if live.engine.active[i] else "ended"
         st.countdown = live.countdown(i)
         st.now = live.time
-        overlays = [self.hud, self._strip]
+        overlays: list[Overlay] = [self.hud, self._strip]
         if card is not None:
             from takeover.envs.render import panel
 

@@ -20,7 +20,7 @@ must not spawn: write up to ``MAX_KEEP_OUT`` of them and return how many.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from numba import njit
 
@@ -63,7 +63,7 @@ class Hazard:
     fire_mode: ClassVar[int] = -1
     start_lane: ClassVar[str | None] = None
     summary: ClassVar[str]
-    place: ClassVar = None
+    place: ClassVar[Any] = None
 
 
 @njit(cache=True)
