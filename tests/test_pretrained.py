@@ -97,3 +97,26 @@ def test_risk_critic_predicts_failure_within_2s(novice):
 @pytest.mark.slow
 def test_ensemble_risk_critic_predicts_failure_within_2s(ensemble):
     assert _auroc(ensemble, list(range(500, 600))) > 0.75
+
+
+def test_batched_rollouts_are_the_single_env_episodes(novice):
+    """``run_episodes`` steps takeover ids in one batched world; each episode must be the one
+    a single env reset with that seed gives under the same policy."""
+    from takeover.agents.rollout import run_episodes
+
+    seeds = [0, 1, 2, 3]
+    batched = run_episodes(novice.predict, "takeover/CutIn-v1", seeds, keep_obs=True,
+                           action_type="discrete")
+    for seed, ep in zip(seeds, batched, strict=True):
+        env = gym.make("takeover/CutIn-v1", action_type="discrete")
+        obs, info = env.reset(seed=seed)
+        ret, steps, first = 0.0, 0, obs
+        while True:
+            obs, r, term, trunc, info = env.step(novice.predict(obs[None])[0])
+            ret, steps = ret + r, steps + 1
+            if term or trunc:
+                break
+        assert (ep.outcome, ep.steps, ep.hazard_fired) == (info["outcome"], steps,
+                                                           info["hazard_fired"])
+        assert ep.ret == pytest.approx(ret) and np.array_equal(ep.obs[0], first)
+        assert len(ep.obs) == steps
