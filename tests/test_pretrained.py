@@ -66,19 +66,21 @@ def _gap(agent, n_seeds):
     return plain, hazard, res
 
 
-# measured on 200 held-out seeds (manifest metrics): the novice arrives in 0.745 of plain
-# episodes and 0.12 of hazard episodes on average; thresholds leave ~2 binomial sd of room
+# measured on 200 held-out seeds (manifest metrics, seeds from 1_000_000): the novice
+# arrives in 0.88 [0.835, 0.925] of plain episodes and 0.056 of hazard episodes on average
+# (0.0-0.10 per hazard). Margins: ~3 binomial sd on plain (0.09 at 12 seeds, 0.046 at 50)
+# and ~0.3 on the plain-hazard gap (0.82 measured).
 def test_novice_gap_fast(novice):
     plain, hazard, _ = _gap(novice, 12)
-    assert plain >= 0.5 and hazard <= plain - 0.25, (plain, hazard)
+    assert plain >= 0.6 and hazard <= plain - 0.4, (plain, hazard)
 
 
 @pytest.mark.slow
 def test_novice_gap_50_seeds(novice):
     plain, hazard, res = _gap(novice, 50)
-    assert plain >= 0.6, plain
-    assert hazard <= plain - 0.3, (plain, hazard)
-    assert res[PLAIN]["success"].lo > max(res[e]["success"].hi for e in HAZARD_IDS) - 0.2
+    assert plain >= 0.74, plain
+    assert hazard <= plain - 0.5, (plain, hazard)
+    assert res[PLAIN]["success"].lo > max(res[e]["success"].hi for e in HAZARD_IDS), res
 
 
 def _auroc(agent, seeds):
