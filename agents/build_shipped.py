@@ -14,12 +14,16 @@
                        that range; acts like the novice (99.9% same actions on its
                        reference states). The prior units barely saturate
                        (``soft=0.05``, ``beta=0.3``): tuned on training-block hazard
-                       seeds 170000..170199, pooled 4 s disagreement AUROC 0.63 -> 0.67. Risk critic fitted on the ensemble's own rollouts.
+                       seeds 170000..170199, pooled 4 s disagreement AUROC 0.63 -> 0.67
+                       (held out on the shipped novice: 0.60 [0.58, 0.61], 0.52-0.76 per
+                       hazard). Risk critic fitted on the ensemble's own rollouts.
                        Rebuild only this one from the shipped novice with
                        ``--ensemble-only``.
-``novice-ppo-ensemble``  the five independently seeded PPO runs (seeds 0..4, the novice
-                       first): diverse driving styles, so they disagree in ordinary
-                       traffic too; their disagreement does not predict failures.
+``novice-ppo-ensemble``  the five independently seeded PPO runs (seeds ``TRAIN_SEED0 + k``,
+                       the novice first, then the other candidate and three shorter runs
+                       trained like the novice): diverse driving styles, so they disagree
+                       in ordinary traffic too; their disagreement does not predict
+                       failures (held-out 4 s AUROC 0.49 pooled).
 =====================  ==================================================================
 
 Reproduce them with::
