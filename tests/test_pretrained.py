@@ -66,19 +66,21 @@ def _gap(agent, n_seeds):
     return plain, hazard, res
 
 
-# measured on 200 held-out seeds (manifest metrics): the novice arrives in 0.745 of plain
-# episodes and 0.12 of hazard episodes on average; thresholds leave ~2 binomial sd of room
+# measured on 200 held-out seeds (manifest metrics, seeds from 1_000_000): the novice
+# arrives in 0.88 [0.835, 0.925] of plain episodes and 0.056 of hazard episodes on average
+# (0.0-0.10 per hazard). Margins: ~3 binomial sd on plain (0.09 at 12 seeds, 0.046 at 50)
+# and ~0.3 on the plain-hazard gap (0.82 measured).
 def test_novice_gap_fast(novice):
     plain, hazard, _ = _gap(novice, 12)
-    assert plain >= 0.5 and hazard <= plain - 0.25, (plain, hazard)
+    assert plain >= 0.6 and hazard <= plain - 0.4, (plain, hazard)
 
 
 @pytest.mark.slow
 def test_novice_gap_50_seeds(novice):
     plain, hazard, res = _gap(novice, 50)
-    assert plain >= 0.6, plain
-    assert hazard <= plain - 0.3, (plain, hazard)
-    assert res[PLAIN]["success"].lo > max(res[e]["success"].hi for e in HAZARD_IDS) - 0.2
+    assert plain >= 0.74, plain
+    assert hazard <= plain - 0.5, (plain, hazard)
+    assert res[PLAIN]["success"].lo > max(res[e]["success"].hi for e in HAZARD_IDS), res
 
 
 def _auroc(agent, seeds):
@@ -97,3 +99,26 @@ def test_risk_critic_predicts_failure_within_2s(novice):
 @pytest.mark.slow
 def test_ensemble_risk_critic_predicts_failure_within_2s(ensemble):
     assert _auroc(ensemble, list(range(500, 600))) > 0.75
+
+
+def test_batched_rollouts_are_the_single_env_episodes(novice):
+    """``run_episodes`` steps takeover ids in one batched world; each episode must be the one
+    a single env reset with that seed gives under the same policy."""
+    from takeover.agents.rollout import run_episodes
+
+    seeds = [0, 1, 2, 3]
+    batched = run_episodes(novice.predict, "takeover/CutIn-v1", seeds, keep_obs=True,
+                           action_type="discrete")
+    for seed, ep in zip(seeds, batched, strict=True):
+        env = gym.make("takeover/CutIn-v1", action_type="discrete")
+        obs, info = env.reset(seed=seed)
+        ret, steps, first = 0.0, 0, obs
+        while True:
+            obs, r, term, trunc, info = env.step(novice.predict(obs[None])[0])
+            ret, steps = ret + r, steps + 1
+            if term or trunc:
+                break
+        assert (ep.outcome, ep.steps, ep.hazard_fired) == (info["outcome"], steps,
+                                                           info["hazard_fired"])
+        assert ep.ret == pytest.approx(ret) and np.array_equal(ep.obs[0], first)
+        assert len(ep.obs) == steps

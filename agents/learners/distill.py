@@ -84,8 +84,9 @@ def _linears(policy) -> tuple[list, object]:
     return list(parts.trunk), parts.heads[0]
 
 
-def prior_member(teacher, obs: np.ndarray, *, seed: int, beta: float = 0.2, width: int = 64,
-                 epochs: int = 15, batch_size: int = 256, lr: float = 1e-3, eps: float = 0.01):
+def prior_member(teacher, obs: np.ndarray, *, seed: int, beta: float = 0.3, width: int = 64,
+                 epochs: int = 15, batch_size: int = 256, lr: float = 1e-3, eps: float = 0.01,
+                 soft: float = 0.05):
     """One randomized-prior member (Osband et al. 2018) built on the teacher's own features.
 
     The member shares the teacher's frozen trunk ``h(x)``; on top of it, with ``z`` the
@@ -102,7 +103,9 @@ def prior_member(teacher, obs: np.ndarray, *, seed: int, beta: float = 0.2, widt
     checkpoints, the batched forward and fine-tuning treat it like any other member: the
     third layer holds the teacher's features passed through ``tanh(eps * h) / eps`` (exact
     within the member, since it is trained in this very form), the prior units and the
-    correction units."""
+    correction units. The prior's units are ``tanh(soft * w z) / soft``: ``soft < 1`` keeps
+    them from saturating, so the members' disagreement keeps growing with the distance ``z``
+    from the training states instead of levelling off a few standard deviations out."""
     from torch import nn
 
     trunk, head = _linears(teacher)
@@ -131,7 +134,8 @@ def prior_member(teacher, obs: np.ndarray, *, seed: int, beta: float = 0.2, widt
         def logits(hb: torch.Tensor) -> torch.Tensor:
             z = (hb - mu) / sd
             base = nn.functional.linear(torch.tanh(eps * hb), head.weight / eps, head.bias)
-            return base + beta * prior_h(torch.tanh(prior_w(z))) - corr_h(torch.tanh(corr_w(z)))
+            prior = prior_h(torch.tanh(soft * prior_w(z)) / soft)
+            return base + beta * prior - corr_h(torch.tanh(corr_w(z)))
 
         idx = np.random.default_rng(seed).integers(0, len(x), len(x))
         hb_all, yb_all = h[idx], y[idx]
@@ -147,10 +151,10 @@ def prior_member(teacher, obs: np.ndarray, *, seed: int, beta: float = 0.2, widt
                 loss.sum(-1).mean().backward()
                 opt.step()
         return _pack(teacher, arch, trunk, head, (prior_w, prior_h), (corr_w, corr_h),
-                     mu, sd, beta, eps)
+                     mu, sd, beta, eps, soft)
 
 
-def _pack(teacher, arch, trunk, head, prior, corr, mu, sd, beta, eps):
+def _pack(teacher, arch, trunk, head, prior, corr, mu, sd, beta, eps, soft):
     """The member as a plain SB3 MLP: standardisation folded into the third layer."""
     (pw, ph), (cw, ch) = prior, corr
     hidden = trunk[-1].out_features
@@ -168,12 +172,13 @@ def _pack(teacher, arch, trunk, head, prior, corr, mu, sd, beta, eps):
             if k in sd_t and st[k].shape == sd_t[k].shape and not k.startswith("action_net"):
                 st[k] = sd_t[k].clone()
         n = len(trunk)
-        w3 = torch.cat([torch.eye(hidden) * eps, pw.weight / sd, cw.weight / sd])
-        b3 = torch.cat([torch.zeros(hidden), pw.bias - pw.weight @ (mu / sd),
+        w3 = torch.cat([torch.eye(hidden) * eps, soft * pw.weight / sd, cw.weight / sd])
+        b3 = torch.cat([torch.zeros(hidden), soft * (pw.bias - pw.weight @ (mu / sd)),
                         cw.bias - cw.weight @ (mu / sd)])
         st[f"mlp_extractor.policy_net.{2 * n}.weight"] = w3
         st[f"mlp_extractor.policy_net.{2 * n}.bias"] = b3
-        st["action_net.weight"] = torch.cat([head.weight / eps, beta * ph.weight, -ch.weight], 1)
+        st["action_net.weight"] = torch.cat([head.weight / eps, beta / soft * ph.weight,
+                                             -ch.weight], 1)
         st["action_net.bias"] = head.bias + beta * ph.bias - ch.bias
     student.load_state_dict(st)
     student.set_training_mode(False)
