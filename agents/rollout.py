@@ -159,13 +159,13 @@ def _run_vector(predict, env_id: str, seeds: list[int], batch: int, keep_obs: bo
             steps[alive] += 1
             sp = np.where(done, final["speed"], info["speed"]) if done.any() else info["speed"]
             speed_sum[alive] += sp[alive]
-            for i in np.flatnonzero(done):
-                end[int(i)] = (str(final["reason"][i]), float(final["speed"][i]),
-                               float(final["route_progress"][i]) - x0[i],
-                               str(final["outcome"][i]), bool(final["hazard_fired"][i]))
+            for k in np.flatnonzero(done):
+                end[int(k)] = (str(final["reason"][k]), float(final["speed"][k]),
+                               float(final["route_progress"][k]) - x0[k],
+                               str(final["outcome"][k]), bool(final["hazard_fired"][k]))
             if keep_obs:
-                for i in np.flatnonzero(alive & ~done):
-                    traj[i].append(obs[i])
+                for k in np.flatnonzero(alive & ~done):
+                    traj[k].append(obs[k])
             alive &= ~done
         venv.close()
         for i in range(n):
