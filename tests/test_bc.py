@@ -133,9 +133,11 @@ def test_thrifty_update_trains_members_and_refits_the_risk_critic():
     assert data.labels.shape == (120, 4) and data.labels[:60].sum() == 0
     assert data.labels[-1].all() and not data.labels[60].any()
     before = [log_likelihood(p, agg) for p in members]
+    # 40 critic epochs: at 5 the 16-unit critic stayed at ~0.51 everywhere (its ranking
+    # of the 5 failing steps over the 60 safe ones then depends on the world's seed)
     out = thrifty_update(members, agg, eps, critic, epochs=5, batch_size=32, lr=3e-3,
-                         risk_epochs=5)
-    assert len(out.bc) == 2 and len(out.risk) == 5 and out.risk[-1] < out.risk[0]
+                         risk_epochs=40)
+    assert len(out.bc) == 2 and len(out.risk) == 40 and out.risk[-1] < out.risk[0]
     assert all(log_likelihood(p, agg) > b for p, b in zip(members, before, strict=True))
     p = critic.predict(data.obs.reshape(120, -1))[:, critic.primary_index]
     assert p[-5:].mean() > p[:60].mean()

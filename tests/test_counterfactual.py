@@ -126,10 +126,6 @@ def test_batched_labels_equal_single_world_labels():
     assert len(out[1]) > 50 and any(x[2] for x in out[1]) and not all(x[2] for x in out[1])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "v1 world: over these 8 development episodes the gate's mean lead time measured NaN (no "
-    "request preceded a labelled failure); the setting needs a v1 scenario where the gate "
-    "fires ahead of failures"))
 def test_report_scores_estimators_and_gates():
     cf = Counterfactual(horizon=2.0, sample_rate=0.3, seed=0)
     sup = supervised(cf=cf, shadow={"always": GATES.make("always"),
@@ -249,12 +245,14 @@ def test_shipped_risk_critic_predicts_failure_per_scenario(env_id):
     assert est["q_risk"]["auroc"] > 0.7, est
 
 
+_WEAK_ENSEMBLE = pytest.mark.xfail(strict=True, reason=(
+    "issue 10: the rebuilt novice-ensemble's 4 s disagreement AUROC is 0.52-0.65 on this "
+    "hazard (held-out, 200 episodes; 0.76 on LaneClosure, which passes here)"))
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=(
-    "v1 world (issue 10): the re-shipped novice-ensemble's disagreement AUROC measured "
-    "0.58-0.68 on the hazards (50 development seeds each; the TTC oracle 0.88-0.98 on the same "
-    "steps); the randomized-prior ensemble needs rebuilding on the v1 novice's features"))
-@pytest.mark.parametrize("env_id", HAZARDS)
+@pytest.mark.parametrize("env_id", [pytest.param(h, marks=() if "LaneClosure" in h
+                                                 else _WEAK_ENSEMBLE) for h in HAZARDS])
 def test_shipped_ensemble_predicts_failure_per_scenario(env_id):
     est = _aurocs("novice-ensemble", ["ensemble"], env_id, range(50))
     assert est["ensemble"]["auroc"] > 0.7, est
