@@ -45,7 +45,7 @@ from takeover.types import PHASES, HumanInputs, HumanView, HumanViews, Phase
 
 from .fleet import FALLBACK, HUMAN, TOR, FleetConfig
 from .keyboard import LEGEND, KeyEvent, KeyHuman, key_event, keymap
-from .live import AMBER, CYAN, GREY, RED, WHITE, LiveSettings, policy_text
+from .live import AMBER, CYAN, GREY, RED, WHITE, LiveSettings, policy_text, toggle_pause
 
 if TYPE_CHECKING:
     from takeover.envs.render import Overlay
@@ -562,12 +562,8 @@ def run_session(live: FleetLive, screen: FleetScreen, opts: Any, *, clock: Any,
                 break
             ui = _ui_key(ev)
             if ui == "pause":
-                if paused:
-                    paused_total += t0 - pause_start
-                    pause_start = math.nan
-                else:
-                    pause_start = t0
-                paused = not paused
+                pause_start, paused_total = toggle_pause(pause_start, paused_total, t0)
+                paused = not math.isnan(pause_start)
                 continue
             back = ev.type == pygame.KEYDOWN and ev.key in (pygame.K_TAB, pygame.K_ESCAPE)
             if ev.type == pygame.KEYDOWN and ev.key == pygame.K_q or (

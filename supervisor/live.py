@@ -509,6 +509,14 @@ def tone():
 UI_KEYS = {"K_p": "pause", "K_n": "next", "K_RETURN": "next", "K_KP_ENTER": "next"}
 
 
+def toggle_pause(pause_start: float, paused_total: float, now: float) -> tuple[float, float]:
+    """Pause (``pause_start`` NaN -> ``now``) or resume (add the pause to ``paused_total``):
+    the wall clock a paused session does not count as simulated time. Returns both."""
+    if math.isnan(pause_start):
+        return now, paused_total
+    return math.nan, paused_total + now - pause_start
+
+
 def _ui_key(ev: Any) -> str:
     import pygame
 
@@ -648,12 +656,8 @@ def run_episode(live: LiveSupervisor, screen: Screen, seed: int, opts: LoopOptio
                 end = "quit"
                 break
             if ui == "pause":
-                if paused:
-                    paused_total += t0 - pause_start
-                    pause_start = math.nan
-                else:
-                    pause_start = t0
-                paused = not paused
+                pause_start, paused_total = toggle_pause(pause_start, paused_total, t0)
+                paused = not math.isnan(pause_start)
                 continue
             if paused and ui in ("r", "next"):
                 end = then = "restart" if ui == "r" else "next"
