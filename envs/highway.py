@@ -7,7 +7,7 @@ import io
 import json
 import math
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -21,6 +21,9 @@ from takeover.envs.hazards import hazard_name
 from takeover.envs.outcomes import STATUS_NAMES, TIMEOUT_STATUS, reason
 from takeover.envs.scenarios import reset_params
 from takeover.envs.streams import EPISODE, KEY, entropy_keys, seed_key
+
+if TYPE_CHECKING:
+    from takeover.envs.render import Renderer
 
 SNAPSHOT_FORMAT = "takeover.WorldState/2"
 
@@ -383,7 +386,7 @@ class HighwayEnv(gym.Env):
             self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
         self._hazard = "none"
         self._ended = True
-        self._renderer = None
+        self._renderer: Renderer | None = None
         self.overlays: list = []  # callables drawing a HUD on each frame, see render.py
 
     # --- Gymnasium API ----------------------------------------------------------------
@@ -483,7 +486,7 @@ def _tables() -> None:
     rows = [f"``{h.name}``: {h.summary}" for h in HAZARDS.values()]
     hz = "\n\n    ".join(rows)
     oc = outcomes.__doc__.split("\n\n")[1].replace("\n", "\n    ")
-    HighwayEnv.__doc__ = HighwayEnv.__doc__.replace("HAZARD_TABLE", hz).replace(
+    HighwayEnv.__doc__ = cast(str, HighwayEnv.__doc__).replace("HAZARD_TABLE", hz).replace(
         "OUTCOME_TABLE", oc)
 
 

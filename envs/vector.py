@@ -91,7 +91,7 @@ class HighwayVectorEnv(VectorEnv):
             raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} worlds")
         return self.reset_worlds(np.arange(self.num_envs), seeds)
 
-    def reset_worlds(self, worlds, seeds: list[int | None]):
+    def reset_worlds(self, worlds, seeds: Sequence[int | None]):
         """Start a new episode in each of ``worlds`` (indices): from ``seeds[k]`` (as
         ``reset(seed=...)``), or for ``None`` the world's next episode; return ``(obs,
         infos)`` of every world, as ``reset``."""

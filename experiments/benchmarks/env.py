@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any, cast
 
 import numpy as np
 
@@ -42,7 +43,7 @@ def single_env(**config) -> tuple[Callable[[], float], float]:
 
     env = gym.make("takeover/Highway-v1", **config)
     env.reset(seed=0)
-    dt = env.unwrapped.config.dt
+    dt = cast(Any, env.unwrapped).config.dt
     action = np.zeros(2, dtype=np.float32)
 
     def step() -> float:
@@ -77,7 +78,7 @@ def highway_fast(vehicles: int = 20) -> Callable[[], float] | None:
         return None
     env = gym.make("highway-fast-v0", config={"vehicles_count": vehicles})
     env.reset(seed=0)
-    dt = 1.0 / env.unwrapped.config["policy_frequency"]
+    dt = 1.0 / cast(Any, env.unwrapped).config["policy_frequency"]
     idle = 1  # IDLE meta-action
 
     def step() -> float:
@@ -114,6 +115,7 @@ def main(seconds: float = 1.0, repeats: int = 5, sizes: tuple[int, ...] = SIZES,
     step, env, _ = batched_env(headline, control_hz=1.0, substeps=5)
     subjects[f"batched_{headline}_matched"] = step
     ref = highway_fast()
+    fn: Callable[[], float] | None
     for fn in subjects.values():  # compile, warm caches, reach typical traffic
         _window(fn, 0.05)
     names = ("highway_fast", *subjects)

@@ -22,7 +22,7 @@ random numbers for sensitivity sweeps).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numba import njit
@@ -329,7 +329,7 @@ class ScriptedHumans:
         has = np.array([s is not None for s in seeds], dtype=bool)
         # a world never seeded and reset without a seed draws fresh entropy (per event)
         fresh = ~has & ~self._seeded[worlds]
-        vals = [s if s is not None else (np.random.SeedSequence().entropy % 2**63 if f else 0)
+        vals = [s if s is not None else (cast(int, np.random.SeedSequence().entropy) % 2**63 if f else 0)
                 for s, f in zip(seeds, fresh, strict=True)]
         has |= fresh
         for s in vals:
