@@ -100,8 +100,8 @@ class Renderer:
         self.surface = pg.Surface((self.width, self.height))
         self.font = pg.font.Font(None, 20)
         self.big_font = pg.font.Font(None, 36)
-        self._window = None
-        self._clock = None
+        self._window: Window | None = None
+        self._clock: Any = None
         self._closed = False
         # the world being drawn, for overlays that want more than the picture
         self.veh: np.ndarray | None = None
@@ -235,11 +235,11 @@ class Renderer:
             kind = int(row[L.KIND])
             hazard = i == hz_idx or kind in (L.STALLED, L.CONE)
             if kind == L.CONE:
-                c = self.to_screen(row[L.X], row[L.Y])
+                ctr = self.to_screen(row[L.X], row[L.Y])
                 r = max(3, int(0.5 * row[L.LEN] * s))
-                pg.draw.circle(surf, CONE_COLOR, c, r)
+                pg.draw.circle(surf, CONE_COLOR, ctr, r)
                 if outline is not None:
-                    pg.draw.circle(surf, outline, c, r + 2, 2)
+                    pg.draw.circle(surf, outline, ctr, r + 2, 2)
                 continue
             if kind == L.EGO:
                 color = EGO_COLOR

@@ -106,7 +106,7 @@ def load_fleet_config(config: str | Path, overrides: Sequence[str] = ()
 
 
 def run_cell(cfg: FleetExperimentConfig, agent: Any, estimators: dict, n: int,
-             allocation: str, rep: int, envs: dict) -> dict[str, float]:
+             allocation: str, rep: int, envs: dict) -> dict[str, Any]:
     """One fleet run: ``n`` worlds, ``cfg.fleet.num_humans`` humans, ``allocation``."""
     from takeover.envs.vector import make_vector_env
     from takeover.experiments.episodes import SCENARIO_IDS
@@ -235,7 +235,8 @@ def run_fleet(cfg: FleetExperimentConfig, run_dir: Path, *, overrides: Sequence[
                               reference_obs=getattr(agent, "reference_obs", None))
         sw = cfg.sweep
         tick = progress(len(sw.worlds) * len(sw.allocations) * sw.reps) if progress else None
-        cells, envs = [], {}
+        cells: list[dict[str, Any]] = []
+        envs: dict[tuple[str, int], Any] = {}
         for rep in range(sw.reps):
             for n in sw.worlds:
                 for a in sw.allocations:

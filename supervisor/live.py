@@ -33,7 +33,7 @@ import math
 import time as _time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from takeover.config import ConfigError, option, to_dict, validate
 from takeover.records import StepRecord
@@ -42,6 +42,9 @@ from takeover.types import Human, Phase
 from .gamepad import PadConfig, PadState, open_joysticks, pad_events
 from .handover import HandoverConfig
 from .keyboard import LEGEND, KeyboardHuman, KeyEvent, KeyHuman, KeyRates, key_event, keymap
+
+if TYPE_CHECKING:
+    from takeover.envs.highway import HighwayEnv
 
 RELEASES = ("human", "calm", "gate")
 """Hand-back policies: ``human`` (only the person's R / button), ``calm`` (also after
@@ -206,7 +209,7 @@ class LiveSupervisor:
         self.settings = s
         self.env_id = env_id(s.scenario)
         self.env = gym.make(self.env_id, action_type=resolve_action_type(s), **s.env)
-        self.world = self.env.unwrapped
+        self.world = cast("HighwayEnv", self.env.unwrapped)
         self.seat = Seat(human)
         self.score_name = s.estimator
         cfg = HandoverConfig(timeout=s.timeout, min_human_time=s.min_human_time,
@@ -496,7 +499,7 @@ def tone():
 
         if not pygame.mixer.get_init():
             pygame.mixer.init(frequency=22050, size=-16, channels=1)
-        freq, _, channels = pygame.mixer.get_init()
+        freq, _, channels = cast("tuple[int, int, int]", pygame.mixer.get_init())
         n = freq // 5
         wave = (0.3 * 32767 * np.sin(2 * np.pi * 880 * np.arange(n) / freq)).astype(np.int16)
         if channels > 1:
@@ -694,8 +697,8 @@ def run_episode(live: LiveSupervisor, screen: Screen, seed: int, opts: LoopOptio
                 if "gate_request" in rec.transition:
                     tor_wall = math.nan  # set when the request is first drawn
                 if "human_response" in rec.transition:
-                    k = rec.step
-                    walls = [w for s, _, w in human.press_walls if s == k]
+                    at = rec.step
+                    walls = [w for s, _, w in human.press_walls if s == at]
                     extra["takeover_s"] = rec.takeover_time - rec.tor_time
                     extra["takeover_wall_s"] = (min(walls) - tor_wall) if walls else math.nan
                 rec = dataclasses.replace(rec, info={**rec.info, **extra})
@@ -859,7 +862,7 @@ class LiveSession:
 
         from takeover.envs.render import Window
 
-        events = None if self.recording is None else []
+        events: list[KeyEvent] | None = None if self.recording is None else []
         human = make_human(self.settings, events)
         live = LiveSupervisor(self.settings, human)
         if self.recording is not None and self.recording.env_config:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.markup import escape
@@ -119,6 +119,7 @@ def drive(
                          max_frames=max_frames, fixed_clock=fixed_clock)
             return
         if replay is not None:
+            assert recording is not None  # loaded above: replay is not None
             settings = merge_settings(recording, given)
             if seed is not None and recording.episodes and seed != recording.episodes[0].seed:
                 raise ConfigError(f"{replay} was recorded with seed "
@@ -133,6 +134,7 @@ def drive(
     con = Console()
     for ep in res.episodes:
         s = ep.summary
+        assert s is not None  # set before an episode is kept (live.run_episode's on_end)
         con.print(f"seed {ep.seed}: {s.outcome}; {len(ep.records)} steps, {s.human_s:.1f} s "
                   f"driven by you")
     if record is not None and res.episodes:
@@ -185,9 +187,12 @@ def _drive_fleet(given: dict[str, Any], recording: Any, *, seed: int | None, wor
     else:
         live = LiveSettings(**{k: v for k, v in given.items() if v is not None})
         fc = FleetConfig(num_humans=2 if humans is None else humans,
-                         **({} if allocation is None else {"allocation": allocation}))
+                         **cast("dict[str, Any]",
+                                {} if allocation is None else {"allocation": allocation}))
+        assert worlds is not None  # worlds and recording both None raised above
         settings = FleetViewSettings(live=live, worlds=worlds, fleet=fc,
-                                     **({} if episodes is None else {"episodes": episodes}))
+                                     **cast("dict[str, Any]",
+                                            {} if episodes is None else {"episodes": episodes}))
     res = FleetSession(settings, 1 if seed is None else seed, LoopOptions(
         fixed_clock=fixed_clock, sound=sound, max_frames=max_frames,
         start_screen=not fixed_clock and recording is None, end_screen=not fixed_clock),
