@@ -44,7 +44,7 @@ import math
 import time as _time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from gymnasium import spaces
@@ -801,8 +801,8 @@ class Engine:
                 reset = getattr(part, "reset", None)
                 if callable(reset) and _takes_no_args(reset):
                     reset()
-        for g in (self.gate, *self.shadow_gates.values()):
-            g.reset(idx, seeds)
+        for gt in (self.gate, *self.shadow_gates.values()):
+            gt.reset(idx, seeds)
         self.handover.reset(idx)
         self.humans.reset(idx, seeds)
         if self.counterfactual is not None:
@@ -979,7 +979,7 @@ class Engine:
         nxt = [self._take(i) for i in ended.tolist()]
         go = [k for k, e in enumerate(nxt) if e is not None]
         if go:  # a world with no episode left stays as it ended (a live end screen draws it)
-            self.worlds.reset_worlds(ended[go], [nxt[k][2] for k in go])
+            self.worlds.reset_worlds(ended[go], [cast(tuple, nxt[k])[2] for k in go])
         self._begin(ended, nxt)
         self.episodes.extend(done)
         return done
@@ -1028,7 +1028,7 @@ def _checked(gate: Gate, dec: Any, n: int) -> GateDecision:
     """``dec`` if it is a :class:`GateDecision` of ``(N,)`` arrays; a gate written for one
     world (scalars) is refused here, naming the gate, not by an IndexError when its records
     are cut."""
-    shapes = [np.shape(getattr(dec, k, None)) for k in ("request", "threshold", "release")]
+    shapes = [np.shape(cast(Any, getattr(dec, k, None))) for k in ("request", "threshold", "release")]
     if not isinstance(dec, GateDecision) or any(sh != (n,) for sh in shapes):
         raise TypeError(
             f"gate {getattr(gate, 'name', type(gate).__name__)!r} returned "
@@ -1104,7 +1104,7 @@ class Supervisor:
         eng = self.engine
         eng._queue, eng._next = [], 0
         eng.start([seed], [name])
-        self.episode = eng.current[0][1]
+        self.episode = cast(tuple, eng.current[0])[1]  # start() just filled it
         w = eng.worlds
         return w.obs[0], (w.info_row(0) if isinstance(w, GymWorld) else row(w.info, 0))
 

@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -48,9 +48,10 @@ def episodes(n_episodes: int = 30, seed: int = 0) -> list[list[StepRecord]]:
     for e in range(n_episodes):
         obs, info = env.reset(seed=seed + e)
         driver.reset()
-        recs, human_left, done = [], 0, False
+        recs: list[Any] = []
+        human_left, done = 0, False
         while not done:
-            action = driver(env.unwrapped)
+            action = driver(cast(Any, env.unwrapped))
             if human_left == 0 and rng.uniform() < 0.01:
                 human_left = int(rng.integers(10, 40))
             human, human_left = human_left > 0, max(0, human_left - 1)

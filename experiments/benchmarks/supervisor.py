@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -40,7 +40,7 @@ class RandomEnsembleAgent:
     def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, *,
                  k: int = 5, hidden: int = 64, seed: int = 0) -> None:
         g = torch.Generator().manual_seed(seed)
-        n_in = int(np.prod(observation_space.shape))
+        n_in = int(np.prod(cast(tuple, observation_space.shape)))
         if isinstance(action_space, spaces.Discrete):
             n_out = int(action_space.n)
         elif isinstance(action_space, spaces.Box):
@@ -102,6 +102,7 @@ def _reference(seconds: float, seed: int) -> tuple[float, float]:
     model = PPO("MlpPolicy", env, seed=seed, device="cpu")
     obs, info = env.reset(seed=seed)
     steps, t0, c0 = 0, time.perf_counter(), time.process_time()
+    action: Any
     while time.perf_counter() - t0 < seconds:
         action, _ = model.predict(obs, deterministic=True)
         if 2.0 / (2.0 + info["ttc"]) > 0.5:  # the threshold: brake
@@ -116,6 +117,7 @@ def _reference(seconds: float, seed: int) -> tuple[float, float]:
 def _agent_and_estimators(name: str, env: Any) -> tuple[Any, dict, str]:
     from takeover.supervisor.estimators import make_estimators
 
+    agent: Any
     try:
         from takeover.agents import load_agent
 
@@ -162,7 +164,7 @@ def engine_rate(n: int, *, seconds: float, label: bool, log_dir: str | None, hum
         finally:
             env_s[0] += time.perf_counter() - t
 
-    eng.worlds.step = timed_step
+    cast(Any, eng.worlds).step = timed_step
     eng.start(list(range(seed, seed + 20 * n + 100)))  # more episodes than fit
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < min(2.0, seconds):  # warm-up: compiles, first resets
@@ -213,12 +215,13 @@ def hotspots(agent: str = "novice", reps: int = 300) -> dict[str, float]:
     a = load_agent(agent)
     ref = np.asarray(a.reference_obs, dtype=np.float32)
     nov = Novelty(ref)
+    assert nov.reference is not None  # Novelty(ref) fits it
     x1, x256 = ref[:1] + 0.01, np.resize(ref, (256, *ref.shape[1:])) + 0.01
     r64 = nov.reference.astype(np.float64)
 
     def old_novelty() -> None:  # what the estimator did before: upcast every call
         x = x1.reshape(1, -1).astype(np.float64)
-        ref_ = nov.reference.astype(np.float64)
+        ref_ = cast(np.ndarray, nov.reference).astype(np.float64)
         d2 = (x ** 2).sum(1)[:, None] + (r64 ** 2).sum(1)[None] - 2.0 * x @ ref_.T
         np.sort(np.partition(np.maximum(d2, 0), nov.k - 1, axis=1)[:, :nov.k], axis=1)
 

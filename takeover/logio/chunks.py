@@ -123,7 +123,7 @@ def _stack(vals: list) -> np.ndarray:
 
 
 def _normalised(r: StepRecord) -> StepRecord:
-    change = {}
+    change: dict[str, Any] = {}
     for f in ARR + OPT:
         a = getattr(r, f)
         if a is None:
@@ -572,6 +572,7 @@ def _info_column(c: Chunk, k: str, v: np.ndarray, present: np.ndarray | None) ->
         kind = "U"
     if kind in "fbiuU":
         if masked:
+            assert present is not None  # masked implies present
             c.cols[f"info?{k}"] = present.astype(np.bool_)
         name = f"info.{k}"
         if kind == "f":

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -108,7 +108,7 @@ def scan_bytes(data: bytes) -> EpisodeFile:
             out.dropped = 1
         want_chunks = end.get("chunks", len(out.chunks) if steps else None)
         out.ended = (end["records"] == n and out.dropped == 0
-                     and (steps or want_chunks == len(out.chunks)))
+                     and (steps or want_chunks == len(out.chunks)))  # type: ignore[assignment]  # a list when steps: see report
         rid = end.get("run_id")
         out.run_id = rid if isinstance(rid, str) else None
     return out
@@ -289,7 +289,7 @@ def _journal(run_dir: Path, res: LogReadResult) -> tuple[dict[str, dict], dict |
         elif eid in entries:
             res.problems.append(f"{JOURNAL_FILE}: episode {eid} journaled twice")
         else:
-            entries[eid] = d
+            entries[cast(str, eid)] = d  # good checked isinstance(eid, str)
     return entries, header
 
 

@@ -15,7 +15,7 @@ import os
 import struct
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -178,14 +178,14 @@ class LogWriterV1:
         self._count += 1
 
     def _append(self, data: bytes) -> None:
-        os.write(self._fd, data)
+        os.write(cast(int, self._fd), data)
         self._sha.update(data)
 
     def end_episode(self) -> Path:
-        eid = self._episode
+        eid = cast(str, self._episode)
         self._append(frame(end_payload(eid, self._count)))
-        os.fsync(self._fd)
-        os.close(self._fd)
+        os.fsync(cast(int, self._fd))
+        os.close(cast(int, self._fd))
         d = self.run_dir / "episodes"
         final = d / (eid + SUFFIX)
         os.replace(d / (eid + OPEN_SUFFIX), final)

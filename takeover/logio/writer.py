@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 from takeover.atomic import atomic_write_bytes, atomic_write_text, fsync_dir
 from takeover.logio import chunks as ck
@@ -29,6 +30,9 @@ from takeover.logio.reader import (
     _read_meta,
 )
 from takeover.records import SCHEMA_VERSION, RunMeta, StepRecord
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 CHUNK_BYTES = 16 << 20
 """A chunk is also written once its observations reach this size (image observations)."""
@@ -95,7 +99,7 @@ class LogWriter:
         self._jfd: int | None = None
         self._failed: str | None = None
         self._closed = False
-        self._pool = None
+        self._pool: ThreadPoolExecutor | None = None
         self._guard("create the log directory", self._open_run)
 
     # -- setup
@@ -328,9 +332,9 @@ class LogWriter:
         for ep in eps:
             self._flush(ep, self._end_frame)
         if self.durable:
-            self._fsync([ep.fd for ep in eps])
+            self._fsync([cast(int, ep.fd) for ep in eps])
         for ep in eps:
-            os.close(ep.fd)
+            os.close(cast(int, ep.fd))
             ep.fd = None
             open_path, final = self._paths(ep.eid)
             os.replace(open_path, final)
@@ -341,7 +345,7 @@ class LogWriter:
         data = b"".join(frame(json.dumps(e).encode("utf-8")) for e in entries)
         view = memoryview(data)
         while view:
-            view = view[os.write(self._jfd, view):]
+            view = view[os.write(cast(int, self._jfd), view):]
         for ep in eps:
             del self._open[ep.eid]
             self._listed.add(ep.eid)
