@@ -16,7 +16,7 @@ Each condition keeps one gate object for the whole run, so gates that recalibrat
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,7 +204,7 @@ PROCESSES = 2
 
 
 def run_jobs(rollouts: Rollouts, jobs: Sequence[tuple], processes: int = PROCESSES
-             ) -> Iterator[list]:
+             ) -> Generator[list, None, None]:
     """``rollouts.run_batch(*job)`` for every job, yielded in job order: on ``processes``
     forked workers when there are several jobs and every job's gate is stateless across
     episodes (a gate that recalibrates online sees its episodes in order, in this process).

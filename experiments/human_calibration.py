@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -330,11 +330,11 @@ def write_report(out: Path, n_samples: int = 20_000, n_drive: int = 200,
               "(`info[\"outcome\"] == \"arrived\"`, the route's end) is the only success.", "",
               "| scenario | actions | preset | arrived [Wilson 95% CI] | collision | off-road "
               "| timeout | stopped |", "|---|" + "---|" * 7]
-    for r in driving:
-        a, c = r.arrived, r.outcomes
-        lines.append(f"| {r.env_id} | {r.action_type} | {r.skill} | {a[0]:.2f} "
-                     f"[{a[1]:.2f}, {a[2]:.2f}] | {c['collision']} | {c['off_road']} | "
-                     f"{c['timeout']} | {c['stopped']} |")
+    for row in driving:
+        a, counts = row.arrived, row.outcomes
+        lines.append(f"| {row.env_id} | {row.action_type} | {row.skill} | {a[0]:.2f} "
+                     f"[{a[1]:.2f}, {a[2]:.2f}] | {counts['collision']} | {counts['off_road']} | "
+                     f"{counts['timeout']} | {counts['stopped']} |")
     lines += ["", "Pooled over the scenarios above (episodes are independent: Wilson CI):", "",
               "| actions | preset | arrived [Wilson 95% CI] | n |", "|---|---|---|---|"]
     for at in ("continuous", "discrete"):
@@ -353,11 +353,11 @@ def write_report(out: Path, n_samples: int = 20_000, n_drive: int = 200,
                   f"Arrival pooled over the scenarios (continuous actions, {n_drive} episodes "
                   "each), one `average` parameter changed at a time.", "",
                   "| parameter | value | arrived [Wilson 95% CI] |", "|---|---|---|"]
-        for r in sensitivity(lambda skill, ov: _pooled_arrival(skill, env_ids, n_drive, seed,
-                                                               **ov),
-                             grid=DRIVING_GRID):
-            lines.append(f"| {r.parameter} | {r.value:g} | {r.result:.3f} "
-                         f"[{r.lo:.3f}, {r.hi:.3f}] |")
+        for srow in sensitivity(lambda skill, ov: _pooled_arrival(skill, env_ids, n_drive, seed,
+                                                                  **cast("dict[str, Any]", ov)),
+                                grid=DRIVING_GRID):
+            lines.append(f"| {srow.parameter} | {srow.value:g} | {srow.result:.3f} "
+                         f"[{srow.lo:.3f}, {srow.hi:.3f}] |")
     lines += ["", "## Sources", ""] + [f"- {k}: {v}" for k, v in LITERATURE.items()]
     lines += ["", "## Parameters", "", "| parameter | " + " | ".join(PRESETS) + " |",
               "|---|" + "---|" * len(PRESETS)]

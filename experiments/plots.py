@@ -147,7 +147,7 @@ def learning_curves(rows: Sequence[Mapping[str, Any]], path: Path,
     rounds = [r["round"] for r in rows]
     for ax, m in zip(axes[0], metrics, strict=True):
         for cond, style in (("supervised", "-o"), ("agent_alone", "--s")):
-            ys = [r.get(f"{cond}.{m}") for r in rows]
+            ys: list[Any] = [r.get(f"{cond}.{m}") for r in rows]
             ys = [math.nan if y is None else y for y in ys]
             if not any(math.isfinite(y) for y in ys):
                 continue

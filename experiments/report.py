@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from takeover.atomic import atomic_write_text
 from takeover.experiments import plots
@@ -141,7 +141,8 @@ def figures(run_dir: Path, cfg: Any, metrics: Mapping[str, Any],
     pts = {n: (_num(m["human_time_per_episode"]), 1.0 - _num(m["success_rate"]))
            for n, m in conds.items()}
     errs = {n: (_span(ci[n]["human_time_per_episode"]),
-                tuple(1.0 - v for v in reversed(_span(ci[n]["success_rate"]))))
+                cast("tuple[float, float]",
+                     tuple(1.0 - v for v in reversed(_span(ci[n]["success_rate"])))))
             for n in conds}
     plots.pareto(pts, fig_dir / "pareto.png", errors=errs,
                  ylabel="not arrived (1 - success rate)")

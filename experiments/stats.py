@@ -76,11 +76,11 @@ def resample_weights(strata: Sequence, reps: int, seed: int = 0) -> np.ndarray:
     """``(reps, clusters)`` multiplicities of a cluster bootstrap stratified by ``strata``
     (one label per cluster): each resample redraws, with replacement, as many clusters of
     each stratum as it has, so the scenario mix stays the design's."""
-    strata = np.asarray(list(strata))
-    w = np.zeros((reps, len(strata)))
+    labels = np.asarray(list(strata))
+    w = np.zeros((reps, len(labels)))
     rng = np.random.default_rng(seed)
-    for s in sorted(set(strata.tolist()), key=str):
-        idx = np.flatnonzero(strata == s)
+    for s in sorted(set(labels.tolist()), key=str):
+        idx = np.flatnonzero(labels == s)
         w[:, idx] = rng.multinomial(len(idx), np.full(len(idx), 1.0 / len(idx)), size=reps)
     return w
 
@@ -102,9 +102,9 @@ def intervals(table: np.ndarray, stat: Stat, weights: np.ndarray,
     out = {}
     for k, v in point.items():
         lo, hi = _percentile(np.asarray(boot[k]), confidence)
-        v = float(v)
-        out[k] = Interval(v, lo if math.isfinite(v) else math.nan,
-                          hi if math.isfinite(v) else math.nan, len(table))
+        fv = float(v)
+        out[k] = Interval(fv, lo if math.isfinite(fv) else math.nan,
+                          hi if math.isfinite(fv) else math.nan, len(table))
     return out
 
 
@@ -217,7 +217,7 @@ def lead_time(time_to_failure: np.ndarray, score: np.ndarray, cluster: np.ndarra
             "threshold": Interval(thr, thr, thr, int(negatives.size))}
 
 
-def iqm(values: Sequence[float]) -> float:
+def iqm(values: Sequence[float] | np.ndarray) -> float:
     """Interquartile mean (the mean of the middle 50%, Agarwal et al. 2021) of the scenario
     values; NaN when any is undefined (a scenario is never dropped silently)."""
     v = np.asarray(list(values), float)
