@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import yaml
@@ -63,10 +63,10 @@ def finetune(agent: Any, episodes: list[list[StepRecord]], *, method: str, epoch
     from takeover.agents.learners import LEARNERS
 
     use_anchor = references is not None and anchor_weight > 0
-    learner = LEARNERS.make(method, epochs=epochs, batch_size=batch_size, lr=lr,
+    learner: Any = LEARNERS.make(method, epochs=epochs, batch_size=batch_size, lr=lr,
                             anchor_weight=anchor_weight if use_anchor else 0.0,
                             relabel=relabel)
-    learner.references = list(references) if use_anchor else None
+    learner.references = list(cast(list, references)) if use_anchor else None
     stats = learner.update(agent, episodes, seed=seed)
     return list(learner.history) if stats.get("samples") else []
 
@@ -258,7 +258,7 @@ def starting_agent(cfg: LearningConfig, method: str, env: Any) -> Any:
     """A fresh copy of the method's starting agent (loaded anew for every arm)."""
     from takeover.agents.learners import LEARNERS
 
-    kind = LEARNERS.get(method).agent_kind
+    kind = cast(Any, LEARNERS.get(method)).agent_kind  # a Learner class attribute
     if kind == "q":
         from takeover.agents.learners.offpolicy import load_q_agent
 
@@ -450,12 +450,12 @@ def summarize_learning(cfg: LearningConfig, rows: list[dict[str, Any]]) -> dict[
     scenarios); the gain over round 0 paired by seed and scenario; human-minutes to the
     target arrival rate."""
     lc, scen = cfg.learning, list(cfg.env.scenarios)
-    kw = {"reps": cfg.stats.bootstrap, "confidence": cfg.stats.confidence, "seed": cfg.seed}
+    kw: dict[str, Any] = {"reps": cfg.stats.bootstrap, "confidence": cfg.stats.confidence, "seed": cfg.seed}
     curves: dict[str, Any] = {}
     for method in lc.methods:
         for human in lc.humans:
             arm = [r for r in rows if r["method"] == method and r["human"] == human]
-            by_round = []
+            by_round: list[dict[str, Any]] = []
             for rnd in range(lc.rounds + 1):
                 rr = sorted((r for r in arm if r["round"] == rnd), key=lambda r: r["ft_seed"])
                 if not rr:
@@ -464,7 +464,7 @@ def summarize_learning(cfg: LearningConfig, rows: list[dict[str, Any]]) -> dict[
                         for k in ("arrived", "safe", "km")}
                 r0 = sorted((r for r in arm if r["round"] == 0), key=lambda r: r["ft_seed"])
                 gain = cell["arrived"] - np.array([[r["arrived"][s] for s in scen] for r in r0])
-                entry = {
+                entry: dict[str, Any] = {
                     "round": rnd,
                     "arrived": iqm_interval(cell["arrived"], **kw).as_dict(),
                     "safe": iqm_interval(cell["safe"], **kw).as_dict(),

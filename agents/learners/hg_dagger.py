@@ -48,7 +48,7 @@ import copy
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -171,7 +171,9 @@ class Aggregate:
 
     def add_log(self, run_dir: str | os.PathLike) -> int:
         """Add the complete episodes of a log (incomplete or damaged ones are skipped)."""
-        return sum(self.add_records(recs) for recs in read_episodes(run_dir))
+        # LoggedStep carries StepRecord's fields (duck-typed)
+        return sum(self.add_records(cast("list[StepRecord]", recs))
+                   for recs in read_episodes(run_dir))
 
     @classmethod
     def from_log(cls, *run_dirs: str | os.PathLike, relabel: bool = True) -> Aggregate:
@@ -474,7 +476,7 @@ def clone_members(policies: Sequence, data: Aggregate, *, epochs: int, batch_siz
     if shared:
         from takeover.agents.ensemble import actor_parts
 
-        hidden = prior_layout(policies[0])[0]
+        hidden = cast("tuple[int, int]", prior_layout(policies[0]))[0]  # shared: not None
         last = actor_parts(policies[0]).trunk[-1].weight.detach()
         eps = float(torch.diagonal(last[:hidden]).mean())
         lr = lr / eps

@@ -34,7 +34,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -52,7 +52,7 @@ RISK_SEED0 = 160_000
 """Risk-critic rollouts on the hazard mix from seed 160_000 (as ``build_shipped``)."""
 VALIDATION_SEED0 = 150_000
 """Validation (model selection) seeds 150_000..150_199, as for the PPO novice."""
-NOVICE_ENV = {"reward_collision": -50.0, "reward_offroad": -50.0}
+NOVICE_ENV: dict[str, Any] = {"reward_collision": -50.0, "reward_offroad": -50.0}
 
 
 class QAgent:
@@ -185,7 +185,7 @@ def _BestOnValidation(r: DQNRecipe):
                 if score > self.score:
                     self.score = score
                     self.state = {k: v.detach().clone()
-                                  for k, v in self.model.q_net.state_dict().items()}
+                                  for k, v in cast(Any, self.model).q_net.state_dict().items()}
                 self.model.policy.set_training_mode(True)
             return True
 

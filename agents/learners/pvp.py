@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -226,6 +226,7 @@ def pvp_update(model, data: Transitions, gradient_steps: int = 500, batch_size: 
     gamma = model.gamma if gamma is None else gamma
     set_lr(model, lr)
     model.policy.set_training_mode(True)
+    m = cast(Any, model)  # DQN (discrete) or TD3: SB3 types their networks loosely
     history = []
     try:
         with torch.random.fork_rng(devices=[]):
@@ -234,18 +235,18 @@ def pvp_update(model, data: Transitions, gradient_steps: int = 500, batch_size: 
                 batch, n_h = buffers.sample(batch_size)
                 if discrete:
                     loss = _dqn_loss(model, batch, n_h, gamma, conservative, proxy)
-                    _step(model.policy.optimizer, loss, model.q_net.parameters())
-                    polyak_update(model.q_net.parameters(), model.q_net_target.parameters(), tau)
+                    _step(model.policy.optimizer, loss, m.q_net.parameters())
+                    polyak_update(m.q_net.parameters(), m.q_net_target.parameters(), tau)
                 else:
                     loss = _td3_critic_loss(model, batch, n_h, gamma)
-                    _step(model.critic.optimizer, loss, model.critic.parameters())
+                    _step(m.critic.optimizer, loss, m.critic.parameters())
                     if step % policy_delay == 0:
-                        _step(model.actor.optimizer, _td3_actor_loss(model, batch),
-                              model.actor.parameters())
-                        polyak_update(model.critic.parameters(),
-                                      model.critic_target.parameters(), tau)
-                        polyak_update(model.actor.parameters(),
-                                      model.actor_target.parameters(), tau)
+                        _step(m.actor.optimizer, _td3_actor_loss(model, batch),
+                              m.actor.parameters())
+                        polyak_update(m.critic.parameters(),
+                                      m.critic_target.parameters(), tau)
+                        polyak_update(m.actor.parameters(),
+                                      m.actor_target.parameters(), tau)
                 history.append(float(loss.detach()))
     finally:
         model.policy.set_training_mode(False)
