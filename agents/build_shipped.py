@@ -53,6 +53,7 @@ import argparse
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -66,7 +67,8 @@ RISK_SEED0 = 160_000
 VALIDATION_SEED0 = 150_000
 DISTILL_SEED0 = 130_000
 REFERENCE_SEED0 = 140_000
-NOVICE_ENV = {"reward_collision": -100.0, "reward_offroad": -100.0, "reward_stopped": -150.0}
+NOVICE_ENV: dict[str, Any] = {"reward_collision": -100.0, "reward_offroad": -100.0,
+                              "reward_stopped": -150.0}
 """The novice's training reward (the env's defaults otherwise). Measured on validation seeds
 150000..150099, the v1 novice trained with only crash = -50 failed plain traffic in 20 of 100
 episodes, every one a collision (never a timeout nor a standstill): 19 of 20 rear-ended a
@@ -76,7 +78,7 @@ reward of a route) and a standstill -150, above the crash, so that a driver that
 caution does not learn that stopping is safe. (Also charging tailgating at 2 per step under
 1 s of headway, 4x the env's 0.5, overshot on validation seeds: 52-77% arrived, the rest
 mostly timeouts at 14-17 m/s.)"""
-CANDIDATES = ({}, {"gamma": 0.995})
+CANDIDATES: tuple[dict[str, Any], ...] = ({}, {"gamma": 0.995})
 """TrainConfig overrides of the novice candidates (member k < len trains with entry k); the
 other PPO-ensemble members train like the winner. gamma 0.995 looks 20 s ahead instead of
 10 s: the arrival bonus at the route's end (15-20 s away at the start) and a crash a few
@@ -184,7 +186,7 @@ def build(out: Path, *, steps: int = 450_000, members: int = 5, candidates: int 
     train_all([(k, ensemble_steps, tmp, variant) for k in range(candidates, members)])
     members_ = [load_checkpoint(tmp / f"member{k}" / "checkpoint") for k in range(members)]
     order = [best] + [k for k in range(members) if k != best]
-    policies = [members_[k].policy for k in order]
+    policies = [cast(PolicyAgent, members_[k]).policy for k in order]  # 1-member checkpoints
     meta = {k: v for k, v in members_[best].metadata.items() if k != "path"}
     meta["validation_plain_success"] = [float(v) for v in val]
     ref = collect_reference_obs(members_[best], "takeover/Plain-v1", 2000, REFERENCE_SEED0,
@@ -256,7 +258,7 @@ def disagreement_auroc(agent, env_ids: list[str], seeds: list[int], *,
     for env_id in env_ids:
         per[env_id.split("/")[1]] = [
             (disagreement(agent.act_arrays(e.obs).probs),
-             failure_labels(len(e.obs), e.failed, steps)[:, 0])
+             failure_labels(len(cast(np.ndarray, e.obs)), e.failed, steps)[:, 0])
             for e in run_episodes(agent.predict, env_id, seeds, keep_obs=True,
                                   action_type="discrete")]
 
@@ -329,7 +331,7 @@ def drive_drivers(env_id: str, driver, seeds: list[int], **env_kwargs) -> dict[s
         ret, speeds = 0.0, []
         while True:
             _, r, term, trunc, info = env.step(driver(env))
-            ret += r
+            ret += cast(float, r)
             speeds.append(info["speed"])
             if term or trunc:
                 break

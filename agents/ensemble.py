@@ -18,7 +18,9 @@ Supported actors (all with SB3's default flatten features extractor and no gSDE)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -41,7 +43,7 @@ class ActorParts:
 
 def _trunk(seq: nn.Module, where: str) -> tuple[tuple[nn.Linear, ...], type[nn.Module]]:
     mods = list(seq.children()) if isinstance(seq, nn.Sequential) else []
-    linears = tuple(m for m in mods[0::2])
+    linears = cast("tuple[nn.Linear, ...]", tuple(m for m in mods[0::2]))  # checked below
     acts = {type(m) for m in mods[1::2]}
     if (len(mods) % 2 or not all(isinstance(m, nn.Linear) for m in linears) or len(acts) > 1
             or any(isinstance(m, nn.Linear) for m in mods[1::2])):
@@ -62,9 +64,10 @@ def actor_parts(policy: nn.Module) -> ActorParts:
             raise ValueError("gSDE policies (use_sde=True) are not supported; train without it")
         trunk, act = _trunk(policy.mlp_extractor.policy_net, "mlp_extractor.policy_net")
         if isinstance(policy.action_space, spaces.Discrete):
-            return ActorParts(trunk, act, (policy.action_net,), None, "categorical")
+            return ActorParts(trunk, act, cast(Any, (policy.action_net,)), None, "categorical")
         if isinstance(policy.action_space, spaces.Box):
-            return ActorParts(trunk, act, (policy.action_net,), policy.log_std, "gaussian")
+            return ActorParts(trunk, act, cast(Any, (policy.action_net,)), policy.log_std,
+                              "gaussian")
         raise ValueError(f"unsupported action space {policy.action_space}")
     if isinstance(policy, SACPolicy):
         actor = policy.actor
@@ -73,7 +76,7 @@ def actor_parts(policy: nn.Module) -> ActorParts:
         if not isinstance(actor.features_extractor, FlattenExtractor):
             raise ValueError("only SB3's default FlattenExtractor is supported for ensembles")
         trunk, act = _trunk(actor.latent_pi, "actor.latent_pi")
-        return ActorParts(trunk, act, (actor.mu, actor.log_std), None, "squashed")
+        return ActorParts(trunk, act, cast(Any, (actor.mu, actor.log_std)), None, "squashed")
     raise TypeError(
         f"unsupported policy {type(policy).__name__}: expected an SB3 ActorCriticPolicy "
         "(PPO/A2C) or SACPolicy"
@@ -104,7 +107,7 @@ class EnsemblePolicy:
             raise ValueError("all ensemble members must share the same architecture and spaces")
         self.kind = self.parts[0].kind
         self.activation = self.parts[0].activation()
-        self.action_space = policies[0].action_space
+        self.action_space: Any = policies[0].action_space
         self._flat = [t for p in self.parts for t in _params(p)]
         self._version = -1
         self._stack()
@@ -162,7 +165,7 @@ class EnsemblePolicy:
         if self.kind == "categorical":
             return {"logits": out}
         if self.kind == "gaussian":
-            return {"mean": out, "log_std": self.ls.unsqueeze(1).expand_as(out)}
+            return {"mean": out, "log_std": cast(torch.Tensor, self.ls).unsqueeze(1).expand_as(out)}
         mean, log_std = out.chunk(2, dim=-1)
         return {"mean": mean, "log_std": log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)}
 
@@ -194,7 +197,8 @@ class EnsemblePolicy:
         return self._np(x)
 
 
-_NP_ACT = {nn.Tanh: np.tanh, nn.ReLU: lambda h: np.maximum(h, 0.0), nn.Identity: None}
+_NP_ACT: dict[type, Callable[[np.ndarray], np.ndarray] | None] = {
+    nn.Tanh: np.tanh, nn.ReLU: lambda h: np.maximum(h, 0.0), nn.Identity: None}
 
 
 class _NumpyForward:

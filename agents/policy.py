@@ -18,7 +18,7 @@ update them in place; the batched forward picks up such updates automatically.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -88,7 +88,7 @@ class EnsembleAgent:
     def _combine(self, member_actions: np.ndarray, probs: torch.Tensor | None) -> np.ndarray:
         """``(K, B[, A])`` member actions -> ``(B[, A])`` ensemble actions."""
         if self.discrete:
-            return probs.mean(0).argmax(-1).numpy()
+            return cast(torch.Tensor, probs).mean(0).argmax(-1).numpy()  # discrete: probs set
         return member_actions.mean(0)
 
     @torch.no_grad()
@@ -156,9 +156,9 @@ class EnsembleAgent:
             return AgentOutput(action=int(probs.mean(0).argmax()),
                                member_actions=None if single else y.argmax(1),
                                probs=probs[0] if single else probs, risk=r, extra=extra)
-        space = self.action_space
+        space = cast(spaces.Box, self.action_space)
         if kind == "gaussian":
-            mean, log_std = y, self.ensemble.ls.numpy()
+            mean, log_std = y, cast(torch.Tensor, self.ensemble.ls).numpy()
             member = np.clip(mean, space.low, space.high)
         else:
             mean, log_std = np.split(y, 2, axis=1)
@@ -173,7 +173,7 @@ class EnsembleAgent:
     def _risk_one(self, x: np.ndarray) -> np.ndarray:
         """``(n_horizons,)`` risk-critic probabilities for one observation, in numpy (the
         critic's Linear layers with ReLU between; dropout is off at inference)."""
-        crit = self.risk_critic
+        crit = cast(RiskCritic, self.risk_critic)  # called only with a critic attached
         if self._risk_of is not crit:  # a new critic was attached
             self._risk_of = crit
             self._risk_params = list(crit.parameters())
@@ -212,7 +212,7 @@ class EnsembleAgent:
         extra: dict[str, Any] = {}
         r = None
         if risk is not None:
-            crit = self.risk_critic
+            crit = cast(RiskCritic, self.risk_critic)  # risk comes from the critic
             r = float(risk[i, crit.primary_index])
             extra["risk_by_horizon"] = {h: float(risk[i, j])
                                         for j, h in enumerate(crit.spec.horizons)}
@@ -221,7 +221,7 @@ class EnsembleAgent:
         if drop is not None:
             extra.update({k: v[i] for k, v in drop.items()})
         if self.discrete:
-            p = probs[:, i].numpy()
+            p = cast(torch.Tensor, probs)[:, i].numpy()
             return AgentOutput(action=int(action[i]),
                                member_actions=None if single else member[:, i],
                                probs=p[0] if single else p, risk=r, extra=extra)

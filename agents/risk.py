@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -52,7 +53,8 @@ class RiskSpec:
 
     @classmethod
     def from_dict(cls, d: dict) -> RiskSpec:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return cls(**cast("dict[str, Any]",
+                          {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}))
 
 
 class RiskCritic(nn.Module):
@@ -122,9 +124,9 @@ def collect_rollouts(predict: Callable[[np.ndarray], np.ndarray], env_id: str,
     episodes = run_episodes(predict, env_id, seeds, keep_obs=True, **env_kwargs)
     return RiskData(
         np.concatenate([e.obs for e in episodes]),
-        np.concatenate([failure_labels(len(e.obs), e.failed, horizons_steps)
-                        for e in episodes]),
-        np.concatenate([np.full(len(e.obs), i) for i, e in enumerate(episodes)]),
+        np.concatenate([failure_labels(len(cast(np.ndarray, e.obs)), e.failed, horizons_steps)
+                        for e in episodes]),  # keep_obs=True: obs is set
+        np.concatenate([np.full(len(cast(np.ndarray, e.obs)), i) for i, e in enumerate(episodes)]),
         [e.reason for e in episodes],
     )
 

@@ -95,8 +95,8 @@ def make_vec_env(env_id: str, n_envs: int, seed: int, action_type: str, env: dic
 
     from takeover.envs.sb3 import make_sb3_vec_env
 
-    venv = VecMonitor(make_sb3_vec_env(env_id, n_envs, seed=seed, action_type=action_type,
-                                       **env))
+    venv: VecMonitor | VecNormalize = VecMonitor(make_sb3_vec_env(
+        env_id, n_envs, seed=seed, action_type=action_type, **env))
     if normalize_reward:
         venv = VecNormalize(venv, training=training, norm_obs=False,
                             norm_reward=training, gamma=gamma)
@@ -106,12 +106,12 @@ def make_vec_env(env_id: str, n_envs: int, seed: int, action_type: str, env: dic
 def build_model(cfg: TrainConfig, venv, tb: str | None):
     from stable_baselines3 import PPO, SAC
 
-    lr = cfg.learning_rate
+    lr: Any = cfg.learning_rate  # a float, or SB3's LinearSchedule
     if cfg.lr_schedule == "linear":
         from stable_baselines3.common.utils import LinearSchedule
 
         lr = LinearSchedule(lr, 0.0, 1.0)
-    common = dict(learning_rate=lr, gamma=cfg.gamma, batch_size=cfg.batch_size,
+    common: dict[str, Any] = dict(learning_rate=lr, gamma=cfg.gamma, batch_size=cfg.batch_size,
                   seed=cfg.seed, device="cpu", verbose=cfg.verbose, tensorboard_log=tb)
     if cfg.resolved_algo == "ppo":
         arch = list(cfg.net_arch)

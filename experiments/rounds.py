@@ -450,7 +450,8 @@ def summarize_learning(cfg: LearningConfig, rows: list[dict[str, Any]]) -> dict[
     scenarios); the gain over round 0 paired by seed and scenario; human-minutes to the
     target arrival rate."""
     lc, scen = cfg.learning, list(cfg.env.scenarios)
-    kw: dict[str, Any] = {"reps": cfg.stats.bootstrap, "confidence": cfg.stats.confidence, "seed": cfg.seed}
+    kw: dict[str, Any] = {"reps": cfg.stats.bootstrap, "confidence": cfg.stats.confidence,
+                          "seed": cfg.seed}
     curves: dict[str, Any] = {}
     for method in lc.methods:
         for human in lc.humans:

@@ -1028,7 +1028,8 @@ def _checked(gate: Gate, dec: Any, n: int) -> GateDecision:
     """``dec`` if it is a :class:`GateDecision` of ``(N,)`` arrays; a gate written for one
     world (scalars) is refused here, naming the gate, not by an IndexError when its records
     are cut."""
-    shapes = [np.shape(cast(Any, getattr(dec, k, None))) for k in ("request", "threshold", "release")]
+    shapes = [np.shape(cast(Any, getattr(dec, k, None)))
+              for k in ("request", "threshold", "release")]
     if not isinstance(dec, GateDecision) or any(sh != (n,) for sh in shapes):
         raise TypeError(
             f"gate {getattr(gate, 'name', type(gate).__name__)!r} returned "

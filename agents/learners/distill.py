@@ -75,7 +75,7 @@ def bootstrap_ensemble(teacher, obs: np.ndarray, k: int, *, seed: int = 0,
 
 
 # --- randomized prior functions on the teacher's features ---------------------------------
-def _linears(policy) -> tuple[list, object]:
+def _linears(policy) -> tuple[list[torch.nn.Linear], torch.nn.Linear]:
     from takeover.agents.ensemble import actor_parts
 
     parts = actor_parts(policy)

@@ -329,7 +329,8 @@ class ScriptedHumans:
         has = np.array([s is not None for s in seeds], dtype=bool)
         # a world never seeded and reset without a seed draws fresh entropy (per event)
         fresh = ~has & ~self._seeded[worlds]
-        vals = [s if s is not None else (cast(int, np.random.SeedSequence().entropy) % 2**63 if f else 0)
+        vals = [s if s is not None
+                else (cast(int, np.random.SeedSequence().entropy) % 2**63 if f else 0)
                 for s, f in zip(seeds, fresh, strict=True)]
         has |= fresh
         for s in vals:

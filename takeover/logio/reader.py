@@ -108,7 +108,9 @@ def scan_bytes(data: bytes) -> EpisodeFile:
             out.dropped = 1
         want_chunks = end.get("chunks", len(out.chunks) if steps else None)
         out.ended = (end["records"] == n and out.dropped == 0
-                     and (steps or want_chunks == len(out.chunks)))  # type: ignore[assignment]  # a list when steps: see report
+                     # (the ignore: this expression is `steps` (a list), not a bool,
+                     # when steps is non-empty; kept as is (a behaviour change to fix))
+                     and (steps or want_chunks == len(out.chunks)))  # type: ignore[assignment]
         rid = end.get("run_id")
         out.run_id = rid if isinstance(rid, str) else None
     return out
