@@ -107,10 +107,8 @@ def scan_bytes(data: bytes) -> EpisodeFile:
         if end["records"] > n and not damaged:
             out.dropped = 1
         want_chunks = end.get("chunks", len(out.chunks) if steps else None)
-        out.ended = (end["records"] == n and out.dropped == 0
-                     # (the ignore: this expression is `steps` (a list), not a bool,
-                     # when steps is non-empty; kept as is (a behaviour change to fix))
-                     and (steps or want_chunks == len(out.chunks)))  # type: ignore[assignment]
+        out.ended = bool(end["records"] == n and out.dropped == 0
+                         and (steps or want_chunks == len(out.chunks)))
         rid = end.get("run_id")
         out.run_id = rid if isinstance(rid, str) else None
     return out
