@@ -137,7 +137,7 @@ class HighwayVectorEnv(VectorEnv):
                 raise ValueError(f"actions have shape {a.shape}, expected ({self.num_envs}, 2)")
             if a.dtype.kind not in "fiu":  # bool, complex, str, object: not [steer, accel]
                 raise ValueError(f"actions must be real numbers [steer, accel], got dtype {a.dtype}")
-            if not (np.abs(a) <= 1.0).all():  # NaN fails the comparison
+            if not ((a >= -1.0) & (a <= 1.0)).all():  # NaN fails; no abs(): |INT64_MIN| < 0
                 raise ValueError("actions contain NaN/inf or values outside [-1, 1]")
             self._act[:] = a
 
