@@ -40,25 +40,23 @@ zeros): a row's bits then never depend on the batch (checked for 1, 7, 64 vs 256
 
 def _mlp(x: np.ndarray, layers: list, act: Any) -> np.ndarray:
     """``(N, in)`` -> ``(N, K, out)`` through K members' layers in ``BLOCK``-row GEMMs; the
-    first layer of all members is one ``(in, K*out)`` product."""
+    first layer of all members is one ``(in, K*out)`` product. The blocks are one stacked
+    ``matmul`` per layer (numpy runs one GEMM of ``BLOCK`` rows per block), so the Python
+    cost per call does not grow with N."""
     n = len(x)
-    m = -(-n // BLOCK) * BLOCK
-    xp = np.zeros((m, x.shape[1]), dtype=np.float32)
+    nb = -(-n // BLOCK)
+    xp = np.zeros((nb * BLOCK, x.shape[1]), dtype=np.float32)
     xp[:n] = x
     (w0, b0, k, n0), rest = layers[0], layers[1:]
-    out_dim = rest[-1][0].shape[2] if rest else n0
-    out = np.empty((m, k, out_dim), dtype=np.float32)
-    for s in range(0, m, BLOCK):
-        h = xp[s:s + BLOCK] @ w0
-        h += b0
-        h = h.reshape(BLOCK, k, n0).transpose(1, 0, 2)
-        for w, b in rest:
-            if act is not None:
-                h = act(h)
-            h = np.matmul(h, w)
-            h += b
-        out[s:s + BLOCK] = h.transpose(1, 0, 2)
-    return out[:n]
+    h = np.matmul(xp.reshape(nb, BLOCK, -1), w0)  # (nb, BLOCK, K*n0)
+    h += b0
+    h = h.reshape(nb, BLOCK, k, n0).transpose(0, 2, 1, 3)  # (nb, K, BLOCK, n0)
+    for w, b in rest:
+        if act is not None:
+            h = act(h)
+        h = np.matmul(h, w)  # (K, n0, out) broadcast over the blocks
+        h += b
+    return h.transpose(0, 2, 1, 3).reshape(nb * BLOCK, k, -1)[:n]
 
 
 def _layers(ws: list[np.ndarray], bs: list[np.ndarray]) -> list:
@@ -127,14 +125,20 @@ class ArrayForward:
     def __init__(self, agent: Any) -> None:
         self.agent = agent
         self.key: tuple[int, int] | None = None
+        self._owner: tuple[int, int] | None = None
+        self._watched: list[torch.Tensor] = []
 
     def _tensors(self) -> list[torch.Tensor]:
-        ens = self.agent.ensemble
-        ts = list(ens._flat)
-        crit = self.agent.risk_critic
-        if crit is not None:
-            ts += list(crit.parameters())
-        return ts
+        """The weights whose version counters say "changed", listed once per (ensemble,
+        critic) pair: ``Module.parameters()`` walks the module tree, which cost more than
+        the forward itself at N = 1."""
+        ens, crit = self.agent.ensemble, self.agent.risk_critic
+        owner = (id(ens), id(crit))
+        if owner != self._owner:
+            self._watched = list(ens._flat) + (list(crit.parameters()) if crit is not None
+                                               else [])
+            self._owner = owner
+        return self._watched
 
     def refresh(self) -> None:
         key = (id(self.agent.risk_critic), sum(t._version for t in self._tensors()))
@@ -158,9 +162,11 @@ class ArrayForward:
         self.key = key
 
 
-def act_arrays(agent: Any, obs: np.ndarray) -> AgentOutputs:
+def act_arrays(agent: Any, obs: np.ndarray, *, risk: bool = True) -> AgentOutputs:
     """``(N, *obs_shape)`` -> :class:`AgentOutputs` of an ``EnsembleAgent`` (deterministic
-    actions; no MC dropout), each row computed independently of the others."""
+    actions; no MC dropout), each row computed independently of the others. ``risk=False``
+    skips the risk critic (``risk`` is ``None``): the same actions, bit for bit, for
+    callers that only execute them (counterfactual rollouts)."""
     fwd = agent.__dict__.get("_array_forward")
     if fwd is None:
         fwd = agent.__dict__["_array_forward"] = ArrayForward(agent)
@@ -170,13 +176,13 @@ def act_arrays(agent: Any, obs: np.ndarray) -> AgentOutputs:
     k = fwd.k
     y = _mlp(x, fwd.policy, fwd.act)
     extra: dict[str, Any] = {}
-    risk = None
-    if fwd.critic is not None:
+    p_risk = None
+    if risk and fwd.critic is not None:
         z = np.ascontiguousarray(_mlp(x, fwd.critic, _relu))  # the critic's hidden: ReLU
         p = np.empty((n, z.shape[2]), dtype=np.float64)
         _sigmoid(z, p)
         crit = agent.risk_critic
-        risk = p[:, crit.primary_index].copy()
+        p_risk = p[:, crit.primary_index].copy()
         extra["risk_by_horizon"] = {h: p[:, j].copy() for j, h in enumerate(crit.spec.horizons)}
     single = k == 1
     kind = agent.ensemble.kind
@@ -186,7 +192,7 @@ def act_arrays(agent: Any, obs: np.ndarray) -> AgentOutputs:
         action = np.empty(n, dtype=np.int64)
         _categorical(y, probs, member, action)
         return AgentOutputs(action=action, member_actions=None if single else member,
-                            probs=probs[:, 0] if single else probs, risk=risk, extra=extra)
+                            probs=probs[:, 0] if single else probs, risk=p_risk, extra=extra)
     space = agent.action_space
     lo, hi = space.low.astype(np.float32), space.high.astype(np.float32)
     if kind == "gaussian":
@@ -202,4 +208,5 @@ def act_arrays(agent: Any, obs: np.ndarray) -> AgentOutputs:
     _member_mean(members, action)
     return AgentOutputs(action=action, member_actions=None if single else members,
                         mean=mean[:, 0] if single else mean,
-                        log_std=log_std[:, 0] if single else log_std, risk=risk, extra=extra)
+                        log_std=log_std[:, 0] if single else log_std, risk=p_risk,
+                        extra=extra)

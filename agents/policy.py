@@ -128,6 +128,15 @@ class EnsembleAgent:
 
         return act_arrays(self, obs)
 
+    def act_actions(self, obs: np.ndarray) -> AgentOutputs:
+        """``act_arrays`` without the risk critic: the same executed actions, bit for bit,
+        for a caller that only executes them (the counterfactual rollouts' forward)."""
+        if self.dropout_samples > 0:
+            return self.act_arrays(obs)
+        from takeover.agents.arrays import act_arrays
+
+        return act_arrays(self, obs, risk=False)
+
     def act(self, obs: np.ndarray) -> AgentOutput:
         """The agent's answer for one observation (``takeover.types.Agent``).
 

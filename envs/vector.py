@@ -212,6 +212,30 @@ class HighwayVectorEnv(VectorEnv):
         observe_worlds(self._veh[i : i + 1], self._wld[i : i + 1], self._params,
                        self._obs[i : i + 1], self._info[i : i + 1])
 
+    def get_rows(self, worlds) -> tuple:
+        """Snapshot of ``worlds`` (indices) as a few arrays, one copy per buffer: what
+        counterfactual labelling takes every step for tens of worlds (``get_state`` builds a
+        ``WorldState`` per world). Opaque; restore it with :meth:`set_rows` into an env of
+        the same config."""
+        idx = np.asarray(worlds, dtype=np.int64).reshape(-1)
+        return (self.config, self._veh[idx], self._wld[idx], self._rng[idx],
+                self._hazard[idx])
+
+    def set_rows(self, rows: tuple, start: int = 0) -> None:
+        """Restore :meth:`get_rows` snapshots into worlds ``start .. start + len - 1`` (as
+        ``set_state`` per world, in one pass)."""
+        cfg, veh, wld, rng, hazard = rows
+        if cfg != self.config:
+            raise ValueError("the rows were taken from an env with another config; restore "
+                             "them into an env made with the same config")
+        sl = slice(start, start + len(veh))
+        if len(veh) == 0 or sl.stop > self.num_envs:
+            raise ValueError(f"{len(veh)} rows from world {start} do not fit "
+                             f"{self.num_envs} worlds")
+        self._veh[sl], self._wld[sl], self._rng[sl], self._hazard[sl] = veh, wld, rng, hazard
+        observe_worlds(self._veh[sl], self._wld[sl], self._params, self._obs[sl],
+                       self._info[sl])
+
     @property
     def vehicles(self) -> np.ndarray:
         """``(N, M, VEH_COLS)`` view of every world's vehicles."""

@@ -16,7 +16,6 @@ advance); pass a separate ``agent=`` for rollouts otherwise.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -81,7 +80,8 @@ class Counterfactual:
         self.failure = failure
         self.pool = int(pool)
         self.labels: list[Label] = []
-        self._pending: list[tuple[Label, Any, np.ndarray]] = []
+        self._pending: list[tuple] = []  # per observed step: its labelled rows' facts
+        self._queued = 0  # snapshots in _pending
         self._dt = 0.1
         self.bind(1)
 
@@ -111,16 +111,15 @@ class Counterfactual:
         if not len(rows):
             return
         self._dt = dt
-        for i in rows.tolist():
-            trig = bool(triggered[i])
-            label = Label(episode=episodes[i], step=int(steps[i]), time=float(time[i]),
-                          needed=False, time_to_failure=math.nan,
-                          requests={g: bool(r[i]) for g, r in requests.items()},
-                          onsets={g: bool(o[i]) for g, o in onsets.items()},
-                          scores={k: float(v[i]) for k, v in scores.items()},
-                          weight=1.0 if trig else 1.0 / self.sample_rate)
-            self._pending.append((label, worlds.snapshot(i), obs[i]))
-        if not worlds.defers_rollouts or len(self._pending) >= self.pool:
+        # the step's facts for its labelled rows, as arrays: Labels are built once, at flush
+        self._pending.append((
+            [episodes[i] for i in rows.tolist()], steps[rows].copy(), time[rows].copy(),
+            triggered[rows], {g: np.asarray(r[rows], bool) for g, r in requests.items()},
+            {g: np.asarray(o[rows], bool) for g, o in onsets.items()},
+            {k: np.asarray(v[rows], np.float64) for k, v in scores.items()},
+            worlds.snapshot_rows(rows), obs[rows]))
+        self._queued += len(rows)
+        if not worlds.defers_rollouts or self._queued >= self.pool:
             self.flush(worlds, act)
 
     def flush(self, worlds: Any, act: Callable[[np.ndarray], Any]) -> None:
@@ -128,20 +127,30 @@ class Counterfactual:
         if not self._pending:
             return
         if self.agent is not None:
-            from takeover.supervisor.engine import agent_outputs
+            from takeover.supervisor.engine import rollout_actor
 
-            agent = self.agent
-
-            def act(o: np.ndarray) -> Any:
-                return agent_outputs(agent, o)
-
+            act = rollout_actor(self.agent)
         steps = max(int(round(self.horizon / self._dt)), 1)
-        pend, self._pending = self._pending, []
-        k = worlds.rollout_alone([p[1] for p in pend], np.stack([p[2] for p in pend]), act,
-                                 steps, self.failure)
-        for (label, _, _), kk in zip(pend, k.tolist()):
-            self.labels.append(dataclasses.replace(
-                label, needed=kk > 0, time_to_failure=kk * self._dt if kk > 0 else math.nan))
+        pend, self._pending, self._queued = self._pending, [], 0
+        k_all = worlds.rollout_rows([p[7] for p in pend], np.concatenate([p[8] for p in pend]),
+                                    act, steps, self.failure)
+        at = 0
+        for names, step, t, trig, req, ons, sc, _, _ in pend:
+            kk = k_all[at: at + len(names)].tolist()
+            at += len(names)
+            req_l = {g: r.tolist() for g, r in req.items()}
+            ons_l = {g: o.tolist() for g, o in ons.items()}
+            sc_l = {k: v.tolist() for k, v in sc.items()}
+            for j, (name, st, tt, tr) in enumerate(zip(names, step.tolist(), t.tolist(),
+                                                       trig.tolist())):
+                k = kk[j]
+                self.labels.append(Label(
+                    episode=name, step=st, time=tt, needed=k > 0,
+                    time_to_failure=k * self._dt if k > 0 else math.nan,
+                    requests={g: v[j] for g, v in req_l.items()},
+                    onsets={g: v[j] for g, v in ons_l.items()},
+                    scores={n: v[j] for n, v in sc_l.items()},
+                    weight=1.0 if tr else 1.0 / self.sample_rate))
 
 
 def _weighted_metrics(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> tuple[float, float]:

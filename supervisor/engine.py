@@ -244,20 +244,47 @@ class VectorWorlds:
     def snapshot(self, i: int) -> Any:
         return self.venv.get_state(i)
 
+    def snapshot_rows(self, rows: np.ndarray) -> Any:
+        """Snapshots of worlds ``rows`` as one batch (for :meth:`rollout_rows`)."""
+        return self.venv.get_rows(rows)
+
+    def _scratch_env(self, m: int) -> Any:
+        from takeover.envs.vector import HighwayVectorEnv
+
+        if self._scratch is None or self._scratch.num_envs < m:
+            self._scratch = HighwayVectorEnv(max(m, self.n), self.venv.config)
+        return self._scratch
+
+    def rollout_rows(self, batches: list, obs: np.ndarray, act: Callable, steps: int,
+                     failure: Callable) -> np.ndarray:
+        """:meth:`rollout_alone` from :meth:`snapshot_rows` batches (their rows in order)."""
+        m = len(obs)
+        sc = self._scratch_env(m)
+        at = 0
+        for b in batches:
+            sc.set_rows(b, at)
+            at += len(b[1])
+        if at < sc.num_envs:  # idle rows: copies of the last world (stepped, not read)
+            last = batches[-1]
+            pad = sc.num_envs - at
+            sc.set_rows((last[0], *(np.repeat(a[-1:], pad, axis=0) for a in last[1:])), at)
+        return self._rollout(sc, m, obs, act, steps, failure)
+
     def rollout_alone(self, states: list, obs: np.ndarray, act: Callable, steps: int,
                       failure: Callable) -> np.ndarray:
         """Steps until failure (or -1) of the agent alone from each snapshot, all at once on
         a scratch copy of the batched env (the real worlds are untouched)."""
-        from takeover.envs.vector import HighwayVectorEnv
-
         m = len(states)
-        if self._scratch is None or self._scratch.num_envs < m:
-            self._scratch = HighwayVectorEnv(max(m, self.n), self.venv.config)
-        sc = self._scratch
+        sc = self._scratch_env(m)
+        for j in range(sc.num_envs):
+            sc.set_state(j, states[min(j, m - 1)])
+        return self._rollout(sc, m, obs, act, steps, failure)
+
+    @staticmethod
+    def _rollout(sc: Any, m: int, obs: np.ndarray, act: Callable, steps: int,
+                 failure: Callable) -> np.ndarray:
         rows = sc.num_envs
         o = np.empty((rows, *obs.shape[1:]), dtype=np.float32)
-        for j in range(rows):
-            sc.set_state(j, states[min(j, m - 1)])
         if callable(getattr(sc, "set_mrm", None)):
             sc.set_mrm(np.zeros(rows, dtype=bool))  # the agent alone, not the MRM
         o[:m], o[m:] = obs, obs[m - 1]
@@ -342,6 +369,13 @@ class GymWorld:
             raise TypeError(f"counterfactual scoring needs env.unwrapped.get_state()/"
                             f"set_state(); {type(base).__name__} has none (takeover/* envs do)")
         return base.get_state()
+
+    def snapshot_rows(self, rows: np.ndarray) -> list:
+        return [self.snapshot(int(i)) for i in rows]
+
+    def rollout_rows(self, batches: list, obs: np.ndarray, act: Callable, steps: int,
+                     failure: Callable) -> np.ndarray:
+        return self.rollout_alone([s for b in batches for s in b], obs, act, steps, failure)
 
     def rollout_alone(self, states: list, obs: np.ndarray, act: Callable, steps: int,
                       failure: Callable) -> np.ndarray:
@@ -474,6 +508,13 @@ def agent_outputs(agent: Any, obs: np.ndarray) -> AgentOutputs:
     if fn is not None and not single:
         return AgentOutputs.stack(fn(obs))
     return AgentOutputs.stack([agent.act(o) for o in obs])
+
+
+def rollout_actor(agent: Any) -> Callable[[np.ndarray], AgentOutputs]:
+    """The forward for agent-alone rollouts, which only execute the actions: the agent's
+    ``act_actions`` (the same actions without, e.g., its risk critic) if it has one."""
+    fn = getattr(agent, "act_actions", None)
+    return fn if fn is not None else functools.partial(agent_outputs, agent)
 
 
 def default_urgency(score: np.ndarray, decision: GateDecision) -> np.ndarray:
@@ -895,7 +936,7 @@ class Engine:
             onsets = {g: r & ~self.prev_requests[g] for g, r in requests.items()}
             names = [e[1] if e is not None else "" for e in self.current]
             self.counterfactual.observe(
-                w, lambda o: agent_outputs(self.agent, o), obs, active=self.active,
+                w, rollout_actor(self.agent), obs, active=self.active,
                 episodes=names, steps=self.step_index, time=t, dt=self.dt, scores=scores,
                 requests=requests, onsets=onsets)
         self.prev_requests = requests
@@ -1015,7 +1056,7 @@ class Engine:
             self.step()
         eps = sorted(self.episodes, key=lambda e: e.index)
         if self.counterfactual is not None:
-            self.counterfactual.flush(self.worlds, lambda o: agent_outputs(self.agent, o))
+            self.counterfactual.flush(self.worlds, rollout_actor(self.agent))
             by_name: dict[str, list] = {}
             for lb in self.counterfactual.labels:
                 by_name.setdefault(lb.episode, []).append(lb)

@@ -135,7 +135,7 @@ def engine_rate(n: int, *, seconds: float, label: bool, log_dir: str | None, hum
     """World-steps per wall second of the engine on ``n`` worlds of the mixed highway."""
     from takeover.envs.vector import make_vector_env
     from takeover.supervisor.counterfactual import Counterfactual
-    from takeover.supervisor.engine import Engine, agent_outputs
+    from takeover.supervisor.engine import Engine, rollout_actor
     from takeover.supervisor.gates import GATES
 
     venv = make_vector_env("takeover/Highway-v1", n, action_type="discrete")
@@ -181,7 +181,7 @@ def engine_rate(n: int, *, seconds: float, label: bool, log_dir: str | None, hum
             log_s += time.perf_counter() - t
         steps += n
     if cf is not None:
-        cf.flush(eng.worlds, lambda o: agent_outputs(agent_obj, o))
+        cf.flush(eng.worlds, rollout_actor(agent_obj))
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     if writer is not None:
