@@ -18,6 +18,7 @@ from typing import Any, cast
 import numpy as np
 from numba import njit
 
+from takeover.agents.arrays import BLOCK
 from takeover.registry import Registry
 from takeover.types import AgentOutput, AgentOutputs, Estimator
 
@@ -253,6 +254,43 @@ class QRisk(BaseEstimator):
 
 
 # --- novelty -----------------------------------------------------------------------------
+@njit(cache=True)
+def _knn_mean(xr: np.ndarray, x: np.ndarray, ref_sq: np.ndarray, k: int, skip: int,
+              out: np.ndarray) -> None:
+    """``out[i]``: mean distance from ``x[i]`` to its ``k`` nearest reference points (after
+    the ``skip`` nearest), from ``xr = x @ ref.T`` and ``ref_sq = |ref|^2``: squared distances
+    ``|r|^2 - 2 x.r + |x|^2`` in float32 kept in a sorted top-``(k + skip)`` buffer (one pass,
+    no partition of the whole row). NaN for a non-finite observation."""
+    n, m = x.shape[0], xr.shape[1]
+    kk = k + skip
+    best = np.empty(kk, dtype=np.float32)
+    for i in range(n):
+        xs = np.float32(0.0)
+        for j in range(x.shape[1]):
+            xs += x[i, j] * x[i, j]
+        if not math.isfinite(xs):
+            out[i] = math.nan
+            continue
+        cnt = 0
+        for j in range(m):
+            v = (np.float32(-2.0) * xr[i, j] + ref_sq[j]) + xs
+            if cnt < kk:
+                pos = cnt
+                cnt += 1
+            elif v < best[kk - 1]:
+                pos = kk - 1
+            else:
+                continue
+            while pos > 0 and best[pos - 1] > v:
+                best[pos] = best[pos - 1]
+                pos -= 1
+            best[pos] = v
+        s = 0.0
+        for q in range(skip, kk):
+            s += math.sqrt(max(float(best[q]), 0.0))
+        out[i] = s / k
+
+
 @ESTIMATORS.register("novelty")
 class Novelty(BaseEstimator):
     """Mean Euclidean distance from the (flattened) observation to its ``k`` nearest
@@ -303,16 +341,17 @@ class Novelty(BaseEstimator):
         return self
 
     def _knn(self, x: np.ndarray, exclude_self: bool = False) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
-        d2 = x @ self._ref_t
-        d2 *= -2.0
-        d2 += self._ref_sq
-        d2 += np.einsum("ij,ij->i", x, x)[:, None]
-        k = self.k + (1 if exclude_self else 0)
-        part = np.partition(d2, k - 1, axis=1)[:, :k].astype(np.float64)
-        if exclude_self:
-            part = np.sort(part, axis=1)[:, 1:]
-        return np.sqrt(np.maximum(part, 0.0)).mean(axis=1)
+        x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
+        n, d = x.shape
+        nb = -(-n // BLOCK)
+        xp = np.zeros((nb * BLOCK, d), dtype=np.float32)
+        xp[:n] = x
+        # x.r as one GEMM of BLOCK rows per block (the arrays forward's rule): a row's
+        # distances, and so its score, never depend on the batch it came in
+        xr = np.matmul(xp.reshape(nb, BLOCK, d), self._ref_t).reshape(nb * BLOCK, -1)
+        out = np.empty(n, dtype=np.float64)
+        _knn_mean(xr, x, self._ref_sq, self.k, 1 if exclude_self else 0, out)
+        return out
 
     def score_batch(self, obs: np.ndarray, out: AgentOutputs | None = None,
                     info: Mapping[str, Any] | None = None) -> np.ndarray:
