@@ -394,10 +394,7 @@ def run_arm(cfg: LearningConfig, method: str, human: str, ft_seed: int, run_dir:
                     batch = rollouts.run_batch(
                         cond, scen, [train_seed(lc.train_seed, ft_seed, rnd, k, i) for i in n],
                         [f"{scen}-r{rnd}-e{i:02d}" for i in n])
-                    for records, _ in batch:
-                        for r in records:
-                            w.write(r)
-                        w.end_episode()
+                    w.write_episodes([(records[0].episode, records) for records, _ in batch])
             logs.append(log_dir)
             new = read_episodes(log_dir)
             minutes += human_seconds(new) / 60.0

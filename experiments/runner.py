@@ -209,17 +209,14 @@ class Experiment:
         try:
             for run, scen, eids, job in blocks:
                 fresh = iter(next(jobs) if job[2] else ())
-                for i, eid in enumerate(eids):
-                    if eid in done:
-                        records, labels = done[eid], done_labels.get(eid, [])
-                    else:
-                        records, labels = next(fresh)
-                        if labels_out is not None:  # before the episode completes
-                            self._write_labels(labels_out, eid, labels)
-                        if writer is not None:
-                            for r in records:
-                                writer.write(r)
-                            writer.end_episode()
+                played = [(eid, *((done[eid], done_labels.get(eid, [])) if eid in done
+                                  else next(fresh))) for eid in eids]
+                new = [p for p in played if p[0] not in done]
+                if labels_out is not None and new:  # before the episodes complete
+                    self._write_labels(labels_out, [(eid, labels) for eid, _, labels in new])
+                if writer is not None and new:  # one journal write, the fsyncs together
+                    writer.write_episodes([(eid, records) for eid, records, _ in new])
+                for i, (_, records, labels) in enumerate(played):
                     key = (scen, run, i)
                     res.episodes[key] = episode_metrics(
                         records, horizon, min_intervention=cfg.metrics.rohe_min_intervention,
@@ -269,15 +266,18 @@ class Experiment:
         return log_dir.with_name(log_dir.name + ".labels.jsonl")
 
     @staticmethod
-    def _write_labels(path: Path, eid: str, labels: Sequence[Any]) -> None:
-        """One JSON line per episode (written before its log entry completes, so every
-        complete episode has its labels; a torn last line is skipped when read)."""
+    def _write_labels(path: Path, episodes: Sequence[tuple[str, Sequence[Any]]]) -> None:
+        """One JSON line per episode, ``(episode id, labels)`` pairs in one write and one
+        fsync (written before their log entries complete, so every complete episode has
+        its labels; a torn last line is skipped when read)."""
         import dataclasses
         import os
 
-        line = json.dumps({"episode": eid, "labels": [dataclasses.asdict(lb) for lb in labels]})
+        lines = "".join(json.dumps({"episode": eid, "labels": [dataclasses.asdict(lb)
+                                                               for lb in labels]}) + "\n"
+                        for eid, labels in episodes)
         with open(path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+            f.write(lines)
             f.flush()
             os.fsync(f.fileno())
 

@@ -887,10 +887,8 @@ class LiveSession:
                     replay_end = (ep_rec.end, ep_rec.end_step)
                 def keep(ep: EpisodeResult) -> None:
                     out.episodes.append(ep)
-                    if writer is not None:
-                        for r in ep.records:
-                            writer.write(r)
-                        writer.end_episode()
+                    if writer is not None and ep.records:
+                        writer.write_episodes([(ep.records[0].episode, ep.records)])
                     if self.record is not None:
                         self._save(live, out)
 

@@ -351,9 +351,7 @@ def run_study(cfg: StudyConfig, participant: str, out_dir: str | Path, *,
                                      "scenario": trial.scenario, "seed": trial.seed,
                                      "started": started, "end": ep.end, "answers": {}}
             if ep.records:
-                for r in ep.records:
-                    writer.write(r)
-                writer.end_episode()
+                writer.write_episodes([(ep.records[0].episode, ep.records)])
                 s = ep.summary
                 assert s is not None  # run_episode summarises every episode it ends
                 entry.update(episode=ep.records[0].episode, outcome=s.outcome,

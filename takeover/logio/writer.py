@@ -197,12 +197,23 @@ class LogWriter:
         self._guard("write records", self._flush, ep, b"", parts)
 
     def write_episodes(self, episodes) -> list[Path]:
-        """Write whole episodes given as ``(episode id, chunk)`` pairs and make them durable
-        at once (``write_chunk`` then ``end_episodes``: one journal write, the fsyncs run
-        together)."""
+        """Write whole episodes given as ``(episode id, chunk)`` pairs (the engine's
+        ``Episode.chunk``) or ``(episode id, records)`` (a list of ``StepRecord``), and make
+        them durable at once (``write_chunk`` then ``end_episodes``: one journal write, the
+        fsyncs run together; no per-record ``write`` call)."""
         episodes = list(episodes)
-        for eid, chunk in episodes:
-            self.write_chunk(eid, chunk)
+        for eid, rows in episodes:
+            if isinstance(rows, ck.Chunk):
+                self.write_chunk(eid, rows)
+                continue
+            chunks = ck.chunks_from_records(list(rows))
+            if not chunks:
+                raise LogError(f"episode {eid!r} has no records; an episode holds at least one")
+            for r in rows:
+                if r.episode != eid:
+                    raise LogError(f"episode {eid!r} holds a record of episode {r.episode!r}")
+            for c in chunks:
+                self.write_chunk(eid, c)
         return self.end_episodes([eid for eid, _ in episodes])
 
     def end_episode(self, episode: str | None = None) -> Path:
