@@ -120,3 +120,29 @@ def test_malformed_chunks_are_refused_naming_the_problem(tmp_path):
         log.write_chunk("d", good)  # the writer goes on after a refusal
         log.end_episode("d")
     assert list(read_log(tmp_path / "run").episodes) == ["d"]
+
+
+def test_whole_episodes_of_records_are_written_as_the_record_path_writes_them(tmp_path):
+    """``write_episodes`` with records (what the runner, rounds, live and study call) stores
+    what ``write`` + ``end_episode`` store; an id that is not the records' episode, or an
+    episode without records, is refused before anything is written."""
+    eps = {f"e{j}": [make_record(f"e{j}", k) for k in range(5 + j)] for j in range(3)}
+    with LogWriter(tmp_path / "whole", meta()) as log:
+        paths = log.write_episodes(list(eps.items()))
+    with LogWriter(tmp_path / "one", meta()) as log:
+        for recs in eps.values():
+            for r in recs:
+                log.write(r)
+            log.end_episode()
+    assert [p.name for p in paths] == [f"{e}.tkc" for e in eps]
+    whole, one = read_log(tmp_path / "whole"), read_log(tmp_path / "one")
+    assert whole.status == "ok" and list(whole.episodes) == list(eps)
+    for eid, recs in eps.items():
+        _same(whole.episodes[eid], one.episodes[eid])
+        _same(whole.episodes[eid], recs)
+    with LogWriter(tmp_path / "bad", meta()) as log:
+        with pytest.raises(LogError, match="holds a record of episode 'e0'"):
+            log.write_episodes([("e1", eps["e1"]), ("other", eps["e0"])])
+        with pytest.raises(LogError, match="no records"):
+            log.write_episodes([("empty", [])])
+        assert log.open_episodes == ()

@@ -201,20 +201,24 @@ class LogWriter:
         ``Episode.chunk``) or ``(episode id, records)`` (a list of ``StepRecord``), and make
         them durable at once (``write_chunk`` then ``end_episodes``: one journal write, the
         fsyncs run together; no per-record ``write`` call)."""
-        episodes = list(episodes)
+        todo = []  # every episode checked before any is written
         for eid, rows in episodes:
             if isinstance(rows, ck.Chunk):
-                self.write_chunk(eid, rows)
+                todo.append((eid, [rows]))
                 continue
-            chunks = ck.chunks_from_records(list(rows))
+            rows = list(rows)
+            chunks = ck.chunks_from_records(rows)
             if not chunks:
                 raise LogError(f"episode {eid!r} has no records; an episode holds at least one")
-            for r in rows:
-                if r.episode != eid:
-                    raise LogError(f"episode {eid!r} holds a record of episode {r.episode!r}")
+            other = next((r.episode for r in rows if r.episode != eid), None)
+            if other is not None:
+                raise LogError(f"episode {eid!r} holds a record of episode {other!r}; give "
+                               "each episode's records under its own id")
+            todo.append((eid, chunks))
+        for eid, chunks in todo:
             for c in chunks:
                 self.write_chunk(eid, c)
-        return self.end_episodes([eid for eid, _ in episodes])
+        return self.end_episodes([eid for eid, _ in todo])
 
     def end_episode(self, episode: str | None = None) -> Path:
         """Make an open episode durable and return its path (``episode`` may be omitted
