@@ -12,10 +12,11 @@ per-(N, policy) means with 95% CIs), ``fleet.csv``, ``fleet.png`` (the curves ag
 and ``report.md``. CIs are Student-t over repetitions; a policy's edge over ``random`` and
 ``round_robin`` is the paired per-repetition difference in ROHE.
 
-ROHE is Fleet-DAgger's return on human effort (:class:`~takeover.supervisor.fleet.FleetStats`):
+ROHE is the testbed's one definition, ``metric_definitions.rohe``: Fleet-DAgger's
 ``(H / N) * arrivals / (1 + human-seconds)``, human-seconds being the time humans were
-assigned to a world (switching in, driving, recovering a wreck); the paper counts human
-actions (control steps), which would tie the value to the control rate.
+assigned to a world (switching in, driving, recovering a car) plus the recoveries still owed
+at the end (:attr:`~takeover.supervisor.fleet.FleetStats.human_effort`); the paper counts
+human actions (control steps), which would tie the value to the control rate.
 """
 
 from __future__ import annotations
@@ -128,7 +129,16 @@ def run_cell(cfg: FleetExperimentConfig, agent: Any, estimators: dict, n: int,
                  keep_records=False)
     base = cfg.seed + 100_000 * rep
     eng.run([base + k for k in range(n * cfg.sweep.episodes_per_world)])
-    return {**fleet.stats().summary(), "allocation": allocation, "rep": rep}
+    return {**cell_summary(fleet.stats()), "allocation": allocation, "rep": rep}
+
+
+def cell_summary(stats: Any) -> dict[str, float]:
+    """A :class:`~takeover.supervisor.fleet.FleetStats`'s summary plus its ROHE
+    (``metric_definitions.rohe`` of its arrivals and human effort)."""
+    from takeover.experiments.metric_definitions import rohe
+
+    s = stats.summary()
+    return {**s, "rohe": rohe(s["arrivals"], s["human_effort_s"], s["H"], s["N"])}
 
 
 def t_interval(x: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -277,9 +287,10 @@ def _report(cfg: FleetExperimentConfig, agg: dict[str, Any]) -> str:
              f"H = {h} humans, N in {list(sw.worlds)}, {sw.reps} repetitions x "
              f"{sw.episodes_per_world} episodes per world, seeds from {cfg.seed}; "
              "95% Student-t CIs over repetitions.", "",
-             "ROHE (Fleet-DAgger's return on human effort) = (H / N) x arrivals / (1 + "
-             "human-seconds): arrivals per second of human time assigned to a world "
-             "(switching, driving, recovering), weighted by humans per world.", "",
+             "ROHE (Fleet-DAgger's return on human effort, `metric_definitions.rohe`) = "
+             "(H / N) x arrivals / (1 + human-seconds): arrivals per second of human time "
+             "assigned to a world (switching, driving, recovering, and recoveries owed at the "
+             "end), weighted by humans per world.", "",
              "![curves](fleet.png)", ""]
     for m in (*CURVES, "failure_rate"):
         lines += [f"## {m}", "", "| policy | " + " | ".join(f"N/H={n / h:g}" for n in sw.worlds)

@@ -629,7 +629,7 @@ def summary_lines(live: FleetLive, res: FleetSessionResult) -> list[str]:
             f"{int(round(s['failure_rate'] * s['episodes'])) if s['episodes'] else 0} "
             f"collisions / off-road, MRM in {s['fallback_rate'] * 100 if s['episodes'] else 0:.0f}%",
             f"waits {int(s['waits'])}, mean {s['wait_mean_s']:.1f} s;  "
-            f"ROHE {s['rohe']:.3g};  human time {s['human_seconds']:.0f} s",
+            f"human time {s['human_seconds']:.0f} s",
             "", "any key: quit"]
 
 

@@ -9,6 +9,7 @@ import pytest
 
 import takeover.envs  # noqa: F401  (registers the envs)
 from takeover.supervisor.allocation import ALLOCATIONS, FleetState, rank
+from takeover.experiments.fleet import cell_summary
 from takeover.supervisor.fleet import FleetConfig, FleetHumans
 from takeover.types import AgentOutputs, HumanInputs, HumanViews
 
@@ -226,9 +227,35 @@ def test_rohe_counts_human_effort_in_seconds_not_control_steps():
         f.end_episodes(np.array([0, 1]), arrived)
         s = f.stats()
         assert s.arrivals == 2 and 1.0 <= s.human_busy <= 1.0 + 2 * dt
-        assert s.rohe == pytest.approx(1 / 2 * 2 / (1.0 + s.human_busy))
-        out[dt] = s.rohe
+        assert s.human_effort == s.human_busy  # nothing left to recover
+        out[dt] = cell_summary(s)["rohe"]
+        assert out[dt] == pytest.approx(1 / 2 * 2 / (1.0 + s.human_busy))
     assert out[0.1] == pytest.approx(out[0.025], rel=0.1)
+
+
+def test_fleet_and_single_supervisor_share_one_recovery_rule():
+    from takeover.experiments import metric_definitions as md
+    from takeover.supervisor import fleet
+
+    assert fleet.RECOVERY_OUTCOMES == md.RECOVERY_OUTCOMES
+    assert "arrived" not in md.RECOVERY_OUTCOMES and "timeout" not in md.RECOVERY_OUTCOMES
+
+
+@pytest.mark.parametrize("outcome, blocked", [
+    ("collision", True), ("off_road", True), ("pulled_over", True), ("stopped_in_lane", True),
+    ("stopped", True), ("timeout", False), ("arrived", False)])
+def test_a_car_left_at_rest_needs_a_recovery_and_an_unrecovered_one_is_owed(outcome, blocked):
+    """An MRM stop is no free way out: it takes the world out of service like a wreck, and a
+    recovery nobody has started when the run ends is still charged (switch + reset)."""
+    f = FleetHumans(Eager(2), 2, dt=DT, num_humans=1, context_switch_time=2.0,
+                    hard_reset_time=10.0, allocation="fifo")
+    f.act(None, {}, None, views(2, [0, 0], 0.0))
+    f.end_episodes(np.array([0]), {"outcome": np.array([outcome, ""], dtype=object)})
+    assert bool(f.w_blocked[0]) == blocked
+    s = f.stats()
+    assert s.owed == pytest.approx(12.0 if blocked else 0.0)
+    assert s.human_effort == pytest.approx(s.human_busy + s.owed)
+    assert s.arrivals == (outcome == "arrived")
 
 
 # --- on the engine ----------------------------------------------------------------------

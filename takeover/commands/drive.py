@@ -149,6 +149,7 @@ def _drive_fleet(given: dict[str, Any], recording: Any, *, seed: int | None, wor
     from rich.console import Console
 
     from takeover.config import ConfigError
+    from takeover.experiments.fleet import cell_summary
     from takeover.supervisor.fleet import FleetConfig
     from takeover.supervisor.fleet_view import (
         FleetSession,
@@ -198,7 +199,7 @@ def _drive_fleet(given: dict[str, Any], recording: Any, *, seed: int | None, wor
         start_screen=not fixed_clock and recording is None, end_screen=not fixed_clock),
         log=log, record=record, recording=recording, fullscreen=fullscreen).run()
     con = Console()
-    s = res.stats.summary() if res.stats is not None else None
+    s = cell_summary(res.stats) if res.stats is not None else None
     if s is not None:
         mine = sum(r.controller == "human" for recs in res.records for r in recs)
         con.print(f"fleet of {int(s['N'])}: {int(s['arrivals'])} of {int(s['episodes'])} "
