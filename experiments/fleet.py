@@ -12,6 +12,12 @@ per-(N, policy) means with 95% CIs), ``fleet.csv``, ``fleet.png`` (the curves ag
 and ``report.md``. CIs are Student-t over repetitions; a policy's edge over ``random`` and
 ``round_robin`` is the paired per-repetition difference in ROHE.
 
+With ``sweep.seconds`` every run lasts that long on the fleet clock (Fleet-DAgger runs a
+fixed number of steps): a world out of service keeps its clock running and earns nothing,
+as the paper's blocked robot idles, and a fleet whose episodes end quickly (crashes) does
+not get a shorter run for it. Without it a run ends when every world has played
+``episodes_per_world`` episodes, so its length depends on how fast they crash.
+
 ROHE is the testbed's one definition, ``metric_definitions.rohe``: Fleet-DAgger's
 ``(H / N) * arrivals / (1 + human-seconds)``, human-seconds being the time humans were
 assigned to a world (switching in, driving, recovering a car) plus the recoveries still owed
@@ -52,7 +58,13 @@ class FleetSweepSection:
     allocations: tuple[str, ...] = option(("random", "round_robin", "fifo", "risk", "cur"),
                                           "allocation policies compared", factory=None)
     reps: int = option(3, "repetitions per cell (independent seed blocks)", range=(1, 1000))
-    episodes_per_world: int = option(2, "episodes each world plays", range=(1, 1000))
+    episodes_per_world: int = option(2, "episodes each world plays (without seconds)",
+                                     range=(1, 1000))
+    seconds: float | None = option(
+        None, "fleet clock of every run, s (Fleet-DAgger's num_steps): the run stops then, "
+        "its unfinished episodes uncounted, so every cell measures the same time whatever "
+        "its worlds' episodes last; None: until every world played episodes_per_world",
+        range=(1.0, 86_400.0))
 
     def __post_init__(self) -> None:
         validate(self, "sweep")
@@ -128,7 +140,13 @@ def run_cell(cfg: FleetExperimentConfig, agent: Any, estimators: dict, n: int,
                  handover=from_dict(HandoverConfig, dict(s.handover_kwargs)),
                  keep_records=False)
     base = cfg.seed + 100_000 * rep
-    eng.run([base + k for k in range(n * cfg.sweep.episodes_per_world)])
+    sw = cfg.sweep
+    if sw.seconds is None:
+        eng.run([base + k for k in range(n * sw.episodes_per_world)])
+    else:  # seeds enough for an episode per world per second; the clock ends the run
+        eng.start([base + k for k in range(n * (int(sw.seconds) + 1))])
+        while eng.active.any() and fleet.clock < sw.seconds - 1e-9:
+            eng.step()
     return {**cell_summary(fleet.stats()), "allocation": allocation, "rep": rep}
 
 
@@ -285,7 +303,8 @@ def _report(cfg: FleetExperimentConfig, agg: dict[str, Any]) -> str:
     sw, h = cfg.sweep, cfg.fleet.num_humans
     lines = [f"# Fleet sweep `{cfg.name}`", "",
              f"H = {h} humans, N in {list(sw.worlds)}, {sw.reps} repetitions x "
-             f"{sw.episodes_per_world} episodes per world, seeds from {cfg.seed}; "
+             + (f"{sw.episodes_per_world} episodes per world" if sw.seconds is None else
+                f"{sw.seconds:g} s of fleet clock") + f", seeds from {cfg.seed}; "
              "95% Student-t CIs over repetitions.", "",
              "ROHE (Fleet-DAgger's return on human effort, `metric_definitions.rohe`) = "
              "(H / N) x arrivals / (1 + human-seconds): arrivals per second of human time "
