@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import takeover.envs  # noqa: F401  (registers the envs)
-from takeover.supervisor.allocation import ALLOCATIONS, FleetState, rank
 from takeover.experiments.fleet import cell_summary
+from takeover.supervisor.allocation import ALLOCATIONS, FleetState, rank
 from takeover.supervisor.fleet import FleetConfig, FleetHumans
 from takeover.types import AgentOutputs, HumanInputs, HumanViews
 

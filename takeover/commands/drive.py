@@ -152,6 +152,7 @@ def _drive_fleet(given: dict[str, Any], recording: Any, *, seed: int | None, wor
     from takeover.experiments.fleet import cell_summary
     from takeover.supervisor.fleet import FleetConfig
     from takeover.supervisor.fleet_view import (
+        DEMO_LIVE,
         FleetSession,
         FleetViewSettings,
         is_fleet_recording,
@@ -186,7 +187,7 @@ def _drive_fleet(given: dict[str, Any], recording: Any, *, seed: int | None, wor
             raise ConfigError(f"{replay} was recorded with seed {first}, not {seed}: drop --seed")
         seed = first
     else:
-        live = LiveSettings(**{k: v for k, v in given.items() if v is not None})
+        live = LiveSettings(**{**DEMO_LIVE, **{k: v for k, v in given.items() if v is not None}})
         fc = FleetConfig(num_humans=2 if humans is None else humans,
                          **cast("dict[str, Any]",
                                 {} if allocation is None else {"allocation": allocation}))
