@@ -24,7 +24,10 @@ at a world and how they drive it) and lets at most H of them be present at once:
   waits for a human's hard reset; a time-out resets for free, as in the IFL benchmark)
   takes the world out of service until a human has spent ``hard_reset_time`` s recovering
   it (the human who was with it starts at once; an unattended one waits to be allocated
-  like a request, ranked by the policy as a stopped world). Episodes a world plays while
+  like a request: a constraint violation for the C key, and the lowest risk and
+  uncertainty, since its failure already happened and no human can prevent it now; scored
+  as maximal risk, as it was, wrecks took every human first under the risk priority, who
+  then spent 92% of their time recovering while live requests crashed unanswered). Episodes a world plays while
   out of service count for nothing (as a blocked robot earns no reward in Fleet-DAgger):
   not as arrivals, failures or episodes (``lost_episodes`` counts them);
 * a world without a human gets no input, so the engine's handover falls back to the
@@ -450,7 +453,7 @@ class FleetHumans:
             waiting=waiting, constraint=(ph == FALLBACK) | blocked,
             waited=np.where(requesting, np.asarray(views.tor_elapsed, dtype=float), 0.0),
             urgency=np.asarray(views.urgency, dtype=float),
-            scores={k: np.where(blocked, math.inf, np.asarray(v, dtype=float))
+            scores={k: np.where(blocked, -math.inf, np.asarray(v, dtype=float))
                     for k, v in self.scores.items()},
             last_served=self.last_served, rng=self.rng)
         keys = self.policy.keys(state)
