@@ -46,6 +46,9 @@ from takeover.supervisor.fleet import FleetConfig
 KIND = "fleet"
 """A config with ``kind: fleet`` is a fleet sweep (``takeover run`` dispatches on it)."""
 
+BASELINES = ("random", "round_robin")
+"""The policies every other is compared with, paired by repetition."""
+
 CURVES = ("rohe", "wait_mean_s", "worlds_waiting_mean", "failures_waiting_rate",
           "throughput_per_hour", "human_idle_fraction")
 
@@ -189,9 +192,9 @@ def aggregate(cells: list[dict[str, Any]], worlds: Sequence[int],
               for a in allocations}
         out["paired"][str(n)] = {}
         for a in allocations:
-            for b in ("random", "round_robin"):
-                if a == b or b not in by:
-                    continue
+            for b in BASELINES:
+                if a == b or b not in by or (a == BASELINES[0] and b in BASELINES):
+                    continue  # each pair of baselines once: round_robin - random
                 reps = sorted(set(by[a]) & set(by[b]))
                 d = [by[a][r] - by[b][r] for r in reps]
                 out["paired"][str(n)][f"{a}-{b}"] = dict(zip(("mean", "lo", "hi"),
