@@ -339,7 +339,7 @@ def test_takeover_run_fleet_writes_the_curves(tmp_path):
 
     out = tmp_path / "fleet"
     res = CliRunner().invoke(app, [
-        "run", "fleet", "sweep.worlds=[2,4]", "sweep.reps=2", "sweep.episodes_per_world=1",
+        "run", "fleet", "sweep.worlds=[2,4]", "sweep.reps=2", "sweep.seconds=6",
         "sweep.allocations=[random,constraint]", "env.duration=4.0", "seed=0", "--out",
         str(out), "--quiet"])
     assert res.exit_code == 0, res.output
@@ -349,6 +349,9 @@ def test_takeover_run_fleet_writes_the_curves(tmp_path):
     assert len(m["cells"]) == 2 * 2 * 2
     assert set(m["curves"]) == {"random", "constraint"}
     assert {"rohe", "wait_mean_s", "throughput_per_hour"} <= set(m["curves"]["random"]["4"])
+    # every run lasted the fleet clock asked for (6 s = 60 steps of 0.1 s)
+    assert all(c["hours"] * 3600 == pytest.approx(6.0) for c in m["cells"])
+    assert set(m["paired"]["4"]) == {"constraint-random"}  # no round_robin was run
     assert (out / "fleet.png").exists() and (out / "report.md").exists()
     bad = CliRunner().invoke(app, ["run", "fleet", "sweep.allocations=[fifoo]", "--out",
                                    str(tmp_path / "bad")])
