@@ -253,8 +253,9 @@ class MetricsSection:
     rohe_min_intervention: float = option(5.0, "ROHE: the least human time one intervention "
                                           "costs, s (Fleet-DAgger's minimum intervention time)",
                                           range=(0.0, 600.0))
-    rohe_reset_time: float = option(60.0, "ROHE: human time to recover a car that did not "
-                                    "arrive, s (Fleet-DAgger's hard-reset time)",
+    rohe_reset_time: float = option(60.0, "ROHE: human time to recover a car left wrecked, "
+                                    "off the road or at rest (metric_definitions."
+                                    "RECOVERY_OUTCOMES), s (Fleet-DAgger's hard-reset time)",
                                     range=(0.0, 3600.0))
 
     def __post_init__(self) -> None:

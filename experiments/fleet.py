@@ -12,10 +12,17 @@ per-(N, policy) means with 95% CIs), ``fleet.csv``, ``fleet.png`` (the curves ag
 and ``report.md``. CIs are Student-t over repetitions; a policy's edge over ``random`` and
 ``round_robin`` is the paired per-repetition difference in ROHE.
 
-ROHE is Fleet-DAgger's return on human effort (:class:`~takeover.supervisor.fleet.FleetStats`):
+With ``sweep.seconds`` every run lasts that long on the fleet clock (Fleet-DAgger runs a
+fixed number of steps): a world out of service keeps its clock running and earns nothing,
+as the paper's blocked robot idles, and a fleet whose episodes end quickly (crashes) does
+not get a shorter run for it. Without it a run ends when every world has played
+``episodes_per_world`` episodes, so its length depends on how fast they crash.
+
+ROHE is the testbed's one definition, ``metric_definitions.rohe``: Fleet-DAgger's
 ``(H / N) * arrivals / (1 + human-seconds)``, human-seconds being the time humans were
-assigned to a world (switching in, driving, recovering a wreck); the paper counts human
-actions (control steps), which would tie the value to the control rate.
+assigned to a world (switching in, driving, recovering a car) plus the recoveries still owed
+at the end (:attr:`~takeover.supervisor.fleet.FleetStats.human_effort`); the paper counts
+human actions (control steps), which would tie the value to the control rate.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ from takeover.supervisor.fleet import FleetConfig
 KIND = "fleet"
 """A config with ``kind: fleet`` is a fleet sweep (``takeover run`` dispatches on it)."""
 
+BASELINES = ("random", "round_robin")
+"""The policies every other is compared with, paired by repetition."""
+
 CURVES = ("rohe", "wait_mean_s", "worlds_waiting_mean", "failures_waiting_rate",
           "throughput_per_hour", "human_idle_fraction")
 
@@ -51,7 +61,13 @@ class FleetSweepSection:
     allocations: tuple[str, ...] = option(("random", "round_robin", "fifo", "risk", "cur"),
                                           "allocation policies compared", factory=None)
     reps: int = option(3, "repetitions per cell (independent seed blocks)", range=(1, 1000))
-    episodes_per_world: int = option(2, "episodes each world plays", range=(1, 1000))
+    episodes_per_world: int = option(2, "episodes each world plays (without seconds)",
+                                     range=(1, 1000))
+    seconds: float | None = option(
+        None, "fleet clock of every run, s (Fleet-DAgger's num_steps): the run stops then, "
+        "its unfinished episodes uncounted, so every cell measures the same time whatever "
+        "its worlds' episodes last; None: until every world played episodes_per_world",
+        range=(1.0, 86_400.0))
 
     def __post_init__(self) -> None:
         validate(self, "sweep")
@@ -127,8 +143,23 @@ def run_cell(cfg: FleetExperimentConfig, agent: Any, estimators: dict, n: int,
                  handover=from_dict(HandoverConfig, dict(s.handover_kwargs)),
                  keep_records=False)
     base = cfg.seed + 100_000 * rep
-    eng.run([base + k for k in range(n * cfg.sweep.episodes_per_world)])
-    return {**fleet.stats().summary(), "allocation": allocation, "rep": rep}
+    sw = cfg.sweep
+    if sw.seconds is None:
+        eng.run([base + k for k in range(n * sw.episodes_per_world)])
+    else:  # seeds enough for an episode per world per second; the clock ends the run
+        eng.start([base + k for k in range(n * (int(sw.seconds) + 1))])
+        while eng.active.any() and fleet.clock < sw.seconds - 1e-9:
+            eng.step()
+    return {**cell_summary(fleet.stats()), "allocation": allocation, "rep": rep}
+
+
+def cell_summary(stats: Any) -> dict[str, float]:
+    """A :class:`~takeover.supervisor.fleet.FleetStats`'s summary plus its ROHE
+    (``metric_definitions.rohe`` of its arrivals and human effort)."""
+    from takeover.experiments.metric_definitions import rohe
+
+    s = stats.summary()
+    return {**s, "rohe": rohe(s["arrivals"], s["human_effort_s"], s["H"], s["N"])}
 
 
 def t_interval(x: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -161,9 +192,9 @@ def aggregate(cells: list[dict[str, Any]], worlds: Sequence[int],
               for a in allocations}
         out["paired"][str(n)] = {}
         for a in allocations:
-            for b in ("random", "round_robin"):
-                if a == b or b not in by:
-                    continue
+            for b in BASELINES:
+                if a == b or b not in by or (a == BASELINES[0] and b in BASELINES):
+                    continue  # each pair of baselines once: round_robin - random
                 reps = sorted(set(by[a]) & set(by[b]))
                 d = [by[a][r] - by[b][r] for r in reps]
                 out["paired"][str(n)][f"{a}-{b}"] = dict(zip(("mean", "lo", "hi"),
@@ -275,11 +306,13 @@ def _report(cfg: FleetExperimentConfig, agg: dict[str, Any]) -> str:
     sw, h = cfg.sweep, cfg.fleet.num_humans
     lines = [f"# Fleet sweep `{cfg.name}`", "",
              f"H = {h} humans, N in {list(sw.worlds)}, {sw.reps} repetitions x "
-             f"{sw.episodes_per_world} episodes per world, seeds from {cfg.seed}; "
+             + (f"{sw.episodes_per_world} episodes per world" if sw.seconds is None else
+                f"{sw.seconds:g} s of fleet clock") + f", seeds from {cfg.seed}; "
              "95% Student-t CIs over repetitions.", "",
-             "ROHE (Fleet-DAgger's return on human effort) = (H / N) x arrivals / (1 + "
-             "human-seconds): arrivals per second of human time assigned to a world "
-             "(switching, driving, recovering), weighted by humans per world.", "",
+             "ROHE (Fleet-DAgger's return on human effort, `metric_definitions.rohe`) = "
+             "(H / N) x arrivals / (1 + human-seconds): arrivals per second of human time "
+             "assigned to a world (switching, driving, recovering, and recoveries owed at the "
+             "end), weighted by humans per world.", "",
              "![curves](fleet.png)", ""]
     for m in (*CURVES, "failure_rate"):
         lines += [f"## {m}", "", "| policy | " + " | ".join(f"N/H={n / h:g}" for n in sw.worlds)

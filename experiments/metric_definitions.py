@@ -29,13 +29,20 @@ Conventions used in the formulas:
   bought twice the human time. The realised match is checked in every report (invariants).
 
 Question asked of each metric: can a policy that does nothing win it? Stopping in a live
-lane is not ``arrived``; ROHE charges every undelivered episode a recovery; a hazard metric
-is also reported over the episodes whose hazard fired.
+lane is not ``arrived``; ROHE charges a recovery for every car left wrecked or at rest short
+of its destination (so neither a parked car, nor a supervisor that never asks, nor a human
+who lets every request fall to the minimal-risk manoeuvre wins it); a hazard metric is also
+reported over the episodes whose hazard fired.
+
+ROHE is defined once, here (:func:`rohe`, :data:`RECOVERY_OUTCOMES`), and used by both the
+single supervisor's report (``takeover.experiments.metrics``) and the fleet sweep
+(``takeover.experiments.fleet``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -70,9 +77,43 @@ FAILURE_OUTCOMES = ("collision", "off_road")
 """Unsafe outcomes; every other outcome is safe (``takeover.envs.SAFE_OUTCOMES``)."""
 
 _OUR = "takeover testbed (this definition)"
-_FLEET = ("Hoque et al. 2022, Fleet-DAgger (CoRL), return on human effort; "
-          "BerkeleyAutomation/ifl_benchmark counts human effort as human-controlled steps "
-          "plus hard-reset steps")
+_FLEET = ("Hoque et al. 2022, Fleet-DAgger (CoRL), eq. for ROHE: (M/N) sum_t r_t / "
+          "(1 + sum_t ||alpha_t||_F^2), M humans, N robots, alpha_t the N x M assignment "
+          "matrix; BerkeleyAutomation/ifl_benchmark (plotting/process_logs.py) counts a success "
+          "per task completed and a human action per step a human is assigned to a robot "
+          "(teleoperating or in a hard reset of hard_reset_time steps after a constraint "
+          "violation; a time-out resets for free)")
+
+RECOVERY_OUTCOMES = ("collision", "off_road", "stopped", "stopped_in_lane", "pulled_over")
+"""Outcomes after which a human must recover the car (Fleet-DAgger's hard reset of a robot in
+a constraint violation): wrecked, off the road, or at rest short of its destination
+(including the minimal-risk manoeuvre's stops, which need remote assistance to resume).
+``arrived`` needs none, nor ``timeout`` (the car is still driving when time runs out; the IFL
+benchmark resets a time-out for free)."""
+
+
+def needs_recovery(outcome: str, failed: bool = False) -> bool:
+    """An episode that ended with ``outcome`` costs a recovery (:data:`RECOVERY_OUTCOMES`);
+    a world that reports no outcome (``"unknown"``) costs one when it crashed (``failed``)."""
+    return outcome in RECOVERY_OUTCOMES or (outcome == "unknown" and bool(failed))
+
+
+def rohe(successes: Any, human_seconds: Any, humans: Any = 1, worlds: Any = 1) -> Any:
+    """Return on human effort (Hoque et al. 2022, Fleet-DAgger), the testbed's one ROHE:
+    ``(H / N) * successes / (1 + human_seconds)``.
+
+    ``successes``: arrivals over the whole run (Fleet-DAgger's sum of the sparse task-success
+    reward over robots and steps). ``human_seconds``: every second a human was assigned to a
+    world over the run: driving (each intervention at least the minimum intervention time),
+    switching into it, and recovering it (a recovery per :data:`RECOVERY_OUTCOMES` episode,
+    owed ones included). The paper counts human actions (control steps); seconds make the
+    value independent of the control rate (at 10 Hz a step count is 10x the seconds, at
+    20 Hz 20x). ``H / N`` (humans per world; 1 for one supervisor and one car) keeps fleets of
+    different size comparable. The ``1 +`` (one human-second) keeps a run without effort
+    finite; it is negligible against any run with a request or a recovery in it, so ROHE is
+    then (nearly) independent of the run's length. Unit: arrivals per human-second, times
+    H/N. Works elementwise on numpy arrays (bootstrap resamples)."""
+    return humans / worlds * successes / (1.0 + human_seconds)
 
 DEFINITIONS: tuple[MetricDef, ...] = (
     MetricDef("success_rate", "episodes with outcome arrived / n", "share of episodes",
@@ -150,12 +191,14 @@ DEFINITIONS: tuple[MetricDef, ...] = (
     MetricDef("missed_failure_rate", "failed episodes with no request in the horizon before the "
               "end and no human control / n", "share of episodes", _OUR, "lower",
               ratio=("missed", "n")),
-    MetricDef("rohe", "S / (1 + H) on a standard exposure of 100 episodes: S = arrived per 100 "
-              "episodes; H = human minutes per 100 episodes = sum over human segments of "
-              "max(duration, rohe_min_intervention) + rohe_reset_time for every episode that "
-              "did not arrive (someone must recover the car)", "successes per human-minute",
-              _FLEET + "; effort in minutes (not steps) so it does not depend on the control "
-              "rate; the standard exposure makes it independent of the sample size", "higher"),
+    MetricDef("rohe", "(H / N) S / (1 + E) over the condition's episodes (H = N = 1 for one "
+              "supervisor): S = episodes arrived; E = human-seconds = sum over human segments "
+              "of max(duration, rohe_min_intervention) + rohe_reset_time for every episode "
+              "ending in " + "/".join(RECOVERY_OUTCOMES) + " (someone must recover the car); "
+              "in a fleet E also counts context switches and owed recoveries",
+              "arrivals per human-second (x H/N)",
+              _FLEET + "; effort in seconds (not steps) so it does not depend on the control "
+              "rate", "higher"),
     MetricDef("mean_return", "sum of env rewards / n", "reward per episode", _OUR, "higher",
               ratio=("ret", "n")),
     MetricDef("km_per_episode", "distance driven / n", "km per episode",

@@ -32,14 +32,13 @@ from takeover.experiments.metric_definitions import (
     FAILURE_OUTCOMES,
     METRIC_NAMES,
     TRIGGER_DEFINITIONS,
+    needs_recovery,
+    rohe,
 )
 from takeover.records import StepRecord
 
 TTC_NONE = 99.0
 """The env reports this TTC (s) when nothing closes in on the ego; not a real time budget."""
-
-ROHE_EXPOSURE = 100
-"""Episodes of the standard exposure ROHE is stated on (``metric_definitions``)."""
 
 METRICS: dict[str, str] = {d.name: f"{d.formula} [{d.unit}]" for d in DEFINITIONS}
 """Name -> definition of every condition-level metric; ``metrics.json`` has each key."""
@@ -93,8 +92,9 @@ class EpisodeMetrics:
         mrm: the minimal-risk manoeuvre engaged at some step.
         hazard_fired: the scenario's hazard was triggered.
         missed_failure: failed with no request in the horizon before the end and no human.
-        effort_min: ROHE human effort, minutes (segments at least the minimum intervention
-            time, plus the reset time when the episode did not arrive).
+        effort_s: ROHE human effort, s (segments at least the minimum intervention time,
+            plus the reset time when the episode needs a recovery:
+            ``metric_definitions.needs_recovery``).
     """
 
     episode: str
@@ -118,7 +118,7 @@ class EpisodeMetrics:
     mrm: bool
     hazard_fired: bool
     missed_failure: bool
-    effort_min: float
+    effort_s: float
 
     @property
     def success(self) -> bool:
@@ -234,7 +234,7 @@ def episode_metrics(records: Sequence[StepRecord], horizon: float = 2.0, *,
     recent_tor = any(records[i].time >= last.time - horizon for i in tor_steps)
     mrm = any(c == "fallback" or _mrm(r) for c, r in zip(ctrl, records, strict=True))
     effort_s = sum(max((b - a) * dt, min_intervention) for a, b in segments)
-    if outcome != "arrived":
+    if needs_recovery(outcome, failed):
         effort_s += reset_time
     return EpisodeMetrics(
         episode=last.episode, outcome=outcome, failed=failed, steps=len(records),
@@ -246,7 +246,7 @@ def episode_metrics(records: Sequence[StepRecord], horizon: float = 2.0, *,
         takeover_times=tuple(takeover_times), min_ttcs=tuple(min_ttcs),
         no_conflict_segments=no_conflict, mrm=mrm, hazard_fired=hazard_fired(records),
         missed_failure=failed and not recent_tor and not segments,
-        effort_min=effort_s / 60.0,
+        effort_s=effort_s,
     )
 
 
@@ -271,7 +271,7 @@ def components(episodes: Sequence[EpisodeMetrics]) -> np.ndarray:
                    e.ret, e.interventions, e.self_initiated, e.context_switches, e.tors,
                    e.askable_steps, sum(e.tor_lead_times), len(e.tor_lead_times),
                    sum(e.takeover_times), len(e.takeover_times), sum(e.min_ttcs),
-                   len(e.min_ttcs), e.no_conflict_segments, e.missed_failure, e.effort_min)
+                   len(e.min_ttcs), e.no_conflict_segments, e.missed_failure, e.effort_s)
     return rows
 
 
@@ -287,8 +287,7 @@ def from_sums(sums: np.ndarray) -> dict[str, np.ndarray]:
     ``(C,)`` or ``(R, C)`` (R bootstrap resamples at once)."""
     s = {c: sums[..., i] for c, i in _C.items()}
     out = {d.name: _div(s[d.ratio[0]], s[d.ratio[1]]) for d in DEFINITIONS if d.ratio}
-    out["rohe"] = _div(ROHE_EXPOSURE * out["success_rate"],
-                       1.0 + ROHE_EXPOSURE * _div(s["effort"], s["n"]))
+    out["rohe"] = np.where(s["n"] > 0, rohe(s["arrived"], s["effort"]), np.nan)
     return {m: out[m] for m in METRIC_NAMES}
 
 

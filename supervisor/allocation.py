@@ -39,7 +39,9 @@ class FleetState:
         waited: s since the world's current request was issued (0 when none).
         urgency: 0..1, the handover's urgency of the request (from the gate's score).
         scores: the step's estimator scores by name (``+inf`` where non-finite: unknown risk
-            is maximal risk); empty when the engine gives none.
+            is maximal risk; ``-inf`` for a world out of service, whose failure already
+            happened: nothing a human does there now prevents one); empty when the engine
+            gives none.
         last_served: fleet clock (s) when a human last arrived in the world, ``-inf`` never.
         rng: the fleet's generator (ties and random policies draw from it).
     """
@@ -170,7 +172,8 @@ class ThriftyPriority:
         acc += (ok.sum(), x[ok].sum(), (x[ok] ** 2).sum())
         mean = acc[1] / max(acc[0], 1.0)
         std = math.sqrt(max(acc[2] / max(acc[0], 1.0) - mean ** 2, 0.0))
-        return np.where(ok, (x - mean) / (std + 1e-8), np.where(np.isnan(x), -1e9, 1e9))
+        # +inf (unknown risk: maximal) first, -inf (out of service) and NaN last
+        return np.where(ok, (x - mean) / (std + 1e-8), np.where(x > 0, 1e9, -1e9))
 
     def keys(self, s: FleetState) -> tuple[np.ndarray, ...]:
         r = s.score(self.risk)[s.waiting]

@@ -19,12 +19,17 @@ at a world and how they drive it) and lets at most H of them be present at once:
   moved (handing control back to the agent) to a waiting world the policy ranks strictly
   above theirs on its keys (never for the random tie-break between equals, which would
   move humans back and forth between equal worlds, paying a context switch each time);
-* a collision or off-road exit (Fleet-DAgger's constraint violation) takes the world out
-  of service until a human has spent ``hard_reset_time`` s recovering it (the human who was
-  with it starts at once; an unattended wreck waits to be allocated like a request, ranked
-  by the policy as a stopped world). Episodes a world plays while out of service count for
-  nothing (as a blocked robot earns no reward in Fleet-DAgger): not as arrivals, failures
-  or episodes (``lost_episodes`` counts them);
+* an episode that leaves the car wrecked, off the road or at rest short of its
+  destination (:data:`RECOVERY_OUTCOMES`: Fleet-DAgger's constraint violation, whose robot
+  waits for a human's hard reset; a time-out resets for free, as in the IFL benchmark)
+  takes the world out of service until a human has spent ``hard_reset_time`` s recovering
+  it (the human who was with it starts at once; an unattended one waits to be allocated
+  like a request: a constraint violation for the C key, and the lowest risk and
+  uncertainty, since its failure already happened and no human can prevent it now; scored
+  as maximal risk, as it was, wrecks took every human first under the risk priority, who
+  then spent 92% of their time recovering while live requests crashed unanswered). Episodes a world plays while
+  out of service count for nothing (as a blocked robot earns no reward in Fleet-DAgger):
+  not as arrivals, failures or episodes (``lost_episodes`` counts them);
 * a world without a human gets no input, so the engine's handover falls back to the
   minimal-risk manoeuvre when the request times out;
 * a *pinned* human (:meth:`FleetHumans.pin`: a live person, ``takeover drive --fleet``) is
@@ -58,6 +63,11 @@ from .allocation import ALLOCATIONS, FleetState, above, rank
 
 AGENT, TOR, HUMAN, FALLBACK = 0, 1, 2, 3
 
+RECOVERY_OUTCOMES = ("collision", "off_road", "stopped", "stopped_in_lane", "pulled_over")
+"""Outcomes whose world needs a human's recovery: ``metric_definitions.RECOVERY_OUTCOMES``
+(the one ROHE definition), copied so the supervisor imports no later layer; a test checks
+the two are equal."""
+
 
 @dataclass(frozen=True)
 class FleetConfig:
@@ -76,7 +86,8 @@ class FleetConfig:
         2.0, "s a human needs in a new world before acting (situational awareness)",
         range=(0.0, 600.0))
     hard_reset_time: float = option(
-        10.0, "s of a human's time a collision or off-road exit costs (recovery)",
+        10.0, "s of a human's time recovering a car after an episode ending in "
+        "RECOVERY_OUTCOMES (wrecked, off road, or at rest short of its destination)",
         range=(0.0, 3600.0))
     preempt: bool = option(True, "move a human past min_intervention_time to a waiting "
                                  "world the policy ranks higher")
@@ -97,6 +108,15 @@ def arrived(info: Mapping[str, Any], i: int, phase: int) -> bool:
     return reason == "time_limit" and phase != FALLBACK
 
 
+def needs_recovery(info: Mapping[str, Any], worlds: np.ndarray) -> np.ndarray:
+    """``(len(worlds),)``: the episode ended in a :data:`RECOVERY_OUTCOMES` outcome (on
+    worlds that report no outcome: a collision or off-road exit)."""
+    if "outcome" in info:
+        out = np.asarray(info["outcome"])[worlds].astype(str)
+        return np.isin(out, RECOVERY_OUTCOMES)
+    return failed(info, worlds)
+
+
 def failed(info: Mapping[str, Any], worlds: np.ndarray) -> np.ndarray:
     """``(len(worlds),)``: a collision or off-road exit (the fleet's constraint violation)."""
     if "outcome" in info:
@@ -111,20 +131,9 @@ def failed(info: Mapping[str, Any], worlds: np.ndarray) -> np.ndarray:
 class FleetStats:
     """What one fleet run measured (times in s of the fleet clock unless named otherwise).
 
-    ROHE (return on human effort) is Fleet-DAgger's (Hoque et al. 2022):
-    ``ROHE = (H / N) * sum_t sum_i r_t^i / (1 + sum_t ||alpha_t||_F^2)``: the fleet's
-    successes, weighted by humans per world, over one plus the human actions, where
-    ``||alpha_t||_F^2`` is the number of (human, world) assignments at step ``t``. Its IFL
-    benchmark (``BerkeleyAutomation/ifl_benchmark``, ``plotting/process_logs.py``) plots ROHE
-    from ``cumulative_successes`` and ``cumulative_human_actions``, a human action being one
-    step a human is assigned to a robot (intervening, or in a hard reset). Here a success is
-    an arrival,
-    and a human action is **one second** of one human's assigned time (switching in,
-    driving, recovering a wreck: :attr:`human_busy`), not one control step, so the value does
-    not change with the world's control rate (at 10 Hz a step-count denominator would be 10x
-    this one, at 20 Hz 20x). Unit: arrivals per human-second (times ``H/N``); the ``1 +``
-    only keeps a run without any human effort finite (one second, small against the
-    effort of any run with a request in it).
+    ROHE is not computed here: it is defined once, in
+    ``takeover.experiments.metric_definitions.rohe`` (a later layer), from :attr:`arrivals`
+    and :attr:`human_effort` (``summary()["human_effort_s"]``).
     """
 
     num_worlds: int
@@ -146,6 +155,7 @@ class FleetStats:
     preemptions: int = 0
     lost_episodes: int = 0
     out_of_service: float = 0.0
+    owed: float = 0.0
 
     @property
     def hours(self) -> float:
@@ -156,10 +166,11 @@ class FleetStats:
         return self.human_busy / 60.0
 
     @property
-    def rohe(self) -> float:
-        """Fleet-DAgger's return on human effort (see the class docstring): ``(H / N) *
-        arrivals / (1 + human-seconds)``."""
-        return self.num_humans / self.num_worlds * self.arrivals / (1.0 + self.human_busy)
+    def human_effort(self) -> float:
+        """ROHE's human-seconds: the time humans were assigned to worlds (switching in,
+        driving, recovering) plus :attr:`owed`, the recoveries still to do when the run
+        ended (a run that leaves its wrecks for later did not save that effort)."""
+        return self.human_busy + self.owed
 
     def summary(self) -> dict[str, float]:
         """Flat numbers for tables and plots (NaN where undefined)."""
@@ -169,7 +180,6 @@ class FleetStats:
             "N": float(self.num_worlds), "H": float(self.num_humans),
             "N_per_H": self.num_worlds / self.num_humans, "hours": self.hours,
             "episodes": float(self.episodes), "arrivals": float(self.arrivals),
-            "rohe": self.rohe,
             "throughput_per_hour": self.arrivals / self.hours if self.clock else math.nan,
             "arrival_rate": self.arrivals / self.episodes if self.episodes else math.nan,
             "failure_rate": self.failures / self.episodes if self.episodes else math.nan,
@@ -178,6 +188,7 @@ class FleetStats:
                                       if self.episodes else math.nan),
             "fallback_rate": self.fallbacks / self.episodes if self.episodes else math.nan,
             "human_minutes": self.human_minutes, "human_seconds": self.human_busy,
+            "human_effort_s": self.human_effort, "owed_s": self.owed,
             "human_idle_fraction": self.human_idle / hh if hh else math.nan,
             "human_switching_fraction": self.human_switching / hh if hh else math.nan,
             "human_resetting_fraction": self.human_resetting / hh if hh else math.nan,
@@ -243,10 +254,10 @@ class FleetHumans:
         """Episodes of ``worlds`` ended this step (``info``: the step's final info arrays):
         count arrivals and failures, and take failed worlds out of service."""
         worlds = np.asarray(worlds, dtype=np.int64)
-        bad = failed(info, worlds)
+        bad, recover = failed(info, worlds), needs_recovery(info, worlds)
         s = self.s
         self._close_waits(worlds)  # a wait ends with its episode (arrived or not)
-        for i, f in zip(worlds.tolist(), bad.tolist()):
+        for i, f, r in zip(worlds.tolist(), bad.tolist(), recover.tolist()):
             ph = int(self.phase[i])
             j = int(self.w_human[i])
             if self.w_lost[i]:
@@ -259,6 +270,7 @@ class FleetHumans:
                     s.failures += 1
                     present = j >= 0 and self.clock >= self.h_ready[j]
                     s.failures_waiting += (not present) and ph in (TOR, FALLBACK)
+                if r:
                     self.w_blocked[i] = True
                     if j >= 0:  # the human who was there starts the recovery at once
                         self._start_reset(j, i, switch=False)
@@ -441,7 +453,7 @@ class FleetHumans:
             waiting=waiting, constraint=(ph == FALLBACK) | blocked,
             waited=np.where(requesting, np.asarray(views.tor_elapsed, dtype=float), 0.0),
             urgency=np.asarray(views.urgency, dtype=float),
-            scores={k: np.where(blocked, math.inf, np.asarray(v, dtype=float))
+            scores={k: np.where(blocked, -math.inf, np.asarray(v, dtype=float))
                     for k, v in self.scores.items()},
             last_served=self.last_served, rng=self.rng)
         keys = self.policy.keys(state)
@@ -479,5 +491,11 @@ class FleetHumans:
         self.w_wait_start[worlds] = math.nan
 
     def stats(self) -> FleetStats:
-        """The run's bookkeeping so far (waits still open are not counted)."""
+        """The run's bookkeeping so far (waits still open are not counted; recoveries not
+        yet done are :attr:`FleetStats.owed`: the rest of one under way, a switch plus a
+        whole recovery for one nobody has started)."""
+        cfg = self.config
+        left = self.w_reset_done[self.w_blocked] - self.clock
+        self.s.owed = float(np.where(np.isnan(left), cfg.context_switch_time
+                                     + cfg.hard_reset_time, np.maximum(left, 0.0)).sum())
         return self.s

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import takeover.envs  # noqa: F401  (registers the envs)
+from takeover.experiments.fleet import cell_summary
 from takeover.supervisor.allocation import ALLOCATIONS, FleetState, rank
 from takeover.supervisor.fleet import FleetConfig, FleetHumans
 from takeover.types import AgentOutputs, HumanInputs, HumanViews
@@ -176,6 +177,21 @@ def test_an_unattended_wreck_waits_for_a_human_like_a_stopped_world():
     assert not f.w_blocked[0]
 
 
+@pytest.mark.parametrize("allocation", ["risk", "thrifty"])
+def test_risk_priorities_send_the_human_to_a_live_request_before_a_wreck(allocation):
+    """A wreck's failure already happened: no human can prevent it now, so risk and
+    uncertainty rank it last (the C key of 'constraint' and 'cur' still puts it first).
+    Ranked as maximal risk, wrecks took the human first and, on development seeds (5000,
+    N = 10, H = 2, 3 x 120 s), kept them recovering 92% of the time (fifo: 53-66%)."""
+    f, _ = fleet(2, num_humans=1, hard_reset_time=0.5, allocation=allocation)
+    f.act(None, {}, None, views(2, [0, 0], 0.0))
+    f.end_episodes(np.array([0]), COLLISION_0)  # nobody was there
+    f.reset(np.array([0]), [None])
+    f.observe_scores({"q_risk": np.array([0.1, 0.9]), "entropy": np.array([0.1, 0.9])})
+    f.act(None, {}, None, views(2, [0, 1], 0.1))
+    assert f.w_human[1] == 0 and f.w_human[0] == -1 and f.w_blocked[0]
+
+
 def test_unknown_policy_and_bad_order_are_refused_with_the_fix():
     with pytest.raises(Exception, match="allocation"):
         FleetConfig(allocation="fifoo")
@@ -226,9 +242,35 @@ def test_rohe_counts_human_effort_in_seconds_not_control_steps():
         f.end_episodes(np.array([0, 1]), arrived)
         s = f.stats()
         assert s.arrivals == 2 and 1.0 <= s.human_busy <= 1.0 + 2 * dt
-        assert s.rohe == pytest.approx(1 / 2 * 2 / (1.0 + s.human_busy))
-        out[dt] = s.rohe
+        assert s.human_effort == s.human_busy  # nothing left to recover
+        out[dt] = cell_summary(s)["rohe"]
+        assert out[dt] == pytest.approx(1 / 2 * 2 / (1.0 + s.human_busy))
     assert out[0.1] == pytest.approx(out[0.025], rel=0.1)
+
+
+def test_fleet_and_single_supervisor_share_one_recovery_rule():
+    from takeover.experiments import metric_definitions as md
+    from takeover.supervisor import fleet
+
+    assert fleet.RECOVERY_OUTCOMES == md.RECOVERY_OUTCOMES
+    assert "arrived" not in md.RECOVERY_OUTCOMES and "timeout" not in md.RECOVERY_OUTCOMES
+
+
+@pytest.mark.parametrize("outcome, blocked", [
+    ("collision", True), ("off_road", True), ("pulled_over", True), ("stopped_in_lane", True),
+    ("stopped", True), ("timeout", False), ("arrived", False)])
+def test_a_car_left_at_rest_needs_a_recovery_and_an_unrecovered_one_is_owed(outcome, blocked):
+    """An MRM stop is no free way out: it takes the world out of service like a wreck, and a
+    recovery nobody has started when the run ends is still charged (switch + reset)."""
+    f = FleetHumans(Eager(2), 2, dt=DT, num_humans=1, context_switch_time=2.0,
+                    hard_reset_time=10.0, allocation="fifo")
+    f.act(None, {}, None, views(2, [0, 0], 0.0))
+    f.end_episodes(np.array([0]), {"outcome": np.array([outcome, ""], dtype=object)})
+    assert bool(f.w_blocked[0]) == blocked
+    s = f.stats()
+    assert s.owed == pytest.approx(12.0 if blocked else 0.0)
+    assert s.human_effort == pytest.approx(s.human_busy + s.owed)
+    assert s.arrivals == (outcome == "arrived")
 
 
 # --- on the engine ----------------------------------------------------------------------
@@ -297,7 +339,7 @@ def test_takeover_run_fleet_writes_the_curves(tmp_path):
 
     out = tmp_path / "fleet"
     res = CliRunner().invoke(app, [
-        "run", "fleet", "sweep.worlds=[2,4]", "sweep.reps=2", "sweep.episodes_per_world=1",
+        "run", "fleet", "sweep.worlds=[2,4]", "sweep.reps=2", "sweep.seconds=6",
         "sweep.allocations=[random,constraint]", "env.duration=4.0", "seed=0", "--out",
         str(out), "--quiet"])
     assert res.exit_code == 0, res.output
@@ -307,6 +349,9 @@ def test_takeover_run_fleet_writes_the_curves(tmp_path):
     assert len(m["cells"]) == 2 * 2 * 2
     assert set(m["curves"]) == {"random", "constraint"}
     assert {"rohe", "wait_mean_s", "throughput_per_hour"} <= set(m["curves"]["random"]["4"])
+    # every run lasted the fleet clock asked for (6 s = 60 steps of 0.1 s)
+    assert all(c["hours"] * 3600 == pytest.approx(6.0) for c in m["cells"])
+    assert set(m["paired"]["4"]) == {"constraint-random"}  # no round_robin was run
     assert (out / "fleet.png").exists() and (out / "report.md").exists()
     bad = CliRunner().invoke(app, ["run", "fleet", "sweep.allocations=[fifoo]", "--out",
                                    str(tmp_path / "bad")])

@@ -208,3 +208,22 @@ def test_takeover_drive_fleet_runs_headless_and_refuses_bad_options(tmp_path):
                        (["--replay", str(tmp_path / "f.json"), "--fleet", "3"], "worlds")):
         bad = run(app, ["drive", *args])
         assert bad.exit_code == 2 and word in bad.output, (args, bad.output)
+
+
+def test_the_demo_gives_a_newcomer_time_and_old_recordings_keep_their_gate():
+    """``takeover drive --fleet`` defaults to later hazards, lighter traffic and more warning
+    (with the shipped defaults every novice world had crashed within 12 s, 1.1 s after its
+    request); a recording made before the warning setting replays with the ttc estimator's
+    own 2 s, so it stays exact."""
+    from types import SimpleNamespace
+
+    from takeover.config import to_dict
+    from takeover.supervisor.fleet_view import DEMO_LIVE, DEMO_WARNING
+
+    s = FleetViewSettings()
+    assert s.live.env == DEMO_LIVE["env"] and min(s.live.env["onset"]) >= 12.0
+    assert s.live.timeout == DEMO_LIVE["timeout"] > LiveSettings().timeout
+    assert s.warning == DEMO_WARNING > 2.0
+    old = {k: v for k, v in to_dict(s).items() if k != "warning"}
+    assert settings_of(SimpleNamespace(settings=old)).warning == 2.0
+    assert settings_of(SimpleNamespace(settings=to_dict(s))).warning == DEMO_WARNING

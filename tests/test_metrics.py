@@ -110,7 +110,7 @@ def test_episode_metrics_of_a_known_episode():
     assert m.min_ttcs == (1.5,) and m.no_conflict_segments == 0
     assert m.hazard_fired and not m.mrm and not m.missed_failure
     assert m.ret == pytest.approx(1.0)
-    assert m.effort_min == pytest.approx(5.0 / 60)  # one segment, priced at the 5 s minimum
+    assert m.effort_s == pytest.approx(5.0)  # one segment, priced at the 5 s minimum
 
 
 @pytest.mark.parametrize("outcome, success, failed", [
@@ -127,9 +127,10 @@ def test_only_arrived_is_success_and_only_crashes_are_unsafe(outcome, success, f
            "collision": "collision_rate", "off_road": "offroad_rate"}.get(outcome)
     if key:
         assert agg[key] == 1.0
-    # a car that did not deliver costs a recovery: 60 s on top of the 5 s segment
-    assert agg["rohe"] == pytest.approx(
-        (100.0 if success else 0.0) / (1 + 100 * (5 + (0 if success else 60)) / 60))
+    # a car left wrecked or at rest costs a recovery, 60 s on top of the 5 s segment; a
+    # timeout (still driving) resets for free, as in Fleet-DAgger's benchmark
+    reset = 0 if outcome in ("arrived", "timeout") else 60
+    assert agg["rohe"] == pytest.approx(float(success) / (1 + 5 + reset))
 
 
 def test_fields_and_old_info_keys_give_the_same_metrics():
@@ -227,8 +228,11 @@ def test_aggregate_pools_over_episodes():
 
 
 def test_rohe_is_not_won_by_doing_nothing():
-    """The car that never moves and the supervisor that never asks both pay a recovery per
-    undelivered episode; 8 of 10 delivered with a 5 s takeover each beats 4 of 10 alone."""
+    """The car that never moves, the supervisor that never asks and the human who lets
+    every request fall to the minimal-risk manoeuvre all pay a recovery per car left
+    wrecked or at rest; 8 of 10 delivered with a 5 s takeover each beats 4 of 10 alone
+    (4 / (1 + 6 x 60) = 0.011 against 8 / (1 + 50 + 2 x 60) = 0.047) and beats pulling over
+    instead of crashing (4 / (1 + 6 x 60) too: the MRM stop is no free exit)."""
     alone = [episode_metrics([rec(0, ep=f"a{i}"), rec(1, ep=f"a{i}",
                                                        outcome="arrived" if i < 4
                                                        else "collision")])
@@ -238,9 +242,15 @@ def test_rohe_is_not_won_by_doing_nothing():
               for i in range(10)]
     helped = [episode_metrics(supervised_episode("arrived" if i < 8 else "collision"))
               for i in range(10)]
+    mrm = [episode_metrics([rec(0, ep=f"m{i}"), rec(1, ep=f"m{i}",
+                                                     outcome="arrived" if i < 4
+                                                     else "pulled_over")])
+           for i in range(10)]
     r = {k: aggregate(v)["rohe"] for k, v in
-         (("alone", alone), ("parked", parked), ("helped", helped))}
+         (("alone", alone), ("parked", parked), ("helped", helped), ("mrm", mrm))}
     assert r["parked"] == 0.0 and r["helped"] > r["alone"] > r["parked"]
+    assert r["helped"] > r["mrm"] and r["mrm"] == pytest.approx(r["alone"])
+    assert r["alone"] == pytest.approx(4 / (1 + 6 * 60))
 
 
 def test_rohe_does_not_depend_on_the_control_rate():
@@ -262,7 +272,7 @@ def test_undefined_metrics_are_nan_not_zero():
     for k in ("takeover_time", "tor_lead_time", "min_ttc_human", "no_conflict_share",
               "success_rate_hazard"):
         assert math.isnan(agg[k]), k
-    assert agg["interventions_per_episode"] == 0.0 and agg["rohe"] == 100.0
+    assert agg["interventions_per_episode"] == 0.0 and agg["rohe"] == 1.0  # 1 / (1 + 0 s)
     assert all(math.isnan(v) for v in aggregate([]).values())
 
 

@@ -149,8 +149,10 @@ def _drive_fleet(given: dict[str, Any], recording: Any, *, seed: int | None, wor
     from rich.console import Console
 
     from takeover.config import ConfigError
+    from takeover.experiments.fleet import cell_summary
     from takeover.supervisor.fleet import FleetConfig
     from takeover.supervisor.fleet_view import (
+        DEMO_LIVE,
         FleetSession,
         FleetViewSettings,
         is_fleet_recording,
@@ -185,7 +187,7 @@ def _drive_fleet(given: dict[str, Any], recording: Any, *, seed: int | None, wor
             raise ConfigError(f"{replay} was recorded with seed {first}, not {seed}: drop --seed")
         seed = first
     else:
-        live = LiveSettings(**{k: v for k, v in given.items() if v is not None})
+        live = LiveSettings(**{**DEMO_LIVE, **{k: v for k, v in given.items() if v is not None}})
         fc = FleetConfig(num_humans=2 if humans is None else humans,
                          **cast("dict[str, Any]",
                                 {} if allocation is None else {"allocation": allocation}))
@@ -198,7 +200,7 @@ def _drive_fleet(given: dict[str, Any], recording: Any, *, seed: int | None, wor
         start_screen=not fixed_clock and recording is None, end_screen=not fixed_clock),
         log=log, record=record, recording=recording, fullscreen=fullscreen).run()
     con = Console()
-    s = res.stats.summary() if res.stats is not None else None
+    s = cell_summary(res.stats) if res.stats is not None else None
     if s is not None:
         mine = sum(r.controller == "human" for recs in res.records for r in recs)
         con.print(f"fleet of {int(s['N'])}: {int(s['arrivals'])} of {int(s['episodes'])} "
