@@ -190,23 +190,36 @@ def _occupies(y, wid, lane, w):
 
 
 @njit(cache=True, error_model="numpy")
-def _neighbour(vw, order, rank, i, lane, w, ahead):
-    """Nearest vehicle ahead of (or behind) slot ``i`` occupying ``lane``; -1 if none.
+def _leader(vw, order, rank, i, lane, w):
+    """Nearest vehicle ahead of slot ``i`` (by centre, alongside included) occupying
+    ``lane``; -1 if none.
 
-    Walks outward from ``i`` through ``order`` (occupied slots sorted by x at the start of
-    the control step, then the empty ones), so a query costs a few steps instead of a pass
-    over every vehicle.
+    Walks up ``order`` (occupied slots sorted by x at the start of the control step, then
+    the empty ones) from ``i``, so a query costs a few steps instead of a pass over every
+    vehicle. A counted ``for`` loop, one per direction: with a two-way ``while`` loop numba
+    kept the reference counting of ``vw`` and ``order`` (four atomic operations per query,
+    which made the traffic IDM 17% slower).
     """
-    m = order.shape[0]
     xi = vw[i, X]
-    r = rank[i] + (1 if ahead else -1)
-    while 0 <= r < m:
+    for r in range(rank[i] + 1, order.shape[0]):
         j = order[r]
-        r += 1 if ahead else -1
         if vw[j, KIND] == EMPTY:  # the empty slots close the order: nothing further ahead
             return -1
-        dx = vw[j, X] - xi if ahead else xi - vw[j, X]
-        if dx >= 0.0 and _occupies(vw[j, Y], vw[j, WID], lane, w):
+        if vw[j, X] - xi >= 0.0 and _occupies(vw[j, Y], vw[j, WID], lane, w):
+            return j
+    return -1
+
+
+@njit(cache=True, error_model="numpy")
+def _follower(vw, order, rank, i, lane, w):
+    """Nearest vehicle behind slot ``i`` (alongside included) occupying ``lane``; -1 if
+    none (``_leader``, walking down ``order``)."""
+    xi = vw[i, X]
+    for r in range(rank[i] - 1, -1, -1):
+        j = order[r]
+        if vw[j, KIND] == EMPTY:
+            return -1
+        if xi - vw[j, X] >= 0.0 and _occupies(vw[j, Y], vw[j, WID], lane, w):
             return j
     return -1
 
@@ -276,7 +289,7 @@ def _idm_behind(vw, i, j):
 def _follow(vw, order, rank, i, lane, w):
     """IDM acceleration of slot ``i`` behind its leader in ``lane``; a call, not inlined,
     so that the hot loop over every vehicle stays small (few vehicles change lanes)."""
-    return _idm_behind(vw, i, _neighbour(vw, order, rank, i, lane, w, True))
+    return _idm_behind(vw, i, _leader(vw, order, rank, i, lane, w))
 
 
 @njit(cache=True, error_model="numpy")
@@ -378,8 +391,8 @@ def _mrm_controls(vw, ww, p, order, rank):
     tl = ww[MRM_LANE]
     centred = abs(vw[0, Y] - tl * w) < MRM_IN_LANE
     if centred and tl < n and ww[MRM_T] < MRM_SEEK_TIME:
-        lead = _neighbour(vw, order, rank, 0, tl + 1.0, w, True)
-        foll = _neighbour(vw, order, rank, 0, tl + 1.0, w, False)
+        lead = _leader(vw, order, rank, 0, tl + 1.0, w)
+        foll = _follower(vw, order, rank, 0, tl + 1.0, w)
         closing_ahead = 0.0 if lead < 0 else max(0.0, v - vw[lead, V])
         closing_behind = 0.0 if foll < 0 else max(0.0, vw[foll, V] - v)
         if (_gap_to(vw, lead) > MRM_GAP_AHEAD + MRM_GAP_TIME * closing_ahead
@@ -389,15 +402,15 @@ def _mrm_controls(vw, ww, p, order, rank):
             centred = False
     elif not centred and abs(vw[0, Y] - (tl - 1.0) * w) < 0.5 * w:
         # mid-change, still mostly in the old lane: back out if the gap behind has closed
-        foll = _neighbour(vw, order, rank, 0, tl, w, False)
+        foll = _follower(vw, order, rank, 0, tl, w)
         closing_behind = 0.0 if foll < 0 else max(0.0, vw[foll, V] - v)
         if _gap_to(vw, foll) < 0.5 * (MRM_GAP_BEHIND + MRM_GAP_TIME * closing_behind):
             tl -= 1.0
             ww[MRM_LANE] = tl
     cur = math.floor(vw[0, Y] / w + 0.5)
-    acc = _ego_idm(vw, _neighbour(vw, order, rank, 0, cur, w, True))
+    acc = _ego_idm(vw, _leader(vw, order, rank, 0, cur, w))
     if tl != cur:
-        acc = min(acc, _ego_idm(vw, _neighbour(vw, order, rank, 0, tl, w, True)))
+        acc = min(acc, _ego_idm(vw, _leader(vw, order, rank, 0, tl, w)))
     if centred and tl == n:
         target = -MRM_STOP_DECEL
     elif v > MRM_SEEK_SPEED or (ww[MRM_T] >= MRM_SEEK_TIME and tl == cur):
@@ -458,7 +471,7 @@ def _yield_request(vw, ww, p, order, rank):
         return -1.0
     if tgt < 0.0 or tgt > p[N_LANES] - 1.0:
         return -1.0
-    lead = _neighbour(vw, order, rank, 0, cur, w, True)
+    lead = _leader(vw, order, rank, 0, cur, w)
     if lead < 0 or _vx(vw, lead) >= 2.0 or _gap_to(vw, lead) > YIELD_BLOCKED:
         return -1.0
     return tgt
@@ -516,7 +529,7 @@ def _traffic_accel(vw, ww, p, order, rank):
             vw[i, ACC] = min(max(a, -4.0), 3.0)
         else:
             cur = math.floor(vw[i, Y] / w + 0.5)
-            a = _idm_behind(vw, i, _neighbour(vw, order, rank, i, cur, w, True))
+            a = _idm_behind(vw, i, _leader(vw, order, rank, i, cur, w))
             tgt = vw[i, LANE]
             if tgt != cur:
                 a = min(a, _follow(vw, order, rank, i, tgt, w))
@@ -590,7 +603,7 @@ def _abort_if_blocked(vw, i, order, rank, w):
     lane (the gap it chose has closed, e.g. the ego braked or moved over)."""
     tgt = vw[i, LANE]
     for ahead in (True, False):
-        j = _neighbour(vw, order, rank, i, tgt, w, ahead)
+        j = _leader(vw, order, rank, i, tgt, w) if ahead else _follower(vw, order, rank, i, tgt, w)
         if j < 0 or abs(vw[j, Y] - vw[i, Y]) < 0.5 * (vw[j, WID] + vw[i, WID]):
             continue  # none, or already overlapping laterally: too late to back out
         gap = abs(vw[j, X] - vw[i, X]) - 0.5 * (vw[j, LEN] + vw[i, LEN])
@@ -618,8 +631,8 @@ def _mobil(vw, ww, p, order, rank):
             continue
         if i % period != turn or vw[i, LC_TIMER] > 0.0:
             continue
-        lead = _neighbour(vw, order, rank, i, cur, w, True)
-        foll = _neighbour(vw, order, rank, i, cur, w, False)
+        lead = _leader(vw, order, rank, i, cur, w)
+        foll = _follower(vw, order, rank, i, cur, w)
         a_self = _idm_behind(vw, i, lead)
         best_gain = p[LC_THRESHOLD]
         best_lane = -1.0
@@ -627,8 +640,8 @@ def _mobil(vw, ww, p, order, rank):
             lane = cur + d
             if lane < 0.0 or lane > n - 1.0:
                 continue
-            nl = _neighbour(vw, order, rank, i, lane, w, True)
-            nf = _neighbour(vw, order, rank, i, lane, w, False)
+            nl = _leader(vw, order, rank, i, lane, w)
+            nf = _follower(vw, order, rank, i, lane, w)
             if lane == asked and vw[0, X] > vw[i, X] and (nl < 0 or vw[nl, X] > vw[0, X]):
                 nl = 0  # the gap the ego signals for is its own: it leads there
             # never change into a gap shorter than the standstill distance
@@ -816,7 +829,7 @@ def _status(vw, ww, p, order, rank):
         return RUNNING
     if vw[0, V] < p[STOP_SPEED] and not _on_shoulder(vw, p):
         lane = math.floor(vw[0, Y] / p[LANE_W] + 0.5)
-        if _gap_to(vw, _neighbour(vw, order, rank, 0, lane, p[LANE_W], True)) > p[STOP_CLEAR]:
+        if _gap_to(vw, _leader(vw, order, rank, 0, lane, p[LANE_W])) > p[STOP_CLEAR]:
             ww[STILL] += p[DT]
             return S_STOPPED if ww[STILL] >= p[STOP_GRACE] - 1e-9 else RUNNING
     ww[STILL] = 0.0
