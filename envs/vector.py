@@ -37,7 +37,8 @@ from takeover.envs.streams import KEY, entropy_keys, seed_key
 
 _OUTCOME_NAMES = np.array(STATUS_NAMES, dtype=object)  # by status code
 _REASON_NAMES = np.array([reason(o) for o in STATUS_NAMES], dtype=object)
-_BOOL_COLS = [L.INFO_KEYS.index(k) for k in L.BOOL_INFO]
+_BOOL_COLS = np.array([L.INFO_KEYS.index(k) for k in L.BOOL_INFO])  # an array: a list index
+# is converted to one on every call (2.6x slower)
 
 
 class HighwayVectorEnv(VectorEnv):
