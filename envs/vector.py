@@ -46,7 +46,8 @@ class HighwayVectorEnv(VectorEnv):
 
     ``infos`` holds one ``(N,)`` array per ground-truth key of ``HighwayEnv`` plus
     ``hazard``, ``outcome`` and ``reason`` (object arrays). ``set_mrm(mask)`` engages
-    (``True``) or releases the minimal-risk manoeuvre per world. When world ``i`` ends, ``obs[i]`` is already
+    (``True``) or releases the minimal-risk manoeuvre per world; ``set_next_seeds(seeds)``
+    queues the seeds the next worlds to end start from. When world ``i`` ends, ``obs[i]`` is already
     the first observation of its next episode; the last observation and info of the ended
     episode are in ``infos["final_obs"][i]`` and ``infos["final_info"]`` (masked by
     ``infos["_final_obs"]``), as Gymnasium's same-step autoreset mode specifies.
