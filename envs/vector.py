@@ -37,7 +37,8 @@ from takeover.envs.streams import KEY, entropy_keys, seed_key
 
 _OUTCOME_NAMES = np.array(STATUS_NAMES, dtype=object)  # by status code
 _REASON_NAMES = np.array([reason(o) for o in STATUS_NAMES], dtype=object)
-_BOOL_COLS = [L.INFO_KEYS.index(k) for k in L.BOOL_INFO]
+_BOOL_COLS = np.array([L.INFO_KEYS.index(k) for k in L.BOOL_INFO])  # an array: a list index
+# is converted to one on every call (2.6x slower)
 
 
 class HighwayVectorEnv(VectorEnv):
@@ -45,7 +46,8 @@ class HighwayVectorEnv(VectorEnv):
 
     ``infos`` holds one ``(N,)`` array per ground-truth key of ``HighwayEnv`` plus
     ``hazard``, ``outcome`` and ``reason`` (object arrays). ``set_mrm(mask)`` engages
-    (``True``) or releases the minimal-risk manoeuvre per world. When world ``i`` ends, ``obs[i]`` is already
+    (``True``) or releases the minimal-risk manoeuvre per world; ``set_next_seeds(seeds)``
+    queues the seeds the next worlds to end start from. When world ``i`` ends, ``obs[i]`` is already
     the first observation of its next episode; the last observation and info of the ended
     episode are in ``infos["final_obs"][i]`` and ``infos["final_info"]`` (masked by
     ``infos["_final_obs"]``), as Gymnasium's same-step autoreset mode specifies.
@@ -75,6 +77,12 @@ class HighwayVectorEnv(VectorEnv):
         self._params, self._reset_params, self._rng = b.p, b.rp, b.rng
         self._rng[:, KEY] = entropy_keys(n)
         self._hazard = np.full(n, "none", dtype=object)
+        # set_next_seeds: the seeds of the kernel's queue (``_batch.queue``), in order; and
+        # the worlds the last step's autoreset started from a queued seed (world -> seed),
+        # which ``reset_worlds`` need not reset again
+        self._queued: list[int | None] = []
+        self._started: dict[int, int] = {}
+        self._keys: dict[int, int] = {}  # seed -> streams.seed_key(seed), for the queue
         self.single_observation_space = spaces.Box(-1.0, 1.0, self._obs.shape[1:], np.float32)
         if cfg.action_type == "discrete":
             self.single_action_space: spaces.Space = spaces.Discrete(len(L.META_ACTIONS))
@@ -89,6 +97,7 @@ class HighwayVectorEnv(VectorEnv):
             seeds = [None] * self.num_envs
         if len(seeds) != self.num_envs:
             raise ValueError(f"got {len(seeds)} seeds for {self.num_envs} worlds")
+        self._started.clear()
         return self.reset_worlds(np.arange(self.num_envs), seeds)
 
     def reset_worlds(self, worlds, seeds: Sequence[int | None]):
@@ -100,22 +109,70 @@ class HighwayVectorEnv(VectorEnv):
             raise ValueError(f"got {len(seeds)} seeds for {idx.size} worlds")
         if idx.size and (idx.min() < 0 or idx.max() >= self.num_envs):
             raise ValueError(f"world indices must be in 0..{self.num_envs - 1}, got {idx}")
-        for i, s in zip(idx, seeds):
-            if s is not None:
+        keep = np.ones(idx.size, dtype=bool)
+        for k, (i, s) in enumerate(zip(idx.tolist(), seeds)):
+            if s is not None and self._started.pop(i, None) == s:
+                keep[k] = False  # the last step's autoreset already started this episode
+            elif s is not None:
                 self._rng[i] = (seed_key(s), 0)
-        self._reset(idx)
+        if not keep.all():
+            idx = idx[keep]
+        if idx.size:
+            self._reset(idx)
         return self._obs.copy(), self._infos(np.zeros(self.num_envs, dtype=np.int64))
+
+    def set_next_seeds(self, seeds: Sequence[int | None]) -> None:
+        """Queue the seeds the next episodes start from: the worlds that end on the coming
+        steps, in the order they end (by world within a step), start from ``seeds[0]``,
+        ``seeds[1]``, ... in the same-step autoreset (``None``: the world's own next
+        episode), each seed once; past the queue they start their own next episodes, as
+        without it. Replaces the previous queue; at most ``num_envs`` seeds are kept.
+
+        A caller that re-seeds the worlds that ended (``reset_worlds(ended, seeds)`` after
+        the step, as the supervision engine does) and queues its next seeds here has every
+        episode started once: ``reset_worlds`` skips a world the step just started from
+        the same seed (its state is bit for bit what that reset gives), so a wrong guess
+        costs only the second reset it would have cost anyway."""
+        seeds = list(seeds)[: self.num_envs]
+        rows = [(0, 0) if s is None else (1, self._key(s)) for s in seeds]
+        if rows:
+            self._batch.queue[: len(rows)] = np.array(rows, dtype=np.uint64)
+        self._batch.queued[0] = len(rows)
+        self._queued = seeds
 
     def _reset(self, idx: np.ndarray) -> None:
         reset_batch(self._batch.f64, self._batch.f32, self._batch.i64, idx)
         for i in idx:
             self._hazard[i] = hazard_name(self._codes[i])
 
+    def _key(self, seed: int) -> int:
+        """``seed_key(seed)``, remembered (a queue shifts by a few seeds per step)."""
+        key = self._keys.get(seed)
+        if key is None:
+            if len(self._keys) >= 4 * self.num_envs:
+                self._keys.clear()
+            key = self._keys[seed] = seed_key(seed)
+        return key
+
     def step(self, actions):
         self._load_actions(actions)
         b = self._batch
+        self._started.clear()
         step_batch(b.f64, b.f32, b.i64, True)
+        if self._queued and self._ended.any():
+            self._take_queued()
         return self._after_step()
+
+    def _take_queued(self) -> None:
+        """Note which worlds the step's autoreset started from queued seeds; drop those
+        seeds from ``_queued`` (the kernel dropped them from its queue)."""
+        took = self._batch.took
+        worlds = np.flatnonzero(took >= 0).tolist()
+        for i in worlds:
+            s = self._queued[took[i]]
+            if s is not None:
+                self._started[i] = s
+        del self._queued[: len(worlds)]
 
     def _load_actions(self, actions) -> None:
         """Check ``actions`` and write them into the kernel's action rows."""
@@ -190,6 +247,7 @@ class HighwayVectorEnv(VectorEnv):
         changed = np.flatnonzero(m != (self._wld[:, L.MRM] > 0.5))
         for i in changed:  # only worlds that switch: no per-world work in a steady state
             mrm_switch(self._veh[i], self._wld[i], self.config, bool(m[i]))
+            self._started.pop(int(i), None)  # no longer the state a reset gives
 
     @property
     def mrm(self) -> np.ndarray:
@@ -205,6 +263,7 @@ class HighwayVectorEnv(VectorEnv):
         if isinstance(state, (bytes, bytearray, memoryview)):
             state = WorldState.from_bytes(bytes(state))
         check_snapshot(state, self.config, self._veh.shape[1])
+        self._started.pop(int(i), None)
         self._veh[i] = state.veh
         self._wld[i] = state.wld
         self._rng[i] = rng_row(state)

@@ -207,10 +207,17 @@ class VectorWorlds:
         self.views = [WorldView(venv, i) for i in range(self.n)]
         self._scratch: Any = None
         self.has_mrm = callable(getattr(venv, "set_mrm", None))
+        self._queues = callable(getattr(venv, "set_next_seeds", None))
 
     @property
     def world(self) -> Any:
         return self.venv
+
+    def next_seeds(self, seeds: Sequence[int | None]) -> None:
+        """The seeds of the next queued episodes: the env's same-step autoreset starts them,
+        so ``reset_worlds`` does not reset those worlds a second time."""
+        if self._queues:
+            self.venv.set_next_seeds(seeds)
 
     def view(self, i: int) -> Any:
         return self.views[i]
@@ -810,8 +817,17 @@ class Engine:
         self.prev_requests = {g: np.zeros(n, dtype=bool) for g in ("gate", *self.shadow_gates)}
         first = [self._take(i) for i in range(n)]
         self.worlds.reset([None if e is None else e[2] for e in first])
+        self._queue_next_seeds()
         self._begin(np.arange(n), first)
         return self.worlds.obs, self.worlds.info
+
+    def _queue_next_seeds(self) -> None:
+        """Tell the worlds the seeds of the next episodes (as many as usually end in one
+        step), so that an env with a same-step autoreset starts each of them once."""
+        queue = getattr(self.worlds, "next_seeds", None)
+        if queue is not None:
+            k = max(8, self.n // 32)
+            queue([e[2] for e in self._queue[self._next:self._next + k]])
 
     def _take(self, i: int) -> tuple[int, str, int | None] | None:
         if self._next < len(self._queue):
@@ -1021,6 +1037,7 @@ class Engine:
         go = [k for k, e in enumerate(nxt) if e is not None]
         if go:  # a world with no episode left stays as it ended (a live end screen draws it)
             self.worlds.reset_worlds(ended[go], [cast(tuple, nxt[k])[2] for k in go])
+        self._queue_next_seeds()
         self._begin(ended, nxt)
         self.episodes.extend(done)
         return done
