@@ -70,8 +70,12 @@ def finetune(agent: Any, episodes: list[list[StepRecord]], *, method: str, epoch
     return list(learner.history) if stats.get("samples") else []
 
 
-def run_rounds(exp: Any) -> list[dict[str, Any]]:
-    """The loop above on an ``Experiment`` (``runner.py``); one row per round."""
+def run_rounds(exp: Any, round0: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The loop above on an ``Experiment`` (``runner.py``); one row per round.
+
+    ``round0``: another fine-tuning seed's round-0 row. Round 0 is the starting agent on the
+    same held-out round seeds, whatever the fine-tuning seed, so its evaluation is taken
+    from that row instead of played again (a third of each extra seed's episodes)."""
     cfg = exp.cfg
     t = cfg.train
     main = Condition("supervised", cfg.supervisor.gate, dict(cfg.supervisor.gate_kwargs))
@@ -88,9 +92,14 @@ def run_rounds(exp: Any) -> list[dict[str, Any]]:
     for rnd in range(t.rounds + 1):
         row: dict[str, Any] = {"round": rnd, "human_steps_total": human_steps_total}
         for cond in (main, alone):
-            res = exp.evaluate(cond, "round", episodes=cfg.eval.round_episodes)
+            keys = [f"{cond.name}.{k}" for k in CURVE_METRICS if k in METRICS]
+            if rnd == 0 and round0 is not None:
+                row.update({k: round0[k] for k in keys})
+                continue
+            res = exp.evaluate(cond, "round", episodes=cfg.eval.round_episodes,
+                               log_dir=exp.run_dir / "logs" / f"round{rnd}-{cond.name}")
             m = res.metrics()
-            row.update({f"{cond.name}.{k}": m[k] for k in CURVE_METRICS if k in METRICS})
+            row.update(dict(zip(keys, (m[k.split(".", 1)[1]] for k in keys), strict=True)))
         if rnd == t.rounds:
             rows.append(row)
             break
@@ -105,7 +114,7 @@ def run_rounds(exp: Any) -> list[dict[str, Any]]:
         human_steps_total += new
         labelled += new
         losses = finetune(exp.agent, logged, method=t.method, epochs=t.epochs,
-                          batch_size=t.batch_size, lr=t.lr, seed=cfg.seed + rnd,
+                          batch_size=t.batch_size, lr=t.lr, seed=cfg.seed * 1000 + rnd,
                           references=references, anchor_weight=t.anchor_weight,
                           relabel=t.relabel)
         row.update({"new_human_steps": new, "aggregate_size": labelled,

@@ -117,6 +117,11 @@ def test_learning_curve_is_over_independent_fine_tuning_seeds(run):
     assert curve[0]["agent_alone.success_rate.seeds"][0] == \
         curve[0]["agent_alone.success_rate.seeds"][1]
     assert (res.run_dir / "finetune-seed1" / "logs" / "train-round0").is_dir()
+    # ... so it is played once, by seed 0, and seed 1 starts its curve at round 1
+    assert (res.run_dir / "logs" / "round0-supervised").is_dir()
+    assert sorted(p.name for p in (res.run_dir / "finetune-seed1" / "logs").glob("round*")
+                  if p.is_dir()) == ["round1-agent_alone", "round1-supervised"]
+    assert curve[0]["agent_alone.success_rate.ci"] == [curve[0]["agent_alone.success_rate"]] * 2
 
 
 def test_every_condition_plays_the_same_seeds(run):
@@ -232,6 +237,43 @@ def test_pareto_draws_error_bars(tmp_path):
     assert len(ax.containers) == 2  # one ErrorbarContainer per condition
 
 
+def test_pareto_labels_are_readable(tmp_path):
+    """absent / never / agent_alone land on one spot (no human time, the same failures):
+    one label names them all, and no two labels overlap (the default run's layout on main
+    84304ec stacked three labels on one point)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    pts = {"supervised": (10.5, 0.85), "agent_alone": (0.0, 0.97), "never": (0.0, 0.97),
+           "absent": (0.0, 0.995), "random": (10.0, 0.86), "always": (40.0, 0.6),
+           "human_perfect": (8.0, 0.5), "human_expert": (9.0, 0.78),
+           "human_novice": (12.0, 0.9)}
+    groups = plots.label_groups(pts)
+    assert ["agent_alone", "never"] in groups and sum(map(len, groups)) == len(pts)
+    drawn = {}
+    orig = plots._save
+
+    def keep(fig: Figure, path, top=1.0):
+        drawn["fig"] = fig
+        return orig(fig, path, top)
+
+    plots._save, saved = keep, plots._save
+    try:
+        plots.pareto(pts, tmp_path / "p.png",
+                     errors={k: ((x - 1, x + 1), (y - 0.04, y + 0.04))
+                             for k, (x, y) in pts.items()})
+    finally:
+        plots._save = saved
+    fig = drawn["fig"]
+    r = FigureCanvasAgg(fig).get_renderer()
+    texts = [t for t in fig.axes[0].texts]
+    assert sorted(t.get_text() for t in texts) == sorted(", ".join(g) for g in groups)
+    boxes = [Text.get_window_extent(t, r) for t in texts]  # the text, not its leader line
+    assert not [(texts[i].get_text(), texts[j].get_text()) for i in range(len(boxes))
+                for j in range(i) if boxes[i].overlaps(boxes[j])]
+
+
 def _metrics(conds, comps):
     return {"conditions": conds, "comparisons": comps}
 
@@ -287,12 +329,33 @@ def test_invariants_pass_fail_and_not_applicable():
     assert got["never equals agent alone (success)"].status == "pass"
     bad = got["a present human is not beaten by an absent one"]
     assert bad.status == "FAIL" and "absent 0.800" in bad.message and "-0.200" in bad.message
-    gate = got[RANDOM_GATE]
-    assert gate.status == "pass" and "not significant" in gate.message
+    gate = got[RANDOM_GATE]  # ahead, but its CI holds 0: not a pass
+    assert gate.status == "unresolved" and "not resolved at this sample size" in gate.message
     assert got["human presets ordered perfect >= expert >= average >= novice"].status == "n/a"
     conds["random"]["unknown_outcome_rate"] = 0.4  # an old world: no outcome
     got = {iv.name: iv for iv in check_invariants(_metrics(conds, comps), "average")}
     assert got[RANDOM_GATE].status == "n/a"
+
+
+@pytest.mark.parametrize(("diff", "lo", "hi", "beats", "at_least"), [
+    (0.05, 0.01, 0.09, "pass", "pass"),              # significantly ahead
+    (0.015, -0.035, 0.070, "unresolved", "pass"),    # the default run on main 84304ec
+    (0.0, -0.05, 0.05, "FAIL", "pass"),              # no difference: does not beat
+    (-0.01, -0.06, 0.04, "FAIL", "unresolved"),      # behind, CI holds 0
+    (-0.08, -0.12, -0.03, "FAIL", "FAIL"),           # significantly behind
+])
+def test_a_relation_that_holds_only_for_lack_of_power_is_not_resolved(diff, lo, hi, beats,
+                                                                       at_least):
+    from takeover.experiments import invariants
+
+    conds = {c: {"success_rate": 0.5, "unknown_outcome_rate": 0.0} for c in ("a", "b")}
+    m = _metrics(conds, {"a - b": _d(diff, lo, hi)})
+    got = (invariants.beats(m, "x", "a", "b", "success_rate"),
+           invariants.at_least(m, "x", "a", "b", "success_rate"))
+    assert (got[0].status, got[1].status) == (beats, at_least)
+    for iv in got:
+        assert iv.status in invariants.STATUSES
+        assert ("not resolved at this sample size" in iv.message) == (iv.status == "unresolved")
 
 
 @pytest.mark.parametrize(("random_tors", "diff", "status"), [
