@@ -217,32 +217,28 @@ def test_empty_axes_are_refused(tmp_path):
     assert not (tmp_path / "p.png").exists()
 
 
-def test_pareto_draws_error_bars(tmp_path):
-    from matplotlib.figure import Figure
+def drawn_pareto(monkeypatch, *args, **kwargs):
+    """The figure ``plots.pareto(*args, **kwargs)`` saved."""
+    drawn = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path, top=1.0: drawn.append(fig)
+                        or save(fig, path, top))
+    plots.pareto(*args, **kwargs)
+    return drawn[0]
 
-    drawn = {}
-    orig = plots._save
 
-    def keep(fig: Figure, path, top=1.0):
-        drawn["fig"] = fig
-        return orig(fig, path, top)
-
-    plots._save, saved = keep, plots._save
-    try:
-        plots.pareto({"a": (1.0, 0.2), "b": (2.0, 0.1)}, tmp_path / "p.png",
-                     errors={"a": ((0.5, 1.5), (0.1, 0.3)), "b": ((1.5, 2.5), (0.05, 0.2))})
-    finally:
-        plots._save = saved
-    ax = drawn["fig"].axes[0]
+def test_pareto_draws_error_bars(tmp_path, monkeypatch):
+    fig = drawn_pareto(monkeypatch, {"a": (1.0, 0.2), "b": (2.0, 0.1)}, tmp_path / "p.png",
+                       errors={"a": ((0.5, 1.5), (0.1, 0.3)), "b": ((1.5, 2.5), (0.05, 0.2))})
+    ax = fig.axes[0]
     assert len(ax.containers) == 2  # one ErrorbarContainer per condition
 
 
-def test_pareto_labels_are_readable(tmp_path):
+def test_pareto_labels_are_readable(tmp_path, monkeypatch):
     """absent / never / agent_alone land on one spot (no human time, the same failures):
     one label names them all, and no two labels overlap (the default run's layout on main
     84304ec stacked three labels on one point)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from matplotlib.text import Text
 
     pts = {"supervised": (10.5, 0.85), "agent_alone": (0.0, 0.97), "never": (0.0, 0.97),
@@ -251,23 +247,11 @@ def test_pareto_labels_are_readable(tmp_path):
            "human_novice": (12.0, 0.9)}
     groups = plots.label_groups(pts)
     assert ["agent_alone", "never"] in groups and sum(map(len, groups)) == len(pts)
-    drawn = {}
-    orig = plots._save
-
-    def keep(fig: Figure, path, top=1.0):
-        drawn["fig"] = fig
-        return orig(fig, path, top)
-
-    plots._save, saved = keep, plots._save
-    try:
-        plots.pareto(pts, tmp_path / "p.png",
-                     errors={k: ((x - 1, x + 1), (y - 0.04, y + 0.04))
-                             for k, (x, y) in pts.items()})
-    finally:
-        plots._save = saved
-    fig = drawn["fig"]
+    fig = drawn_pareto(monkeypatch, pts, tmp_path / "p.png",
+                       errors={k: ((x - 1, x + 1), (y - 0.04, y + 0.04))
+                               for k, (x, y) in pts.items()})
     r = FigureCanvasAgg(fig).get_renderer()
-    texts = [t for t in fig.axes[0].texts]
+    texts = list(fig.axes[0].texts)
     assert sorted(t.get_text() for t in texts) == sorted(", ".join(g) for g in groups)
     boxes = [Text.get_window_extent(t, r) for t in texts]  # the text, not its leader line
     assert not [(texts[i].get_text(), texts[j].get_text()) for i in range(len(boxes))
