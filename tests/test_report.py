@@ -377,3 +377,19 @@ def test_never_differing_from_agent_alone_names_the_unasked_takeovers():
     iv = equals(_metrics(conds, {"never - agent_alone": _d(0.2, 0.1, 0.3, 0.01)}), "x",
                 "never", "agent_alone", "success_rate")
     assert iv.status == "FAIL" and "unasked 0.400" in iv.message
+
+
+def test_the_report_says_when_an_invariant_is_not_resolved():
+    """The default run on main 84304ec: the gate +0.015 [-0.035, +0.070] over its matched
+    random twin was printed as 'pass'; it is 'not resolved at this sample size'."""
+    from takeover.experiments.invariants import check_invariants
+    from takeover.experiments.report import _invariant_blocks, to_markdown
+
+    conds = {c: {"success_rate": 0.15, "unknown_outcome_rate": 0.0, "tors_per_episode": 1.215}
+             for c in ("supervised", "random")}
+    conds["random"].update(success_rate=0.135, tors_per_episode=1.25)
+    m = _metrics(conds, {"supervised - random": _d(0.015, -0.035, 0.070, 0.62)})
+    m["invariants"] = [iv.as_dict() for iv in check_invariants(m, "average")]
+    md = to_markdown(_invariant_blocks(m))
+    assert "0 pass, 0 fail, 1 not resolved at this sample size" in md
+    assert "NOT RESOLVED: the gate beats a random gate" in md and "+0.015" in md
