@@ -180,21 +180,27 @@ LABEL_SLOTS = [(dx, dy) for r in (1, 2, 3) for dy in (4 + 11 * (r - 1), -4 - 11 
 first: :func:`separate_labels` takes the first that overlaps no label placed before."""
 
 
-def separate_labels(fig: Figure, labels: Sequence[Any]) -> None:
+def separate_labels(fig: Figure, labels: Sequence[Any], marker: float = 6.0) -> None:
     """Place each annotation at the first of :data:`LABEL_SLOTS` around its point where it
-    overlaps no earlier label and stays inside the axes, so no two labels are drawn over
-    each other (checked on the laid-out figure, in display pixels); the first slot if none
-    is free."""
+    overlaps no earlier label and no point's marker (a square of ``marker`` px around each
+    annotated point) and stays inside the axes, so no two labels are drawn over each other
+    and none sits on another condition's point (checked on the laid-out figure, in display
+    pixels); the first slot if none is free."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
 
     renderer = FigureCanvasAgg(fig).get_renderer()
     fig.tight_layout()
 
     def extent(a: Any) -> Any:  # the text alone, not its leader line
+        a.update_positions(renderer)  # apply the new offset first
         return Text.get_window_extent(a, renderer)
 
     placed: list[Any] = []
+    for a in labels:
+        x, y = a.axes.transData.transform(a.xy)
+        placed.append(Bbox.from_extents(x - marker, y - marker, x + marker, y + marker))
     for a in labels:
         frame = a.axes.get_window_extent(renderer)
         for dx, dy in [*LABEL_SLOTS, LABEL_SLOTS[0]]:

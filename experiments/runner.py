@@ -619,7 +619,8 @@ def curve_over_seeds(per_seed: Sequence[Sequence[Mapping[str, Any]]],
                 half = (float(student.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1)
                               / math.sqrt(v.size)) if v.size > 1 else math.nan)
                 row[f"{cond}.{m}"] = mean
-                row[f"{cond}.{m}.ci"] = [mean - half, mean + half]
+                # every CURVE metric is a share: a t-interval past [0, 1] is clipped
+                row[f"{cond}.{m}.ci"] = [max(mean - half, 0.0), min(mean + half, 1.0)]
                 row[f"{cond}.{m}.seeds"] = v.tolist()
         out.append(row)
     return out

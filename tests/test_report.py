@@ -253,6 +253,8 @@ def test_pareto_labels_are_readable(tmp_path, monkeypatch):
     r = FigureCanvasAgg(fig).get_renderer()
     texts = list(fig.axes[0].texts)
     assert sorted(t.get_text() for t in texts) == sorted(", ".join(g) for g in groups)
+    for t in texts:
+        t.update_positions(r)
     boxes = [Text.get_window_extent(t, r) for t in texts]  # the text, not its leader line
     assert not [(texts[i].get_text(), texts[j].get_text()) for i in range(len(boxes))
                 for j in range(i) if boxes[i].overlaps(boxes[j])]
