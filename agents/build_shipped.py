@@ -232,50 +232,22 @@ DISAGREEMENT_HORIZON = 4.0
 human-matched takeover horizon of the measurement reports."""
 
 
-def disagreement(probs: np.ndarray) -> np.ndarray:
-    """``(N, K, n)`` member action distributions -> ``(N,)`` mean KL(member || mixture), the
-    quantity the supervisor's ``ensemble`` estimator reads
-    (``supervisor.estimators.ensemble_kl``, a later layer than agents)."""
-    p = np.clip(np.asarray(probs, np.float64), 1e-8, 1.0)
-    mix = p.mean(axis=1, keepdims=True)
-    return (p * (np.log(p) - np.log(mix))).sum(-1).mean(-1)
-
-
 def disagreement_auroc(agent, env_ids: list[str], seeds: list[int], *,
                        horizon: float = DISAGREEMENT_HORIZON, reps: int = 1000,
                        seed: int = 0) -> dict[str, list[float]]:
     """AUROC of ``agent``'s ensemble disagreement for "fails (collision, off-road) within
     ``horizon`` s" over its own episodes, per env and pooled: ``{name: [auroc, lo, hi]}``,
     95% CIs from an episode-cluster bootstrap (episodes resampled within each env: the
-    steps of one episode are not independent)."""
-    from sklearn.metrics import roc_auc_score
-
-    from takeover.agents.risk import failure_labels
+    steps of one episode are not independent); ``takeover.agents.scoring``."""
     from takeover.agents.rollout import run_episodes
+    from takeover.agents.scoring import disagreement_auroc as auroc
 
-    steps = np.array([round(horizon * 10.0)])
-    per: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # env -> [(scores, labels)]
-    for env_id in env_ids:
-        per[env_id.split("/")[1]] = [
-            (disagreement(agent.act_arrays(e.obs).probs),
-             failure_labels(len(cast(np.ndarray, e.obs)), e.failed, steps)[:, 0])
-            for e in run_episodes(agent.predict, env_id, seeds, keep_obs=True,
-                                  action_type="discrete")]
-
-    def auc(episodes: list[tuple[np.ndarray, np.ndarray]]) -> float:
-        y = np.concatenate([e[1] for e in episodes])
-        if not 0 < y.sum() < len(y):
-            return float("nan")
-        return float(roc_auc_score(y, np.concatenate([e[0] for e in episodes])))
-
-    rng = np.random.default_rng(seed)
+    per = {env_id.split("/")[1]: run_episodes(agent.predict, env_id, seeds, keep_obs=True,
+                                              action_type="discrete") for env_id in env_ids}
     out = {}
-    for name, strata in [*((k, [v]) for k, v in per.items()), ("pooled", list(per.values()))]:
-        boots = [auc([g[i] for g in strata for i in rng.integers(0, len(g), len(g))])
-                 for _ in range(reps)]
-        lo, hi = np.nanpercentile(boots, [2.5, 97.5])
-        out[name] = [round(auc([e for g in strata for e in g]), 4), round(float(lo), 4),
-                     round(float(hi), 4)]
+    for name, eps in [*per.items(), ("pooled", [e for v in per.values() for e in v])]:
+        iv = auroc(agent, eps, horizon, reps=reps, seed=seed)["auroc"]
+        out[name] = [round(iv.value, 4), round(iv.lo, 4), round(iv.hi, 4)]
     return out
 
 

@@ -16,9 +16,13 @@ paired difference ``a - b`` of one metric (``metrics.json["comparisons"]``, from
 * more human effort does not buy less safety (among the gates, sorted by human time).
 
 A ``>=`` relation fails only when the difference is significantly negative (its CI lies below
-0): a sample that cannot tell two conditions apart is not a violation. "Equals" fails when
-the CI excludes 0; "beats" fails unless the difference is positive. A relation between
-conditions the run did not play is ``n/a``.
+0): a sample that cannot tell two conditions apart is not a violation; but a negative
+difference whose CI holds 0 is ``unresolved``, not a pass. "Equals" fails when
+the CI excludes 0. "Beats" passes only when the difference is significantly positive (its CI
+lies above 0) and fails when it is not positive; a positive difference whose CI still holds
+0 is ``unresolved``: not a violation, and not a pass either ("not resolved at this sample
+size": the run cannot tell the gate from random). A relation between conditions the run did
+not play is ``n/a``.
 """
 
 from __future__ import annotations
@@ -41,13 +45,18 @@ seed shared by the five scenarios, a relative standard deviation of about 9%. 20
 of those: a matched gate is called unmatched about 3% of the time, and the 2.2 vs 1.3 of
 the per-step match (69%) is far outside."""
 
+STATUSES = ("pass", "unresolved", "FAIL", "n/a")
+"""``unresolved``: the relation holds only for lack of power: its CI holds 0 and the point
+estimate goes the wrong way (``>=``, :func:`at_least`) or not significantly the right way
+(``>``, :func:`beats`)."""
+
 EFFORT_GATES = ("never", "random", "supervised", "always")
 """Conditions with the same human and different gates: the effort-vs-safety check."""
 
 
 @dataclass(frozen=True)
 class Invariant:
-    """One checked relation: ``status`` is ``"pass"``, ``"FAIL"`` or ``"n/a"``."""
+    """One checked relation: ``status`` is one of :data:`STATUSES`."""
 
     name: str
     status: str
@@ -107,24 +116,33 @@ def _measured(metrics: Mapping[str, Any], name: str, a: str, b: str,
 
 def at_least(metrics: Mapping[str, Any], name: str, a: str, b: str,
              metric: str) -> Invariant:
-    """``a >= b`` on ``metric``: fails when ``a - b`` is significantly negative."""
+    """``a >= b`` on ``metric``: fails when ``a - b`` is significantly negative, is
+    ``unresolved`` when it is negative but its CI holds 0, passes otherwise."""
     d, na = _measured(metrics, name, a, b, metric)
     if na is not None:
         return na
-    ok = not (d["hi"] < 0)
-    return Invariant(name, "pass" if ok else "FAIL",
-                     _text(a, b, metric, d, metrics["conditions"]), d)
+    text = _text(a, b, metric, d, metrics["conditions"])
+    if d["hi"] < 0:
+        return Invariant(name, "FAIL", text, d)
+    if d["diff"] < 0:
+        return Invariant(name, "unresolved", text + ": not resolved at this sample size (a "
+                         "negative difference whose CI holds 0)", d)
+    return Invariant(name, "pass", text, d)
 
 
 def beats(metrics: Mapping[str, Any], name: str, a: str, b: str, metric: str) -> Invariant:
-    """``a > b`` on ``metric``: fails unless the difference is positive (significance shown)."""
+    """``a > b`` on ``metric``: passes when the difference is significantly positive, fails
+    when it is not positive, and is ``unresolved`` in between (positive, CI holding 0)."""
     d, na = _measured(metrics, name, a, b, metric)
     if na is not None:
         return na
-    ok = d["diff"] > 0
-    sig = " (significant)" if d["lo"] > 0 else " (not significant at this sample size)"
-    return Invariant(name, "pass" if ok else "FAIL",
-                     _text(a, b, metric, d, metrics["conditions"]) + (sig if ok else ""), d)
+    text = _text(a, b, metric, d, metrics["conditions"])
+    if d["diff"] <= 0:
+        return Invariant(name, "FAIL", text, d)
+    if d["lo"] > 0:
+        return Invariant(name, "pass", text + " (significant)", d)
+    return Invariant(name, "unresolved", text + ": not resolved at this sample size (the CI "
+                     "holds 0)", d)
 
 
 RANDOM_GATE = "the gate beats a random gate at its requests per episode (success)"

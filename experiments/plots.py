@@ -99,18 +99,47 @@ Point = tuple[float, float]
 Span = tuple[float, float]
 
 
+def label_groups(points: Mapping[str, Point], tol: float = 0.01) -> list[list[str]]:
+    """Names of the finite points grouped by closeness: two points share a group when they
+    are within ``tol`` of each axis' span of each other (chained), so conditions that land
+    on one spot (``absent``, ``never`` and ``agent_alone`` at no human time and the same
+    failures) get one label listing them all, not three labels drawn over each other."""
+    ok = {k: v for k, v in points.items() if all(math.isfinite(c) for c in v)}
+    if not ok:
+        return []
+    xy = np.array(list(ok.values()), dtype=float)
+    span = np.where(np.ptp(xy, axis=0) > 0, np.ptp(xy, axis=0), 1.0)
+    names = list(ok)
+    group = list(range(len(names)))  # union-find over close pairs
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    for i in range(len(names)):
+        for j in range(i):
+            if np.all(np.abs(xy[i] - xy[j]) <= tol * span):
+                group[root(i)] = root(j)
+    out: dict[int, list[str]] = {}
+    for i, n in enumerate(names):
+        out.setdefault(root(i), []).append(n)
+    return list(out.values())
+
+
 def pareto(points: Mapping[str, Point], path: Path, *,
            errors: Mapping[str, tuple[Span, Span]] | None = None,
            xlabel: str = "human time per episode, s",
            ylabel: str = "failure rate (collision or off-road)") -> Path:
     """Human effort vs failure rate per condition with 95% CI error bars on both axes
     (``errors[name] = ((x_lo, x_hi), (y_lo, y_hi))``), the Pareto front through the
-    non-dominated conditions and one label per point, offset to stay readable."""
+    non-dominated conditions and one label per group of points that land on one spot
+    (:func:`label_groups`), offset to stay readable."""
     fig = Figure(figsize=(6.5, 4.5))
     ax = fig.subplots()
     front = pareto_front(points)
     shown = [(n, p) for n, p in points.items() if all(math.isfinite(c) for c in p)]
-    for k, (name, (x, y)) in enumerate(shown):
+    for name, (x, y) in shown:
         colour = "#e76f51" if name in front else "#457b9d"
         err = (errors or {}).get(name)
         if err is not None:
@@ -123,9 +152,14 @@ def pareto(points: Mapping[str, Point], path: Path, *,
                         capsize=3, lw=1, zorder=3)
         else:
             ax.scatter([x], [y], s=30, color=colour, zorder=3)
-        dy = 6 + 9 * (k % 3)  # stagger labels of nearby points
-        ax.annotate(name, (x, y), fontsize=8, xytext=(6, dy), textcoords="offset points",
-                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "#999999"})
+    groups = sorted(label_groups(points), key=lambda g: points[g[0]])
+    labels = []
+    for names in groups:
+        x, y = (float(np.mean([points[n][i] for n in names])) for i in (0, 1))
+        labels.append(ax.annotate(", ".join(names), (x, y), fontsize=8, xytext=(6, 4),
+                                  textcoords="offset points",
+                                  arrowprops={"arrowstyle": "-", "lw": 0.5,
+                                              "color": "#999999"}))
     if len(front) > 1:
         xs, ys = zip(*(points[k] for k in front), strict=True)
         ax.plot(xs, ys, color="#e76f51", lw=1, zorder=2, label="Pareto front")
@@ -134,7 +168,50 @@ def pareto(points: Mapping[str, Point], path: Path, *,
     ax.set_ylabel(ylabel)
     ax.set_title(f"human effort vs {ylabel.split(' (')[0]} (95% CI)", fontsize=9)
     ax.grid(alpha=0.3)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + 0.08 * (hi - lo))  # room for the labels of the top points
+    separate_labels(fig, labels)
     return _save(fig, path)
+
+
+LABEL_SLOTS = [(dx, dy) for r in (1, 2, 3) for dy in (4 + 11 * (r - 1), -4 - 11 * r)
+               for dx in (6, -6)]
+"""Label offsets from a point (points; ``dx < 0`` puts the label left of it), nearest
+first: :func:`separate_labels` takes the first that overlaps no label placed before."""
+
+
+def separate_labels(fig: Figure, labels: Sequence[Any], marker: float = 6.0) -> None:
+    """Place each annotation at the first of :data:`LABEL_SLOTS` around its point where it
+    overlaps no earlier label and no point's marker (a square of ``marker`` px around each
+    annotated point) and stays inside the axes, so no two labels are drawn over each other
+    and none sits on another condition's point (checked on the laid-out figure, in display
+    pixels); the first slot if none is free."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.tight_layout()
+
+    def extent(a: Any) -> Any:  # the text alone, not its leader line
+        a.update_positions(renderer)  # apply the new offset first
+        return Text.get_window_extent(a, renderer)
+
+    placed: list[Any] = []
+    for a in labels:
+        x, y = a.axes.transData.transform(a.xy)
+        placed.append(Bbox.from_extents(x - marker, y - marker, x + marker, y + marker))
+    for a in labels:
+        frame = a.axes.get_window_extent(renderer)
+        for dx, dy in [*LABEL_SLOTS, LABEL_SLOTS[0]]:
+            a.set_horizontalalignment("left" if dx > 0 else "right")
+            a.xyann = (dx, dy)
+            box = extent(a)
+            inside = (box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0
+                      and box.y1 <= frame.y1)
+            if inside and not any(box.overlaps(b) for b in placed):
+                break
+        placed.append(extent(a))
 
 
 def learning_curves(rows: Sequence[Mapping[str, Any]], path: Path,

@@ -158,7 +158,7 @@ def figures(run_dir: Path, cfg: Any, metrics: Mapping[str, Any],
         plots.learning_curves(curve, fig_dir / "learning_curves.png")
         out.append(("figures/learning_curves.png", f"Across fine-tuning rounds: mean over "
                     f"{curve[0]['seeds']} fine-tuning seeds, 95% t-interval over them "
-                    "(held-out round seeds)"))
+                    "(held-out round seeds; round 0, the starting agent, evaluated once)"))
     elif metrics.get("rounds"):
         plots.learning_curves(metrics["rounds"], fig_dir / "learning_curves.png")
         out.append(("figures/learning_curves.png", "Across fine-tuning rounds (one "
@@ -208,12 +208,18 @@ def _unknown_outcome_blocks(metrics: Mapping[str, Any]) -> list[Block]:
 def _invariant_blocks(metrics: Mapping[str, Any]) -> list[Block]:
     invs = metrics.get("invariants", [])
     failed = [iv for iv in invs if iv["status"] == "FAIL"]
+    open_ = [iv for iv in invs if iv["status"] == "unresolved"]
     head = (f"{sum(iv['status'] == 'pass' for iv in invs)} pass, {len(failed)} fail, "
+            f"{len(open_)} not resolved at this sample size, "
             f"{sum(iv['status'] == 'n/a' for iv in invs)} not applicable. A '>=' relation "
-            "fails only when the paired difference is significantly negative.")
+            "fails when the paired difference is significantly negative and is not resolved "
+            "when it is negative with a CI holding 0; 'beats' passes only when the "
+            "difference is significantly positive and is not resolved when it is positive "
+            "with a CI holding 0.")
     blocks = [Block("h2", "Sanity invariants"), Block("p", head)]
     blocks += [Block("p", f"WARNING: {iv['name']} is violated: {iv['message']}")
                for iv in failed]
+    blocks += [Block("p", f"NOT RESOLVED: {iv['name']}: {iv['message']}") for iv in open_]
     blocks.append(Block("table", (["status", "invariant", "evidence"],
                                   [[iv["status"], iv["name"], iv["message"]] for iv in invs])))
     return blocks
@@ -304,7 +310,9 @@ def _round_blocks(metrics: Mapping[str, Any]) -> list[Block]:
         k = curve[0]["seeds"]
         blocks.append(Block("p", f"Learning curve over {k} independent fine-tuning seeds "
                                  "(mean [95% t-interval over seeds]; the final evaluation "
-                                 "uses seed 0's agent)."))
+                                 "uses seed 0's agent). Round 0 is the starting agent, the "
+                                 "same for every seed: it is evaluated once, so its "
+                                 "interval has no width."))
         blocks.append(Block("table", (
             ["round", "supervised success", "agent-alone success", "agent-alone failure",
              "human share"],

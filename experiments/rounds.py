@@ -15,7 +15,6 @@ aggregate, so the members stay distinct and the ensemble's disagreement stays me
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -71,8 +70,12 @@ def finetune(agent: Any, episodes: list[list[StepRecord]], *, method: str, epoch
     return list(learner.history) if stats.get("samples") else []
 
 
-def run_rounds(exp: Any) -> list[dict[str, Any]]:
-    """The loop above on an ``Experiment`` (``runner.py``); one row per round."""
+def run_rounds(exp: Any, round0: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The loop above on an ``Experiment`` (``runner.py``); one row per round.
+
+    ``round0``: another fine-tuning seed's round-0 row. Round 0 is the starting agent on the
+    same held-out round seeds, whatever the fine-tuning seed, so its evaluation is taken
+    from that row instead of played again (a third of each extra seed's episodes)."""
     cfg = exp.cfg
     t = cfg.train
     main = Condition("supervised", cfg.supervisor.gate, dict(cfg.supervisor.gate_kwargs))
@@ -89,9 +92,14 @@ def run_rounds(exp: Any) -> list[dict[str, Any]]:
     for rnd in range(t.rounds + 1):
         row: dict[str, Any] = {"round": rnd, "human_steps_total": human_steps_total}
         for cond in (main, alone):
-            res = exp.evaluate(cond, "round", episodes=cfg.eval.round_episodes)
+            keys = [f"{cond.name}.{k}" for k in CURVE_METRICS if k in METRICS]
+            if rnd == 0 and round0 is not None:
+                row.update({k: round0[k] for k in keys})
+                continue
+            res = exp.evaluate(cond, "round", episodes=cfg.eval.round_episodes,
+                               log_dir=exp.run_dir / "logs" / f"round{rnd}-{cond.name}")
             m = res.metrics()
-            row.update({f"{cond.name}.{k}": m[k] for k in CURVE_METRICS if k in METRICS})
+            row.update(dict(zip(keys, (m[k.split(".", 1)[1]] for k in keys), strict=True)))
         if rnd == t.rounds:
             rows.append(row)
             break
@@ -106,7 +114,7 @@ def run_rounds(exp: Any) -> list[dict[str, Any]]:
         human_steps_total += new
         labelled += new
         losses = finetune(exp.agent, logged, method=t.method, epochs=t.epochs,
-                          batch_size=t.batch_size, lr=t.lr, seed=cfg.seed + rnd,
+                          batch_size=t.batch_size, lr=t.lr, seed=cfg.seed * 1000 + rnd,
                           references=references, anchor_weight=t.anchor_weight,
                           relabel=t.relabel)
         row.update({"new_human_steps": new, "aggregate_size": labelled,
@@ -300,6 +308,7 @@ def evaluate_alone(agent: Any, cfg: LearningConfig, seeds: Mapping[str, list[int
     """Agent-alone held-out evaluation: arrival and safety per scenario, and for an
     ensemble the AUROC of its disagreement for failure within ``horizon`` s."""
     from takeover.agents.rollout import run_episodes
+    from takeover.agents.scoring import disagreement_auroc
     from takeover.experiments.episodes import SCENARIO_IDS
 
     kw = cfg.env.env_kwargs()
@@ -315,43 +324,11 @@ def evaluate_alone(agent: Any, cfg: LearningConfig, seeds: Mapping[str, list[int
         out["km"][scen] = float(np.mean([e.distance for e in eps]) / 1000.0)
         if ensemble and scen != "plain":
             kept += eps
-    if kept:
-        out["disagreement_auroc"] = disagreement_auroc(agent, kept, horizon,
-                                                       reps=cfg.stats.bootstrap, seed=cfg.seed)
+    if kept:  # episodes resampled within each scenario
+        iv = disagreement_auroc(agent, kept, horizon, reps=cfg.stats.bootstrap,
+                                confidence=cfg.stats.confidence, seed=cfg.seed)["auroc"]
+        out["disagreement_auroc"] = {"auroc": iv.value, "lo": iv.lo, "hi": iv.hi}
     return out
-
-
-def disagreement_auroc(agent: Any, episodes: Sequence[Any], horizon: float, *,
-                       reps: int = 1000, seed: int = 0) -> dict[str, float]:
-    """AUROC of the ensemble-disagreement estimator (what the supervisor's ``ensemble``
-    score reads) for "the agent alone fails within ``horizon`` s", with a 95% bootstrap
-    CI over episodes (steps of one episode are not independent)."""
-    from sklearn.metrics import roc_auc_score
-
-    from takeover.agents.risk import failure_labels
-    from takeover.supervisor.estimators import EnsembleDisagreement
-
-    est = EnsembleDisagreement()
-    steps = np.array([round(horizon * 10.0)])
-    scores, labels = [], []
-    for e in episodes:
-        outs = agent.act_batch(e.obs)
-        scores.append(est.score_batch(e.obs, outs))
-        labels.append(failure_labels(len(e.obs), e.failed, steps)[:, 0])
-    y_all = np.concatenate(labels)
-    if y_all.all() or not y_all.any():
-        return {"auroc": math.nan, "lo": math.nan, "hi": math.nan, "positives": int(y_all.sum())}
-    point = float(roc_auc_score(y_all, np.concatenate(scores)))
-    rng = np.random.default_rng(seed)
-    boots = []
-    for _ in range(reps):
-        idx = rng.integers(0, len(episodes), len(episodes))
-        y = np.concatenate([labels[i] for i in idx])
-        if y.all() or not y.any():
-            continue
-        boots.append(roc_auc_score(y, np.concatenate([scores[i] for i in idx])))
-    lo, hi = (np.percentile(boots, [2.5, 97.5]) if boots else (math.nan, math.nan))
-    return {"auroc": point, "lo": float(lo), "hi": float(hi), "positives": int(y_all.sum())}
 
 
 def run_arm(cfg: LearningConfig, method: str, human: str, ft_seed: int, run_dir: Path,

@@ -318,10 +318,11 @@ def n_episodes(cfg: ExperimentConfig) -> int:
     per = cfg.eval.seeds * len(cfg.env.scenarios)
     final = per * cfg.eval.episodes * (1 + len(cfg.eval.baselines) + len(preset_conditions(cfg)))
     rounds = cfg.train.rounds * len(cfg.env.scenarios) * cfg.train.episodes_per_round
-    curve = 2 * (cfg.train.rounds + 1) * per * cfg.eval.round_episodes
+    curve = 2 * per * cfg.eval.round_episodes  # per round and fine-tuning seed
     matching = (cfg.eval.calibration_plays * per * cfg.eval.calibration_episodes
                 if "random" in cfg.eval.baselines else 0)
-    return final + matching + (rounds + curve) * cfg.train.seeds
+    # round 0 (the starting agent) is evaluated once for every fine-tuning seed
+    return final + matching + curve + (rounds + curve * cfg.train.rounds) * cfg.train.seeds
 
 
 def final_evaluation(exp: Experiment) -> dict[str, ConditionResult]:
@@ -577,20 +578,22 @@ CURVE = ("success_rate", "failure_rate", "human_share")
 """Learning-curve metrics summarised over fine-tuning seeds."""
 
 
-def extra_finetune_seed(exp: Experiment, k: int) -> tuple[list[dict[str, Any]],
-                                                          list[dict[str, ConditionResult]]]:
-    """Rounds of fine-tuning seed ``k >= 1`` on a copy of the starting agent (own collection
-    and training seeds, the same held-out round seeds); leaves ``exp.agent`` untouched."""
+def extra_finetune_seed(exp: Experiment, k: int, agent: Any,
+                        round0: Mapping[str, Any]) -> tuple[list[dict[str, Any]],
+                                                            list[dict[str, ConditionResult]]]:
+    """Rounds of fine-tuning seed ``k >= 1`` on a copy of the starting ``agent`` (own
+    collection and training seeds, the same held-out round seeds); round 0 (the starting
+    agent) is seed 0's ``round0`` row, not played again."""
     import copy
     from dataclasses import replace
 
     from takeover.experiments.rounds import run_rounds
 
     cfg = replace(exp.cfg, seed=exp.cfg.seed + k)
-    child = Experiment(cfg, exp.run_dir / f"finetune-seed{k}", agent=copy.deepcopy(exp.agent),
+    child = Experiment(cfg, exp.run_dir / f"finetune-seed{k}", agent=copy.deepcopy(agent),
                        progress=exp.progress, resume=exp.resume)
     try:
-        rows = run_rounds(child)
+        rows = run_rounds(child, round0)
     finally:
         child.close()
     return rows, child.round_results
@@ -616,7 +619,8 @@ def curve_over_seeds(per_seed: Sequence[Sequence[Mapping[str, Any]]],
                 half = (float(student.ppf(0.5 + confidence / 2, v.size - 1) * v.std(ddof=1)
                               / math.sqrt(v.size)) if v.size > 1 else math.nan)
                 row[f"{cond}.{m}"] = mean
-                row[f"{cond}.{m}.ci"] = [mean - half, mean + half]
+                # every CURVE metric is a share: a t-interval past [0, 1] is clipped
+                row[f"{cond}.{m}.ci"] = [max(mean - half, 0.0), min(mean + half, 1.0)]
                 row[f"{cond}.{m}.seeds"] = v.tolist()
         out.append(row)
     return out
@@ -752,6 +756,8 @@ def run_experiment(cfg: ExperimentConfig, run_dir: Path, *, overrides: Sequence[
 def _run(cfg: ExperimentConfig, run_dir: Path, overrides: Sequence[str],
          progress: Callable[[int], Progress] | None, agent: Any, t0: float,
          resume: bool = False) -> RunResult:
+    import copy
+
     from takeover.experiments.provenance import note_resume, write_provenance
     from takeover.experiments.report import write_report
     from takeover.experiments.rounds import run_rounds
@@ -770,8 +776,10 @@ def _run(cfg: ExperimentConfig, run_dir: Path, overrides: Sequence[str],
     if progress:
         exp.progress = progress(n_episodes(cfg))
     try:
-        seed_rounds = [extra_finetune_seed(exp, k)[0] for k in range(1, cfg.train.seeds)]
+        start = copy.deepcopy(exp.agent) if cfg.train.seeds > 1 else None
         rounds = run_rounds(exp)  # fine-tuning seed 0: updates exp.agent in place
+        seed_rounds = [extra_finetune_seed(exp, k, start, rounds[0])[0]
+                       for k in range(1, cfg.train.seeds)]
         results = final_evaluation(exp)
     finally:
         exp.close()

@@ -14,6 +14,10 @@ matrix:
   (steps of one episode are not independent);
 * :func:`wilson`: the Wilson score interval of a binomial rate, for independent episodes.
 
+(:func:`resample_weights`, :class:`Interval` and :func:`auc_interval` live in
+``takeover.agents.scoring``, the lowest layer that needs them: the shipped agents' manifests
+report the same AUROC; they are re-exported here.)
+
 :func:`iqm` (interquartile mean over scenario values, Agarwal et al. 2021) is the report's
 secondary column; it is undefined, not silently shrunk, when a scenario is undefined.
 Everything is seeded: the same inputs give the same intervals.
@@ -27,21 +31,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from takeover.agents.scoring import Interval, auc_interval, percentile_ci, resample_weights
+
+__all__ = ["Difference", "IQMInterval", "Interval", "auc_interval", "intervals", "iqm",
+           "iqm_interval", "lead_time", "p_value", "paired", "percentile_ci", "resample_weights", "summarize",
+           "wilson"]
+
 Stat = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 """Column sums ``(..., C)`` -> metric name -> value(s) ``(...)``."""
-
-
-@dataclass(frozen=True)
-class Interval:
-    """A pooled value and its confidence interval (``NaN`` when undefined)."""
-
-    value: float
-    lo: float
-    hi: float
-    n: int
-
-    def as_dict(self) -> dict[str, float]:
-        return {"value": self.value, "lo": self.lo, "hi": self.hi, "n": float(self.n)}
 
 
 @dataclass(frozen=True)
@@ -72,27 +69,6 @@ def wilson(k: float, n: float, confidence: float = 0.95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def resample_weights(strata: Sequence, reps: int, seed: int = 0) -> np.ndarray:
-    """``(reps, clusters)`` multiplicities of a cluster bootstrap stratified by ``strata``
-    (one label per cluster): each resample redraws, with replacement, as many clusters of
-    each stratum as it has, so the scenario mix stays the design's."""
-    labels = np.asarray(list(strata))
-    w = np.zeros((reps, len(labels)))
-    rng = np.random.default_rng(seed)
-    for s in sorted(set(labels.tolist()), key=str):
-        idx = np.flatnonzero(labels == s)
-        w[:, idx] = rng.multinomial(len(idx), np.full(len(idx), 1.0 / len(idx)), size=reps)
-    return w
-
-
-def _percentile(x: np.ndarray, confidence: float) -> tuple[float, float]:
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return math.nan, math.nan
-    a = (1 - confidence) / 2
-    return float(np.quantile(x, a)), float(np.quantile(x, 1 - a))
-
-
 def intervals(table: np.ndarray, stat: Stat, weights: np.ndarray,
               confidence: float = 0.95) -> dict[str, Interval]:
     """Each statistic of ``stat`` on the column sums of ``table`` (``(clusters, C)``) and its
@@ -101,7 +77,7 @@ def intervals(table: np.ndarray, stat: Stat, weights: np.ndarray,
     boot = stat(weights @ table)
     out = {}
     for k, v in point.items():
-        lo, hi = _percentile(np.asarray(boot[k]), confidence)
+        lo, hi = percentile_ci(np.asarray(boot[k]), confidence)
         fv = float(v)
         out[k] = Interval(fv, lo if math.isfinite(fv) else math.nan,
                           hi if math.isfinite(fv) else math.nan, len(table))
@@ -135,48 +111,8 @@ def paired(table_a: np.ndarray, table_b: np.ndarray, stat: Stat, weights: np.nda
     for k in pa:
         diff = float(pa[k] - pb[k])
         d = np.asarray(ba[k] - bb[k], float)
-        lo, hi = _percentile(d, confidence) if math.isfinite(diff) else (math.nan, math.nan)
+        lo, hi = percentile_ci(d, confidence) if math.isfinite(diff) else (math.nan, math.nan)
         out[k] = Difference(diff, lo, hi, p_value(d, diff), len(table_a))
-    return out
-
-
-def _auc_sums(y: np.ndarray, s: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted AUROC and average precision for every row of ``w`` (``(R, S)`` step weights),
-    with tied scores counted half (AUROC) / as one threshold (AP)."""
-    order = np.argsort(-s, kind="stable")
-    s, y, w = s[order], y[order], w[:, order]
-    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
-    pos = np.add.reduceat(w * y, starts, axis=1)  # (R, G) per distinct score, descending
-    neg = np.add.reduceat(w * (1 - y), starts, axis=1)
-    tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
-    p_tot, n_tot = tp[:, -1], fp[:, -1]
-    neg_below = n_tot[:, None] - fp  # negatives scoring strictly lower
-    with np.errstate(divide="ignore", invalid="ignore"):
-        auroc = (pos * (neg_below + 0.5 * neg)).sum(axis=1) / (p_tot * n_tot)
-        prec = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1e-300), 0.0)
-        ap = (pos * prec).sum(axis=1) / p_tot
-    bad = (p_tot <= 0) | (n_tot <= 0)
-    return np.where(bad, np.nan, auroc), np.where(bad, np.nan, ap)
-
-
-def auc_interval(y: np.ndarray, score: np.ndarray, cluster: np.ndarray, *, strata: Sequence,
-                 reps: int = 500, confidence: float = 0.95, seed: int = 0) -> dict[str, Interval]:
-    """AUROC and AUPRC of ``score`` for the binary step label ``y`` with an episode-cluster
-    bootstrap CI: ``cluster[i]`` is step i's episode index (0..E-1), ``strata`` the scenario
-    of each episode. Steps with a NaN score are left out (and counted in ``n``)."""
-    y, score, cluster = np.asarray(y, float), np.asarray(score, float), np.asarray(cluster)
-    ok = np.isfinite(score)
-    y, score, cluster = y[ok], score[ok], cluster[ok]
-    if y.size == 0 or y.min() == y.max():
-        nan = Interval(math.nan, math.nan, math.nan, int(y.size))
-        return {"auroc": nan, "auprc": nan}
-    auroc, ap = _auc_sums(y, score, np.ones((1, y.size)))
-    wc = resample_weights(strata, reps, seed)
-    broc, bap = _auc_sums(y, score, wc[:, cluster])
-    out = {}
-    for name, v, b in (("auroc", auroc[0], broc), ("auprc", ap[0], bap)):
-        lo, hi = _percentile(b, confidence)
-        out[name] = Interval(float(v), lo, hi, int(y.size))
     return out
 
 
@@ -210,9 +146,9 @@ def lead_time(time_to_failure: np.ndarray, score: np.ndarray, cluster: np.ndarra
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, failed.size, size=(reps, failed.size))
     med, det = np.median(leads[idx], axis=1), np.mean(leads[idx] > 0, axis=1)
-    return {"lead_time": Interval(float(np.median(leads)), *_percentile(med, confidence),
+    return {"lead_time": Interval(float(np.median(leads)), *percentile_ci(med, confidence),
                                   int(failed.size)),
-            "detected": Interval(float(np.mean(leads > 0)), *_percentile(det, confidence),
+            "detected": Interval(float(np.mean(leads > 0)), *percentile_ci(det, confidence),
                                  int(failed.size)),
             "threshold": Interval(thr, thr, thr, int(negatives.size))}
 
@@ -266,7 +202,7 @@ def iqm_interval(scores: np.ndarray, *, reps: int = 2000, confidence: float = 0.
     from scipy.stats import trim_mean
 
     vals = trim_mean(boot.reshape(reps, -1), 0.25, axis=1)
-    lo, hi = _percentile(vals, confidence)
+    lo, hi = percentile_ci(vals, confidence)
     return IQMInterval(point, mean, lo, hi, scores.size)
 
 

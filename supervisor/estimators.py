@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit
 
 from takeover.agents.arrays import BLOCK
+from takeover.agents.scoring import ensemble_kl as ensemble_kl  # re-exported
 from takeover.registry import Registry
 from takeover.types import AgentOutput, AgentOutputs, Estimator
 
@@ -71,12 +72,8 @@ def ensemble_variance(member_actions: np.ndarray) -> np.ndarray:
     return (d * d).sum(axis=(-2, -1)) / (k * a)
 
 
-def ensemble_kl(probs: np.ndarray) -> np.ndarray:
-    """``(..., K, n)`` member action distributions -> ``(...,)`` mean KL(member || mixture),
-    the generalised Jensen-Shannon divergence: 0 when all members agree, at most log K."""
-    p = np.clip(np.asarray(probs, dtype=np.float64), _EPS, 1.0)
-    mix = p.mean(axis=-2, keepdims=True)
-    return (p * (np.log(p) - np.log(mix))).sum(axis=-1).mean(axis=-1)
+# ensemble_kl: ``(..., K, n)`` -> ``(...,)`` mean KL(member || mixture); one home in
+# takeover.agents.scoring (the shipped agents' manifests read it too), re-exported here.
 
 
 @njit(cache=True)
