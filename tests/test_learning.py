@@ -57,7 +57,10 @@ def gains(rows: list) -> tuple[float, float, float, float]:
 # episodes cloned; 2 rounds of 6): 0.10 -> 0.10 -> 0.05, km x0.90 (no longer stops)
 @pytest.mark.xfail(strict=True, reason=(
     "v1: HG-DAgger lowers stalled-car arrival 0.10 -> 0.00 (safe 0.10 -> 0.95: it learns to "
-    "stop) on dev seeds 5000..5019; the expert alone arrives in 0.35 of held-out episodes"))
+    "stop) on dev seeds 5000..5019; the expert alone arrived in 0.35 of held-out episodes. "
+    "With the teachers rebuilt on the careful driver (expert alone 0.86 discrete held-out) "
+    "the arrival gain is still -0.05: the clone's blocker is the unobserved target speed "
+    "(test_hg_dagger's one-hazard xfail)"))
 def test_hg_dagger_improves_the_novice(tmp_path):
     gain, _, dist, minutes = gains(arm(tmp_path, "hg-dagger", epochs=10))
     assert gain >= 0.10  # the smallest gain 20 episodes resolve (2 arrivals)
@@ -69,7 +72,7 @@ def test_hg_dagger_improves_the_novice(tmp_path):
 # (the refit itself is checked in test_bc)
 @pytest.mark.xfail(strict=True, reason=(
     "v1: Thrifty lowers stalled-car arrival 0.10 -> 0.00 (safe 0.10 -> 0.80) on dev seeds "
-    "5000..5019, the same labels as HG-DAgger"))
+    "5000..5019, the same labels as HG-DAgger; gain -0.05 with the rebuilt teachers"))
 def test_thrifty_improves_the_novice(tmp_path):
     gain, _, dist, _ = gains(arm(tmp_path, "thrifty", epochs=10, risk_epochs=20))
     assert gain >= 0.10  # as for HG-DAgger
@@ -80,11 +83,12 @@ NO_DQN = not resolve_agent_path(Q_AGENT).exists()
 PVP_REASON = ("v1, shipped novice-dqn (plain arrival 0.725 held-out): PVP on dev seeds "
               "5000..5019, 2 rounds of 4 expert-supervised episodes: arrival 0.15 -> 0.00, "
               "safe 0.15 -> 0.75, km x0.55 (it learns to stop: the expert's driving it "
-              "values stops or collides behind the stalled car)")
+              "values stops or collides behind the stalled car); gain -0.20 with the rebuilt "
+              "teachers")
 RLIF_REASON = ("v1, shipped novice-dqn: RLIF (task_reward=0.05, conservative=0, 8000 prior "
                "plain-traffic steps) on dev seeds 5000..5019, 2 rounds: arrival 0.15 -> "
                "0.15 -> 0.10, km x1.01; the paper's reward-free form (lr=1e-3, 1000 steps, "
-               "CQL 1): 0.15 -> 0.00, km x0.67")
+               "CQL 1): 0.15 -> 0.00, km x0.67; gain -0.05 with the rebuilt teachers")
 
 
 @pytest.mark.skipif(NO_DQN, reason="the DQN starting agent is not built")

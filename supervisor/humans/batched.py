@@ -93,8 +93,8 @@ H_WRONG, H_CALM_TTC, H_CALM_T, H_MIN_CTRL = (_H["wrong_action_prob"], _H["calm_t
 # --- state columns (one float64 row per world) -------------------------------------------
 (S_AUTO, S_LAST_T, S_TOR, S_Z, S_TOR_START, S_LAPSED, S_TOR_T, S_DANGER_AT, S_CONTROL,
  S_CONTROL_SINCE, S_CALM_SINCE, S_NOISE0, S_NOISE1, S_TARGET_LANE, S_AWARE, S_REACT_AT,
- S_HELD_ACC) = range(17)
-STATE_COLS = 17
+ S_HELD_ACC, S_SIGNAL_LANE) = range(18)
+STATE_COLS = 18
 BRAKE_NEED = 2.0  # m/s^2; asked to brake harder than this, a human needs a reaction time
 BRAKE_RELAX = 1.0  # m/s^2; below this the need has passed (the next one is a new stimulus)
 
@@ -137,6 +137,7 @@ def _take_control(st, n, t):
     st[n, S_TOR] = 0.0
     st[n, S_AUTO] = 0.0  # a takeover restores attention
     st[n, S_TARGET_LANE] = np.nan
+    st[n, S_SIGNAL_LANE] = np.nan
     st[n, S_AWARE] = 1.0  # the takeover itself was the reaction
     st[n, S_REACT_AT] = np.nan
     st[n, S_NOISE0] = 0.0
@@ -154,8 +155,11 @@ def _drive(n, t, ttc, hz_active, vw, ww, p, hp, st, key, ctr, act_c, act_d, want
            and t - st[n, S_CONTROL_SINCE] >= hp[H_MIN_CTRL])
     releases[n] = rel
     wants[n] = not rel
-    steer, acc, tl = controls(vw, p, hp, st[n, S_TARGET_LANE])
+    discrete = p[L.DISCRETE] > 0.5
+    steer, acc, tl, sl = controls(vw, p, hp, st[n, S_TARGET_LANE], st[n, S_SIGNAL_LANE],
+                                  ww[L.TGT_LANE] if discrete else np.nan)
     st[n, S_TARGET_LANE] = tl
+    st[n, S_SIGNAL_LANE] = sl
     # brake reaction: a new need to brake is acted on only after a reaction time
     if acc < -BRAKE_NEED:
         if st[n, S_AWARE] == 0.0:
@@ -169,8 +173,8 @@ def _drive(n, t, ttc, hz_active, vw, ww, p, hp, st, key, ctr, act_c, act_d, want
         st[n, S_AWARE] = 0.0
         st[n, S_REACT_AT] = np.nan
     st[n, S_HELD_ACC] = acc
-    if p[L.DISCRETE] > 0.5:
-        a = meta_action(vw, ww, p, hp, acc, tl)
+    if discrete:
+        a = meta_action(vw, ww, p, hp, acc, tl, sl)
         if hp[H_WRONG] > 0.0 and _uniform(key, ctr, n, MOTOR) < hp[H_WRONG]:
             other = min(int(_uniform(key, ctr, n, MOTOR) * (len(L.META_ACTIONS) - 1)),
                         len(L.META_ACTIONS) - 2)
@@ -341,7 +345,8 @@ class ScriptedHumans:
         st = self.state
         st[worlds] = 0.0
         st[worlds, S_AUTO] = self.params.initial_automation
-        for col in (S_LAST_T, S_DANGER_AT, S_CALM_SINCE, S_TARGET_LANE, S_REACT_AT, S_TOR_T):
+        for col in (S_LAST_T, S_DANGER_AT, S_CALM_SINCE, S_TARGET_LANE, S_SIGNAL_LANE,
+                    S_REACT_AT, S_TOR_T):
             st[worlds, col] = np.nan
 
     def act(self, obs: np.ndarray, info: dict[str, Any], world: Any,

@@ -102,8 +102,8 @@ class HumanParams:
         min_control: the human keeps control at least this long once taken.
         desired_speed, headway, a_max, b_comf, s0: the IDM driving style.
         brake_use: share of the car's full braking the human uses at most (0..1).
-        lookahead: m; a slow or stopped car this far ahead prompts a lane change (how far
-            ahead the human scans).
+        lookahead: m; a standing object this far ahead in its lane prompts a lane change
+            (how far ahead the human scans; the careful ``IDMDriver`` sees 300 m).
         anticipation: how far ahead the human predicts a car drifting into the lane.
         gap_ahead: m of free road the human needs ahead in the target lane to change lanes.
         gap_behind: m of bumper gap the human needs to the target lane's follower.
@@ -111,7 +111,8 @@ class HumanParams:
             target lane's follower (MOBIL's ``b_safe``; Kesting et al. 2007 use 4).
         evade_brake: m/s^2; when the own lane asks for braking harder than this, the human
             also looks for an evasive lane change (into a gap it accepts); 0 = it only
-            brakes.
+            brakes: while its lane asks for more than ``b_comf`` it changes no lane at all
+            (it waits behind a standing obstacle until it has stopped).
     """
 
     reaction_floor: float = REACTION_FLOOR
