@@ -61,6 +61,16 @@ class TrainConfig:
                                     "value loss from swamping the clipped policy gradient)")
     buffer_size: int = option(200_000, "SAC: replay buffer size", range=(1, None))
     learning_starts: int = option(1_000, "SAC: random steps before learning", range=(0, None))
+    ttc_penalty: float = option(0.0, "training-only shaping: per-step penalty at zero "
+                                "time-to-collision, falling linearly to 0 at ttc_horizon "
+                                "(charges closing in on a slower car before the crash; a car "
+                                "that is not closing costs nothing, so standing still is "
+                                "never what it pays for)", range=(0.0, None))
+    ttc_horizon: float = option(3.0, "s: time-to-collision below which ttc_penalty applies",
+                                range=(0.1, 60.0))
+    snapshot_freq: int = option(0, "env steps between policy snapshots in "
+                                "<out>/snapshots/<steps> (0 = off), for checkpoint selection "
+                                "on validation seeds", range=(0, None))
     eval_freq: int = option(20_000, "env steps between evaluations (0 = off)", range=(0, None))
     eval_episodes: int = option(10, "episodes per evaluation", range=(1, None))
     reference_obs: int = option(2000, "training observations kept for novelty estimation",
@@ -87,16 +97,44 @@ class TrainConfig:
         return "ppo" if self.action_type == "discrete" else "sac"
 
 
+def _ttc_shaping():
+    from stable_baselines3.common.vec_env import VecEnvWrapper
+
+    class TTCShaping(VecEnvWrapper):
+        """Adds ``-penalty * clip(1 - ttc / horizon, 0, 1)`` to each world's reward, from the
+        step's ground-truth ``info["ttc"]`` (s until the first conflict ahead; 99 when none).
+        Outside ``VecMonitor``, so episode statistics stay the env's own return."""
+
+        def __init__(self, venv, penalty: float, horizon: float) -> None:
+            super().__init__(venv)
+            self.penalty, self.horizon = penalty, horizon
+
+        def reset(self):
+            return self.venv.reset()
+
+        def step_wait(self):
+            obs, rew, done, infos = self.venv.step_wait()
+            ttc = np.array([info["ttc"] for info in infos], np.float64)
+            rew = rew - self.penalty * np.clip(1.0 - ttc / self.horizon, 0.0, 1.0)
+            return obs, rew.astype(np.float32), done, infos
+
+    return TTCShaping
+
+
 def make_vec_env(env_id: str, n_envs: int, seed: int, action_type: str, env: dict, *,
-                 normalize_reward: bool = False, gamma: float = 0.99, training: bool = True):
-    """The batched env as an SB3 ``VecEnv`` with episode statistics (raw rewards) and
-    optionally reward normalisation (observations are already in [-1, 1])."""
-    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
+                 normalize_reward: bool = False, gamma: float = 0.99, training: bool = True,
+                 ttc_penalty: float = 0.0, ttc_horizon: float = 3.0):
+    """The batched env as an SB3 ``VecEnv`` with episode statistics (raw rewards), optional
+    time-to-collision shaping (training only) and optionally reward normalisation
+    (observations are already in [-1, 1])."""
+    from stable_baselines3.common.vec_env import VecEnv, VecMonitor, VecNormalize
 
     from takeover.envs.sb3 import make_sb3_vec_env
 
-    venv: VecMonitor | VecNormalize = VecMonitor(make_sb3_vec_env(
+    venv: VecEnv = VecMonitor(make_sb3_vec_env(
         env_id, n_envs, seed=seed, action_type=action_type, **env))
+    if ttc_penalty > 0.0:
+        venv = _ttc_shaping()(venv, ttc_penalty, ttc_horizon)
     if normalize_reward:
         venv = VecNormalize(venv, training=training, norm_obs=False,
                             norm_reward=training, gamma=gamma)
@@ -144,6 +182,30 @@ def collect_reference_obs(agent, env_id: str, n: int, seed: int, action_type: st
     return obs[np.linspace(0, len(obs) - 1, min(n, len(obs))).astype(int)]
 
 
+def _snapshots(model, root: Path, every: int, meta: dict):
+    """A callback saving the policy as a safe checkpoint at ``root/<env steps>`` every
+    ``every`` env steps (the candidates of checkpoint selection on validation seeds)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    from takeover.agents.checkpoint import save_agent
+    from takeover.agents.policy import PolicyAgent
+
+    class Snapshots(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.next = every
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= self.next:
+                self.next += every
+                save_agent(PolicyAgent(model.policy, metadata={
+                    **meta, "steps": int(self.num_timesteps)}),
+                    root / f"{self.num_timesteps:08d}")
+            return True
+
+    return Snapshots()
+
+
 def train(config: TrainConfig | dict) -> Path:
     """Train, evaluate periodically, and save; returns the checkpoint directory."""
     from stable_baselines3.common.callbacks import EvalCallback
@@ -162,20 +224,25 @@ def train(config: TrainConfig | dict) -> Path:
     torch.set_num_threads(1)
     torch.manual_seed(cfg.seed)
     venv = make_vec_env(cfg.env_id, cfg.n_envs, cfg.seed, cfg.action_type, cfg.env,
-                        normalize_reward=cfg.normalize_reward, gamma=cfg.gamma)
+                        normalize_reward=cfg.normalize_reward, gamma=cfg.gamma,
+                        ttc_penalty=cfg.ttc_penalty, ttc_horizon=cfg.ttc_horizon)
     model = build_model(cfg, venv, str(out / "tb") if cfg.tensorboard else None)
-    callbacks = []
+    meta = {"algo": cfg.resolved_algo.upper(), "env_id": cfg.env_id, "seed": cfg.seed,
+            "train_config": to_dict(cfg)}
+    callbacks: list = []
+    if cfg.snapshot_freq > 0:
+        callbacks.append(_snapshots(model, out / "snapshots", cfg.snapshot_freq, meta))
     if cfg.eval_freq > 0:
         eval_env = make_vec_env(cfg.env_id, 1, cfg.seed + 10_000, cfg.action_type, cfg.env,
-                                normalize_reward=cfg.normalize_reward, training=False)
+                                normalize_reward=cfg.normalize_reward, training=False,
+                                ttc_penalty=cfg.ttc_penalty, ttc_horizon=cfg.ttc_horizon)
+        # wrapped like the training env (SB3 syncs the normalisation along both chains)
         callbacks.append(EvalCallback(eval_env, n_eval_episodes=cfg.eval_episodes,
                                       eval_freq=max(1, cfg.eval_freq // cfg.n_envs),
                                       log_path=str(out / "eval"), deterministic=True,
                                       verbose=cfg.verbose))
     model.learn(cfg.total_timesteps, callback=callbacks or None, progress_bar=cfg.progress_bar,
                 tb_log_name="run")
-    meta = {"algo": cfg.resolved_algo.upper(), "env_id": cfg.env_id, "seed": cfg.seed,
-            "train_config": to_dict(cfg)}
     agent = PolicyAgent(model.policy, metadata=meta)
     agent.reference_obs = collect_reference_obs(agent, cfg.env_id, cfg.reference_obs,
                                                 cfg.seed + 20_000, cfg.action_type, cfg.env)

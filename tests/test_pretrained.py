@@ -66,19 +66,20 @@ def _gap(agent, n_seeds):
     return plain, hazard, res
 
 
-# measured on 200 held-out seeds (manifest metrics, seeds from 1_000_000): the novice
-# arrives in 0.88 [0.835, 0.925] of plain episodes and 0.056 of hazard episodes on average
-# (0.0-0.10 per hazard). Margins: ~3 binomial sd on plain (0.09 at 12 seeds, 0.046 at 50)
-# and ~0.3 on the plain-hazard gap (0.82 measured).
+# measured on development seeds from 0 (the tests' own): the novice arrives in 12/12 plain
+# episodes and 0.23 of hazard episodes on average at 12 seeds; 0.92 [0.84, 0.98] plain and
+# 0.124 of hazard episodes (0.02-0.26 per hazard) at 50 (held out, manifest metrics: 0.945
+# plain, 0.03-0.365 per hazard). Margins: ~3 binomial sd on plain (0.2 at 12 seeds, 0.1 at
+# 50) and ~0.3 on the plain-hazard gap (0.77-0.80 measured).
 def test_novice_gap_fast(novice):
     plain, hazard, _ = _gap(novice, 12)
-    assert plain >= 0.6 and hazard <= plain - 0.4, (plain, hazard)
+    assert plain >= 0.75 and hazard <= plain - 0.4, (plain, hazard)
 
 
 @pytest.mark.slow
 def test_novice_gap_50_seeds(novice):
     plain, hazard, res = _gap(novice, 50)
-    assert plain >= 0.74, plain
+    assert plain >= 0.82, plain
     assert hazard <= plain - 0.5, (plain, hazard)
     assert res[PLAIN]["success"].lo > max(res[e]["success"].hi for e in HAZARD_IDS), res
 

@@ -48,6 +48,34 @@ def test_run_directory_holds_config_checkpoint_eval_and_tensorboard(tmp_path):
     assert manifest["info"]["train_config"]["total_timesteps"] == 128
 
 
+def test_ttc_shaping_charges_closing_in_and_snapshots_are_checkpoints(tmp_path):
+    """The shaping subtracts penalty x (1 - ttc / horizon) where ttc < horizon and nothing
+    elsewhere (a standing ego closing on nobody pays nothing); with it on, the eval env is
+    wrapped alike (SB3 syncs VecNormalize along both chains) and snapshots load."""
+    from takeover.agents.train import make_vec_env
+
+    plain = make_vec_env("takeover/Plain-v1", 4, 7, "discrete", {})
+    shaped = make_vec_env("takeover/Plain-v1", 4, 7, "discrete", {}, ttc_penalty=2.0,
+                          ttc_horizon=3.0)
+    plain.reset(), shaped.reset()
+    charged = 0
+    for _ in range(60):
+        act = np.full(4, 1)  # faster: close in on the traffic ahead
+        _, r0, _, infos = plain.step(act)
+        _, r1, _, _ = shaped.step(act)
+        ttc = np.array([i["ttc"] for i in infos])
+        want = r0 - 2.0 * np.clip(1.0 - ttc / 3.0, 0.0, 1.0)
+        np.testing.assert_allclose(r1, want, rtol=1e-5, atol=1e-5)
+        charged += int((ttc < 3.0).sum())
+    assert charged > 0  # the check above saw the penalty act
+    cfg = TrainConfig(out=str(tmp_path / "s"), ttc_penalty=1.0, snapshot_freq=64,
+                      **{**TINY, "eval_freq": 64, "eval_episodes": 1})
+    train(cfg)
+    snaps = sorted((tmp_path / "s" / "snapshots").iterdir())
+    assert [p.name for p in snaps] == ["00000064", "00000128"]
+    assert load_agent(snaps[0]).metadata["steps"] == 64
+
+
 def test_sac_for_continuous(tmp_path):
     cfg = TrainConfig(action_type="continuous", out=str(tmp_path / "sac"), learning_starts=32,
                       **{**TINY, "total_timesteps": 64})
