@@ -186,7 +186,10 @@ def build(out: Path, *, steps: int = 450_000, members: int = 5, candidates: int 
     train_all([(k, ensemble_steps, tmp, variant) for k in range(candidates, members)])
     members_ = [load_checkpoint(tmp / f"member{k}" / "checkpoint") for k in range(members)]
     order = [best] + [k for k in range(members) if k != best]
-    policies = [cast(PolicyAgent, members_[k]).policy for k in order]  # 1-member checkpoints
+    singles = [m for m in members_ if isinstance(m, PolicyAgent)]
+    if len(singles) != members:
+        raise RuntimeError("every member checkpoint must hold one policy")
+    policies = [singles[k].policy for k in order]
     meta = {k: v for k, v in members_[best].metadata.items() if k != "path"}
     meta["validation_plain_success"] = [float(v) for v in val]
     ref = collect_reference_obs(members_[best], "takeover/Plain-v1", 2000, REFERENCE_SEED0,
