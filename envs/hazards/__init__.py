@@ -11,6 +11,7 @@ list.
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 from typing import Any
 
 from numba import njit
@@ -76,6 +77,17 @@ hazard ``code``'s ``place`` (see ``base``); -1 for a code nobody places. Built f
 ``HAZARDS`` at import, so a new hazard needs no branch here."""
 
 
+def registry_stamp() -> int:
+    """A CRC32 of what the compiled dispatch is built from: every hazard's code and name, and
+    the size and modification time of each file of this package (numba's own freshness
+    test). ``scenarios`` compares it with the stamp its cached code was compiled with."""
+    parts = [f"{h.code}:{h.name}" for h in HAZARDS.values()]
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        st = f.stat()
+        parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return zlib.crc32("|".join(parts).encode())
+
+
 def hazard_name(code: int) -> str:
     """Scenario name of a ``HZ_KIND`` code (``"none"`` for 0)."""
     return BY_CODE[int(code)].name if code else "none"
@@ -88,4 +100,4 @@ def stream_tag(name: str) -> int:
 
 
 __all__ = ["BY_CODE", "HAZARDS", "MAX_KEEP_OUT", "MIXED", "Hazard", "hazard_name",
-           "place_hazard", "place_vehicle", "set_driver", "stream_tag"]
+           "place_hazard", "place_vehicle", "registry_stamp", "set_driver", "stream_tag"]
