@@ -138,6 +138,19 @@ def test_an_error_naming_a_long_path_stays_on_one_line(tmp_path):
     assert res.exit_code == 2 and len(lines) == 1 and str(out) in lines[0], res.output
 
 
+def test_train_refuses_an_earlier_run_without_pointing_at_run_resume(tmp_path):
+    """``takeover train`` into a folder holding an earlier (takeover-made) run is refused, and
+    the message does not suggest ``takeover run --resume``: a training cannot be resumed."""
+    from takeover.folders import claimed
+
+    out = tmp_path / "t"
+    with claimed(out):  # an earlier run: marked by takeover, not empty
+        (out / "config.yaml").write_text("earlier: run\n")
+    res = runner.invoke(app, ["train", f"out={out}", "total_timesteps=64"])
+    assert res.exit_code == 2 and "earlier run" in res.output, res.output
+    assert "--resume" not in res.output and "out=NEW_FOLDER" in res.output
+
+
 # --- logs the reviewer cannot replay ----------------------------------------------------------
 def test_review_finds_the_seed_of_the_experiment_runner_episodes():
     """``takeover review runs/<run>/logs/supervised`` raised ReplayError (a traceback) on
