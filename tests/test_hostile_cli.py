@@ -287,3 +287,24 @@ def test_a_ragged_space_bound_in_a_manifest_is_a_checkpoint_error(tmp_path, boun
     (ck / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(CheckpointError, match="observation_space.high"):
         read_manifest(ck)
+
+
+def test_the_progress_bar_says_what_runs_after_the_last_item():
+    """The report was built (bootstrap, figures: tens of seconds) under a bar standing at
+    N/N with the last episode's name; the bar now says so."""
+    import io
+
+    from rich.console import Console
+
+    from takeover.commands import progress_bar
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    with progress_bar(console, False, "starting", 36, last="building the report") as progress:
+        tick = progress(2)
+        tick("eval a")
+        tick("eval b")
+        console.print("")  # a refresh with the last description
+    assert "building the report" in out.getvalue() and "2/2" in out.getvalue()
+    with progress_bar(console, True, "starting", 36, last="x") as progress:  # quiet: no bar
+        progress(1)("eval a")

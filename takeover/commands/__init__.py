@@ -12,11 +12,12 @@ the ``tick(message)`` called after each item."""
 
 
 @contextmanager
-def progress_bar(console: Any, quiet: bool, first: str, width: int,
-                 cut: bool = False) -> Iterator[Progress]:
+def progress_bar(console: Any, quiet: bool, first: str, width: int, cut: bool = False,
+                 last: str | None = None) -> Iterator[Progress]:
     """A ``Progress`` drawing a rich bar (``first`` until the first tick; messages padded
-    to ``width`` characters, and cut to it with ``cut``), or none with ``quiet``. Either
-    way every tick is a safe point for a signal the run deferred (``takeover.interrupt``)."""
+    to ``width`` characters, and cut to it with ``cut``; ``last`` once every item is done,
+    for the work after them, e.g. building the report), or none with ``quiet``. Either way
+    every tick is a safe point for a signal the run deferred (``takeover.interrupt``)."""
     from takeover import interrupt
 
     if quiet:
@@ -30,9 +31,14 @@ def progress_bar(console: Any, quiet: bool, first: str, width: int,
 
         def start(total: int) -> Callable[[str], None]:
             bar.update(task, total=total)
+            done = 0
 
             def tick(msg: str) -> None:
+                nonlocal done
                 interrupt.check()
+                done += 1
+                if last is not None and done >= total:
+                    msg = last
                 bar.update(task, advance=1, description=msg[:width] if cut else msg)
 
             return tick

@@ -129,7 +129,8 @@ def _run(cfg, run_dir: Path, overrides: list[str], quiet: bool, console, resume:
 
     from takeover.commands import progress_bar
 
-    with progress_bar(console, quiet, "starting", 36) as progress:
+    with progress_bar(console, quiet, "starting", 36,
+                      last="building the report (metrics, figures)") as progress:
         return run_experiment(cfg, run_dir, overrides=overrides, progress=progress, **kw)
 
 
