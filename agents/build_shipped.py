@@ -231,7 +231,10 @@ def build(out: Path, *, steps: int = 1_000_000, members: int = 5,
     order = [best, *others, *extra][:members]
     members_ = {k: load_checkpoint(tmp / (pick if k == best else f"member{k}/checkpoint"))
                 for k in order}
-    policies = [cast(PolicyAgent, members_[k]).policy for k in order]  # 1-member checkpoints
+    singles = {k: m for k, m in members_.items() if isinstance(m, PolicyAgent)}
+    if len(singles) != len(members_):
+        raise RuntimeError("every member checkpoint must hold one policy")
+    policies = [singles[k].policy for k in order]
     meta = {k: v for k, v in members_[best].metadata.items() if k != "path"}
     meta["validation_plain_arrival"] = {k: round(v, 4) for k, v in val.items()}
     meta["validation_plain_arrival_600"] = {k: round(v, 4) for k, v in final.items()}

@@ -488,7 +488,8 @@ def _read_weights(path: Path, manifest: dict[str, Any]) -> dict[str, torch.Tenso
     return tensors
 
 
-def load_checkpoint(path: str | Path, *, env: Any = None, **agent_kwargs: Any) -> EnsembleAgent:
+def load_checkpoint(path: str | Path, *, env: Any = None,
+                    **agent_kwargs: Any) -> PolicyAgent | EnsembleAgent:
     """Load a checkpoint directory into a ``PolicyAgent`` (1 member) or ``EnsembleAgent``.
 
     ``env`` (optional): refuse the checkpoint if its spaces differ from the env's.
@@ -534,8 +535,8 @@ def load_checkpoint(path: str | Path, *, env: Any = None, **agent_kwargs: Any) -
                               f"{', '.join(extra[:3])}")
     meta = {"path": str(path), "algo": manifest["algo"], **manifest["info"]}
     if manifest["kind"] == "policy":
-        agent: EnsembleAgent = PolicyAgent(policies[0], risk=risk, reference_obs=ref,
-                                           metadata=meta, **agent_kwargs)
+        agent: PolicyAgent | EnsembleAgent = PolicyAgent(
+            policies[0], risk=risk, reference_obs=ref, metadata=meta, **agent_kwargs)
     else:
         agent = EnsembleAgent(policies, risk=risk, reference_obs=ref, metadata=meta,
                               **agent_kwargs)
@@ -600,7 +601,7 @@ def load_sb3_zip(path: str | Path, *, trust_sb3_zip: bool = False, env: Any = No
 
 
 def load_agent(name_or_path: str | Path, *, env: Any = None, trust_sb3_zip: bool = False,
-               **agent_kwargs: Any) -> EnsembleAgent:
+               **agent_kwargs: Any) -> PolicyAgent | EnsembleAgent:
     """A shipped agent by name (``"novice"``, ``"novice-ensemble"``), a checkpoint directory,
     or (only with ``trust_sb3_zip=True``) an SB3 ``.zip``."""
     key = str(name_or_path)

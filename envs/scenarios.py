@@ -11,12 +11,21 @@ from its own named stream.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from numba import njit
 
 from takeover.envs import layout as L
 from takeover.envs.config import HighwayConfig
-from takeover.envs.hazards import HAZARDS, MAX_KEEP_OUT, MIXED, place_hazard, stream_tag
+from takeover.envs.hazards import (
+    HAZARDS,
+    MAX_KEEP_OUT,
+    MIXED,
+    place_hazard,
+    registry_stamp,
+    stream_tag,
+)
 from takeover.envs.hazards.base import (
     R_EGO_HI,
     R_EGO_LO,
@@ -178,3 +187,36 @@ def spawn_traffic(veh, keep_out, st, nv, w, v_lo, v_hi, lanes):
 def reset_scratch():
     """``reset_world``'s scratch: its stream and keep-out rows (one per batch)."""
     return np.zeros(1, dtype=np.uint64), np.zeros((1 + MAX_KEEP_OUT, 3))
+
+
+# --- numba's disk cache and the hazard registry -------------------------------------------
+HAZARDS_STAMP = registry_stamp()
+
+
+@njit(cache=True)
+def _compiled_stamp():
+    """``HAZARDS_STAMP`` as it was when this module's cached code was compiled."""
+    return HAZARDS_STAMP
+
+
+def drop_stale_cache() -> bool:
+    """Numba keys a cached function on its own file only, so after a hazard is added or
+    edited the cached reset (and the kernel step that inlines it) would still call the old
+    registry's hazards: a new hazard would place nothing. When the stamp compiled into
+    this module's cache differs from the registry's, delete the cache indexes of this
+    folder and of the hazards (numba recompiles on first use) and say so; True if it did."""
+    if _compiled_stamp() == HAZARDS_STAMP:
+        return False
+    dirs = {getattr(getattr(f, "_cache", None), "_cache_path", None)
+            for f in (_compiled_stamp, *(h.place for h in HAZARDS.values()))}
+    for d in sorted(str(d) for d in dirs if d):
+        for index in Path(d).glob("*.nbi"):
+            index.unlink(missing_ok=True)
+    import warnings
+
+    warnings.warn("the hazard registry changed since numba cached the world's kernel: "
+                  "recompiling it (once, about a minute)", stacklevel=2)
+    return True
+
+
+drop_stale_cache()

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import yaml
@@ -39,6 +39,7 @@ from takeover.experiments.metrics import METRICS
 from takeover.experiments.stats import iqm_interval
 from takeover.records import StepRecord
 from takeover.registry import closest
+from takeover.types import CloningLearner
 
 CURVE_METRICS = ("success_rate", "collision_rate", "failure_rate", "interventions_per_episode",
                  "interventions_per_km", "human_share", "context_switches_per_episode",
@@ -61,11 +62,15 @@ def finetune(agent: Any, episodes: list[list[StepRecord]], *, method: str, epoch
         return []
     from takeover.agents.learners import LEARNERS
 
-    use_anchor = references is not None and anchor_weight > 0
-    learner: Any = LEARNERS.make(method, epochs=epochs, batch_size=batch_size, lr=lr,
-                            anchor_weight=anchor_weight if use_anchor else 0.0,
+    anchor = list(references) if references is not None and anchor_weight > 0 else None
+    learner = LEARNERS.make(method, epochs=epochs, batch_size=batch_size, lr=lr,
+                            anchor_weight=anchor_weight if anchor is not None else 0.0,
                             relabel=relabel)
-    learner.references = list(cast(list, references)) if use_anchor else None
+    if not isinstance(learner, CloningLearner):
+        raise ValueError(f"train.method {method!r} does not behaviour-clone an actor-critic "
+                         "agent: use 'hg-dagger' or 'thrifty' (the learning study runs the "
+                         "others)")
+    learner.references = anchor
     stats = learner.update(agent, episodes, seed=seed)
     return list(learner.history) if stats.get("samples") else []
 
@@ -266,7 +271,7 @@ def starting_agent(cfg: LearningConfig, method: str, env: Any) -> Any:
     """A fresh copy of the method's starting agent (loaded anew for every arm)."""
     from takeover.agents.learners import LEARNERS
 
-    kind = cast(Any, LEARNERS.get(method)).agent_kind  # a Learner class attribute
+    kind = LEARNERS.make(method).agent_kind  # building a learner does no work
     if kind == "q":
         from takeover.agents.learners.offpolicy import load_q_agent
 

@@ -134,12 +134,15 @@ def disk_full_message(e: OSError) -> str:
     return f"the disk is full{where} ({e.strerror}); free space, then {continue_hint()}"
 
 
-def claim(folder: str | os.PathLike[str], *, resume: bool = False) -> Path:
+def claim(folder: str | os.PathLike[str], *, resume: bool = False,
+          resumable: bool = True) -> Path:
     """Claim ``folder`` for this process or raise ``FolderError`` naming why.
 
     A new or empty folder is created and marked; an existing non-empty one is accepted only
     with ``resume=True`` and only if takeover created it (marker present). The lock is
-    created exclusively: a second writer is refused naming the holder."""
+    created exclusively: a second writer is refused naming the holder. ``resumable=False``
+    (a command that cannot continue a run, e.g. ``train``) leaves out the ``--resume``
+    hint."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise FolderError(f"{folder} exists and is not a folder; pass another --out")
@@ -180,8 +183,9 @@ def claim(folder: str | os.PathLike[str], *, resume: bool = False) -> Path:
         marked = (folder / MARKER).exists()
         if others and not (resume and marked):
             why = ("it was not created by takeover" if not marked else
-                   "it already holds an earlier run (takeover run --resume continues an "
-                   "interrupted one)")
+                   "it already holds an earlier run" + (
+                       " (takeover run --resume continues an interrupted one)" if resumable
+                       else ""))
             raise FolderError(f"{folder} is not empty ({len(others)} entries, e.g. "
                               f"{sorted(others)[0]!r}) and {why}; choose another output "
                               "folder")
@@ -225,9 +229,10 @@ def release(folder: str | os.PathLike[str]) -> None:
 
 
 @contextlib.contextmanager
-def claimed(folder: str | os.PathLike[str], *, resume: bool = False) -> Iterator[Path]:
+def claimed(folder: str | os.PathLike[str], *, resume: bool = False,
+            resumable: bool = True) -> Iterator[Path]:
     """``claim`` for the duration of a ``with`` block."""
-    path = claim(folder, resume=resume)
+    path = claim(folder, resume=resume, resumable=resumable)
     try:
         yield path
     finally:

@@ -321,7 +321,43 @@ class Gate(Protocol):
 
 
 # --- learning from interventions --------------------------------------------------------
-Episodes = Sequence[Sequence[Any]]
+class Step(Protocol):
+    """One logged step as a learner reads it: the fields ``takeover.records.StepRecord``
+    (straight from a supervisor) and ``takeover.agents.learners.base.LoggedStep`` (read
+    back from a log) share. Read-only, as both are frozen dataclasses."""
+
+    @property
+    def episode(self) -> str: ...
+    @property
+    def step(self) -> int: ...
+    @property
+    def time(self) -> float:
+        """simulation time at the end of the step, s"""
+    @property
+    def obs(self) -> np.ndarray: ...
+    @property
+    def action(self) -> np.ndarray: ...
+    @property
+    def agent_action(self) -> np.ndarray: ...
+    @property
+    def human_action(self) -> np.ndarray | None: ...
+    @property
+    def controller(self) -> str: ...
+    @property
+    def reward(self) -> float: ...
+    @property
+    def terminated(self) -> bool: ...
+    @property
+    def truncated(self) -> bool: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def info(self) -> Mapping[str, Any]: ...
+
+
+Episodes = Sequence[Sequence[Step]]
 """Complete logged episodes, each a list of its steps in order (``LoggedStep`` from
 :func:`read_episodes`, or ``StepRecord`` straight from a supervisor)."""
 
@@ -346,3 +382,19 @@ class Learner(Protocol):
     def update(self, agent: Any, episodes: Episodes, *, seed: int) -> dict[str, float]:
         """Fine-tune ``agent`` in place on ``episodes``; returns a few scalar diagnostics
         (losses, sample counts). Deterministic for a given ``seed``."""
+
+
+@runtime_checkable
+class CloningLearner(Learner, Protocol):
+    """A learner that behaviour-clones the human's labels into an actor-critic agent
+    (``hg-dagger``, ``thrifty``).
+
+    Attributes:
+        references: one frozen policy per member that the update's KL anchor keeps each
+            member close to on the agent-driven steps (``None``: no anchor); set by
+            ``start`` or by the caller.
+        history: the first member's BC loss per epoch in the last ``update``.
+    """
+
+    references: list[Any] | None
+    history: list[float]

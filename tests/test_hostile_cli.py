@@ -138,6 +138,19 @@ def test_an_error_naming_a_long_path_stays_on_one_line(tmp_path):
     assert res.exit_code == 2 and len(lines) == 1 and str(out) in lines[0], res.output
 
 
+def test_train_refuses_an_earlier_run_without_pointing_at_run_resume(tmp_path):
+    """``takeover train`` into a folder holding an earlier (takeover-made) run is refused, and
+    the message does not suggest ``takeover run --resume``: a training cannot be resumed."""
+    from takeover.folders import claimed
+
+    out = tmp_path / "t"
+    with claimed(out):  # an earlier run: marked by takeover, not empty
+        (out / "config.yaml").write_text("earlier: run\n")
+    res = runner.invoke(app, ["train", f"out={out}", "total_timesteps=64"])
+    assert res.exit_code == 2 and "earlier run" in res.output, res.output
+    assert "--resume" not in res.output and "out=NEW_FOLDER" in res.output
+
+
 # --- logs the reviewer cannot replay ----------------------------------------------------------
 def test_review_finds_the_seed_of_the_experiment_runner_episodes():
     """``takeover review runs/<run>/logs/supervised`` raised ReplayError (a traceback) on
@@ -274,3 +287,24 @@ def test_a_ragged_space_bound_in_a_manifest_is_a_checkpoint_error(tmp_path, boun
     (ck / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(CheckpointError, match="observation_space.high"):
         read_manifest(ck)
+
+
+def test_the_progress_bar_says_what_runs_after_the_last_item():
+    """The report was built (bootstrap, figures: tens of seconds) under a bar standing at
+    N/N with the last episode's name; the bar now says so."""
+    import io
+
+    from rich.console import Console
+
+    from takeover.commands import progress_bar
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=100)
+    with progress_bar(console, False, "starting", 36, last="building the report") as progress:
+        tick = progress(2)
+        tick("eval a")
+        tick("eval b")
+        console.print("")  # a refresh with the last description
+    assert "building the report" in out.getvalue() and "2/2" in out.getvalue()
+    with progress_bar(console, True, "starting", 36, last="x") as progress:  # quiet: no bar
+        progress(1)("eval a")

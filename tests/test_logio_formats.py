@@ -36,6 +36,19 @@ def test_schema_1_logs_read_as_before(tmp_path):
     assert read_log(tmp_path / "old").damaged == [EP1]
 
 
+def test_the_1_0_writer_refuses_misuse_with_the_fix(tmp_path):
+    with LogWriterV1(tmp_path / "old", meta()) as log:
+        with pytest.raises(LogError, match="no episode is open: write"):
+            log.end_episode()
+        log.write(make_record(EP0, 0))
+        with pytest.raises(LogError, match=f"{EP0!r} is still open.*end_episode"):
+            log.write(make_record(EP1, 0))
+        log.end_episode()
+        with pytest.raises(LogError, match="no episode is open"):
+            log.end_episode()
+    assert read_log(tmp_path / "old").complete == [EP0]
+
+
 def test_interleaved_episodes_of_a_batch(tmp_path):
     eps = {f"w{w}": [make_record(f"w{w}", k, seed=w) for k in range(10)] for w in range(4)}
     with LogWriter(tmp_path / "run", meta(), chunk_records=3) as log:

@@ -12,6 +12,11 @@ from __future__ import annotations
 import importlib
 import inspect
 import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -127,5 +132,236 @@ def _human(entry: str, human: Any) -> None:
         f"human model {entry!r} implements neither Human nor the batched Humans protocol")
 
 
-CONFORMANCE = {"gate": _gate, "estimator": _estimator, "human model": _human}
+def _allocation(entry: str, policy: Any) -> None:
+    """Every allocation policy ranks N waiting worlds: one ``(N,)`` key per criterion, NaN
+    and +inf scores included, and ``rank`` turns them into a permutation of the worlds."""
+    from takeover.supervisor.allocation import FleetState, rank
+
+    n = 4
+    scores = np.array([0.1, math.inf, math.nan, 0.7])
+    state = FleetState(waiting=np.array([True, True, False, True]),
+                       constraint=np.array([False, True, False, False]),
+                       waited=np.array([0.0, 2.5, 0.0, 1.0]), urgency=np.array([0.2, 1.0, 0, 0.5]),
+                       scores={k: scores for k in ("q_risk", "entropy", "ensemble", "novelty")},
+                       last_served=np.array([-math.inf, 3.0, 1.0, 0.0]),
+                       rng=np.random.default_rng(0))
+    keys = policy.keys(state)
+    assert isinstance(keys, tuple) and keys, f"allocation {entry!r}: keys() returns a tuple"
+    order = rank(policy, state, keys)
+    assert sorted(order.tolist()) == list(range(n)), f"allocation {entry!r} loses a world"
+
+
+CONFORMANCE = {"gate": _gate, "estimator": _estimator, "human model": _human,
+               "allocation policy": _allocation}
 """Behaviour checks by registry kind; a kind not listed gets the common checks above."""
+
+
+# --- hazards: the world's plugin kind, registered in ``takeover.envs.hazards.HAZARDS`` ----
+def _hazards() -> list[str]:
+    from takeover.envs.hazards import HAZARDS
+
+    return list(HAZARDS)
+
+
+@pytest.mark.parametrize("name", _hazards())
+def test_hazard_is_registered_documented_placed_and_fires(name):
+    """A hazard class gets its env id and scenario name from the registry, is placed by the
+    compiled reset (the dispatch is built from the registry) and fires for a careful driver
+    on every seed tried, at its onset time when timed. The mixed world's list stays pinned."""
+    import gymnasium as gym
+
+    from takeover.envs import ENV_IDS
+    from takeover.envs import layout as L
+    from takeover.envs.config import HighwayConfig
+    from takeover.envs.drivers import IDMDriver
+    from takeover.envs.hazards import BY_CODE, HAZARDS, MIXED
+
+    h = HAZARDS[name]
+    assert h.summary.strip() and h.code > 0 and BY_CODE[h.code] is h, name
+    assert h.trigger in (L.TRIGGER_TIME, L.TRIGGER_RANGE), name
+    env_id = f"takeover/{h.env_name}-v1"
+    assert ENV_IDS[env_id] == name
+    assert MIXED == ("sudden_brake", "cut_in", "stalled_car", "merge", "lane_closure")
+    lo, hi = HighwayConfig().onset
+    for seed in range(3):
+        env = gym.make(env_id).unwrapped
+        env.reset(seed=seed)
+        assert env.world[L.HZ_KIND] == h.code and env.hazard == name
+        hazard_slots = env.vehicles[1 + env.config.vehicles:, L.KIND]  # after the traffic
+        assert (hazard_slots != L.EMPTY).any(), f"hazard {name!r} placed nothing"
+        driver = IDMDriver()
+        while True:
+            *_, term, trunc, info = env.step(driver(env))
+            if info["hazard_fired"] or term or trunc:
+                break
+        assert info["hazard_fired"], f"hazard {name!r} never fired on seed {seed}"
+        if h.trigger == L.TRIGGER_TIME:  # fired within a step of its onset, in cfg.onset
+            assert lo <= info["hazard_onset"] <= hi + 0.05
+            assert info["time"] - 0.1 - 1e-9 <= info["hazard_onset"] < info["time"]
+
+
+# --- extension: a plugin of every kind is one new file plus its registry line ---------------
+SCRATCH_PLUGINS = {
+    # kind: (new file, its source, registry module, lines added there [, after this line])
+    "estimator": ("supervisor/speed_risk.py", '''
+"""A scratch estimator: the ego's speed as risk."""
+import numpy as np
+
+from takeover.supervisor.estimators import ESTIMATORS, BaseEstimator
+
+
+@ESTIMATORS.register("speed_risk")
+class SpeedRisk(BaseEstimator):
+    """The ego's speed over ``v_max`` m/s, clipped to [0, 1]."""
+
+    def __init__(self, v_max: float = 40.0, name: str = "speed_risk") -> None:
+        self.name, self.v_max = name, v_max
+
+    def score_batch(self, obs, out, info):
+        speed = np.asarray(info.get("speed", np.zeros(len(obs))), np.float64)
+        return np.clip(speed / self.v_max, 0.0, 1.0)
+''', "supervisor/estimators.py", ["from takeover.supervisor import speed_risk  # noqa: E402,F401"]),
+    "gate": ("supervisor/level_gate.py", '''
+"""A scratch gate: asks while the score is above a level."""
+import numpy as np
+
+from takeover.supervisor.gates import GATES, BaseGate
+from takeover.types import GateDecision
+
+
+@GATES.register("above_level")
+class LevelGate(BaseGate):
+    """Requests the human while the score exceeds ``level``; allows the hand-back below."""
+
+    name = "above_level"
+
+    def __init__(self, level: float = 0.5) -> None:
+        self.level = level
+        super().__init__()
+
+    def decide(self, score, ctx):
+        high = np.asarray(score, np.float64) > self.level
+        return GateDecision(high, np.full(self.n, self.level), ~high)
+''', "supervisor/gates.py", ["from takeover.supervisor import level_gate  # noqa: E402,F401"]),
+    "human model": ("supervisor/humans/bystander.py", '''
+"""A scratch human model: N humans who watch and never act."""
+import numpy as np
+
+from takeover.supervisor.humans import HUMANS
+from takeover.types import HumanInputs
+
+
+@HUMANS.register("bystander")
+class Bystanders:
+    """``num_worlds`` humans who never take over and never answer a request."""
+
+    def __init__(self, num_worlds: int = 1) -> None:
+        self.n = num_worlds
+
+    def reset(self, worlds, seeds) -> None:
+        pass
+
+    def act(self, obs, info, world, views):
+        no = np.zeros(self.n, dtype=bool)
+        return HumanInputs(action=np.zeros((self.n, 2), np.float32), has_action=no,
+                           wants_control=no.copy(), releases=no.copy())
+''', "supervisor/humans/__init__.py",
+        ["from takeover.supervisor.humans import bystander  # noqa: E402,F401"]),
+    "allocation policy": ("supervisor/newest_first.py", '''
+"""A scratch allocation policy: the newest request first."""
+from takeover.supervisor.allocation import ALLOCATIONS
+
+
+@ALLOCATIONS.register("newest")
+class NewestFirst:
+    """The most recent request first (a stack)."""
+
+    def keys(self, s):
+        return (-s.waited,)
+''', "supervisor/allocation.py", ["from takeover.supervisor import newest_first  # noqa: E402,F401"]),
+    "hazard": ("envs/hazards/debris.py", '''
+"""A scratch hazard: a fallen load lying in the ego's lane."""
+from numba import njit
+
+from takeover.envs import layout as L
+from takeover.envs.hazards.base import R_LANE_W, Hazard, keep_lane_clear, place_vehicle
+
+
+@njit(cache=True)
+def place(veh, wld, rp, st, slot, ego_lane, v_ego, onset, s, keep):
+    x = v_ego * onset
+    place_vehicle(veh, slot, L.STALLED, x, ego_lane, 0.0, rp[R_LANE_W], 1.5, 1.0 + s, L.STATIC)
+    wld[L.HZ_X], wld[L.HZ_XEND] = x - 0.75, x + 0.75
+    return keep_lane_clear(keep, ego_lane, x + 15.0)
+
+
+class Debris(Hazard):
+    name = "debris"
+    env_name = "Debris"
+    code = 6
+    trigger = L.TRIGGER_RANGE
+    summary = "a 1.5 m fallen load, 1 + s m wide, in the ego's lane where it is at the onset"
+    place = staticmethod(place)
+''', "envs/hazards/__init__.py", ["from takeover.envs.hazards.debris import Debris",
+                                  "    Debris(),"], "    LaneClosure(),"),
+}
+"""The registry line of a kind whose plugins register themselves (``@REGISTRY.register``)
+is the import that loads the new file; a hazard is listed in ``HAZARDS`` (and imported)."""
+
+
+def _scratch_copy(dst: Path) -> None:
+    from test_imports import ROOT
+
+    skip = shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc", ".hypothesis")
+    for top in ("takeover", "envs", "agents", "supervisor", "experiments", "tests"):
+        shutil.copytree(ROOT / top, dst / top, ignore=skip)
+    shutil.copy(ROOT / "pyproject.toml", dst / "pyproject.toml")
+
+
+def _add_lines(text: str, lines: list[str], after: str | None) -> str:
+    """A self-registering plugin's import goes at the end of its registry module (the
+    registry exists by then); a listed one's import goes before the module's first import
+    of a sibling, its entry after the line ``after``."""
+    if after is None:
+        return text.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
+    import_line, entry = lines
+    at = text.index("\nfrom takeover.envs.hazards.") + 1
+    text = text[:at] + import_line + "\n" + text[at:]
+    assert after in text, after
+    return text.replace(after, after + "\n" + entry, 1)
+
+
+KERNEL_CASES = [f"tests/test_kernel_regression.py::test_trajectories_equal_the_reference_kernel_"
+                f"bit_for_bit[{c}]" for c in ("mixed-continuous", "cut_in-discrete",
+                                              "single-continuous")]
+
+
+def _pytest(root: Path, env: dict[str, str], *args: str) -> str:
+    res = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-n", "0",
+                          "-q", "-rA", *args], cwd=root, env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    return res.stdout
+
+
+@pytest.mark.slow
+def test_a_plugin_of_every_kind_is_one_file_and_one_registry_line(tmp_path):
+    """In a scratch copy of the package whose numba cache is warm (as on a user's machine):
+    write one file per kind and add its registry line, touching nothing else. Every new
+    plugin then passes its kind's conformance test (the stale compiled reset is dropped,
+    so the new hazard is placed), and the kernel's digests of old seeds, the mixed world's
+    included, stay bit-exact."""
+    root = tmp_path / "pkg"
+    _scratch_copy(root)
+    env = {**os.environ, "PYTHONPATH": str(root), "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    assert "3 passed" in _pytest(root, env, *KERNEL_CASES)  # compiles and caches the kernel
+    for kind, (new, source, registry, lines, *after) in SCRATCH_PLUGINS.items():
+        assert not (root / new).exists(), kind
+        (root / new).write_text(source.lstrip("\n"))
+        reg = root / registry
+        reg.write_text(_add_lines(reg.read_text(), lines, after[0] if after else None))
+    names = ["speed_risk", "above_level", "bystander", "newest", "debris"]
+    out = _pytest(root, env, "tests/test_plugins.py", "-k", " or ".join(names))
+    passed = [ln for ln in out.splitlines() if ln.startswith("PASSED")]
+    for n in names:
+        assert any(n in ln for ln in passed), f"no conformance test ran for {n!r}:\n{out}"
+    assert "3 passed" in _pytest(root, env, *KERNEL_CASES)

@@ -33,3 +33,33 @@ def test_a_readme_snippet_runs_twice(i, tmp_path):
                              capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, f"snippet {i}, run {attempt}:\n{SNIPPETS[i]}\n" \
                                     f"{res.stderr[-3000:]}"
+
+
+_SPANS = re.findall(r"`((?:takeover|envs|agents|supervisor|experiments)\.[A-Za-z_][\w.]*)",
+                    (ROOT / "README.md").read_text(encoding="utf-8"))
+DOTTED = sorted({n if n.startswith("takeover.") else f"takeover.{n}" for n in _SPANS
+                 if n.startswith("takeover.") or n.count(".") >= 2})
+"""Every ``takeover.x.y`` the README names in code spans (modules, classes, functions), and
+every ``layer.module.name`` (two-part ``supervisor.gate`` is an attribute of the snippet's
+``supervisor`` object)."""
+
+
+def test_every_name_the_readme_gives_exists():
+    import importlib
+
+    missing = []
+    for name in DOTTED:
+        parts = name.split(".")
+        for i in range(len(parts), 0, -1):  # the longest importable prefix, then attributes
+            try:
+                obj = importlib.import_module(".".join(parts[:i]))
+                break
+            except ImportError:
+                continue
+        try:
+            for attr in parts[i:]:
+                obj = getattr(obj, attr)
+        except AttributeError:
+            missing.append(name)
+    assert len(DOTTED) >= 20, DOTTED  # the extraction itself finds the manual's names
+    assert not missing, f"the README names what does not exist: {missing}"

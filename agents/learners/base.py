@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from takeover.records import StepRecord
-from takeover.types import Episodes, Learner  # noqa: F401  (the interface lives in the base)
+# the interfaces live in the base
+from takeover.types import Episodes, Learner, Step  # noqa: F401
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +92,7 @@ def ended_in_failure(record: Any) -> bool:
     return (getattr(record, "outcome", "") or record.reason) in FAILURE_REASONS
 
 
-def intervened(record: StepRecord) -> bool:
+def intervened(record: Step) -> bool:
     """The human drove this step and gave an input (a missing input is never a label)."""
     return record.controller == "human" and record.human_action is not None
 

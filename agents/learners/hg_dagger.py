@@ -56,7 +56,7 @@ from gymnasium import spaces
 
 from takeover.agents.learners.base import Episodes, ended_in_failure, intervened, read_episodes
 from takeover.envs import layout as L
-from takeover.records import StepRecord
+from takeover.types import Step
 
 DEAD_BAND = 2.5
 """m/s^2. ``IDMDriver.meta_action`` keeps ``idle`` while the wanted speed is within 2.5 m/s
@@ -64,7 +64,7 @@ of the target, and the discrete speed controller accelerates at 1/s times the ta
 so an executed acceleration beyond 2.5 m/s^2 means the target is outside that band."""
 
 
-def executed_label(record: StepRecord, dead_band: float = DEAD_BAND) -> np.ndarray:
+def executed_label(record: Step, dead_band: float = DEAD_BAND) -> np.ndarray:
     """The human's action as a label a memoryless policy can reproduce.
 
     Continuous actions, non-``idle`` meta-actions and records without ``info["accel"]``
@@ -116,7 +116,7 @@ class Aggregate:
     def __len__(self) -> int:
         return len(self.episodes)
 
-    def add_records(self, records: Iterable[StepRecord], labels: bool = True) -> int:
+    def add_records(self, records: Iterable[Step], labels: bool = True) -> int:
         """Append the human-labelled records (and the agent-driven observations to
         ``anchor_obs``); returns how many labelled records were added. ``labels=False``
         adds only the anchor observations (a teacher episode not worth cloning)."""
@@ -150,9 +150,9 @@ class Aggregate:
         self.obs, self.actions, self.episodes = obs, act, eps
         return len(picked)
 
-    def _untroubled(self, records: list[StepRecord]) -> list[StepRecord]:
+    def _untroubled(self, records: list[Step]) -> list[Step]:
         """Agent-driven records with no takeover or failure within ``anchor_gap`` s."""
-        by_episode: dict[str, list[StepRecord]] = {}
+        by_episode: dict[str, list[Step]] = {}
         for r in records:
             by_episode.setdefault(r.episode, []).append(r)
         out = []
@@ -171,9 +171,7 @@ class Aggregate:
 
     def add_log(self, run_dir: str | os.PathLike) -> int:
         """Add the complete episodes of a log (incomplete or damaged ones are skipped)."""
-        # LoggedStep carries StepRecord's fields (duck-typed)
-        return sum(self.add_records(cast("list[StepRecord]", recs))
-                   for recs in read_episodes(run_dir))
+        return sum(self.add_records(recs) for recs in read_episodes(run_dir))
 
     @classmethod
     def from_log(cls, *run_dirs: str | os.PathLike, relabel: bool = True) -> Aggregate:
@@ -183,7 +181,7 @@ class Aggregate:
         return agg
 
     @classmethod
-    def from_records(cls, records: Iterable[StepRecord], relabel: bool = True) -> Aggregate:
+    def from_records(cls, records: Iterable[Step], relabel: bool = True) -> Aggregate:
         agg = cls(relabel=relabel)
         agg.add_records(records)
         return agg
@@ -346,7 +344,7 @@ LABELS = ("all", "delivered")
 """Which human-labelled steps HG-DAgger clones (``HGDagger(labels=...)``)."""
 
 
-def delivered(episode: Sequence[StepRecord]) -> bool:
+def delivered(episode: Sequence[Step]) -> bool:
     """The episode reached its route's end (outcome ``arrived``): the human's driving in it
     is worth cloning. Arrival is the only success (``takeover.envs.SUCCESS_OUTCOMES``); a
     teacher episode that ends in a collision, a standstill or a timeout would teach the

@@ -41,7 +41,7 @@ from gymnasium import spaces
 from stable_baselines3.common.utils import polyak_update
 
 from takeover.agents.learners.base import Episodes, intervened
-from takeover.records import StepRecord
+from takeover.types import Step
 
 FIELDS = ("obs", "action", "novice", "next_obs", "done", "intervened", "reward")
 
@@ -77,7 +77,7 @@ class Transitions:
         return Transitions(*(getattr(self, k)[mask] for k in FIELDS))
 
 
-def transitions(episodes: Iterable[Sequence[StepRecord]]) -> Transitions:
+def transitions(episodes: Iterable[Sequence[Step]]) -> Transitions:
     """Transitions of complete episodes (e.g. ``read_episodes(d)``), reward 0: ``done`` is
     1 where the episode terminated (no bootstrap) and 0 on a truncation whose terminal
     observation was logged."""

@@ -20,10 +20,10 @@ import numpy as np
 
 from takeover.agents.learners.base import Episodes, ended_in_failure
 from takeover.agents.learners.hg_dagger import Aggregate, HGDagger, clone_members
-from takeover.records import StepRecord
+from takeover.types import Step
 
 
-def risk_data(episodes: Sequence[Sequence[StepRecord]], horizons: Sequence[float],
+def risk_data(episodes: Sequence[Sequence[Step]], horizons: Sequence[float],
               control_hz: float):
     """``takeover.agents.risk.RiskData`` from logged episodes: every step is labelled by
     whether its episode ended in a failure (collision, off-road: ``ended_in_failure``) within
@@ -54,7 +54,7 @@ class ThriftyResult:
 
 
 def thrifty_update(policies: Sequence, aggregate: Aggregate,
-                   episodes: Sequence[Sequence[StepRecord]] = (), critic=None, *,
+                   episodes: Sequence[Sequence[Step]] = (), critic=None, *,
                    epochs: int = 10, batch_size: int = 64, lr: float = 3e-4, seed: int = 0,
                    bootstrap: bool = True, risk_epochs: int = 20,
                    references: Sequence | None = None,

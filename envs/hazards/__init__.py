@@ -1,6 +1,6 @@
 """The hazard registry: every scenario name, env id, config choice and doc table derives from
 ``HAZARDS``. A new hazard is one module with one ``Hazard`` class, one line in ``HAZARDS``
-and one branch in ``place_hazard`` (the compiled reset cannot look a function up in a dict).
+(``place_hazard``, the compiled dispatch the reset calls, is built from ``HAZARDS``).
 
 ``MIXED`` (the hazards ``takeover/Highway-v1`` draws from) is pinned, not derived: adding a
 hazard must not change the episodes old seeds give. Each hazard draws from its own stream
@@ -11,10 +11,11 @@ list.
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
+from typing import Any
 
 from numba import njit
 
-from takeover.envs.hazards import cut_in, lane_closure, merge, stalled_car, sudden_brake
 from takeover.envs.hazards.base import MAX_KEEP_OUT, Hazard, place_vehicle, set_driver
 from takeover.envs.hazards.cut_in import CutIn
 from takeover.envs.hazards.lane_closure import LaneClosure
@@ -38,31 +39,53 @@ MIXED = ("sudden_brake", "cut_in", "stalled_car", "merge", "lane_closure")
 BY_CODE: dict[int, Hazard] = {h.code: h for h in HAZARDS.values()}
 
 
-@njit(cache=True)
-def place_hazard(code, veh, wld, rp, st, slot, ego_lane, v_ego, onset, severity, keep):
-    """Call hazard ``code``'s ``place`` (see ``base``); -1 for a code nobody places."""
-    args = (veh, wld, rp, st, slot, ego_lane, v_ego, onset, severity, keep)
-    if code == 1:
-        return sudden_brake.place(*args)
-    if code == 2:
-        return cut_in.place(*args)
-    if code == 3:
-        return stalled_car.place(*args)
-    if code == 4:
-        return merge.place(*args)
-    if code == 5:
-        return lane_closure.place(*args)
-    return -1
+def _dispatch(places: list[tuple[int, Any]]) -> Any:
+    """A compiled ``place_hazard`` over ``places`` ((code, njit place) pairs): a chain of
+    one small njit function per hazard, each closing over its code and ``place`` and falling
+    through to the next. Numba cannot call a function looked up at run time from a table,
+    but it compiles a closure's cells as constants, so the chain is the branch-per-hazard
+    ``if`` ladder written by the registry instead of by hand."""
+
+    @njit
+    def nobody(code, veh, wld, rp, st, slot, ego_lane, v_ego, onset, severity, keep):
+        return -1
+
+    chain = nobody
+    for code, place in reversed(places):
+        chain = _link(code, place, chain)
+    return chain
 
 
-PLACED = {1: sudden_brake, 2: cut_in, 3: stalled_car, 4: merge, 5: lane_closure}
-"""The codes ``place_hazard`` dispatches, and the module whose ``place`` it calls."""
+def _link(code_i: int, place: Any, rest: Any) -> Any:
+    @njit
+    def place_hazard(code, veh, wld, rp, st, slot, ego_lane, v_ego, onset, severity, keep):
+        if code == code_i:
+            return place(veh, wld, rp, st, slot, ego_lane, v_ego, onset, severity, keep)
+        return rest(code, veh, wld, rp, st, slot, ego_lane, v_ego, onset, severity, keep)
+
+    return place_hazard
+
 
 if len(BY_CODE) != len(HAZARDS) or 0 in BY_CODE or set(MIXED) - set(HAZARDS):
     raise RuntimeError("hazard codes must be unique and non-zero, MIXED must name hazards")
-if any(PLACED.get(c) is None or PLACED[c].place is not h.place for c, h in BY_CODE.items()):
-    raise RuntimeError("every hazard code needs its branch in hazards.place_hazard, calling "
-                       "that hazard's place")
+if any(getattr(h.place, "py_func", None) is None for h in HAZARDS.values()):
+    raise RuntimeError("every hazard's place must be an @njit function (see hazards.base)")
+
+place_hazard = _dispatch(sorted((h.code, h.place) for h in HAZARDS.values()))
+"""``place_hazard(code, veh, wld, rp, st, slot, ego_lane, v_ego, onset, severity, keep)``:
+hazard ``code``'s ``place`` (see ``base``); -1 for a code nobody places. Built from
+``HAZARDS`` at import, so a new hazard needs no branch here."""
+
+
+def registry_stamp() -> int:
+    """A CRC32 of what the compiled dispatch is built from: every hazard's code and name, and
+    the size and modification time of each file of this package (numba's own freshness
+    test). ``scenarios`` compares it with the stamp its cached code was compiled with."""
+    parts = [f"{h.code}:{h.name}" for h in HAZARDS.values()]
+    for f in sorted(Path(__file__).parent.glob("*.py")):
+        st = f.stat()
+        parts.append(f"{f.name}:{st.st_size}:{st.st_mtime_ns}")
+    return zlib.crc32("|".join(parts).encode())
 
 
 def hazard_name(code: int) -> str:
@@ -76,5 +99,5 @@ def stream_tag(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
-__all__ = ["BY_CODE", "HAZARDS", "MAX_KEEP_OUT", "MIXED", "PLACED", "Hazard", "hazard_name",
-           "place_hazard", "place_vehicle", "set_driver", "stream_tag"]
+__all__ = ["BY_CODE", "HAZARDS", "MAX_KEEP_OUT", "MIXED", "Hazard", "hazard_name",
+           "place_hazard", "place_vehicle", "registry_stamp", "set_driver", "stream_tag"]

@@ -1,7 +1,7 @@
 """What a hazard is: one class that places its objects at reset and tells the kernel how it
 fires. The kernel knows only the two triggers and the modes below, so a new hazard that
-combines them is one class, one registry line and one dispatch line
-(``takeover.envs.hazards``).
+combines them is one module with one class and its line in ``HAZARDS``
+(``takeover.envs.hazards``, which builds the compiled dispatch from it).
 
 Placement runs inside the compiled reset (``takeover.envs.scenarios``), so a hazard's
 ``place`` is a numba function of the world's arrays:
@@ -91,6 +91,16 @@ def set_driver(veh, i, st, v_lo, v_hi):
     veh[i, L.BCOMF] = 1.5 + 1.0 * uniform(st)
     veh[i, L.S0] = 2.0 + 1.0 * uniform(st)
     veh[i, L.POLITE] = 0.5 * uniform(st)
+
+
+@njit(cache=True)
+def keep_lane_clear(keep, lane, x_end):
+    """Keep-out row 0: no traffic starts in ``lane`` from 25 m behind the ego to ``x_end``
+    m, so the ego meets the hazard itself, not a queue of traffic cars stuck behind it
+    (ordinary traffic cannot zip-merge out of a blocked lane, so a queue there jammed every
+    lane). Returns the rows written, for ``place`` to return."""
+    keep[0, 0], keep[0, 1], keep[0, 2] = lane, -25.0, x_end
+    return 1
 
 
 @njit(cache=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from numba import njit
 
 from takeover.envs import layout as L
-from takeover.envs.hazards.base import R_LANE_W, Hazard, place_vehicle
+from takeover.envs.hazards.base import R_LANE_W, Hazard, keep_lane_clear, place_vehicle
 
 
 @njit(cache=True)
@@ -16,11 +16,7 @@ def place(veh, wld, rp, st, slot, ego_lane, v_ego, onset, s, keep):
                   2.2 if s > 0.5 else 2.0, L.STATIC)
     wld[L.HZ_X] = x - 0.5 * length
     wld[L.HZ_XEND] = x + 0.5 * length
-    # no traffic between the ego and the obstacle in its lane: the ego meets the hazard
-    # itself, not a queue of traffic cars stuck behind it (ordinary traffic cannot
-    # zip-merge out of a blocked lane, so a queue there jammed every lane)
-    keep[0, 0], keep[0, 1], keep[0, 2] = ego_lane, -25.0, x + 15.0
-    return 1
+    return keep_lane_clear(keep, ego_lane, x + 15.0)  # up to just past the obstacle
 
 
 class StalledCar(Hazard):

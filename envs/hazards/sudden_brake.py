@@ -10,6 +10,7 @@ from takeover.envs.hazards.base import (
     R_TRAF_HI,
     R_TRAF_LO,
     Hazard,
+    keep_lane_clear,
     place_vehicle,
     set_driver,
 )
@@ -28,8 +29,7 @@ def place(veh, wld, rp, st, slot, ego_lane, v_ego, onset, s, keep):
     veh[slot, L.AMAX] = 3.0
     veh[slot, L.DECEL] = 4.0 + 5.0 * s
     wld[L.HZ_IDX] = slot
-    keep[0, 0], keep[0, 1], keep[0, 2] = ego_lane, -25.0, gap + 20.0
-    return 1
+    return keep_lane_clear(keep, ego_lane, gap + 20.0)  # up to 15 m past the lead car
 
 
 class SuddenBrake(Hazard):

@@ -41,7 +41,7 @@ def env(seconds: float = typer.Option(1.0, help="wall seconds per measurement wi
 
 
 @app.command("supervisor")
-def supervisor(worlds: list[int] = typer.Option([1, 256], "--worlds", "-n",
+def supervisor(worlds: list[int] = typer.Option([1, 256], "--worlds", "-n", metavar="N",
                                                help="batch sizes (repeat the option)"),
                seconds: float = typer.Option(5.0, help="wall seconds per measurement"),
                human: str = typer.Option("average", help="scripted human model, or none"),

@@ -31,7 +31,7 @@ def resolve_env_id(name: str, env_ids: dict[str, str]) -> str:
 
 def eval_agent(
     agent: str = typer.Argument("novice", help="shipped name, checkpoint directory or SB3 zip"),
-    scenario: list[str] = typer.Option(None, "--scenario", "-s",
+    scenario: list[str] = typer.Option(None, "--scenario", "-s", metavar="SCENARIO",
                                        help="scenario as drive takes it: CutIn-v1, "
                                             "takeover/CutIn-v1 or cut_in (repeatable); "
                                             "default: plain, mixed and every hazard"),

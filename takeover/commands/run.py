@@ -27,11 +27,11 @@ def run(
         help="A YAML file, a shipped config name, or a run folder (re-runs its config.yaml); "
              "then overrides like train.rounds=1. No config: the embedded default.")] = None,
     set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override key=value (repeatable).")] = None,
+        "--set", metavar="KEY=VALUE", help="Override key=value (repeatable).")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Run folder (default runs/<name>-<time>).")] = None,
     expect: Annotated[list[str] | None, typer.Option(
-        "--expect", help="Exit non-zero unless it holds, e.g. 'success_rate>=0.9' or "
+        "--expect", metavar="METRIC<=X", help="Exit non-zero unless it holds, e.g. 'success_rate>=0.9' or "
                          "'agent_alone.collision_rate<=0.5' (repeatable).")] = None,
     junit: Annotated[Path | None, typer.Option(
         "--junit", help="Write the expectations as JUnit XML.")] = None,
@@ -112,9 +112,6 @@ def run(
 
 
 def _run(cfg, run_dir: Path, overrides: list[str], quiet: bool, console, resume: bool = False):
-    from rich import progress as rp
-
-    from takeover import interrupt
     from takeover.folders import FolderError
 
     run_experiment: Callable[..., Any]
@@ -130,23 +127,11 @@ def _run(cfg, run_dir: Path, overrides: list[str], quiet: bool, console, resume:
 
         kw["resume"] = resume
 
-    if quiet:  # no bar, but still a safe point per episode for a swallowed signal
-        return run_experiment(cfg, run_dir, overrides=overrides,
-                              progress=lambda _total: lambda _msg: interrupt.check(), **kw)
-    with rp.Progress(rp.TextColumn("{task.description:<36}"), rp.BarColumn(),
-                     rp.MofNCompleteColumn(), rp.TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("starting", total=None)
+    from takeover.commands import progress_bar
 
-        def start(total: int):
-            bar.update(task, total=total)
-
-            def tick(msg: str) -> None:
-                interrupt.check()
-                bar.update(task, advance=1, description=msg)
-
-            return tick
-
-        return run_experiment(cfg, run_dir, overrides=overrides, progress=start, **kw)
+    with progress_bar(console, quiet, "starting", 36,
+                      last="building the report (metrics, figures)") as progress:
+        return run_experiment(cfg, run_dir, overrides=overrides, progress=progress, **kw)
 
 
 def _run_learning(config: str, overrides: list[str], out: Path | None, quiet: bool,

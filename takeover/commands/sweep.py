@@ -16,7 +16,7 @@ def sweep(
         help="A YAML file, a shipped config name or a sweep folder (resumes it), then "
              "overrides like sweep.seeds=[0,1,2].")],
     set_: Annotated[list[str] | None, typer.Option(
-        "--set", help="Override key=value (repeatable).")] = None,
+        "--set", metavar="KEY=VALUE", help="Override key=value (repeatable).")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", help="Sweep folder; re-running into it resumes (default "
                       "runs/sweep-<name>).")] = None,
@@ -63,26 +63,10 @@ def sweep(
 
 def _sweep(cfg, root: Path, backend: str, address: str | None, workers: int | None,
            quiet: bool, console):
-    from rich import progress as rp
-
-    from takeover import interrupt
+    from takeover.commands import progress_bar
     from takeover.experiments.sweep import run_sweep
 
-    if quiet:
+    with progress_bar(console, quiet, "sweep", 48, cut=True) as progress:
         return run_sweep(cfg, root, backend=backend, address=address, workers=workers,
-                         progress=lambda _total: lambda _msg: interrupt.check())
-    with rp.Progress(rp.TextColumn("{task.description:<48}"), rp.BarColumn(),
-                     rp.MofNCompleteColumn(), rp.TimeElapsedColumn(), console=console) as bar:
-        task = bar.add_task("sweep", total=None)
-
-        def start(total: int):
-            bar.update(task, total=total)
-            def tick(msg: str) -> None:
-                interrupt.check()
-                bar.update(task, advance=1, description=msg[:48])
-
-            return tick
-
-        return run_sweep(cfg, root, backend=backend, address=address, workers=workers,
-                         progress=start)
+                         progress=progress)
 

@@ -40,7 +40,7 @@ def train(
     from takeover.folders import FolderError, claimed
 
     try:
-        with claimed(cfg.out):  # a new or empty folder only: never overwrite an earlier run
+        with claimed(cfg.out, resumable=False):  # never overwrite an earlier run
             path = run(cfg)
     except FolderError as e:
         err.print(f"[red]error:[/red] {escape(str(e))} (set out=NEW_FOLDER)")

@@ -169,6 +169,10 @@ class LogWriterV1:
             indent=1, sort_keys=True))
 
     def write(self, rec: StepRecord) -> None:
+        if self._episode is not None and rec.episode != self._episode:
+            raise LogError(f"episode {self._episode!r} is still open: the 1.0 writer holds one "
+                           f"episode at a time, so end_episode() it before writing "
+                           f"{rec.episode!r}")
         if self._episode is None:
             self._episode, self._count, self._sha = rec.episode, 0, hashlib.sha256()
             path = self.run_dir / "episodes" / (rec.episode + OPEN_SUFFIX)
@@ -182,10 +186,14 @@ class LogWriterV1:
         self._sha.update(data)
 
     def end_episode(self) -> Path:
-        eid = cast(str, self._episode)
+        """Make the open episode durable and return its path."""
+        eid, fd = self._episode, self._fd
+        if eid is None or fd is None:
+            raise LogError("no episode is open: write() at least one record before "
+                           "end_episode()")
         self._append(frame(end_payload(eid, self._count)))
-        os.fsync(cast(int, self._fd))
-        os.close(cast(int, self._fd))
+        os.fsync(fd)
+        os.close(fd)
         d = self.run_dir / "episodes"
         final = d / (eid + SUFFIX)
         os.replace(d / (eid + OPEN_SUFFIX), final)
