@@ -183,8 +183,8 @@ class Experiment:
         cfg = self.cfg
         res = ConditionResult()
         if purpose == "round":
-            new = not self.round_results or condition.name in self.round_results[-1]
-            rnd = len(self.round_results) - (0 if new else 1)
+            new_round = not self.round_results or condition.name in self.round_results[-1]
+            rnd = len(self.round_results) - (0 if new_round else 1)
             log_dir = log_dir or self.run_dir / "logs" / f"round{rnd}-{condition.name}"
         done, done_labels = self._completed(log_dir, label)
         writer = self._writer(log_dir, condition.name, purpose) if log_dir else None

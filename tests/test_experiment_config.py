@@ -94,9 +94,13 @@ def test_bare_name_finds_shipped_config_and_typo_is_named():
         load_config("defualt")
 
 
+# gate kwargs checked against the threshold gate (the default's gate is the predictive one)
+THRESHOLD = ["supervisor.gate=threshold", "supervisor.gate_kwargs={}"]
+
+
 def test_overrides_apply_and_resolved_config_round_trips(tmp_path):
     cfg, _ = load_config(None, ["train.rounds=1", "env.scenarios=[cut_in]",
-                                "supervisor.gate_kwargs={high: 0.2}"])
+                                *THRESHOLD, "supervisor.gate_kwargs={high: 0.2}"])
     assert cfg.train.rounds == 1 and cfg.env.scenarios == ("cut_in",)
     assert cfg.supervisor.gate_kwargs == {"high": 0.2}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg)))
@@ -139,12 +143,12 @@ def test_sweep_cell_replaces_the_main_condition():
 ])
 def test_bad_numbers_and_plugin_kwargs_are_refused_at_load(override, named):
     with pytest.raises(ConfigError) as e:
-        load_config(None, [override])
+        load_config(None, [*THRESHOLD, override])
     assert named in str(e.value)
 
 
 def test_plugin_kwargs_are_coerced_to_their_annotations():
-    cfg, _ = load_config(None, ["supervisor.gate_kwargs={high: 1, low: 0}"])
+    cfg, _ = load_config(None, [*THRESHOLD, "supervisor.gate_kwargs={high: 1, low: 0}"])
     assert cfg.supervisor.gate_kwargs == {"high": 1.0, "low": 0.0}
     assert all(type(v) is float for v in cfg.supervisor.gate_kwargs.values())
     # infinity where the plugin's default documents it: the budget gate's initial threshold
