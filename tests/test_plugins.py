@@ -302,11 +302,10 @@ class Debris(Hazard):
     trigger = L.TRIGGER_RANGE
     summary = "a 1.5 m fallen load, 1 + s m wide, in the ego's lane where it is at the onset"
     place = staticmethod(place)
-''', "envs/hazards/__init__.py", ["from takeover.envs.hazards.debris import Debris",
-                                  "    Debris(),"], "    LaneClosure(),"),
+''', "envs/hazards/__init__.py", ['    "debris",'], '    "lane_closure",'),
 }
 """The registry line of a kind whose plugins register themselves (``@REGISTRY.register``)
-is the import that loads the new file; a hazard is listed in ``HAZARDS`` (and imported)."""
+is the import that loads the new file; a hazard's is its module's name in ``MODULES``."""
 
 
 def _scratch_copy(dst: Path) -> None:
@@ -320,15 +319,11 @@ def _scratch_copy(dst: Path) -> None:
 
 def _add_lines(text: str, lines: list[str], after: str | None) -> str:
     """A self-registering plugin's import goes at the end of its registry module (the
-    registry exists by then); a listed one's import goes before the module's first import
-    of a sibling, its entry after the line ``after``."""
+    registry exists by then); a listed one's entry goes after the line ``after``."""
     if after is None:
         return text.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
-    import_line, entry = lines
-    at = text.index("\nfrom takeover.envs.hazards.") + 1
-    text = text[:at] + import_line + "\n" + text[at:]
     assert after in text, after
-    return text.replace(after, after + "\n" + entry, 1)
+    return text.replace(after, after + "\n" + "\n".join(lines), 1)
 
 
 KERNEL_CASES = [f"tests/test_kernel_regression.py::test_trajectories_equal_the_reference_kernel_"

@@ -1,6 +1,7 @@
 """The hazard registry: every scenario name, env id, config choice and doc table derives from
-``HAZARDS``. A new hazard is one module with one ``Hazard`` class, one line in ``HAZARDS``
-(``place_hazard``, the compiled dispatch the reset calls, is built from ``HAZARDS``).
+``HAZARDS``. A new hazard is one module in this package holding one ``Hazard`` class, and its
+module's name on one line of ``MODULES`` (``place_hazard``, the compiled dispatch the reset
+calls, is built from ``HAZARDS``).
 
 ``MIXED`` (the hazards ``takeover/Highway-v1`` draws from) is pinned, not derived: adding a
 hazard must not change the episodes old seeds give. Each hazard draws from its own stream
@@ -10,6 +11,7 @@ list.
 
 from __future__ import annotations
 
+import importlib
 import zlib
 from pathlib import Path
 from typing import Any
@@ -17,19 +19,30 @@ from typing import Any
 from numba import njit
 
 from takeover.envs.hazards.base import MAX_KEEP_OUT, Hazard, place_vehicle, set_driver
-from takeover.envs.hazards.cut_in import CutIn
-from takeover.envs.hazards.lane_closure import LaneClosure
-from takeover.envs.hazards.merge import Merge
-from takeover.envs.hazards.stalled_car import StalledCar
-from takeover.envs.hazards.sudden_brake import SuddenBrake
 
-HAZARDS: dict[str, Hazard] = {h.name: h for h in (
-    SuddenBrake(),
-    CutIn(),
-    StalledCar(),
-    Merge(),
-    LaneClosure(),
-)}
+MODULES = (
+    "sudden_brake",
+    "cut_in",
+    "stalled_car",
+    "merge",
+    "lane_closure",
+)
+"""The registry: one line per hazard, the name of its module in this package, in
+documentation order. Only these modules are imported (a stray file is never loaded)."""
+
+
+def _hazard_of(module: str) -> Hazard:
+    """The one ``Hazard`` subclass defined in ``module``, instantiated."""
+    mod = importlib.import_module(f"{__name__}.{module}")
+    found = [obj for obj in vars(mod).values() if isinstance(obj, type)
+             and issubclass(obj, Hazard) and obj.__module__ == mod.__name__]
+    if len(found) != 1:
+        raise RuntimeError(f"hazard module {mod.__name__} must define exactly one Hazard "
+                           f"subclass; it defines {len(found)}")
+    return found[0]()
+
+
+HAZARDS: dict[str, Hazard] = {h.name: h for h in map(_hazard_of, MODULES)}
 """Scenario name -> hazard, in documentation order."""
 
 MIXED = ("sudden_brake", "cut_in", "stalled_car", "merge", "lane_closure")
@@ -99,5 +112,5 @@ def stream_tag(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
-__all__ = ["BY_CODE", "HAZARDS", "MAX_KEEP_OUT", "MIXED", "Hazard", "hazard_name",
+__all__ = ["BY_CODE", "HAZARDS", "MAX_KEEP_OUT", "MIXED", "MODULES", "Hazard", "hazard_name",
            "place_hazard", "place_vehicle", "registry_stamp", "set_driver", "stream_tag"]
