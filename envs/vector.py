@@ -82,7 +82,6 @@ class HighwayVectorEnv(VectorEnv):
         # which ``reset_worlds`` need not reset again
         self._queued: list[int | None] = []
         self._started: dict[int, int] = {}
-        self._keys: dict[int, int] = {}  # seed -> streams.seed_key(seed), for the queue
         self.single_observation_space = spaces.Box(-1.0, 1.0, self._obs.shape[1:], np.float32)
         if cfg.action_type == "discrete":
             self.single_action_space: spaces.Space = spaces.Discrete(len(L.META_ACTIONS))
@@ -134,7 +133,7 @@ class HighwayVectorEnv(VectorEnv):
         the same seed (its state is bit for bit what that reset gives), so a wrong guess
         costs only the second reset it would have cost anyway."""
         seeds = list(seeds)[: self.num_envs]
-        rows = [(0, 0) if s is None else (1, self._key(s)) for s in seeds]
+        rows = [(0, 0) if s is None else (1, seed_key(s)) for s in seeds]
         if rows:
             self._batch.queue[: len(rows)] = np.array(rows, dtype=np.uint64)
         self._batch.queued[0] = len(rows)
@@ -144,15 +143,6 @@ class HighwayVectorEnv(VectorEnv):
         reset_batch(self._batch.f64, self._batch.f32, self._batch.i64, idx)
         for i in idx:
             self._hazard[i] = hazard_name(self._codes[i])
-
-    def _key(self, seed: int) -> int:
-        """``seed_key(seed)``, remembered (a queue shifts by a few seeds per step)."""
-        key = self._keys.get(seed)
-        if key is None:
-            if len(self._keys) >= 4 * self.num_envs:
-                self._keys.clear()
-            key = self._keys[seed] = seed_key(seed)
-        return key
 
     def step(self, actions):
         self._load_actions(actions)
