@@ -12,7 +12,7 @@ from takeover.agents.checkpoint import SHIPPED_DIR, CheckpointError
 
 PRETRAINED_DIR: Path = SHIPPED_DIR
 PRETRAINED = {
-    "novice": "novice",  # discrete PPO trained on Plain-v1 only (hazards are new to it)
+    "novice": "novice",  # discrete PPO trained on Plain-v2 only (hazards are new to it)
     "novice-ensemble": "novice-ensemble",  # randomized-prior members on the novice's features
     "novice-ppo-ensemble": "novice-ppo-ensemble",  # independently seeded PPO runs
     "novice-dqn": "novice-dqn",  # off-policy start for PVP / RLIF (agents.learners.offpolicy)

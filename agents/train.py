@@ -14,7 +14,7 @@ Same config, same seed, same CPU -> the same weights (torch runs on one thread).
 Example::
 
     from takeover.agents.train import TrainConfig, train
-    path = train(TrainConfig(env_id="takeover/Plain-v1", total_timesteps=200_000, out="runs/a"))
+    path = train(TrainConfig(env_id="takeover/Plain-v2", total_timesteps=200_000, out="runs/a"))
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _env_ids() -> list[str]:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    env_id: str = option("takeover/Plain-v1", "training env", choices=_env_ids)
+    env_id: str = option("takeover/Plain-v2", "training env", choices=_env_ids)
     action_type: str = option("discrete", "env action space",
                               choices=("discrete", "continuous"))
     algo: str = option("auto", "auto = PPO for discrete, SAC for continuous",

@@ -9,7 +9,7 @@ from takeover.envs.hazards import HAZARDS, MIXED
 from takeover.envs.highway import HighwayEnv, WorldState
 from takeover.envs.outcomes import MRM_OUTCOMES, OUTCOMES, SAFE_OUTCOMES, SUCCESS_OUTCOMES
 
-VERSION = "v1"
+VERSION = "v2"
 """The world's version (Gymnasium's rule: changed dynamics or reward bump it)."""
 
 ENV_IDS = {

@@ -17,7 +17,7 @@ CAREFUL_SPEED = 25.0
 """m/s: the reference careful driver's desired speed (``drivers.IDMDriver``)."""
 CAREFUL_TRAVEL_SPEED = 20.8
 """m/s: the careful ``IDMDriver``'s measured mean speed in plain free-flowing traffic (the
-default 20 cars, ``takeover/Plain-v1``): 625 m in 30 s on development seeds 0..99 (5-95%:
+default 20 cars, ``takeover/Plain-v2``): 625 m in 30 s on development seeds 0..99 (5-95%:
 571-679 m). Slower than its desired 25 m/s because traffic wishes 21-29 m/s and it does not
 weave. ``tests/test_envs.py`` re-measures it."""
 ROUTE_FRACTION = 0.7

@@ -734,6 +734,8 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
     road = (p[N_LANES] + 1.0) * w  # travel lanes and the hard shoulder
     ob[:, :] = 0.0
     ob[0, 0] = 1.0
+    if p[DISCRETE] > 0.5:  # the setpoint the meta-actions move (else the policy cannot see it)
+        ob[0, 1] = min(max((ww[TGT_SPEED] - ve) / p[V_SCALE], -1.0), 1.0)
     ob[0, 2] = min(max(2.0 * (ye + 0.5 * w) / road - 1.0, -1.0), 1.0)
     ob[0, 3] = min(max(vxe / p[V_SCALE], -1.0), 1.0)
     ob[0, 4] = min(max(vye / p[V_SCALE], -1.0), 1.0)

@@ -270,12 +270,16 @@ class HighwayEnv(gym.Env):
     | Col | Feature  | Ego row                              | Other rows                     |
     |-----|----------|--------------------------------------|--------------------------------|
     | 0   | presence | 1                                    | 1 if present                   |
-    | 1   | x        | 0                                    | (x - x_ego) / 100 m            |
+    | 1   | x        | (target speed - v) / 20 m/s [*]      | (x - x_ego) / 100 m            |
     | 2   | y        | across lanes + shoulder, -1..1       | (y - y_ego) / paved width      |
     | 3   | vx       | v_x / 20 m/s                         | (v_x - v_x,ego) / 20 m/s       |
     | 4   | vy       | v_y / 20 m/s                         | (v_y - v_y,ego) / 20 m/s       |
     | 5   | cos_h    | cos(heading)                         | cos(heading)                   |
     | 6   | sin_h    | sin(heading)                         | sin(heading)                   |
+
+    [*] With discrete actions the speed controller's setpoint, which ``faster`` /
+    ``slower`` move, so a policy sees a braking it has already commanded; 0 with
+    continuous actions (there is no setpoint).
 
     ## Rewards
     Each step: ``reward_progress * dx / route_length`` (20 in total for the whole route,
@@ -330,7 +334,7 @@ class HighwayEnv(gym.Env):
     ``timeout``).
 
     ## Arguments
-    ``gymnasium.make("takeover/Highway-v1", render_mode=None, **config)`` where ``config``
+    ``gymnasium.make("takeover/Highway-v2", render_mode=None, **config)`` where ``config``
     keys are the fields of :class:`~takeover.envs.config.HighwayConfig` (unknown keys and
     out-of-range values raise ``ConfigError`` naming the key).
 
@@ -339,6 +343,11 @@ class HighwayEnv(gym.Env):
     (see :class:`WorldState`).
 
     ## Version History
+    * v2: the ego row's column 1 (``x``, always 0 before) holds the speed controller's
+      setpoint with discrete actions, ``(target speed - speed) / 20 m/s``: the state the
+      meta-actions move was hidden, so a policy could not tell "braking toward a lower
+      target" from "cruising" (a clone of a human who presses ``slower`` once and then
+      holds ``idle`` learned ``idle``); 0 with continuous actions.
     * v1 (episode sampling since issue 18): episodes drawn by a counter-based RNG in the
       kernel (the same distributions, other episodes per seed than before); snapshots
       ``WorldState/2``.
@@ -352,7 +361,7 @@ class HighwayEnv(gym.Env):
 
     ## Example
     >>> import gymnasium as gym, takeover
-    >>> env = gym.make("takeover/SuddenBrake-v1")
+    >>> env = gym.make("takeover/SuddenBrake-v2")
     >>> obs, info = env.reset(seed=0)
     >>> obs.shape, info["hazard"], info["outcome"]
     ((9, 7), 'sudden_brake', '')

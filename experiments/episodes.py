@@ -30,10 +30,10 @@ PURPOSES = {"train": 1, "eval": 2, "round": 3}
 """Seed streams: training collection, final evaluation, per-round evaluation."""
 
 SCENARIO_IDS = {
-    "sudden_brake": "takeover/SuddenBrake-v1", "cut_in": "takeover/CutIn-v1",
-    "stalled_car": "takeover/StalledCar-v1", "merge": "takeover/Merge-v1",
-    "lane_closure": "takeover/LaneClosure-v1", "none": "takeover/Plain-v1",
-    "mixed": "takeover/Highway-v1",
+    "sudden_brake": "takeover/SuddenBrake-v2", "cut_in": "takeover/CutIn-v2",
+    "stalled_car": "takeover/StalledCar-v2", "merge": "takeover/Merge-v2",
+    "lane_closure": "takeover/LaneClosure-v2", "none": "takeover/Plain-v2",
+    "mixed": "takeover/Highway-v2",
 }
 
 NO_LABELS = ("agent_alone", "always")

@@ -70,7 +70,7 @@ def _names(module: str, registry: str) -> list[str]:
 class LiveSettings:
     """What a live drive depends on (all of it stored in a recording)."""
 
-    scenario: str = option("Highway-v1", "env id or scenario, e.g. CutIn-v1 or cut_in")
+    scenario: str = option("Highway-v2", "env id or scenario, e.g. CutIn-v2 or cut_in")
     agent: str = option("novice", "shipped agent name, checkpoint dir, or 'idm'")
     gate: str = option("threshold", "takeover gate (takeover.supervisor.gates)",
                        choices=lambda: _names("gates", "GATES"))
@@ -104,7 +104,7 @@ def settings_from_dict(data: dict[str, Any]) -> LiveSettings:
 
 
 def env_id(scenario: str) -> str:
-    """The registered id of ``scenario`` (``CutIn``, ``CutIn-v1``, ``takeover/CutIn-v1`` or
+    """The registered id of ``scenario`` (``CutIn``, ``CutIn-v2``, ``takeover/CutIn-v2`` or
     the scenario name ``cut_in``); an unknown one lists the valid ones."""
     from takeover.envs import ENV_IDS
 

@@ -62,7 +62,7 @@ DEFAULT_CONSENT = (
 class Trial:
     """One drive: a scenario and a seed (``condition`` names what is compared)."""
 
-    scenario: str = option("Highway-v1", "env id or scenario")
+    scenario: str = option("Highway-v2", "env id or scenario")
     seed: int = option(0, "the episode seed", range=(0, None))
     condition: str = option("", "condition name ('' for practice)")
 
@@ -70,7 +70,7 @@ class Trial:
 @dataclass(frozen=True)
 class Condition:
     name: str = option("", "condition name (as reported)")
-    scenario: str = option("Highway-v1", "env id or scenario")
+    scenario: str = option("Highway-v2", "env id or scenario")
     seeds: list[int] = option(None, "one trial per seed", factory=list)
 
 

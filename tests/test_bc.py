@@ -18,9 +18,9 @@ from takeover.records import RunMeta, StepRecord, as_action_array
 
 
 def expert_episodes(action_type: str, seeds=(0, 1), steps: int = 150) -> list[list[StepRecord]]:
-    """The IDM expert drives takeover/Plain-v1; every step is logged as a human step,
+    """The IDM expert drives takeover/Plain-v2; every step is logged as a human step,
     except every 4th step, which the agent drove (must not be cloned)."""
-    env = gym.make("takeover/Plain-v1", action_type=action_type)
+    env = gym.make("takeover/Plain-v2", action_type=action_type)
     driver = IDMDriver()
     out = []
     for seed in seeds:
@@ -45,7 +45,7 @@ def expert_episodes(action_type: str, seeds=(0, 1), steps: int = 150) -> list[li
 
 
 def tiny_ppo(action_type: str, seed: int = 0) -> PPO:
-    env = gym.make("takeover/Plain-v1", action_type=action_type)
+    env = gym.make("takeover/Plain-v2", action_type=action_type)
     return PPO("MlpPolicy", env, policy_kwargs=dict(net_arch=[32]), seed=seed, device="cpu",
                n_steps=64)
 

@@ -24,7 +24,7 @@ from takeover.agents import checkpoint as ckpt
 
 
 def _env(action_type="discrete", **kw):
-    return gym.make("takeover/Plain-v1", action_type=action_type, **kw)
+    return gym.make("takeover/Plain-v2", action_type=action_type, **kw)
 
 
 def _obs(n=16, seed=0):

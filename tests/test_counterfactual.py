@@ -32,7 +32,7 @@ class IDMHuman:
         return HumanInput()
 
 
-def supervised(env_id="takeover/SuddenBrake-v1", cf=None, gate="threshold", shadow=None):
+def supervised(env_id="takeover/SuddenBrake-v2", cf=None, gate="threshold", shadow=None):
     env = gym.make(env_id)
     g = GATES.make(gate, high=0.3, low=0.2) if gate == "threshold" else GATES.make(gate)
     return Supervisor(env, ConstantAgent(env), {"ttc": TTCOracle()}, g, IDMHuman(),
@@ -53,7 +53,7 @@ def test_rollouts_do_not_disturb_the_real_episode():
 
 
 def test_rollout_restores_state_bit_for_bit():
-    env = gym.make("takeover/CutIn-v1")
+    env = gym.make("takeover/CutIn-v2")
     obs, _ = env.reset(seed=2)
     from takeover.supervisor.engine import GymWorld, agent_outputs
 
@@ -223,19 +223,19 @@ def _check(est: dict, name: str) -> None:
 
 
 def test_shipped_risk_critic_predicts_failure_fast():
-    est = _aurocs("novice-ensemble", ["q_risk"], "takeover/SuddenBrake-v1", range(15))
+    est = _aurocs("novice-ensemble", ["q_risk"], "takeover/SuddenBrake-v2", range(15))
     _check(est, "q_risk")
 
 
 @pytest.mark.xfail(strict=True, reason=(
     "v1 world + re-shipped novice (issue 10): measured ensemble-disagreement AUROC 0.65 (was > 0.7 on v0); the owner re-baselines it"))
 def test_shipped_ensemble_predicts_failure_fast():
-    _check(_aurocs("novice-ensemble", ["ensemble"], "takeover/SuddenBrake-v1", range(15)),
+    _check(_aurocs("novice-ensemble", ["ensemble"], "takeover/SuddenBrake-v2", range(15)),
            "ensemble")
 
 
-HAZARDS = ["takeover/SuddenBrake-v1", "takeover/CutIn-v1", "takeover/StalledCar-v1",
-           "takeover/Merge-v1", "takeover/LaneClosure-v1"]
+HAZARDS = ["takeover/SuddenBrake-v2", "takeover/CutIn-v2", "takeover/StalledCar-v2",
+           "takeover/Merge-v2", "takeover/LaneClosure-v2"]
 
 
 @pytest.mark.slow

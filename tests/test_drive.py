@@ -64,7 +64,7 @@ def _run(*args):
 def test_unknown_scenario_lists_the_valid_ones_without_a_traceback():
     res = _run("--scenario", "CutIm-v0", "--agent", "idm")
     assert res.exit_code == 2
-    assert "Valid scenarios" in res.output and "CutIn-v1" in res.output
+    assert "Valid scenarios" in res.output and "CutIn-v2" in res.output
     assert "Traceback" not in res.output
 
 
@@ -88,10 +88,10 @@ def test_replay_refuses_a_different_scenario(tmp_path):
     from takeover.supervisor.replay import EpisodeRecording, Recording, save_recording
 
     p = tmp_path / "r.json"
-    save_recording(p, Recording({"scenario": "CutIn-v1", "agent": "idm", "gate": "never"}, {},
+    save_recording(p, Recording({"scenario": "CutIn-v2", "agent": "idm", "gate": "never"}, {},
                                 [EpisodeRecording(3, [], "quit", 4)]))
-    res = _run("--replay", str(p), "--scenario", "Merge-v1")
-    assert res.exit_code == 2 and "CutIn-v1" in res.output and "--scenario" in res.output
+    res = _run("--replay", str(p), "--scenario", "Merge-v2")
+    assert res.exit_code == 2 and "CutIn-v2" in res.output and "--scenario" in res.output
     res = _run("--replay", str(p), "--seed", "5")
     assert res.exit_code == 2 and "seed 3" in res.output
 

@@ -40,7 +40,7 @@ class NaNAt(BaseEstimator):
 
 
 def test_non_finite_risk_score_asks_for_the_human_and_is_flagged():
-    env = gym.make("takeover/Plain-v1", duration=3.0)
+    env = gym.make("takeover/Plain-v2", duration=3.0)
     sup = Supervisor(env, ConstantAgent(env), {"nan": NaNAt({5}), "ttc": TTCOracle()},
                      GATES.make("threshold", high=0.5, min_dwell=0), None, gate_score="nan")
     recs = sup.run_episode(0)
@@ -63,7 +63,7 @@ class NaNAgent(ConstantAgent):
 
 
 def test_non_finite_agent_action_is_never_sent_to_the_env():
-    env = gym.make("takeover/Plain-v1", duration=2.0)
+    env = gym.make("takeover/Plain-v2", duration=2.0)
     sup = Supervisor(env, NaNAgent(env, at=3), {}, GATES.make("never"))
     recs = sup.run_episode(0)  # the env raises on a NaN action: reaching the end is the test
     assert recs[3].controller == "fallback" and np.isfinite(recs[3].action).all()
@@ -86,7 +86,7 @@ class Offers:
 
 
 def test_non_finite_human_action_is_no_input():
-    env = gym.make("takeover/Plain-v1", duration=2.0)
+    env = gym.make("takeover/Plain-v2", duration=2.0)
     sup = Supervisor(env, ConstantAgent(env), {}, GATES.make("always"),
                      Offers(np.array([np.nan, 0.0], np.float32)),
                      handover=HandoverConfig(timeout=1.0))
@@ -100,14 +100,14 @@ def test_non_finite_human_action_is_no_input():
 @pytest.mark.parametrize("bad", ["0.5", np.array(["0.5", "0.5"]), np.array([1 + 2j, 0]),
                                  np.array([True, False])])
 def test_human_actions_of_the_wrong_kind_are_refused(bad):
-    env = gym.make("takeover/Plain-v1", duration=2.0)
+    env = gym.make("takeover/Plain-v2", duration=2.0)
     sup = Supervisor(env, ConstantAgent(env), {}, GATES.make("always"), Offers(bad))
     with pytest.raises(TypeError, match="human action"):
         sup.run_episode(0)
 
 
 def test_discrete_human_action_must_be_an_index():
-    env = gym.make("takeover/Plain-v1", duration=2.0, action_type="discrete")
+    env = gym.make("takeover/Plain-v2", duration=2.0, action_type="discrete")
 
     class Idle:
         def act(self, obs):
@@ -125,7 +125,7 @@ def test_non_finite_observation_counts_as_maximal_risk():
             obs[0, 0] = np.nan
             return obs
 
-    env = NaNObs(gym.make("takeover/Plain-v1", duration=1.0))
+    env = NaNObs(gym.make("takeover/Plain-v2", duration=1.0))
     sup = Supervisor(env, ConstantAgent(env), {"ttc": TTCOracle()},
                      GATES.make("threshold", high=0.5), None, gate_score="ttc")
     recs = sup.run_episode(0)
@@ -134,7 +134,7 @@ def test_non_finite_observation_counts_as_maximal_risk():
 
 
 def test_countdown_to_the_fallback():
-    env = gym.make("takeover/Plain-v1", duration=3.0)
+    env = gym.make("takeover/Plain-v2", duration=3.0)
     sup = Supervisor(env, ConstantAgent(env), {}, GATES.make("always"), None,
                      handover=HandoverConfig(timeout=1.0))
     sup.reset(0)

@@ -13,7 +13,7 @@ from takeover.agents import EnsembleAgent, EnsemblePolicy, PolicyAgent
 
 
 def _env(action_type):
-    return gym.make("takeover/Plain-v1", action_type=action_type)
+    return gym.make("takeover/Plain-v2", action_type=action_type)
 
 
 def _obs(n=32):

@@ -41,7 +41,7 @@ def test_sb3_env_checker_passes(action_type):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        sb3_check(gym.make("takeover/Highway-v1", action_type=action_type).unwrapped)
+        sb3_check(gym.make("takeover/Highway-v2", action_type=action_type).unwrapped)
     # the one remaining note is SB3's advice to flatten 2-D observations, which its
     # MlpPolicy does by itself; the (K+1, 7) table is kept because it reads as documented
     assert [str(w.message) for w in caught if "unconventional shape" not in str(w.message)] == []
@@ -68,24 +68,24 @@ def test_same_seed_same_actions_is_bit_identical_across_processes():
     here = str(Path(__file__).parent)
     code = (
         f"import sys; sys.path.insert(0, {here!r}); from test_envs import _rollout, _digest; "
-        "print(_digest(_rollout('takeover/Highway-v1', 7, 400)))"
+        "print(_digest(_rollout('takeover/Highway-v2', 7, 400)))"
     )
     runs = {
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        check=True).stdout.strip()
         for _ in range(2)
     }
-    assert runs == {_digest(_rollout("takeover/Highway-v1", 7, 400))}
+    assert runs == {_digest(_rollout("takeover/Highway-v2", 7, 400))}
 
 
 def test_different_seeds_differ():
-    assert _digest(_rollout("takeover/Highway-v1", 1, 50)) != _digest(
-        _rollout("takeover/Highway-v1", 2, 50))
+    assert _digest(_rollout("takeover/Highway-v2", 1, 50)) != _digest(
+        _rollout("takeover/Highway-v2", 2, 50))
 
 
 @pytest.mark.parametrize("action_type", ACTION_TYPES)
 def test_restored_snapshot_replays_bit_for_bit_even_through_bytes(action_type):
-    env = gym.make("takeover/CutIn-v1", action_type=action_type).unwrapped
+    env = gym.make("takeover/CutIn-v2", action_type=action_type).unwrapped
     env.reset(seed=3)
     driver = IDMDriver()
     for _ in range(40):
@@ -96,7 +96,7 @@ def test_restored_snapshot_replays_bit_for_bit_even_through_bytes(action_type):
     env.action_space.seed(1)
     actions = [env.action_space.sample() for _ in range(60)]
     first = [env.step(a) for a in actions if not env._ended]
-    other = gym.make("takeover/CutIn-v1", action_type=action_type).unwrapped
+    other = gym.make("takeover/CutIn-v2", action_type=action_type).unwrapped
     other.reset(seed=99)  # a different world, overwritten by the snapshot
     other.set_state(data)
     second = [other.step(a) for a in actions[: len(first)]]
@@ -104,20 +104,20 @@ def test_restored_snapshot_replays_bit_for_bit_even_through_bytes(action_type):
 
 
 def test_snapshot_from_another_config_is_refused():
-    env = gym.make("takeover/Plain-v1").unwrapped
+    env = gym.make("takeover/Plain-v2").unwrapped
     env.reset(seed=0)
-    other = gym.make("takeover/Plain-v1", vehicles=5, lanes=4).unwrapped
+    other = gym.make("takeover/Plain-v2", vehicles=5, lanes=4).unwrapped
     with pytest.raises(ValueError, match=r"lanes=3 \(this env: 4\), vehicles=20 \(this env: 5\)"):
         other.set_state(env.get_state())
     with pytest.raises(ValueError, match="another config.*duration"):
-        gym.make("takeover/Plain-v1", duration=20.0).unwrapped.set_state(
+        gym.make("takeover/Plain-v2", duration=20.0).unwrapped.set_state(
             env.get_state().to_bytes())
 
 
 def test_snapshot_bytes_are_not_unpickled():
     import io
 
-    env = gym.make("takeover/Plain-v1").unwrapped
+    env = gym.make("takeover/Plain-v2").unwrapped
     env.reset(seed=0)
     buf = io.BytesIO()
     np.savez(buf, veh=np.zeros(3), header=np.array([object()], dtype=object))
@@ -168,7 +168,7 @@ def test_hazard_becomes_active_and_is_reported(env_id):
 
 
 def test_info_has_ground_truth_with_the_same_keys_every_step():
-    env = gym.make("takeover/SuddenBrake-v1")
+    env = gym.make("takeover/SuddenBrake-v2")
     _, info = env.reset(seed=1)
     keys = set(info)
     assert {"ttc", "headway", "min_distance", "hazard", "hazard_active", "collision",
@@ -184,7 +184,7 @@ def test_info_has_ground_truth_with_the_same_keys_every_step():
 
 
 def test_time_limit_truncates_with_reason():
-    env = gym.make("takeover/Plain-v1", duration=2.0, vehicles=0, route_length=60.0)
+    env = gym.make("takeover/Plain-v2", duration=2.0, vehicles=0, route_length=60.0)
     env.reset(seed=0)
     ends = []
     for _ in range(20):
@@ -196,7 +196,7 @@ def test_time_limit_truncates_with_reason():
 
 
 def test_leaving_the_road_terminates():
-    env = gym.make("takeover/Plain-v1", vehicles=0)
+    env = gym.make("takeover/Plain-v2", vehicles=0)
     env.reset(seed=0)
     for _ in range(300):
         _, reward, term, trunc, info = env.step(np.array([1.0, 0.0], dtype=np.float32))
@@ -206,7 +206,7 @@ def test_leaving_the_road_terminates():
 
 
 def test_discrete_meta_actions_change_lane_and_speed():
-    env = gym.make("takeover/Plain-v1", action_type="discrete", vehicles=0).unwrapped
+    env = gym.make("takeover/Plain-v2", action_type="discrete", vehicles=0).unwrapped
     _, info = env.reset(seed=0)
     lane0, v0 = info["lane"], info["speed"]
     turn = 3 if lane0 > 0 else 4  # lane left if possible, else right
@@ -222,7 +222,7 @@ def test_discrete_meta_actions_change_lane_and_speed():
 @pytest.mark.parametrize("bad", [np.array([np.nan, 0.0]), np.array([0.0, 1.5]), [0.1],
                                  "left"])
 def test_bad_continuous_actions_raise(bad):
-    env = gym.make("takeover/Plain-v1").unwrapped
+    env = gym.make("takeover/Plain-v2").unwrapped
     env.reset(seed=0)
     with pytest.raises(ValueError, match="action"):
         env.step(bad)
@@ -230,7 +230,7 @@ def test_bad_continuous_actions_raise(bad):
 
 @pytest.mark.parametrize("bad", [5, -1, 1.0])
 def test_bad_discrete_actions_raise(bad):
-    env = gym.make("takeover/Plain-v1", action_type="discrete").unwrapped
+    env = gym.make("takeover/Plain-v2", action_type="discrete").unwrapped
     env.reset(seed=0)
     with pytest.raises(ValueError, match="meta-action"):
         env.step(bad)
@@ -238,15 +238,15 @@ def test_bad_discrete_actions_raise(bad):
 
 def test_bad_config_names_key_and_allowed_values():
     with pytest.raises(ConfigError, match=r"scenario='cutin'.*Did you mean 'cut_in'"):
-        gym.make("takeover/Highway-v1", scenario="cutin")
+        gym.make("takeover/Highway-v2", scenario="cutin")
     with pytest.raises(ConfigError, match=r"unknown config key 'lane'.*Did you mean 'lanes'"):
-        gym.make("takeover/Highway-v1", lane=3)
+        gym.make("takeover/Highway-v2", lane=3)
     with pytest.raises(ConfigError, match=r"lanes=9 is out of range.*\[2, 6\]"):
-        gym.make("takeover/Highway-v1", lanes=9)
+        gym.make("takeover/Highway-v2", lanes=9)
     with pytest.raises(ConfigError, match="expected an integer"):
-        gym.make("takeover/Highway-v1", vehicles="many")
+        gym.make("takeover/Highway-v2", vehicles="many")
     with pytest.raises(ConfigError, match="action_type"):
-        gym.make("takeover/Highway-v1", action_type="joystick")
+        gym.make("takeover/Highway-v2", action_type="joystick")
 
 
 def test_registration_is_idempotent():
@@ -258,9 +258,9 @@ def test_registration_is_idempotent():
 @pytest.mark.parametrize("action_type", ACTION_TYPES)
 def test_vector_world_i_matches_single_env_seeded_s_plus_i(action_type):
     n = 3
-    venv = make_vector_env("takeover/Highway-v1", n, action_type=action_type)
+    venv = make_vector_env("takeover/Highway-v2", n, action_type=action_type)
     obs, _ = venv.reset(seed=20)
-    singles = [gym.make("takeover/Highway-v1", action_type=action_type).unwrapped
+    singles = [gym.make("takeover/Highway-v2", action_type=action_type).unwrapped
                for _ in range(n)]
     for i, env in enumerate(singles):
         assert np.array_equal(env.reset(seed=20 + i)[0], obs[i])
@@ -284,7 +284,7 @@ def test_vector_world_i_matches_single_env_seeded_s_plus_i(action_type):
 def test_sb3_adapter_trains_a_tiny_ppo():
     from stable_baselines3 import PPO
 
-    venv = make_sb3_vec_env("takeover/Plain-v1", 4, seed=0, action_type="discrete")
+    venv = make_sb3_vec_env("takeover/Plain-v2", 4, seed=0, action_type="discrete")
     model = PPO("MlpPolicy", venv, n_steps=16, batch_size=32, n_epochs=1,
                 policy_kwargs={"net_arch": [8]}, seed=0, device="cpu")
     model.learn(64)
@@ -302,7 +302,7 @@ def test_scientific_notation_from_yaml_is_a_number():
 def test_make_vec_gives_the_native_batched_env():
     from takeover.envs.vector import HighwayVectorEnv
 
-    venv = gym.make_vec("takeover/CutIn-v1", num_envs=3, vectorization_mode="vector_entry_point")
+    venv = gym.make_vec("takeover/CutIn-v2", num_envs=3, vectorization_mode="vector_entry_point")
     obs, infos = venv.reset(seed=0)
     assert isinstance(venv, HighwayVectorEnv) and obs.shape == (3, 9, 7)
     assert list(infos["hazard"]) == ["cut_in"] * 3

@@ -287,7 +287,7 @@ def run(n, humans, seeds):
     from takeover.supervisor.estimators import TTCOracle
     from takeover.supervisor.gates import GATES
 
-    env = make_vector_env("takeover/Highway-v1", n, action_type="discrete", duration=12.0)
+    env = make_vector_env("takeover/Highway-v2", n, action_type="discrete", duration=12.0)
     eng = Engine(env, Idle(), {"ttc": TTCOracle()}, GATES.make("threshold", high=0.5, low=0.3),
                  humans, gate_score="ttc")
     return eng.run(seeds)

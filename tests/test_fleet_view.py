@@ -61,7 +61,7 @@ def _post(plan):
 
 def _settings(humans=2, worlds=3, **live):
     return FleetViewSettings(
-        live=LiveSettings(**{"scenario": "Plain-v1", "agent": "idm", "gate": "test_fleet_from3",
+        live=LiveSettings(**{"scenario": "Plain-v2", "agent": "idm", "gate": "test_fleet_from3",
                              "estimator": "ttc", "timeout": 1.0, **live}),
         worlds=worlds, episodes=1, fleet=FleetConfig(num_humans=humans))
 

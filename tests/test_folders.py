@@ -184,7 +184,7 @@ def test_a_plain_run_prints_no_audio_xdg_or_ray_noise(tmp_path):
     env = {k: v for k, v in os.environ.items()
            if k not in ("SDL_AUDIODRIVER", "SDL_VIDEODRIVER", "XDG_RUNTIME_DIR")}
     env["PYTHONPATH"] = str(ROOT)
-    res = subprocess.run([sys.executable, "-m", "takeover", "eval", "novice", "-s", "Plain-v1",
+    res = subprocess.run([sys.executable, "-m", "takeover", "eval", "novice", "-s", "Plain-v2",
                           "--seeds", "1"], cwd=tmp_path, env=env, capture_output=True,
                          text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]

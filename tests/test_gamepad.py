@@ -62,7 +62,7 @@ def test_gamepad_drive_takes_over_steers_and_hands_back(tmp_path):
         for ev in plan.get(frame, []):
             pygame.event.post(ev)
 
-    s = LiveSettings(scenario="Plain-v1", agent="idm", gate="never", input="gamepad")
+    s = LiveSettings(scenario="Plain-v2", agent="idm", gate="never", input="gamepad")
     opts = LoopOptions(fixed_clock=True, sound=False, start_screen=False, end_screen=False,
                        before_frame=hook, max_frames=400)
     # seed 3: a plain-traffic drive the scripted stick moves through without a collision

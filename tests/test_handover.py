@@ -174,7 +174,7 @@ def test_standing_command_while_the_human_holds_control():
                 return HumanInput(action=np.array([0.0, -0.5], np.float32), wants_control=True)
             return HumanInput()
 
-    env = gym.make("takeover/Plain-v1")
+    env = gym.make("takeover/Plain-v2")
     sup = Supervisor(env, ConstantAgent(env), {}, GATES.make("always"), Once())
     recs = [r for r, _ in zip(sup.run_episode(0), range(8))]
     assert [r.controller for r in recs[:3]] == ["agent", "agent", "human"]
@@ -200,7 +200,7 @@ def _absent(kind):
 
 @pytest.mark.parametrize("human", [None, "absent"])
 def test_absent_human_gets_the_minimal_risk_manoeuvre_after_timeout(human):
-    env = gym.make("takeover/Plain-v1")
+    env = gym.make("takeover/Plain-v2")
     sup = Supervisor(env, ConstantAgent(env), {}, GATES.make("always"), _absent(human),
                      handover=HandoverConfig(timeout=1.0, fallback_decel=3.0))
     recs = sup.run_episode(seed=3)
@@ -220,7 +220,7 @@ def test_absent_human_gets_the_minimal_risk_manoeuvre_after_timeout(human):
 
 
 def test_fallback_on_discrete_env_is_slower():
-    env = gym.make("takeover/Plain-v1", action_type="discrete")
+    env = gym.make("takeover/Plain-v2", action_type="discrete")
     env.reset(seed=0)
     assert minimal_risk_action(env, {}, HandoverConfig()) == 2  # "slower"
 

@@ -107,7 +107,7 @@ def test_the_humans_report_never_leaves_a_torn_figure(tmp_path, monkeypatch):
         _no_space()
 
     monkeypatch.setattr(Figure, "savefig", torn)
-    rows = [hc.DrivingRow(skill, "takeover/Plain-v1", "continuous", 1, (1.0, 0.2, 1.0), {})
+    rows = [hc.DrivingRow(skill, "takeover/Plain-v2", "continuous", 1, (1.0, 0.2, 1.0), {})
             for skill in hc.PRESETS]
     with pytest.raises(OSError):
         hc._plot(tmp_path / "human_calibration.png", 100, 0, rows)

@@ -27,9 +27,9 @@ def test_every_claimed_target_is_inside_the_scatter_of_a_26_driver_study():
 
 
 def test_drive_alone_names_each_episodes_outcome():
-    oc = drive_alone("novice", "takeover/CutIn-v1", [0, 1, 2, 3], "discrete")
+    oc = drive_alone("novice", "takeover/CutIn-v2", [0, 1, 2, 3], "discrete")
     assert oc.shape == (4,) and set(oc) <= set(OUTCOMES)
-    assert np.array_equal(oc, drive_alone("novice", "takeover/CutIn-v1", [0, 1, 2, 3],
+    assert np.array_equal(oc, drive_alone("novice", "takeover/CutIn-v2", [0, 1, 2, 3],
                                           "discrete"))
 
 
@@ -50,7 +50,7 @@ def test_the_expert_drives_well_and_far_better_than_the_novice(action_type):
                for s in ("expert", "novice")}
     assert arrived["expert"] >= (0.8 if action_type == "continuous" else 0.74), arrived
     assert arrived["expert"] - arrived["novice"] >= 0.3, arrived
-    crashes = drive_alone("expert", "takeover/SuddenBrake-v1", list(range(40)), action_type)
+    crashes = drive_alone("expert", "takeover/SuddenBrake-v2", list(range(40)), action_type)
     assert np.sum(crashes == "collision") <= 12
 
 def test_sensitivity_sweeps_one_parameter_at_a_time_and_validates_first():
@@ -72,10 +72,10 @@ def test_sensitivity_sweeps_one_parameter_at_a_time_and_validates_first():
 
 
 def test_report_writes_markdown_and_figure(tmp_path):
-    md = write_report(tmp_path, n_samples=400, n_drive=3, env_ids=["takeover/Merge-v1"], seed=0)
+    md = write_report(tmp_path, n_samples=400, n_drive=3, env_ids=["takeover/Merge-v2"], seed=0)
     text = md.read_text()
     for needle in ("Eriksson & Stanton 2017", "Zhang et al. 2019", "Green 2000",
-                   "| takeover/Merge-v1 | discrete | novice |", "![calibration]"):
+                   "| takeover/Merge-v2 | discrete | novice |", "![calibration]"):
         assert needle in text
     png = md.with_suffix(".png")
     assert png.stat().st_size > 10_000  # a drawn 3-panel figure (measured ~90 kB)

@@ -64,7 +64,7 @@ def test_a_world_without_true_state_is_refused_with_the_fix():
                        np.zeros(2))
     with pytest.raises(TypeError, match="PerWorldHumans"):
         humans.act(np.zeros((2, 9, 7)), {}, object(), views)
-    venv = make_vector_env("takeover/Plain-v1", 3)
+    venv = make_vector_env("takeover/Plain-v2", 3)
     venv.reset(seed=0)
     with pytest.raises(ValueError, match="expected"):
         humans.act(np.zeros((2, 9, 7)), {}, venv, views)
@@ -133,7 +133,7 @@ def test_complacency_lengthens_reaction_and_raises_lapses():
 
 # --- behaviour through act ---------------------------------------------------------------
 def test_complacency_grows_while_the_automation_drives_and_a_takeover_resets_it():
-    env = gym.make("takeover/Plain-v1").unwrapped
+    env = gym.make("takeover/Plain-v2").unwrapped
     obs, info = env.reset(seed=0)
     human = ScriptedHuman("average", seed=0, complacency_tau=10.0)
     for k in range(100):
@@ -145,7 +145,7 @@ def test_complacency_grows_while_the_automation_drives_and_a_takeover_resets_it(
 
 def _respond_time(human, urgency=0.0, dt=0.1, limit=60.0):
     """Simulation time from a request to the human's takeover, or None (lapse)."""
-    env = gym.make("takeover/Plain-v1", duration=100.0).unwrapped
+    env = gym.make("takeover/Plain-v2", duration=100.0).unwrapped
     obs, info = env.reset(seed=0)
     info = dict(info, ttc=99.0)
     k = 0
@@ -177,7 +177,7 @@ def test_lapses_leave_requests_unanswered():
 
 
 def test_self_initiated_takeover_on_danger_and_release_when_calm():
-    env = gym.make("takeover/Plain-v1", duration=100.0).unwrapped
+    env = gym.make("takeover/Plain-v2", duration=100.0).unwrapped
     obs, info = env.reset(seed=0)
     human = ScriptedHuman("expert", seed=1)
     t = 0.0
@@ -198,7 +198,7 @@ def test_self_initiated_takeover_on_danger_and_release_when_calm():
 
 
 def test_absent_human_never_answers():
-    env = gym.make("takeover/Plain-v1").unwrapped
+    env = gym.make("takeover/Plain-v2").unwrapped
     obs, info = env.reset(seed=0)
     h = ScriptedHuman("absent", seed=0)
     for k in range(50):
@@ -208,7 +208,7 @@ def test_absent_human_never_answers():
 
 def _first_brake_delay(skill: str) -> float:
     """Seconds from stopped cars appearing 80 m ahead to the human's first hard braking."""
-    env = gym.make("takeover/Plain-v1", duration=100.0).unwrapped
+    env = gym.make("takeover/Plain-v2", duration=100.0).unwrapped
     obs, info = env.reset(seed=0)
     veh = env.vehicles
     veh[1:, L.KIND] = L.EMPTY  # an empty road ...
@@ -264,9 +264,9 @@ def _rollout(skill, env_id, seeds, action_type, steps=120):
 @pytest.mark.parametrize("action_type", ["continuous", "discrete"])
 def test_a_world_gives_the_same_result_whatever_the_batch_size(action_type):
     seeds = [11, 12, 13, 14, 15, 16, 17]
-    batch = _rollout("novice", "takeover/Highway-v1", seeds, action_type)
+    batch = _rollout("novice", "takeover/Highway-v2", seeds, action_type)
     for i, s in enumerate(seeds):
-        alone = _rollout("novice", "takeover/Highway-v1", [s], action_type)
+        alone = _rollout("novice", "takeover/Highway-v2", [s], action_type)
         for (h1, w1, r1, a1), (h7, w7, r7, a7) in zip(alone, batch, strict=True):
             assert (h1[0], w1[0], r1[0]) == (h7[i], w7[i], r7[i])
             if h1[0]:
@@ -276,10 +276,10 @@ def test_a_world_gives_the_same_result_whatever_the_batch_size(action_type):
 
 @pytest.mark.parametrize("action_type", ["continuous", "discrete"])
 def test_same_seed_same_actions_other_seed_other_actions(action_type):
-    a = _rollout("novice", "takeover/Highway-v1", [5, 6], action_type, steps=80)
-    b = _rollout("novice", "takeover/Highway-v1", [5, 6], action_type, steps=80)
+    a = _rollout("novice", "takeover/Highway-v2", [5, 6], action_type, steps=80)
+    b = _rollout("novice", "takeover/Highway-v2", [5, 6], action_type, steps=80)
     assert all(np.array_equal(x[3], y[3]) for x, y in zip(a, b, strict=True))
-    c = _rollout("novice", "takeover/Highway-v1", [7, 8], action_type, steps=80)
+    c = _rollout("novice", "takeover/Highway-v2", [7, 8], action_type, steps=80)
     assert not all(np.array_equal(x[3], y[3]) for x, y in zip(a, c, strict=True))
 
 
@@ -352,7 +352,7 @@ def test_a_human_never_drives_onto_the_hard_shoulder(action_type):
 def test_a_human_taking_over_on_the_shoulder_rejoins_the_travel_lanes(action_type):
     """After a minimal-risk manoeuvre left the car on the shoulder, the human drives back
     into the rightmost travel lane (the road is empty: any gap is accepted)."""
-    env = gym.make("takeover/Plain-v1", action_type=action_type, duration=100.0).unwrapped
+    env = gym.make("takeover/Plain-v2", action_type=action_type, duration=100.0).unwrapped
     obs, info = env.reset(seed=0)
     cfg = env.config
     env.vehicles[1:, L.KIND] = L.EMPTY

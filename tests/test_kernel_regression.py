@@ -125,7 +125,7 @@ def _run_vector(n: int, seed: int, cfg: dict) -> tuple[np.ndarray, set[str]]:
 
 
 def _run_single(seed: int, cfg: dict) -> tuple[np.ndarray, set[str]]:
-    env = gym.make("takeover/Highway-v1", **cfg).unwrapped
+    env = gym.make("takeover/Highway-v2", **cfg).unwrapped
     rng = np.random.default_rng(seed)
     discrete, w = cfg.get("action_type") == "discrete", env.config.lane_width
     obs, info = env.reset(seed=seed)

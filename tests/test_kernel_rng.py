@@ -47,7 +47,7 @@ def test_start_states_have_the_documented_distributions():
 
 
 def test_reset_without_seed_goes_on_and_a_seed_restarts():
-    env = gym.make("takeover/Highway-v1").unwrapped
+    env = gym.make("takeover/Highway-v2").unwrapped
     first = [env.reset(seed=7)[0]] + [env.reset()[0] for _ in range(3)]
     again = [env.reset(seed=7)[0]] + [env.reset()[0] for _ in range(3)]
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
@@ -64,7 +64,7 @@ def test_autoreset_draws_the_single_envs_next_episodes():
         for i in np.flatnonzero(infos.get("_final_obs", np.zeros(2, bool))):
             starts[i].append(venv._obs[i].copy())
     for i in range(2):
-        env = gym.make("takeover/SuddenBrake-v1").unwrapped
+        env = gym.make("takeover/SuddenBrake-v2").unwrapped
         env.reset(seed=40 + i)
         assert starts[i], "no episode ended"
         for obs in starts[i]:
@@ -72,12 +72,12 @@ def test_autoreset_draws_the_single_envs_next_episodes():
 
 
 def test_a_snapshot_carries_the_rng_so_the_next_episodes_repeat():
-    env = gym.make("takeover/Highway-v1").unwrapped
+    env = gym.make("takeover/Highway-v2").unwrapped
     env.reset(seed=3)
     env.reset()
     snap = env.get_state().to_bytes()
     after = [env.reset()[0] for _ in range(2)]
-    other = gym.make("takeover/Highway-v1").unwrapped
+    other = gym.make("takeover/Highway-v2").unwrapped
     other.reset(seed=99)
     other.set_state(snap)
     assert all(np.array_equal(a, other.reset()[0]) for a in after)
@@ -86,7 +86,7 @@ def test_a_snapshot_carries_the_rng_so_the_next_episodes_repeat():
 
 
 def test_bad_seeds_and_rng_states_are_refused():
-    env = gym.make("takeover/Plain-v1").unwrapped
+    env = gym.make("takeover/Plain-v2").unwrapped
     for bad in (-1, 1.5, "3", True):
         with pytest.raises((ValueError, TypeError), match="seed"):
             env.reset(seed=bad)

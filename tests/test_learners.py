@@ -113,7 +113,7 @@ def test_rlif_task_reward_adds_the_logged_reward_on_top_of_the_penalty(monkeypat
     seen = {}
     monkeypatch.setattr(rlif, "rlif_update", lambda model, data, *a, salient, **k: (
         seen.update(reward=data.reward, salient=salient), [0.0])[1])
-    agent = QAgent(build_dqn("takeover/Plain-v1", net_arch=(8,), seed=0))
+    agent = QAgent(build_dqn("takeover/Plain-v2", net_arch=(8,), seed=0))
     stats = rlif.RLIF(penalty=-2.0, task_reward=0.1).update(agent, eps, seed=0)
     assert stats["samples"] == 2  # the two steps before a takeover, not every rewarded one
     assert np.allclose(seen["reward"], [0.05, -1.95, 0.05, 0.05, 0.05, -1.95, 0.05])
@@ -127,7 +127,7 @@ def test_rlif_prior_data_is_the_agents_own_driving_replayed_as_non_salient(monke
     import takeover.agents.learners.rlif as rlif
     from takeover.agents.learners.offpolicy import QAgent, build_dqn
 
-    agent = QAgent(build_dqn("takeover/Plain-v1", net_arch=(8,), seed=0))
+    agent = QAgent(build_dqn("takeover/Plain-v2", net_arch=(8,), seed=0))
     prior = rlif.prior_transitions(agent, 100, n_envs=4)
     assert len(prior) == 100 and prior.obs.shape == (100, 9, 7)
     assert np.array_equal(prior.action[:, 0], agent.predict(prior.obs))  # its own greedy actions
@@ -145,7 +145,7 @@ def test_rlif_prior_data_is_the_agents_own_driving_replayed_as_non_salient(monke
 def _prior_ensemble(k: int = 3):
     from takeover.agents.learners.distill import prior_ensemble
 
-    env = gym.make("takeover/Plain-v1", action_type="discrete")
+    env = gym.make("takeover/Plain-v2", action_type="discrete")
     teacher = PPO("MlpPolicy", env, policy_kwargs={"net_arch": [16, 16]}, seed=0,
                   device="cpu").policy
     obs = np.stack([env.reset(seed=s)[0] for s in range(32)])
@@ -192,7 +192,7 @@ def test_ensemble_refits_keep_the_random_priors(refit):
 
 
 def test_finetune_params_leaves_plain_policies_whole():
-    env = gym.make("takeover/Plain-v1", action_type="discrete")
+    env = gym.make("takeover/Plain-v2", action_type="discrete")
     policy = PPO("MlpPolicy", env, policy_kwargs={"net_arch": [8]}, seed=0, device="cpu").policy
     assert prior_layout(policy) is None
     assert all(m is None for _, m in finetune_params(policy))
@@ -204,9 +204,9 @@ def test_q_agent_checkpoint_round_trips(tmp_path):
     from takeover.agents.learners.offpolicy import QAgent, build_dqn, load_q_agent, save_q_agent
     from takeover.agents.risk import RiskCritic, RiskSpec
 
-    model = build_dqn("takeover/Plain-v1", net_arch=(8,), seed=3)
+    model = build_dqn("takeover/Plain-v2", net_arch=(8,), seed=3)
     agent = QAgent(model, risk=RiskCritic(RiskSpec(obs_dim=63, hidden=(8,))),
-                   metadata={"env_id": "takeover/Plain-v1", "recipe": {"net_arch": [8]}})
+                   metadata={"env_id": "takeover/Plain-v2", "recipe": {"net_arch": [8]}})
     save_q_agent(agent, tmp_path / "q")
     back = load_q_agent(tmp_path / "q")
     obs = np.random.default_rng(0).uniform(-1, 1, (16, 9, 7)).astype(np.float32)
@@ -256,7 +256,7 @@ def test_hg_dagger_delivered_labels_clone_only_arrived_episodes():
     good[-1] = dataclasses.replace(good[-1], outcome="arrived", terminated=True)
     bad[-1] = dataclasses.replace(bad[-1], outcome="collision", terminated=True)
     assert delivered(good) and not delivered(bad) and not delivered([])
-    policy = PPO("MlpPolicy", gym.make("takeover/Plain-v1", action_type="discrete"),
+    policy = PPO("MlpPolicy", gym.make("takeover/Plain-v2", action_type="discrete"),
                  policy_kwargs={"net_arch": [8]}, seed=0, device="cpu").policy
 
     class Agent:

@@ -101,7 +101,7 @@ def test_the_shipped_dqn_drives_plain_traffic():
     from takeover.agents.rollout import run_episodes
 
     agent = load_q_agent(resolve_agent_path(Q_AGENT))
-    eps = run_episodes(agent.predict, "takeover/Plain-v1", list(range(6000, 6050)),
+    eps = run_episodes(agent.predict, "takeover/Plain-v2", list(range(6000, 6050)),
                        action_type="discrete")
     # measured 0.76 on these 50 dev seeds (0.725 [0.665, 0.785] on 200 held-out ones);
     # 0.6 is 2.5 binomial standard errors (0.06) below

@@ -93,7 +93,7 @@ def _plan(*parts):
 
 
 def _session(tmp_path, plan, *, settings=None, seed=3, max_frames=400, fps=60.0, **loop):
-    s = settings or LiveSettings(scenario="Plain-v1", agent="idm", gate="never")
+    s = settings or LiveSettings(scenario="Plain-v2", agent="idm", gate="never")
     opts = LoopOptions(fps=fps, fixed_clock=True, sound=False, before_frame=_post(plan),
                        max_frames=max_frames, **{"start_screen": False, "end_screen": False,
                                                  **loop})
@@ -104,7 +104,7 @@ def _session(tmp_path, plan, *, settings=None, seed=3, max_frames=400, fps=60.0,
 def test_takeover_holds_control_with_no_key_until_r(tmp_path):
     """SPACE takes over; with no key pressed the person's standing command drives (never
     the agent) even where the gate would release; only R hands back."""
-    s = LiveSettings(scenario="CutIn-v1", agent="idm", gate="threshold", estimator="ttc")
+    s = LiveSettings(scenario="CutIn-v2", agent="idm", gate="threshold", estimator="ttc")
     plan = _plan(_tap(12, pygame.K_SPACE), _tap(300, pygame.K_r))
     ep = _session(tmp_path, plan, settings=s, max_frames=360).run().episodes[0]
     trans = [(r.step, r.transition) for r in ep.records if r.transition]
@@ -137,7 +137,7 @@ def test_gate_release_policy_hands_back_without_r():
 
     GATES.register("test_release_after_20", lambda: Risky())
     for policy, expect in (("gate", True), ("human", False)):
-        s = LiveSettings(scenario="Plain-v1", agent="idm", gate="test_release_after_20",
+        s = LiveSettings(scenario="Plain-v2", agent="idm", gate="test_release_after_20",
                          release=policy)
         live = LiveSupervisor(s, ReplayHuman([KeyEvent(0.0, "takeover", True, 2)]))
         live.reset(0)
@@ -160,7 +160,7 @@ def test_a_gate_on_the_old_per_world_api_is_refused_naming_it():
             return GateDecision(False, 0.5, True)
 
     GATES.register("test_scalar", lambda: Scalar())
-    live = LiveSupervisor(LiveSettings(scenario="Plain-v1", agent="idm", gate="test_scalar"),
+    live = LiveSupervisor(LiveSettings(scenario="Plain-v2", agent="idm", gate="test_scalar"),
                           ReplayHuman([]))
     live.reset(0)
     with pytest.raises(TypeError, match=r"gate 'scalar' .*\(N,\) arrays.*BaseGate"):
@@ -169,7 +169,7 @@ def test_a_gate_on_the_old_per_world_api_is_refused_naming_it():
 
 
 def test_countdown_to_the_fallback_and_withdrawal():
-    s = LiveSettings(scenario="Plain-v1", agent="idm", gate="test_pulse", withdraw=True)
+    s = LiveSettings(scenario="Plain-v2", agent="idm", gate="test_pulse", withdraw=True)
     live = LiveSupervisor(s, ReplayHuman([]))
     live.reset(0)
     seen = []
@@ -210,7 +210,7 @@ def test_calm_release_counts_down_and_hands_back():
             return self._const(False, True, 0.5)
 
     GATES.register("test_calm", lambda: Calm())
-    s = LiveSettings(scenario="Plain-v1", agent="idm", gate="test_calm", release="calm",
+    s = LiveSettings(scenario="Plain-v2", agent="idm", gate="test_calm", release="calm",
                      calm_time=2.0)
     live = LiveSupervisor(s, ReplayHuman([KeyEvent(0.0, "takeover", True, 1)]))
     live.reset(0)
@@ -250,7 +250,7 @@ def test_the_world_stays_as_it_ended_for_the_end_screen():
     stop), not a fresh reset, and the clock reads the episode's end."""
     from takeover.envs import layout as L
 
-    s = LiveSettings(scenario="Plain-v1", agent="idm", gate="never", env={"duration": 1.0, "route_length": 39.0})
+    s = LiveSettings(scenario="Plain-v2", agent="idm", gate="never", env={"duration": 1.0, "route_length": 39.0})
     live = LiveSupervisor(s, ReplayHuman([]))
     live.reset(0)
     recs = []
@@ -263,7 +263,7 @@ def test_the_world_stays_as_it_ended_for_the_end_screen():
 
 def test_end_screen_shows_the_outcome_and_waits(tmp_path):
     """The window stays after the episode ends; N starts the next seed, ESC leaves."""
-    s = LiveSettings(scenario="Plain-v1", agent="idm", gate="never", env={"duration": 1.0, "route_length": 39.0})
+    s = LiveSettings(scenario="Plain-v2", agent="idm", gate="never", env={"duration": 1.0, "route_length": 39.0})
     plan = _plan(_tap(200, pygame.K_n), _tap(400, pygame.K_ESCAPE))
     durable = []
     hook = _post(plan)
@@ -301,7 +301,7 @@ def test_replay_equals_the_live_log_record_by_record(tmp_path):
     """Keys at awkward frame times (47 fps against a 10 Hz control rate: events in the frame
     right after a step, right before one, during a pause), a restart from the pause, ESC in
     the second episode; the recording replays to the same records but wall-clock fields."""
-    s = LiveSettings(scenario="CutIn-v1", agent="idm", gate="threshold", estimator="ttc")
+    s = LiveSettings(scenario="CutIn-v2", agent="idm", gate="threshold", estimator="ttc")
     plan = _plan(_tap(5, pygame.K_t), {14: [(D, pygame.K_LEFT)], 19: [(D, pygame.K_DOWN)],
                                        24: [(U, pygame.K_LEFT)]},
                  _tap(60, pygame.K_p), {66: [(U, pygame.K_DOWN)]}, _tap(70, pygame.K_p),
@@ -339,7 +339,7 @@ def test_replay_in_the_window_reproduces_the_log(tmp_path):
 def test_discrete_standing_command_is_idle():
     from takeover.envs import layout as L
 
-    s = LiveSettings(scenario="Plain-v1", agent="idm", gate="never", action_type="discrete")
+    s = LiveSettings(scenario="Plain-v2", agent="idm", gate="never", action_type="discrete")
     live = LiveSupervisor(s, ReplayHuman([KeyEvent(0.0, "takeover", True, 1),
                                           KeyEvent(0.0, "up", True, 5),
                                           KeyEvent(0.0, "up", False, 6)]))
@@ -352,11 +352,11 @@ def test_discrete_standing_command_is_idle():
 
 
 def test_replay_refuses_what_it_cannot_honour(tmp_path):
-    rec = Recording({"scenario": "CutIn-v1", "agent": "idm", "gate": "never"}, {},
+    rec = Recording({"scenario": "CutIn-v2", "agent": "idm", "gate": "never"}, {},
                     [EpisodeRecording(3, [])])
     with pytest.raises(ConfigError, match="scenario"):
-        merge_settings(rec, {"scenario": "Merge-v1"})
-    assert merge_settings(rec, {"scenario": "CutIn", "agent": None}).scenario == "CutIn-v1"
+        merge_settings(rec, {"scenario": "Merge-v2"})
+    assert merge_settings(rec, {"scenario": "CutIn", "agent": None}).scenario == "CutIn-v2"
     bad = Recording(rec.settings, {"lanes": 7}, rec.episodes)
     with pytest.raises(ConfigError, match="lanes"):
         replay(bad)
@@ -376,15 +376,15 @@ def test_bad_replay_file_is_refused_naming_it(tmp_path, content, match):
 
 
 def test_bad_paths_and_scenarios_are_refused_before_the_drive(tmp_path):
-    s = LiveSettings(scenario="Plain-v1", agent="idm", gate="never")
+    s = LiveSettings(scenario="Plain-v2", agent="idm", gate="never")
     with pytest.raises(ConfigError, match="is a directory"):
         LiveSession(s, record=tmp_path)
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "meta.json").write_text("{}")
     with pytest.raises(ConfigError, match="already exists"):
         LiveSession(s, log=tmp_path / "run")
-    with pytest.raises(ConfigError, match="Valid scenarios: .*CutIn-v1"):
+    with pytest.raises(ConfigError, match="Valid scenarios: .*CutIn-v2"):
         env_id("Cutin-v9x")
-    assert env_id("cut_in") == env_id("CutIn") == "takeover/CutIn-v1"
+    assert env_id("cut_in") == env_id("CutIn") == "takeover/CutIn-v2"
     with pytest.raises(ConfigError, match="Allowed"):
         LiveSettings(gate="thresold")

@@ -84,7 +84,7 @@ def as_v1(r: StepRecord) -> StepRecord:
 
 
 def meta(run_id: str = "run-a") -> RunMeta:
-    return RunMeta(run_id=run_id, seed=7, config={"env": "takeover/CutIn-v1", "gain": 0.5},
+    return RunMeta(run_id=run_id, seed=7, config={"env": "takeover/CutIn-v2", "gain": 0.5},
                    versions={"numpy": np.__version__}, git_rev="abc123", created="2025-01-01")
 
 

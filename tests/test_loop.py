@@ -46,7 +46,7 @@ class IDMHuman:
 
 
 def test_records_are_complete_and_named():
-    env = gym.make("takeover/SuddenBrake-v1")
+    env = gym.make("takeover/SuddenBrake-v2")
     sup = Supervisor(env, ConstantAgent(env), {"ttc": TTCOracle()},
                      GATES.make("threshold", high=0.3, low=0.2), IDMHuman(),
                      gate_score="ttc", run_id="r1")
@@ -71,7 +71,7 @@ def test_records_are_complete_and_named():
 
 
 def test_step_without_reset_and_bad_gate_score_are_refused():
-    env = gym.make("takeover/Plain-v1")
+    env = gym.make("takeover/Plain-v2")
     with pytest.raises(ValueError, match="Did you mean 'ttc'"):
         Supervisor(env, ConstantAgent(env), {"ttc": TTCOracle()}, GATES.make("never"),
                    gate_score="tcc")
@@ -81,7 +81,7 @@ def test_step_without_reset_and_bad_gate_score_are_refused():
 
 
 def test_step_is_incremental_for_real_time_callers():
-    env = gym.make("takeover/Plain-v1")
+    env = gym.make("takeover/Plain-v2")
     sup = Supervisor(env, ConstantAgent(env), {}, GATES.make("never"))
     obs, info = sup.reset(seed=0)
     assert obs.shape == (9, 7) and "ttc" in info and not sup.done
@@ -132,7 +132,7 @@ class DoubtfulAgent(ConstantAgent):
     "realised 0.063 here for a 0.05 target (0.074-0.091 on seed blocks 100 and 200); it needs "
     "an online quantile (ThriftyDAgger-style) to hold its budget"))
 def test_budget_gate_realised_rate_within_20_percent_over_50_episodes():
-    env = gym.make("takeover/Highway-v1", duration=10.0)
+    env = gym.make("takeover/Highway-v2", duration=10.0)
     agent = DoubtfulAgent(env)
     gate = GATES.make("budget", target_rate=0.05)
     sup = Supervisor(env, agent, {"ensemble": EnsembleDisagreement()}, gate, IDMHuman(),
@@ -163,7 +163,7 @@ def _failure_rate(env_id: str, gate: str, seeds: range, **gate_kw) -> float:
     return float(np.mean([_crashed(sup.run_episode(s)[-1]) for s in seeds]))
 
 
-@pytest.mark.parametrize("env_id", ["takeover/SuddenBrake-v1", "takeover/CutIn-v1"])
+@pytest.mark.parametrize("env_id", ["takeover/SuddenBrake-v2", "takeover/CutIn-v2"])
 def test_perfect_human_fails_less_than_the_agent_alone_fast(env_id):
     seeds = range(50)
     alone = _failure_rate(env_id, "never", seeds)
@@ -222,7 +222,7 @@ def _engine(n, scenario="sudden_brake", gate=None, humans="idm", **kw):
 def test_engine_batched_matches_single_env_runs():
     seeds = [10, 11, 12, 13, 14]
     eps = _engine(3).run(seeds)  # 5 episodes on 3 worlds: two worlds play a second one
-    env = gym.make("takeover/SuddenBrake-v1", duration=12.0)
+    env = gym.make("takeover/SuddenBrake-v2", duration=12.0)
     sup = Supervisor(env, ConstantAgent(env), {"ttc": TTCOracle()},
                      GATES.make("threshold", high=0.3, low=0.2), IDMHuman(release_after=3.0),
                      gate_score="ttc")
@@ -292,7 +292,7 @@ def test_shipped_agent_perfect_human_fails_less_over_50_seeds():
     from takeover.supervisor.humans import ScriptedHuman
 
     agent = _novice("novice")
-    env = gym.make("takeover/Highway-v1", action_type="discrete")
+    env = gym.make("takeover/Highway-v2", action_type="discrete")
     rates = {}
     for gate in ("never", "threshold"):
         sup = Supervisor(env, agent, make_estimators(["q_risk"]),
@@ -307,7 +307,7 @@ def test_shipped_agent_budget_gate_rate_over_50_episodes():
     from takeover.supervisor.humans import ScriptedHuman
 
     agent = _novice()
-    env = gym.make("takeover/Highway-v1", action_type="discrete", duration=15.0)
+    env = gym.make("takeover/Highway-v2", action_type="discrete", duration=15.0)
     sup = Supervisor(env, agent, make_estimators(["ensemble"]),
                      GATES.make("budget", target_rate=0.05), ScriptedHuman("perfect"),
                      gate_score="ensemble",

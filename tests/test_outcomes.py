@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import takeover.envs  # noqa: F401  (registers the envs)
-from takeover.envs import ENV_IDS, HAZARD_IDS, HAZARDS, MIXED, OUTCOMES, SAFE_OUTCOMES
+from takeover.envs import ENV_IDS, HAZARD_IDS, HAZARDS, MIXED, OUTCOMES, SAFE_OUTCOMES, VERSION
 from takeover.envs import layout as L
 from takeover.envs.config import ROUTE_FRACTION, HighwayConfig
 from takeover.envs.controllers import (
@@ -22,7 +22,7 @@ from takeover.envs.controllers import (
 from takeover.envs.drivers import ConstantSpeedDriver, IDMDriver, StandstillDriver
 from takeover.envs.vector import make_vector_env
 
-PLAIN = "takeover/Plain-v1"
+PLAIN = "takeover/Plain-v2"
 
 
 brake_to_stop = StandstillDriver()
@@ -99,7 +99,7 @@ def test_constant_speed_arrives_on_an_empty_road_and_timeout_is_not_a_success():
 
 
 def test_traffic_never_uses_the_shoulder():
-    venv = make_vector_env("takeover/Highway-v1", 8)
+    venv = make_vector_env("takeover/Highway-v2", 8)
     venv.reset(seed=0)
     venv.action_space.seed(0)
     n = venv.config.lanes
@@ -127,7 +127,7 @@ def test_driving_on_the_shoulder_costs_and_past_it_is_off_road():
 # --- hazards ---------------------------------------------------------------------------
 def test_ids_and_scenarios_derive_from_the_registry_and_mixed_is_pinned():
     assert set(ENV_IDS.values()) == {"mixed", "none", *HAZARDS}
-    assert all(f"takeover/{h.env_name}-v1" in ENV_IDS for h in HAZARDS.values())
+    assert all(f"takeover/{h.env_name}-{VERSION}" in ENV_IDS for h in HAZARDS.values())
     assert MIXED == ("sudden_brake", "cut_in", "stalled_car", "merge", "lane_closure")
     assert len({h.code for h in HAZARDS.values()}) == len(HAZARDS)
 
@@ -139,13 +139,13 @@ def test_a_new_hazard_in_the_registry_does_not_change_old_seeds(monkeypatch):
     def first_obs(env_id):
         return [gym.make(env_id).reset(seed=s)[0] for s in range(5)]
 
-    before = first_obs("takeover/Highway-v1"), first_obs("takeover/CutIn-v1")
+    before = first_obs("takeover/Highway-v2"), first_obs("takeover/CutIn-v2")
 
     class Extra(SuddenBrake):
         name, env_name, code = "aaa_extra", "Extra", 99
 
     monkeypatch.setattr(hazards, "HAZARDS", {"aaa_extra": Extra(), **hazards.HAZARDS})
-    after = first_obs("takeover/Highway-v1"), first_obs("takeover/CutIn-v1")
+    after = first_obs("takeover/Highway-v2"), first_obs("takeover/CutIn-v2")
     assert all(np.array_equal(a, b) for x, y in zip(before, after) for a, b in zip(x, y))
 
 
@@ -232,9 +232,9 @@ def test_mrm_ignores_the_action_and_release_hands_back():
 
 def test_vector_set_mrm_matches_single_env():
     n = 3
-    venv = make_vector_env("takeover/Highway-v1", n, action_type="discrete")
+    venv = make_vector_env("takeover/Highway-v2", n, action_type="discrete")
     venv.reset(seed=10)
-    singles = [gym.make("takeover/Highway-v1", action_type="discrete").unwrapped
+    singles = [gym.make("takeover/Highway-v2", action_type="discrete").unwrapped
                for _ in range(n)]
     for i, e in enumerate(singles):
         e.reset(seed=10 + i)

@@ -174,12 +174,13 @@ def test_hazard_is_registered_documented_placed_and_fires(name):
     from takeover.envs import layout as L
     from takeover.envs.config import HighwayConfig
     from takeover.envs.drivers import IDMDriver
+    from takeover.envs import VERSION
     from takeover.envs.hazards import BY_CODE, HAZARDS, MIXED
 
     h = HAZARDS[name]
     assert h.summary.strip() and h.code > 0 and BY_CODE[h.code] is h, name
     assert h.trigger in (L.TRIGGER_TIME, L.TRIGGER_RANGE), name
-    env_id = f"takeover/{h.env_name}-v1"
+    env_id = f"takeover/{h.env_name}-{VERSION}"
     assert ENV_IDS[env_id] == name
     assert MIXED == ("sudden_brake", "cut_in", "stalled_car", "merge", "lane_closure")
     lo, hi = HighwayConfig().onset

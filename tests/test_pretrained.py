@@ -15,7 +15,7 @@ from takeover.agents.risk import RiskSpec, collect_rollouts
 from takeover.agents.shipped import PRETRAINED_DIR
 from takeover.envs import HAZARD_IDS
 
-PLAIN = "takeover/Plain-v1"
+PLAIN = "takeover/Plain-v2"
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def ensemble():
 def test_shipped_agents_load_and_fit_the_discrete_env(novice, ensemble):
     assert isinstance(novice, PolicyAgent) and isinstance(ensemble, EnsembleAgent)
     assert len(ensemble.policies) == 5
-    env = gym.make("takeover/Highway-v1", action_type="discrete")
+    env = gym.make("takeover/Highway-v2", action_type="discrete")
     check_spaces(novice, env)
     obs, _ = env.reset(seed=0)
     out = ensemble.act(obs)
@@ -86,7 +86,7 @@ def test_novice_gap_50_seeds(novice):
 
 def _auroc(agent, seeds):
     spec = RiskSpec(obs_dim=63)
-    data = collect_rollouts(agent.predict, "takeover/Highway-v1", seeds, spec,
+    data = collect_rollouts(agent.predict, "takeover/Highway-v2", seeds, spec,
                             action_type="discrete")
     j = spec.horizons.index(2.0)
     risk = np.array([o.risk for o in agent.act_batch(data.obs)])
@@ -108,10 +108,10 @@ def test_batched_rollouts_are_the_single_env_episodes(novice):
     from takeover.agents.rollout import run_episodes
 
     seeds = [0, 1, 2, 3]
-    batched = run_episodes(novice.predict, "takeover/CutIn-v1", seeds, keep_obs=True,
+    batched = run_episodes(novice.predict, "takeover/CutIn-v2", seeds, keep_obs=True,
                            action_type="discrete")
     for seed, ep in zip(seeds, batched, strict=True):
-        env = gym.make("takeover/CutIn-v1", action_type="discrete")
+        env = gym.make("takeover/CutIn-v2", action_type="discrete")
         obs, info = env.reset(seed=seed)
         ret, steps, first = 0.0, 0, obs
         while True:

@@ -53,7 +53,7 @@ def test_transitions_and_two_buffers():
 
 
 def test_dqn_values_the_human_action_above_the_overridden_one():
-    env = gym.make("takeover/Plain-v1", action_type="discrete")
+    env = gym.make("takeover/Plain-v2", action_type="discrete")
     model = DQN("MlpPolicy", env, policy_kwargs=dict(net_arch=[32]), buffer_size=100,
                 learning_starts=0, seed=0, device="cpu")
     eps = synthetic_log(True)
@@ -77,7 +77,7 @@ def test_dqn_values_the_human_action_above_the_overridden_one():
 
 
 def test_td3_values_the_human_action_above_the_overridden_one():
-    env = gym.make("takeover/Plain-v1")
+    env = gym.make("takeover/Plain-v2")
     model = TD3("MlpPolicy", env, policy_kwargs=dict(net_arch=[32]), buffer_size=100,
                 learning_starts=0, seed=0, device="cpu")
     data = transitions(synthetic_log(False))
@@ -91,7 +91,7 @@ def test_td3_values_the_human_action_above_the_overridden_one():
 
 
 def test_pvp_refuses_wrong_models_and_logs():
-    env = gym.make("takeover/Plain-v1", action_type="discrete")
+    env = gym.make("takeover/Plain-v2", action_type="discrete")
     data = transitions(synthetic_log(False, episodes=1))
     with pytest.raises(TypeError, match="DQN"):
         pvp_update(PPO("MlpPolicy", env, n_steps=16, device="cpu"), data)

@@ -33,7 +33,7 @@ def _drive_until_hazard(env_id: str, seed: int = 1):
 
 
 def test_rgb_frame_is_a_real_picture_with_the_ego_near_the_centre():
-    env = gym.make("takeover/Highway-v1", render_mode="rgb_array")
+    env = gym.make("takeover/Highway-v2", render_mode="rgb_array")
     env.reset(seed=0)
     frame = env.render()
     assert frame.shape == (300, 1000, 3) and frame.dtype == np.uint8
@@ -46,7 +46,7 @@ def test_rgb_frame_is_a_real_picture_with_the_ego_near_the_centre():
 
 
 def test_frame_follows_the_ego_and_changes_as_it_drives():
-    env = gym.make("takeover/Plain-v1", render_mode="rgb_array")
+    env = gym.make("takeover/Plain-v2", render_mode="rgb_array")
     env.reset(seed=3)
     first = env.render()
     for _ in range(20):
@@ -59,7 +59,7 @@ def test_frame_follows_the_ego_and_changes_as_it_drives():
 
 
 def test_overlay_draws_on_top():
-    env = gym.make("takeover/Plain-v1", render_mode="rgb_array")
+    env = gym.make("takeover/Plain-v2", render_mode="rgb_array")
     env.reset(seed=0)
     seen = []
 
@@ -78,8 +78,8 @@ def test_overlay_draws_on_top():
     env.close()
 
 
-@pytest.mark.parametrize("env_id,color", [("takeover/StalledCar-v1", STALLED_COLOR),
-                                          ("takeover/LaneClosure-v1", CONE_COLOR)])
+@pytest.mark.parametrize("env_id,color", [("takeover/StalledCar-v2", STALLED_COLOR),
+                                          ("takeover/LaneClosure-v2", CONE_COLOR)])
 def test_static_hazard_is_drawn_and_highlighted_when_active(env_id, color):
     env, info = _drive_until_hazard(env_id)
     assert info["hazard_active"]
@@ -90,7 +90,7 @@ def test_static_hazard_is_drawn_and_highlighted_when_active(env_id, color):
 
 
 def test_human_mode_headless_returns_none_and_close_is_idempotent():
-    env = gym.make("takeover/Plain-v1", render_mode="human", duration=1.0)
+    env = gym.make("takeover/Plain-v2", render_mode="human", duration=1.0)
     env.reset(seed=0)  # renders a frame in human mode
     env.unwrapped._renderer.realtime = False  # no real-time wait inside the test
     assert env.render() is None
@@ -99,7 +99,7 @@ def test_human_mode_headless_returns_none_and_close_is_idempotent():
 
 
 def test_renderer_close_twice_and_draw_after_close_errors():
-    env = gym.make("takeover/Plain-v1")
+    env = gym.make("takeover/Plain-v2")
     env.reset(seed=0)
     r = Renderer(env.unwrapped.config, "rgb_array")
     assert r.draw(env.unwrapped.vehicles, env.unwrapped.world, "none").shape[2] == 3
@@ -110,6 +110,6 @@ def test_renderer_close_twice_and_draw_after_close_errors():
 
 
 def test_bad_render_mode_is_refused():
-    env = gym.make("takeover/Plain-v1")
+    env = gym.make("takeover/Plain-v2")
     with pytest.raises(ValueError, match="rgb_array"):
         Renderer(env.unwrapped.config, "ascii")

@@ -15,7 +15,7 @@ from takeover.records import RunMeta
 from takeover.supervisor import review as rv
 from takeover.types import AgentOutputs
 
-ENV_ID, ENV_KW = "takeover/Highway-v1", {"action_type": "discrete", "duration": 10.0}
+ENV_ID, ENV_KW = "takeover/Highway-v2", {"action_type": "discrete", "duration": 10.0}
 
 
 class Idle:

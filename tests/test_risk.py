@@ -71,7 +71,7 @@ def test_mc_dropout_samples_spread_and_reproduce():
 def test_rollout_labels_follow_episode_outcomes():
     spec = RiskSpec(obs_dim=63)
     data = collect_rollouts(lambda o: np.zeros(len(o), dtype=np.int64),  # idle: rear-ends
-                            "takeover/SuddenBrake-v1", [0, 1, 2], spec, action_type="discrete")
+                            "takeover/SuddenBrake-v2", [0, 1, 2], spec, action_type="discrete")
     assert len(data.outcomes) == 3 and data.obs.shape[1:] == (9, 7)
     j = spec.horizons.index(2.0)
     for ep, reason in enumerate(data.outcomes):

@@ -21,7 +21,7 @@ from takeover.agents.rollout import Episode
 from takeover.agents.scoring import auc_interval, disagreement_auroc, ensemble_kl
 from takeover.types import AgentOutputs
 
-ENVS = ["takeover/SuddenBrake-v1", "takeover/CutIn-v1"]
+ENVS = ["takeover/SuddenBrake-v2", "takeover/CutIn-v2"]
 
 
 def probs_of(obs: np.ndarray) -> np.ndarray:
@@ -120,7 +120,7 @@ def test_manifest_disagreement_auroc_reports_what_it_did(per_env, monkeypatch):
                         per_env[env_id])
     got = build_shipped.disagreement_auroc(FakeEnsemble(), ENVS, list(range(25)),
                                            horizon=2.0, reps=300, seed=0)
-    before = {"SuddenBrake-v1": [0.9229, 0.8942, 0.9525], "CutIn-v1": [0.9325, 0.9149, 0.953],
+    before = {"SuddenBrake-v2": [0.9229, 0.8942, 0.9525], "CutIn-v2": [0.9325, 0.9149, 0.953],
               "pooled": [0.9267, 0.9104, 0.9452]}  # the replaced implementation
     assert set(got) == set(before)
     for name, (auroc, lo, hi) in before.items():

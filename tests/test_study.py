@@ -40,9 +40,9 @@ def test_latin_square_is_balanced(n):
 
 
 def _study_file(tmp_path, **over):
-    data = {"name": "t", "practice": [{"scenario": "Plain-v1", "seed": 11}],
-            "conditions": [{"name": "a", "scenario": "Plain-v1", "seeds": [21]},
-                           {"name": "b", "scenario": "SuddenBrake-v1", "seeds": [31]}],
+    data = {"name": "t", "practice": [{"scenario": "Plain-v2", "seed": 11}],
+            "conditions": [{"name": "a", "scenario": "Plain-v2", "seeds": [21]},
+                           {"name": "b", "scenario": "SuddenBrake-v2", "seeds": [31]}],
             "settings": {"agent": "idm", "gate": "always", "env": {"duration": 3.0}},
             "scripted": ["expert"], "scripted_repeats": 2}
     data.update(over)

@@ -38,7 +38,7 @@ def test_run_directory_holds_config_checkpoint_eval_and_tensorboard(tmp_path):
     run = tmp_path / "run"
     assert path == run / "checkpoint"
     saved = yaml.safe_load((run / "config.yaml").read_text())
-    assert saved["seed"] == 0 and saved["env_id"] == "takeover/Plain-v1"
+    assert saved["seed"] == 0 and saved["env_id"] == "takeover/Plain-v2"
     assert TrainConfig(**{**saved, "net_arch": tuple(saved["net_arch"])}) == cfg
     assert (run / "eval" / "evaluations.npz").is_file()
     assert any((run / "tb").rglob("events.out.tfevents.*"))
@@ -54,8 +54,8 @@ def test_ttc_shaping_charges_closing_in_and_snapshots_are_checkpoints(tmp_path):
     wrapped alike (SB3 syncs VecNormalize along both chains) and snapshots load."""
     from takeover.agents.train import make_vec_env
 
-    plain = make_vec_env("takeover/Plain-v1", 4, 7, "discrete", {})
-    shaped = make_vec_env("takeover/Plain-v1", 4, 7, "discrete", {}, ttc_penalty=2.0,
+    plain = make_vec_env("takeover/Plain-v2", 4, 7, "discrete", {})
+    shaped = make_vec_env("takeover/Plain-v2", 4, 7, "discrete", {}, ttc_penalty=2.0,
                           ttc_horizon=3.0)
     plain.reset(), shaped.reset()
     charged = 0
@@ -88,7 +88,7 @@ def test_sac_for_continuous(tmp_path):
 
 @pytest.mark.parametrize("bad, match", [
     ({"total_timestep": 10}, "Did you mean 'total_timesteps'"),
-    ({"env_id": "takeover/Plane-v0"}, "Did you mean 'takeover/Plain-v1'"),
+    ({"env_id": "takeover/Plane-v0"}, "Did you mean 'takeover/Plain-v2'"),
     ({"algo": "sac", "action_type": "discrete"}, "algo=sac needs action_type=continuous"),
     ({"n_envs": 0}, "out of range"),
 ])
@@ -109,9 +109,9 @@ def test_cli_train_then_eval(tmp_path):
     assert res.exit_code == 0, res.output
     assert (out / "checkpoint" / "manifest.json").is_file()
     res = runner.invoke(app, ["eval", str(out / "checkpoint"), "--seeds", "2", "-s",
-                              "takeover/CutIn-v1", "--json"])
+                              "takeover/CutIn-v2", "--json"])
     assert res.exit_code == 0, res.output
-    result = json.loads(res.output)["takeover/CutIn-v1"]
+    result = json.loads(res.output)["takeover/CutIn-v2"]
     assert set(result) >= {"success", "collision", "offroad", "mean_speed"}
     assert 0 <= result["success"]["lo"] <= result["success"]["mean"] <= result["success"]["hi"]
     bad = runner.invoke(app, ["train", "total_timestep=5"])

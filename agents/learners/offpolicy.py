@@ -3,7 +3,7 @@ same world, observation and discrete meta-actions as the PPO novice, so ``takeov
 can fine-tune it from interventions with no training first.
 
 Recipe (:func:`train_dqn`, the :class:`DQNRecipe` defaults): SB3 DQN, 256x256 Q-network,
-on 8 batched ``takeover/Plain-v1`` worlds for 300k steps, ``gamma = 0.99``, 3-step
+on 8 batched ``takeover/Plain-v2`` worlds for 300k steps, ``gamma = 0.99``, 3-step
 targets, a crash penalty of -150 and every reward scaled by 0.05 for the learner (Huber
 loss and gradient clipping then see errors of order 1, not 50), hard target updates every
 1000 steps, 10% of the steps to anneal exploration; the weights kept are those of the
@@ -47,7 +47,7 @@ from takeover.types import AgentOutput
 FORMAT = "takeover-q-agent"
 TRAIN_SEED0 = 100_000
 """Training of shipped agents uses seeds 100_000..199_999 (the brief's seed blocks)."""
-HELD_OUT_ENVS = ["takeover/Plain-v1", "takeover/Highway-v1"]
+HELD_OUT_ENVS = ["takeover/Plain-v2", "takeover/Highway-v2"]
 RISK_SEED0 = 160_000
 """Risk-critic rollouts on the hazard mix from seed 160_000 (as ``build_shipped``)."""
 VALIDATION_SEED0 = 150_000
@@ -107,7 +107,7 @@ class QAgent:
 class DQNRecipe:
     """Everything :func:`train_dqn` varies (the manifest stores it)."""
 
-    env_id: str = "takeover/Plain-v1"
+    env_id: str = "takeover/Plain-v2"
     steps: int = 300_000
     seed: int = TRAIN_SEED0
     n_envs: int = 8
@@ -122,7 +122,7 @@ class DQNRecipe:
     target_update: int = 1_000
     exploration_fraction: float = 0.1
     exploration_final_eps: float = 0.02
-    risk_env_id: str = "takeover/Highway-v1"
+    risk_env_id: str = "takeover/Highway-v2"
     risk_episodes: int = 200
     crash_penalty: float = -150.0
     """reward on a collision / leaving the road while training. With the PPO novice's -50
@@ -295,7 +295,7 @@ def save_q_agent(agent: QAgent, path: str | Path) -> Path:
     recipe = agent.metadata.get("recipe", {})
     manifest = {
         "format": FORMAT, "algo": "DQN",
-        "env_id": agent.metadata.get("env_id", "takeover/Plain-v1"),
+        "env_id": agent.metadata.get("env_id", "takeover/Plain-v2"),
         "observation_space": space_to_dict(agent.observation_space),
         "action_space": space_to_dict(agent.action_space),
         "net_arch": list(recipe.get("net_arch", (64, 64))),

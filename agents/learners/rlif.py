@@ -50,7 +50,7 @@ PRIOR_SEED = 170_000
 """Plain-traffic seeds of the prior data (the training block 100_000..199_999)."""
 
 
-def prior_transitions(agent: Any, steps: int, *, env_id: str = "takeover/Plain-v1",
+def prior_transitions(agent: Any, steps: int, *, env_id: str = "takeover/Plain-v2",
                       seed: int = PRIOR_SEED, n_envs: int = 8) -> Transitions:
     """``steps`` transitions of ``agent`` driving greedily in plain traffic, with the env's
     reward: RLPD's prior data (RLIF samples half of every batch from it), so fine-tuning

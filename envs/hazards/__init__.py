@@ -3,7 +3,7 @@
 module's name on one line of ``MODULES`` (``place_hazard``, the compiled dispatch the reset
 calls, is built from ``HAZARDS``).
 
-``MIXED`` (the hazards ``takeover/Highway-v1`` draws from) is pinned, not derived: adding a
+``MIXED`` (the hazards ``takeover/Highway-v2`` draws from) is pinned, not derived: adding a
 hazard must not change the episodes old seeds give. Each hazard draws from its own stream
 seeded by the episode and a hash of its name (``stream_tag``), never by its position in a
 list.
@@ -46,7 +46,7 @@ HAZARDS: dict[str, Hazard] = {h.name: h for h in map(_hazard_of, MODULES)}
 """Scenario name -> hazard, in documentation order."""
 
 MIXED = ("sudden_brake", "cut_in", "stalled_car", "merge", "lane_closure")
-"""The mixed scenario's hazards, pinned (``Highway-v1``): draw ``u`` picks
+"""The mixed scenario's hazards, pinned (``Highway-v2``): draw ``u`` picks
 ``MIXED[int(u * 5)]``. Append a new hazard here only with a version bump."""
 
 BY_CODE: dict[int, Hazard] = {h.code: h for h in HAZARDS.values()}

@@ -45,7 +45,7 @@ class Hazard:
     """Base class of a hazard.
 
     Class attributes: ``name`` (the scenario name), ``env_name`` (the id's stem, e.g.
-    ``"CutIn"`` -> ``takeover/CutIn-v1``), ``code`` (the kernel's ``HZ_KIND``; pinned, never
+    ``"CutIn"`` -> ``takeover/CutIn-v2``), ``code`` (the kernel's ``HZ_KIND``; pinned, never
     reused: snapshots and logs store it), ``trigger`` (``TRIGGER_TIME``: fires at the onset
     time whatever the ego does; ``TRIGGER_RANGE``: a standing hazard fires when the ego
     comes within ``sense_range`` of it), ``fire_mode`` (the mode vehicle ``HZ_IDX`` takes

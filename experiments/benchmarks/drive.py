@@ -40,7 +40,7 @@ def _session(agent: str, scenario: str, seed: int, frames: int, fixed: bool):
     return LiveSession(settings, seed, loop, max_episodes=1).run().episodes[0]
 
 
-def pacing(seconds: float = 20.0, agent: str = "idm", scenario: str = "Plain-v1",
+def pacing(seconds: float = 20.0, agent: str = "idm", scenario: str = "Plain-v2",
            seed: int = 0) -> dict[str, Any]:
     """Drive ``seconds`` of wall time on the real clock; compare simulated and wall time.
     The IDM stand-in by default: it never crashes, so the episode lasts ``seconds``.
@@ -64,7 +64,7 @@ def pacing(seconds: float = 20.0, agent: str = "idm", scenario: str = "Plain-v1"
             "step_lag_ms_max": float(1000 * lag.max())}
 
 
-def frames(frames: int = 1800, agent: str = "auto", scenario: str = "Highway-v1",
+def frames(frames: int = 1800, agent: str = "auto", scenario: str = "Highway-v2",
            seed: int = 0) -> dict[str, Any]:
     """Frame compute time on a fixed clock (about ``frames / 60`` simulated seconds)."""
     import numpy as np

@@ -41,7 +41,7 @@ def single_env(**config) -> tuple[Callable[[], float], float]:
 
     import takeover.envs  # noqa: F401
 
-    env = gym.make("takeover/Highway-v1", **config)
+    env = gym.make("takeover/Highway-v2", **config)
     env.reset(seed=0)
     dt = cast(Any, env.unwrapped).config.dt
     action = np.zeros(2, dtype=np.float32)
@@ -58,7 +58,7 @@ def single_env(**config) -> tuple[Callable[[], float], float]:
 def batched_env(num_envs: int, **config):
     from takeover.envs.vector import make_vector_env
 
-    env = make_vector_env("takeover/Highway-v1", num_envs, **config)
+    env = make_vector_env("takeover/Highway-v2", num_envs, **config)
     env.reset(seed=0)
     dt = env.config.dt
     actions = np.zeros((num_envs, 2))

@@ -1,7 +1,7 @@
 """Intervention-log throughput: records/s written and read and bytes per record of the 2.0
 columnar log against the schema-1.0 writer, on the same records in the same run.
 
-The records are real: ``takeover/CutIn-v1`` driven by the env's cautious IDM driver (so
+The records are real: ``takeover/CutIn-v2`` driven by the env's cautious IDM driver (so
 episodes run towards the 300-step limit, as a competent agent's do), with the default estimators' three scores (q_risk,
 novelty, ttc), a scripted human holding control for ~10% of the steps, and the env's full
 info dict. Writing includes every fsync, rename and journal/manifest write; reading is
@@ -41,7 +41,7 @@ def episodes(n_episodes: int = 30, seed: int = 0) -> list[list[StepRecord]]:
     import takeover.envs  # noqa: F401
     from takeover.envs.drivers import IDMDriver
 
-    env = gym.make("takeover/CutIn-v1")
+    env = gym.make("takeover/CutIn-v2")
     driver = IDMDriver()
     rng = np.random.default_rng(seed)
     out = []

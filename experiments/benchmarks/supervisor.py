@@ -138,7 +138,7 @@ def engine_rate(n: int, *, seconds: float, label: bool, log_dir: str | None, hum
     from takeover.supervisor.engine import Engine, rollout_actor
     from takeover.supervisor.gates import GATES
 
-    venv = make_vector_env("takeover/Highway-v1", n, action_type="discrete")
+    venv = make_vector_env("takeover/Highway-v2", n, action_type="discrete")
     agent_obj, ests, score = _agent_and_estimators(agent, venv)
     humans = None
     if human != "none":

@@ -58,7 +58,7 @@ def person_errors():
 
 def drive(
     scenario: Annotated[str | None, typer.Option(
-        help="env id or scenario, e.g. CutIn-v1 [default: Highway-v1]")] = None,
+        help="env id or scenario, e.g. CutIn-v2 [default: Highway-v2]")] = None,
     agent: Annotated[str | None, typer.Option(
         help="shipped agent name, checkpoint dir, or 'idm' [default: novice]")] = None,
     gate: Annotated[str | None, typer.Option(

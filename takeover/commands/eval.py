@@ -11,8 +11,8 @@ from rich.markup import escape
 
 
 def resolve_env_id(name: str, env_ids: dict[str, str]) -> str:
-    """The registered id for what a user typed: a full id (``takeover/CutIn-v1``), a short
-    one as ``drive`` takes it (``CutIn-v1``), the id without its version (``CutIn``) or the
+    """The registered id for what a user typed: a full id (``takeover/CutIn-v2``), a short
+    one as ``drive`` takes it (``CutIn-v2``), the id without its version (``CutIn``) or the
     scenario name (``cut_in``). ``env_ids`` maps id -> scenario (``takeover.envs.ENV_IDS``).
     Raises ``ConfigError`` naming the closest short id."""
     from takeover.config import ConfigError
@@ -32,8 +32,8 @@ def resolve_env_id(name: str, env_ids: dict[str, str]) -> str:
 def eval_agent(
     agent: str = typer.Argument("novice", help="shipped name, checkpoint directory or SB3 zip"),
     scenario: list[str] = typer.Option(None, "--scenario", "-s", metavar="SCENARIO",
-                                       help="scenario as drive takes it: CutIn-v1, "
-                                            "takeover/CutIn-v1 or cut_in (repeatable); "
+                                       help="scenario as drive takes it: CutIn-v2, "
+                                            "takeover/CutIn-v2 or cut_in (repeatable); "
                                             "default: plain, mixed and every hazard"),
     seeds: int = typer.Option(50, help="episodes (seeds seed0..seed0+N-1) per scenario"),
     seed0: int = typer.Option(0, help="first seed (0..9999 for development; numbers you "

@@ -3,7 +3,7 @@
 Settings come from ``TrainConfig`` defaults, then an optional YAML file (``-c``), then
 ``key=value`` overrides, e.g.::
 
-    takeover train env_id=takeover/CutIn-v1 total_timesteps=100000 out=runs/cutin
+    takeover train env_id=takeover/CutIn-v2 total_timesteps=100000 out=runs/cutin
     takeover train action_type=continuous seed=3 env.vehicles=30
 """
 
