@@ -532,6 +532,23 @@ def _ui_key(ev: Any) -> str:
             pygame.K_q: "quit"}.get(ev.key, "")
 
 
+def _menu_choice(pad: Any, keys: dict[str, str], pad_choice: str) -> str:
+    """What this frame's events choose on a start or end screen: ``"close"`` if the window
+    was closed (it beats everything), else the first event's choice (``keys`` maps a UI key
+    of :func:`_ui_key` to a choice; any gamepad button chooses ``pad_choice``), else ``""``."""
+    import pygame
+
+    what = ""
+    for ev in pygame.event.get():
+        if ev.type == pygame.QUIT:
+            what = "close"
+        elif pad is not None and ev.type == pygame.JOYBUTTONDOWN:
+            what = what or pad_choice
+        else:
+            what = what or keys.get(_ui_key(ev), "")
+    return what
+
+
 class Screen:
     """The window plus the frame composer: the world with the HUD, and text screens."""
 
@@ -613,16 +630,8 @@ def run_episode(live: LiveSupervisor, screen: Screen, seed: int, opts: LoopOptio
                  f"hand-back: {live.policy}", "   ".join(LEGEND)]
         while True:
             frame_hook()
-            what = ""
-            for ev in pygame.event.get():
-                if ev.type == pygame.QUIT:
-                    what = "close"
-                elif _ui_key(ev) in ("space", "next"):
-                    what = what or "start"
-                elif _ui_key(ev) == "quit":
-                    what = "quit"
-                elif pad is not None and ev.type == pygame.JOYBUTTONDOWN:
-                    what = what or "start"
+            what = _menu_choice(pad, {"space": "start", "next": "start", "quit": "quit"},
+                                "start")
             screen.show(opts.start_title, lines)
             res.frames += 1
             if what in ("close", "quit"):
@@ -761,19 +770,8 @@ def run_episode(live: LiveSupervisor, screen: Screen, seed: int, opts: LoopOptio
     lines = end_lines(res.summary)
     while True:
         frame_hook()
-        what = ""
-        for ev in pygame.event.get():
-            if ev.type == pygame.QUIT:
-                what = "close"
-            ui = _ui_key(ev)
-            if ui in ("quit", "next"):
-                what = what or ui
-            elif ui == "space":
-                what = what or "next"
-            elif ui == "r":
-                what = what or "restart"
-            elif pad is not None and ev.type == pygame.JOYBUTTONDOWN:
-                what = what or "next"
+        what = _menu_choice(pad, {"quit": "quit", "next": "next", "space": "next",
+                                  "r": "restart"}, "next")
         screen.show(f"Episode over: {title}", lines, title_color=RED if bad else CYAN)
         res.frames += 1
         if what:
