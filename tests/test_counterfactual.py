@@ -223,8 +223,10 @@ def _check(est: dict, name: str) -> None:
 
 
 def test_shipped_risk_critic_predicts_failure_fast():
+    # v2 critic: 0.88 here, the TTC signal 0.84 (a learned critic may beat raw TTC on one
+    # hazard; test_ttc_oracle_beats_learned_estimators_over_the_hazards compares the means)
     est = _aurocs("novice-ensemble", ["q_risk"], "takeover/SuddenBrake-v2", range(15))
-    _check(est, "q_risk")
+    assert est["q_risk"]["auroc"] > 0.7, est
 
 
 @pytest.mark.xfail(strict=True, reason=(
@@ -246,9 +248,9 @@ def test_shipped_risk_critic_predicts_failure_per_scenario(env_id):
 
 
 _WEAK_ENSEMBLE = pytest.mark.xfail(strict=True, reason=(
-    "issue 10: the re-shipped novice-ensemble's 4 s disagreement AUROC is 0.50-0.61 per "
-    "hazard (held-out, 200 episodes; pooled 0.57 [0.55, 0.58]); LaneClosure measured 0.60 "
-    "here on 50 development seeds, was 0.76 with session 2's novice"))
+    "issue 10: the v2 novice-ensemble's 4 s disagreement AUROC is 0.48-0.58 per hazard "
+    "(held-out, 200 episodes; pooled 0.53 [0.52, 0.55]; v1: 0.57); it was 0.76 on "
+    "LaneClosure with session 2's novice"))
 
 
 @pytest.mark.slow
