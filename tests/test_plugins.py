@@ -170,11 +170,10 @@ def test_hazard_is_registered_documented_placed_and_fires(name):
     on every seed tried, at its onset time when timed. The mixed world's list stays pinned."""
     import gymnasium as gym
 
-    from takeover.envs import ENV_IDS
+    from takeover.envs import ENV_IDS, VERSION
     from takeover.envs import layout as L
     from takeover.envs.config import HighwayConfig
     from takeover.envs.drivers import IDMDriver
-    from takeover.envs import VERSION
     from takeover.envs.hazards import BY_CODE, HAZARDS, MIXED
 
     h = HAZARDS[name]
