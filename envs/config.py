@@ -152,4 +152,5 @@ class HighwayConfig:
 
 
 HAZARD_SLOTS = 10
-"""Extra slots per world for a hazard's objects (the work zone's cones use the most)."""
+"""Extra slots per world for a hazard's objects (the work zone's five cones use the most;
+ten, so the world's arrays kept their shape when the work zone went from ten cones to five)."""
