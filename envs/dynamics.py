@@ -643,6 +643,7 @@ def _mobil(vw, ww, p, order, rank):
         a_self = _idm_behind(vw, i, lead)
         best_gain = p[LC_THRESHOLD]
         best_lane = -1.0
+        foll_known, foll_gain = False, 0.0  # the old follower's term (politeness x gain)
         for d in (-1.0, 1.0):
             lane = cur + d
             if lane < 0.0 or lane > n - 1.0:
@@ -666,7 +667,11 @@ def _mobil(vw, ww, p, order, rank):
                     continue
                 gain += vw[i, POLITE] * (nf_after - nf_before)
             if foll > 0:
-                gain += vw[i, POLITE] * (_idm_behind(vw, foll, lead) - _idm_behind(vw, foll, i))
+                if not foll_known:  # the same for both lanes: evaluated once
+                    foll_gain = vw[i, POLITE] * (_idm_behind(vw, foll, lead)
+                                                 - _idm_behind(vw, foll, i))
+                    foll_known = True
+                gain += foll_gain
             if gain > best_gain:
                 best_gain = gain
                 best_lane = lane
@@ -764,22 +769,24 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
             near[q] = j
             near_d[q] = d
             cnt = min(cnt + 1, k)
-        if dx <= 0.0:
-            continue
+        # time to collision and headway to the vehicles ahead: in the ego's corridor, or
+        # drifting toward it (cut-in, merge: the conflict starts once both the gap and the
+        # lateral clearance have closed). Every candidate is computed and the right one
+        # selected, with no branch: which vehicles are ahead, beside or closing differs
+        # from world to world, so the branches were mispredicted (about 60% of this
+        # phase at 256 worlds); the values taken are the same expressions, bit for bit
         gap = max(dx - 0.5 * (vw[j, LEN] + vw[0, LEN]), 0.0)
         side = abs(dy) - 0.5 * (vw[j, WID] + vw[0, WID]) - 0.3  # lateral clearance
         closing = vxe - _vx(vw, j)
-        if side <= 0.0:  # in the ego's corridor
-            if closing > 1e-6:
-                ttc = min(ttc, gap / closing)
-            if ve > 0.1:
-                headway = min(headway, gap / ve)
-        elif closing > 1e-6:
-            # a car drifting toward the corridor (cut-in, merge): the conflict starts once
-            # both the longitudinal gap and the lateral clearance have closed
-            closing_y = (vye - vw[j, VY]) if dy > 0.0 else (vw[j, VY] - vye)
-            if closing_y > 1e-6:
-                ttc = min(ttc, max(gap / closing, side / closing_y))
+        closing_y = (vye - vw[j, VY]) if dy > 0.0 else (vw[j, VY] - vye)
+        t_gap = gap / closing
+        t_cut = max(t_gap, side / closing_y)
+        corridor = side <= 0.0
+        use = (dx > 0.0) & (closing > 1e-6) & (corridor | (closing_y > 1e-6))
+        t = t_gap if corridor else t_cut
+        ttc = min(ttc, t) if use else ttc
+        h = gap / ve
+        headway = min(headway, h) if (dx > 0.0) & corridor & (ve > 0.1) else headway
     for r in range(1, cnt + 1):
         best = near[r - 1]
         vj, pj = vw[best, V], vw[best, PSI]
@@ -1116,6 +1123,16 @@ class Batch:
         self.rp[:] = rp
         self.order[:] = np.arange(slots)  # any permutation is valid: the kernel re-sorts
         self.rank[:] = self.order
+
+
+@njit(cache=True)
+def in_unit_box(a):
+    """Whether every entry of ``a`` is in [-1, 1] (NaN is not): the continuous actions'
+    check, one compiled call instead of four numpy ones (2 us for one world)."""
+    for x in a.ravel():
+        if not -1.0 <= x <= 1.0:
+            return False
+    return True
 
 
 @njit(cache=True, error_model="numpy")

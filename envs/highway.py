@@ -387,6 +387,9 @@ class HighwayEnv(gym.Env):
         self._veh, self._wld, self._obs, self._info, self._act = b.veh, b.wld, b.obs, b.info, b.act
         self._rew, self._status, self._order, self._rank = b.rew, b.status, b.order, b.rank
         self._params, self._rng, self._codes = b.p, b.rng, b.codes
+        # world 0's rows, and the step limit (a property), looked up once, not every step
+        self._act0, self._obs0, self._info0 = b.act[0], b.obs[0], b.info[0]
+        self._max_steps = cfg.max_steps
         self._rng[0, KEY] = entropy_keys(1)[0]  # until reset(seed=...)
         self.observation_space = spaces.Box(-1.0, 1.0, self._obs.shape[1:], dtype=np.float32)
         if cfg.action_type == "discrete":
@@ -413,18 +416,18 @@ class HighwayEnv(gym.Env):
     def step(self, action):
         if self._ended:
             raise RuntimeError("the episode has ended: call reset() before step()")
-        check_action(action, self.action_space, self._act[0])
+        check_action(action, self.action_space, self._act0)
         b = self._batch
         step_batch(b.f64, b.f32, b.i64, False)
         status = int(self._status[0])
         terminated = status != 0
-        truncated = not terminated and bool(self._wld[0, L.STEP] >= self.config.max_steps)
+        truncated = not terminated and bool(self._wld[0, L.STEP] >= self._max_steps)
         outcome = STATUS_NAMES[TIMEOUT_STATUS if truncated else status]
         self._ended = terminated or truncated
         if self.render_mode == "human":
             self.render()
-        return (self._obs[0].copy(), float(self._rew[0]), terminated, truncated,
-                info_dict(self._info[0], self._hazard, outcome))
+        return (self._obs0.copy(), float(self._rew[0]), terminated, truncated,
+                info_dict(self._info0, self._hazard, outcome))
 
     def set_mrm(self, on: bool) -> None:
         """Engage (``True``) or release (``False``) the minimal-risk manoeuvre: while
