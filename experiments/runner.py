@@ -497,12 +497,20 @@ def gate_report(labels: Sequence[Any]) -> dict[str, Any] | None:
     return report(labels)["gates"].get("gate")
 
 
-def agent_description(cfg: ExperimentConfig, rnd: int) -> str:
-    """What the evaluated agent is: the shipped one, or fine-tuned for ``rnd`` rounds."""
-    if rnd == 0 or cfg.train.method == "none":
+def agent_description(cfg: ExperimentConfig, rnd: int, kept: int | None = None) -> str:
+    """What the evaluated agent is: the shipped one, or fine-tuned for ``rnd`` rounds of
+    which round ``kept`` is the one validation kept (``rounds.run_rounds``)."""
+    kept = rnd if kept is None else kept
+    if cfg.train.method == "none" or rnd == 0:
         return f"shipped agent `{cfg.agent.name}` (not fine-tuned)"
-    return (f"`{cfg.agent.name}` fine-tuned by {cfg.train.method} for {rnd} round(s) "
-            f"(round {rnd} of the learning curve)")
+    tried = f"`{cfg.agent.name}` fine-tuned by {cfg.train.method} for {rnd} round(s)"
+    if kept == 0:
+        return (f"{tried}; no round arrived as often on the validation block, so none was "
+                "kept: this is the shipped agent")
+    if kept < rnd:
+        return (f"{tried}; validation kept round {kept} (round {kept} of the learning "
+                "curve), later rounds lost")
+    return f"{tried} (round {rnd} of the learning curve)"
 
 
 def _condition_block(cfg: ExperimentConfig, results: dict[str, ConditionResult]
@@ -652,7 +660,8 @@ def build_metrics(cfg: ExperimentConfig, results: dict[str, ConditionResult],
     out = {
         "name": cfg.name, "seed": cfg.seed, "scenarios": list(cfg.env.scenarios),
         "agent": {"name": cfg.agent.name, "rounds": rnd,
-                  "evaluated": agent_description(cfg, rnd)},
+                  "evaluated": agent_description(cfg, rnd, rounds[-1].get("agent_round")
+                                                 if rounds else None)},
         "design": {
             "episodes_per_condition": len(keys),
             "episodes_per_scenario": cfg.eval.seeds * cfg.eval.episodes,

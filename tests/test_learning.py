@@ -149,3 +149,50 @@ def test_takeover_run_learning_quick(tmp_path):
     text = (out / "report.md").read_text()
     assert "Human-minutes to reach arrival" in text and "arrival_vs_minutes.png" in text
     assert (out / "figures" / "arrival_vs_minutes.png").stat().st_size > 0
+
+
+def test_a_round_that_loses_on_validation_is_dropped(monkeypatch, tmp_path):
+    """``run_rounds`` keeps a round's update only if the agent alone arrives at least as
+    often on the validation block as the best agent so far (DAgger's best policy over
+    rounds); a dropped round's weights are put back exactly, and the rows say which round
+    the agent holds."""
+    from types import SimpleNamespace
+
+    from takeover.experiments import rounds as R
+    from takeover.experiments.config import load_config
+
+    cfg, _ = load_config("default", ["train.rounds=3", "train.seeds=1", "train.anchor_weight=0"])
+    policy = torch.nn.Linear(3, 2)
+    agent = SimpleNamespace(policies=[policy], risk_critic=None)
+    validation = iter([0.5, 0.3, 0.6, 0.6])  # start, then after rounds 1, 2, 3
+
+    class Result(dict):
+        def __missing__(self, key):
+            return 0.0
+
+        def metrics(self):
+            return self
+
+    def evaluate(cond, purpose, *, episodes, runs=None, log_dir=None, keep=None):
+        if purpose == "train" and runs == [R.VALIDATION_RUN]:
+            assert episodes == cfg.train.validation_episodes
+            return Result(success_rate=next(validation))
+        return Result()
+
+    weights = []
+
+    def finetune(agent, episodes, **kw):
+        with torch.no_grad():
+            policy.weight.add_(1.0)
+        weights.append(policy.weight.detach().clone())
+        return [1.0]
+
+    monkeypatch.setattr(R, "finetune", finetune)
+    exp = SimpleNamespace(cfg=cfg, agent=agent, evaluate=evaluate, run_dir=tmp_path)
+    start = policy.weight.detach().clone()
+    rows = R.run_rounds(exp)
+    assert [r.get("kept") for r in rows] == [False, True, True, None]
+    assert [r["agent_round"] for r in rows] == [0, 0, 2, 3]
+    # round 1 (0.3 < 0.5) was undone; rounds 2 (0.6) and 3 (0.6, a tie) were kept
+    assert torch.equal(weights[1], weights[0])  # round 2 started from the exact start again
+    assert torch.allclose(policy.weight, start + 2.0)
