@@ -181,8 +181,9 @@ class TrainSection:
                         "learning curve's CI is over them; the final evaluation uses seed 0's "
                         "agent", range=(1, 100))
     validation_episodes: int = option(10, "agent-alone episodes per scenario (training seed "
-                                      "stream) a fine-tuned round must not lose on against "
-                                      "the best agent so far, else its update is dropped "
+                                      "stream) on which a fine-tuned round must arrive more "
+                                      "often than the best agent so far, else its update is "
+                                      "dropped "
                                       "(DAgger's best policy over rounds; 0 = keep every "
                                       "round)", range=(0, 10_000))
 
