@@ -321,8 +321,12 @@ def n_episodes(cfg: ExperimentConfig) -> int:
     curve = 2 * per * cfg.eval.round_episodes  # per round and fine-tuning seed
     matching = (cfg.eval.calibration_plays * per * cfg.eval.calibration_episodes
                 if "random" in cfg.eval.baselines else 0)
-    # round 0 (the starting agent) is evaluated once for every fine-tuning seed
-    return final + matching + curve + (rounds + curve * cfg.train.rounds) * cfg.train.seeds
+    # round 0 (the starting agent) is evaluated once for every fine-tuning seed; each seed
+    # validates the starting agent and every round's update (rounds.run_rounds)
+    validate = (len(cfg.env.scenarios) * cfg.train.validation_episodes * (cfg.train.rounds + 1)
+                if cfg.train.method != "none" and cfg.train.rounds else 0)
+    return final + matching + curve + (rounds + curve * cfg.train.rounds + validate) \
+        * cfg.train.seeds
 
 
 def final_evaluation(exp: Experiment) -> dict[str, ConditionResult]:

@@ -16,11 +16,22 @@ Two details decide whether cloning a few hundred intervention steps helps or hur
   memoryless policy cloning that ``idle`` learns "do nothing near an obstacle" (most human
   labels are such ``idle`` s). :func:`executed_label` turns an ``idle`` whose executed
   acceleration is outside the meta-action dead band into the ``slower`` / ``faster`` a
-  memoryless policy must press to get the same effect.
+  memoryless policy must press to get the same effect. World v2 observes the setpoint
+  (``obs[0, 1]``), so the raw labels are reproducible and the learning configs clone them
+  unchanged (``relabel=False``); measured on v2 dev seeds neither form helped (hazard
+  arrival 0.18 -> 0.05 relabelled, 0.01 raw, one round with the KL anchor).
 * *Staying the novice where the human never drove.* BC on human steps alone says nothing
   about ordinary driving, and a few epochs drift the policy away from what it did well.
   ``bc_update(..., reference=start_policy, anchor_weight=w)`` adds ``w * KL(pi_0 || pi)``
-  on the agent-driven states of the log (``Aggregate.anchor_obs``).
+  on the agent-driven states of the log (``Aggregate.anchor_obs``); ``anchor="action"``
+  clones the agent's own executed actions there instead (HG-DAgger's aggregate keeps the
+  initial demonstrations; the novice's untroubled driving stands in for them). The
+  shipped PPO novice acts by an argmax of a high-entropy policy (mean top probability
+  0.46 on its own states), so a small shift toward the human's majority label flips it:
+  after one round (v2 dev seeds, expert labels, 78% ``idle``) plain arrival fell 1.0 ->
+  0.65 with the KL anchor at 1, and with the action anchor at 1 the clone pressed ``idle``
+  on every step of plain traffic and rear-ended slower leaders (12 of 20 episodes); the
+  action anchor at 3 (10) with balanced labels kept 0.90 (0.95).
 
 * *Keeping what the supervisor needs.* A randomized-prior ensemble member
   (``distill.prior_member``) is the teacher's frozen trunk, a fixed random prior and a
