@@ -509,7 +509,7 @@ def agent_description(cfg: ExperimentConfig, rnd: int, kept: int | None = None) 
         return f"shipped agent `{cfg.agent.name}` (not fine-tuned)"
     tried = f"`{cfg.agent.name}` fine-tuned by {cfg.train.method} for {rnd} round(s)"
     if kept == 0:
-        return (f"{tried}; no round arrived as often on the validation block, so none was "
+        return (f"{tried}; no round arrived more often on the validation block, so none was "
                 "kept: this is the shipped agent")
     if kept < rnd:
         return (f"{tried}; validation kept round {kept} (round {kept} of the learning "
