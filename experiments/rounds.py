@@ -129,10 +129,11 @@ def run_rounds(exp: Any, round0: Mapping[str, Any] | None = None) -> list[dict[s
         from takeover.agents.learners.hg_dagger import frozen_copy
 
         references = [frozen_copy(p) for p in getattr(exp.agent, "policies", [])]
-    best = {"round": 0, "success": -1.0, "state": None}  # the agent the run keeps
+    # the agent the run keeps: its round, validation success and weights
+    best_round, best_success, best_state = 0, -1.0, None
     for rnd in range(t.rounds + 1):
         row: dict[str, Any] = {"round": rnd, "human_steps_total": human_steps_total,
-                               "agent_round": best["round"]}
+                               "agent_round": best_round}
         for cond in (main, alone):
             keys = [f"{cond.name}.{k}" for k in CURVE_METRICS if k in METRICS]
             if rnd == 0 and round0 is not None:
@@ -143,12 +144,12 @@ def run_rounds(exp: Any, round0: Mapping[str, Any] | None = None) -> list[dict[s
             m = res.metrics()
             row.update(dict(zip(keys, (m[k.split(".", 1)[1]] for k in keys), strict=True)))
         if t.method != "none" and t.validation_episodes and rnd == 0:
-            best["success"] = _validate(exp, alone, 0)
+            best_success = _validate(exp, alone, 0)
         if rnd == t.rounds:
             rows.append(row)
             break
         if t.method != "none" and t.validation_episodes:
-            best["state"] = snapshot(exp.agent)
+            best_state = snapshot(exp.agent)
         collected: list[StepRecord] = []
         exp.evaluate(main, "train", episodes=t.episodes_per_round, runs=[rnd],
                      log_dir=exp.run_dir / "logs" / f"train-round{rnd}", keep=collected)
@@ -168,13 +169,13 @@ def run_rounds(exp: Any, round0: Mapping[str, Any] | None = None) -> list[dict[s
                     "bc_loss_last": losses[-1] if losses else None})
         if losses and t.validation_episodes:
             success = _validate(exp, alone, rnd + 1)
-            kept = success > best["success"]  # a tie is no evidence the update helped
-            row.update({"validation_success": success, "validation_best": best["success"],
+            kept = success > best_success  # a tie is no evidence the update helped
+            row.update({"validation_success": success, "validation_best": best_success,
                         "kept": kept})
             if kept:
-                best.update(round=rnd + 1, success=success)
-            else:
-                restore(exp.agent, best["state"])
+                best_round, best_success = rnd + 1, success
+            elif best_state is not None:
+                restore(exp.agent, best_state)
         rows.append(row)
     return rows
 
