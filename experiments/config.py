@@ -180,6 +180,12 @@ class TrainSection:
     seeds: int = option(1, "independent fine-tuning seeds (collection + training), the "
                         "learning curve's CI is over them; the final evaluation uses seed 0's "
                         "agent", range=(1, 100))
+    validation_episodes: int = option(10, "agent-alone episodes per scenario (training seed "
+                                      "stream) on which a fine-tuned round must arrive more "
+                                      "often than the best agent so far, else its update is "
+                                      "dropped "
+                                      "(DAgger's best policy over rounds; 0 = keep every "
+                                      "round)", range=(0, 10_000))
 
     def __post_init__(self) -> None:
         validate(self, "train")

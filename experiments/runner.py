@@ -321,8 +321,12 @@ def n_episodes(cfg: ExperimentConfig) -> int:
     curve = 2 * per * cfg.eval.round_episodes  # per round and fine-tuning seed
     matching = (cfg.eval.calibration_plays * per * cfg.eval.calibration_episodes
                 if "random" in cfg.eval.baselines else 0)
-    # round 0 (the starting agent) is evaluated once for every fine-tuning seed
-    return final + matching + curve + (rounds + curve * cfg.train.rounds) * cfg.train.seeds
+    # round 0 (the starting agent) is evaluated once for every fine-tuning seed; each seed
+    # validates the starting agent and every round's update (rounds.run_rounds)
+    validate = (len(cfg.env.scenarios) * cfg.train.validation_episodes * (cfg.train.rounds + 1)
+                if cfg.train.method != "none" and cfg.train.rounds else 0)
+    return final + matching + curve + (rounds + curve * cfg.train.rounds + validate) \
+        * cfg.train.seeds
 
 
 def final_evaluation(exp: Experiment) -> dict[str, ConditionResult]:
@@ -497,12 +501,20 @@ def gate_report(labels: Sequence[Any]) -> dict[str, Any] | None:
     return report(labels)["gates"].get("gate")
 
 
-def agent_description(cfg: ExperimentConfig, rnd: int) -> str:
-    """What the evaluated agent is: the shipped one, or fine-tuned for ``rnd`` rounds."""
-    if rnd == 0 or cfg.train.method == "none":
+def agent_description(cfg: ExperimentConfig, rnd: int, kept: int | None = None) -> str:
+    """What the evaluated agent is: the shipped one, or fine-tuned for ``rnd`` rounds of
+    which round ``kept`` is the one validation kept (``rounds.run_rounds``)."""
+    kept = rnd if kept is None else kept
+    if cfg.train.method == "none" or rnd == 0:
         return f"shipped agent `{cfg.agent.name}` (not fine-tuned)"
-    return (f"`{cfg.agent.name}` fine-tuned by {cfg.train.method} for {rnd} round(s) "
-            f"(round {rnd} of the learning curve)")
+    tried = f"`{cfg.agent.name}` fine-tuned by {cfg.train.method} for {rnd} round(s)"
+    if kept == 0:
+        return (f"{tried}; no round arrived more often on the validation block, so none was "
+                "kept: this is the shipped agent")
+    if kept < rnd:
+        return (f"{tried}; validation kept round {kept} (round {kept} of the learning "
+                "curve), later rounds lost")
+    return f"{tried} (round {rnd} of the learning curve)"
 
 
 def _condition_block(cfg: ExperimentConfig, results: dict[str, ConditionResult]
@@ -652,7 +664,8 @@ def build_metrics(cfg: ExperimentConfig, results: dict[str, ConditionResult],
     out = {
         "name": cfg.name, "seed": cfg.seed, "scenarios": list(cfg.env.scenarios),
         "agent": {"name": cfg.agent.name, "rounds": rnd,
-                  "evaluated": agent_description(cfg, rnd)},
+                  "evaluated": agent_description(cfg, rnd, rounds[-1].get("agent_round")
+                                                 if rounds else None)},
         "design": {
             "episodes_per_condition": len(keys),
             "episodes_per_scenario": cfg.eval.seeds * cfg.eval.episodes,

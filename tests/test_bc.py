@@ -12,6 +12,7 @@ from stable_baselines3 import PPO
 
 from takeover.agents.learners.hg_dagger import Aggregate, bc_update, log_likelihood
 from takeover.agents.learners.thrifty import risk_data, thrifty_update
+from takeover.envs import layout as L
 from takeover.envs.drivers import IDMDriver  # also registers the env ids
 from takeover.logio import LogWriter
 from takeover.records import RunMeta, StepRecord, as_action_array
@@ -145,7 +146,6 @@ def test_thrifty_update_trains_members_and_refits_the_risk_critic():
 
 def test_idle_while_braking_is_cloned_as_slower():
     from takeover.agents.learners.hg_dagger import executed_label
-    from takeover.envs import layout as L
 
     r = expert_episodes("discrete", seeds=(0,), steps=2)[0][1]
 
@@ -185,3 +185,50 @@ def test_anchor_keeps_the_policy_where_the_agent_drove_untroubled():
     assert drift[1] < 0.5 * drift[0]
     with pytest.raises(ValueError, match="reference"):
         bc_update(tiny_ppo("discrete").policy, agg, anchor_weight=1.0)
+
+
+def test_action_anchor_keeps_the_agents_own_choices_without_a_reference():
+    """``anchor="action"`` clones what the agent executed on its untroubled steps, so its
+    argmax there (what a deterministic agent does) survives cloning the human's labels."""
+    eps = expert_episodes("discrete", seeds=(0,), steps=120)
+    # the agent drove the first 60 steps pressing 'faster'; the human the rest (its labels)
+    recs = [StepRecord(**{**x.__dict__, "controller": "agent" if x.step < 60 else "human",
+                          "action": x.action if x.step >= 60 else np.array([L.FASTER], np.float32),
+                          "human_action": x.action if x.step >= 60 else None})
+            for x in eps[0]]
+    agg = Aggregate.from_records(recs, relabel=False)
+    assert len(agg.anchor_actions) == len(agg.anchor_obs) > 0
+    assert np.all(agg.anchor_actions[:, 0] == L.FASTER)
+    kept = []
+    for w in (0.0, 1.0):
+        model = tiny_ppo("discrete")
+        bc_update(model.policy, agg, epochs=20, batch_size=32, lr=3e-3, seed=0,
+                  anchor="action", anchor_weight=w)
+        with torch.no_grad():
+            pick = model.policy.get_distribution(torch.as_tensor(agg.anchor_obs)) \
+                .distribution.probs.argmax(1).numpy()
+        kept.append(float(np.mean(pick == L.FASTER)))
+    # the expert's labels never say 'faster' on these states: without the anchor the agent
+    # forgets it; with it, it keeps it on (nearly) every anchored state
+    assert kept[0] < 0.5 < 0.9 <= kept[1], kept
+    with pytest.raises(ValueError, match="anchor="):
+        bc_update(tiny_ppo("discrete").policy, agg, anchor="nearest")
+
+
+def test_balance_weights_rare_labels_up():
+    """Class-balanced BC raises the likelihood of a rare label more than plain BC does."""
+    eps = expert_episodes("discrete", seeds=(0,), steps=120)
+    agg = Aggregate.from_records(eps[0], relabel=False)
+    labels = agg.actions[:, 0].astype(int)
+    counts = np.bincount(labels, minlength=5)
+    rare = int(np.argmin(np.where(counts > 0, counts, counts.max() + 1)))
+    assert counts[rare] < 0.5 * counts.max()  # a rare label to weight up
+    obs = torch.as_tensor(agg.obs[labels == rare])
+    probs = []
+    for balance in (False, True):
+        model = tiny_ppo("discrete")
+        bc_update(model.policy, agg, epochs=5, batch_size=32, lr=1e-3, seed=0, balance=balance)
+        with torch.no_grad():
+            probs.append(float(model.policy.get_distribution(obs).distribution.probs[:, rare]
+                               .mean()))
+    assert probs[1] > probs[0], probs

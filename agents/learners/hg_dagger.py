@@ -16,11 +16,22 @@ Two details decide whether cloning a few hundred intervention steps helps or hur
   memoryless policy cloning that ``idle`` learns "do nothing near an obstacle" (most human
   labels are such ``idle`` s). :func:`executed_label` turns an ``idle`` whose executed
   acceleration is outside the meta-action dead band into the ``slower`` / ``faster`` a
-  memoryless policy must press to get the same effect.
+  memoryless policy must press to get the same effect. World v2 observes the setpoint
+  (``obs[0, 1]``), so the raw labels are reproducible and the learning configs clone them
+  unchanged (``relabel=False``); measured on v2 dev seeds neither form helped (hazard
+  arrival 0.18 -> 0.05 relabelled, 0.01 raw, one round with the KL anchor).
 * *Staying the novice where the human never drove.* BC on human steps alone says nothing
   about ordinary driving, and a few epochs drift the policy away from what it did well.
   ``bc_update(..., reference=start_policy, anchor_weight=w)`` adds ``w * KL(pi_0 || pi)``
-  on the agent-driven states of the log (``Aggregate.anchor_obs``).
+  on the agent-driven states of the log (``Aggregate.anchor_obs``); ``anchor="action"``
+  clones the agent's own executed actions there instead (HG-DAgger's aggregate keeps the
+  initial demonstrations; the novice's untroubled driving stands in for them). The
+  shipped PPO novice acts by an argmax of a high-entropy policy (mean top probability
+  0.46 on its own states), so a small shift toward the human's majority label flips it:
+  after one round (v2 dev seeds, expert labels, 78% ``idle``) plain arrival fell 1.0 ->
+  0.65 with the KL anchor at 1, and with the action anchor at 1 the clone pressed ``idle``
+  on every step of plain traffic and rear-ended slower leaders (12 of 20 episodes); the
+  action anchor at 3 (10) with balanced labels kept 0.90 (0.95).
 
 * *Keeping what the supervisor needs.* A randomized-prior ensemble member
   (``distill.prior_member``) is the teacher's frozen trunk, a fixed random prior and a
@@ -102,6 +113,9 @@ class Aggregate:
             ``anchor_gap`` s after them (the states where ``bc_update`` keeps the policy
             close to its reference; the steps that led to an intervention are exactly
             where it must change).
+        anchor_actions: ``(M, A)`` float32 the action the agent executed at each
+            ``anchor_obs`` (``anchor="action"`` clones it: the agent's own good driving
+            stands in for HG-DAgger's initial expert data).
         relabel: apply :func:`executed_label` to discrete human labels (default ``True``).
         anchor_gap: s, see ``anchor_obs``.
     """
@@ -110,6 +124,7 @@ class Aggregate:
     actions: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     episodes: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=object))
     anchor_obs: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.float32))
+    anchor_actions: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     relabel: bool = True
     anchor_gap: float = 3.0
 
@@ -121,15 +136,19 @@ class Aggregate:
         ``anchor_obs``); returns how many labelled records were added. ``labels=False``
         adds only the anchor observations (a teacher episode not worth cloning)."""
         records = list(records)
-        driven = [np.asarray(r.obs, np.float32) for r in self._untroubled(records)]
-        if driven:
-            new = np.stack(driven)
+        untroubled = self._untroubled(records)
+        if untroubled:
+            new = np.stack([np.asarray(r.obs, np.float32) for r in untroubled])
+            new_act = np.stack([np.asarray(r.action, np.float32).reshape(-1)
+                                for r in untroubled])
             if len(self.anchor_obs) and new.shape[1:] != self.anchor_obs.shape[1:]:
                 raise ValueError(f"records have obs {new.shape[1:]} but the aggregate holds "
                                  f"{self.anchor_obs.shape[1:]}: logs from different envs "
                                  "cannot be mixed")
-            self.anchor_obs = np.concatenate([self.anchor_obs, new]) if len(
-                self.anchor_obs) else new
+            if len(self.anchor_obs):
+                new = np.concatenate([self.anchor_obs, new])
+                new_act = np.concatenate([self.anchor_actions, new_act])
+            self.anchor_obs, self.anchor_actions = new, new_act
         picked = [r for r in records if intervened(r)] if labels else []
         if not picked:
             return 0
@@ -204,10 +223,15 @@ def _action_tensor(actions: np.ndarray, space: spaces.Space) -> torch.Tensor:
     return torch.as_tensor(actions, dtype=torch.float32)
 
 
+ANCHORS = ("kl", "action")
+"""How ``bc_update`` keeps the policy itself on the states the agent drove well."""
+
+
 def bc_update(policy, aggregate: Aggregate, epochs: int = 10, batch_size: int = 64,
               lr: float = 3e-4, seed: int = 0, *, ent_weight: float = 0.0,
               max_grad_norm: float = 0.5, indices: np.ndarray | None = None,
-              reference=None, anchor_weight: float = 0.0,
+              reference=None, anchor_weight: float = 0.0, anchor: str = "kl",
+              balance: bool = False,
               params: Sequence[tuple[torch.Tensor, torch.Tensor | None]] | None = None
               ) -> list[float]:
     """Fine-tune an SB3 actor-critic ``policy`` in place by behaviour cloning.
@@ -218,6 +242,14 @@ def bc_update(policy, aggregate: Aggregate, epochs: int = 10, batch_size: int = 
     ``anchor_weight > 0``, every minibatch also adds ``anchor_weight * KL(ref || pi)`` on as
     many observations drawn from ``aggregate.anchor_obs`` (the states the agent drove), so
     the policy changes where the human corrected it and stays itself elsewhere.
+    ``anchor="action"`` instead clones the action the agent executed there
+    (``aggregate.anchor_actions``, no reference needed): a deterministic agent acts by its
+    argmax, which a KL on a high-entropy policy does not hold (measured, v2 novice: 10
+    epochs with the KL anchor kept the argmax on 0.43-0.60 of its own untroubled states,
+    and it collided in 0.35 of plain-traffic episodes afterwards).
+    ``balance`` weights each discrete label by ``1 / sqrt(its class frequency)``
+    (normalised to mean 1): most human labels are ``idle`` (a press of ``slower`` moves
+    the setpoint 5 m/s, then the human holds it), and unweighted BC learns that prior.
     Deterministic for a given ``seed``.
 
     Args:
@@ -226,7 +258,9 @@ def bc_update(policy, aggregate: Aggregate, epochs: int = 10, batch_size: int = 
         indices: train on these rows only (e.g. a bootstrap resample for an ensemble member).
         reference: a frozen policy with the same action space (e.g. a ``copy.deepcopy`` of
             ``policy`` before the first round); ignored when ``anchor_weight`` is 0.
-        anchor_weight: weight of the KL term (0 = plain BC).
+        anchor_weight: weight of the anchor term (0 = plain BC).
+        anchor: ``"kl"`` (to ``reference``) or ``"action"`` (the agent's own actions).
+        balance: class-balanced weights of discrete labels (see above).
         params: ``(parameter, mask)`` pairs to train, the rest frozen; a mask (same shape,
             0/1) keeps the masked-out entries exactly as they were. Default
             :func:`finetune_params` (the correction of a randomized-prior member).
@@ -247,16 +281,27 @@ def bc_update(policy, aggregate: Aggregate, epochs: int = 10, batch_size: int = 
                          f"{batch_size}, {lr})")
     if anchor_weight < 0:
         raise ValueError(f"anchor_weight must be >= 0 (got {anchor_weight})")
-    anchored = anchor_weight > 0 and reference is not None and len(aggregate.anchor_obs) > 0
-    if anchor_weight > 0 and reference is None:
+    if anchor not in ANCHORS:
+        raise ValueError(f"anchor={anchor!r}: use one of {', '.join(ANCHORS)}")
+    by_action = anchor == "action"
+    anchored = anchor_weight > 0 and (by_action or reference is not None) and len(
+        aggregate.anchor_obs) > 0
+    if anchor_weight > 0 and reference is None and not by_action:
         raise ValueError("anchor_weight > 0 needs a reference policy (e.g. "
-                         "copy.deepcopy(policy) before the first round)")
+                         "copy.deepcopy(policy) before the first round), or anchor='action'")
     rows = np.arange(len(aggregate)) if indices is None else np.asarray(indices)
     device = policy.device
     obs = torch.as_tensor(aggregate.obs[rows], dtype=torch.float32, device=device)
     act = _action_tensor(aggregate.actions[rows], policy.action_space).to(device)
-    anchor = (torch.as_tensor(aggregate.anchor_obs, dtype=torch.float32, device=device)
-              if anchored else None)
+    anchor_obs = (torch.as_tensor(aggregate.anchor_obs, dtype=torch.float32, device=device)
+                  if anchored else None)
+    anchor_act = (_action_tensor(aggregate.anchor_actions, policy.action_space).to(device)
+                  if anchored and by_action else None)
+    weight = None
+    if balance and isinstance(policy.action_space, spaces.Discrete):
+        count = torch.bincount(act, minlength=int(policy.action_space.n)).float()
+        weight = (count.sum() / count.clamp(min=1.0)).sqrt()[act]
+        weight = weight / weight.mean()
     gen = torch.Generator().manual_seed(seed)
     params = finetune_params(policy) if params is None else list(params)
     opt = torch.optim.Adam([p for p, _ in params], lr=lr)
@@ -269,12 +314,17 @@ def bc_update(policy, aggregate: Aggregate, epochs: int = 10, batch_size: int = 
             for i in range(0, len(obs), batch_size):
                 b = perm[i:i + batch_size]
                 _, log_prob, entropy = policy.evaluate_actions(obs[b], act[b])
-                loss = -log_prob.mean()
+                loss = -(log_prob.mean() if weight is None else (weight[b] * log_prob).mean())
                 if ent_weight and entropy is not None:
                     loss = loss - ent_weight * entropy.mean()
-                if anchor is not None:
-                    a = torch.randint(len(anchor), (len(b),), generator=gen)
-                    loss = loss + anchor_weight * kl_to_reference(policy, reference, anchor[a])
+                if anchor_obs is not None:
+                    a = torch.randint(len(anchor_obs), (len(b),), generator=gen)
+                    if anchor_act is not None:
+                        _, own, _ = policy.evaluate_actions(anchor_obs[a], anchor_act[a])
+                        loss = loss - anchor_weight * own.mean()
+                    else:
+                        loss = loss + anchor_weight * kl_to_reference(policy, reference,
+                                                                      anchor_obs[a])
                 opt.zero_grad()
                 loss.backward()
                 for p, m in params:
@@ -405,6 +455,8 @@ class HGDagger:
             novice-ensemble, stalled car, average human, held-out seeds 1_000_000..19, two
             rounds: agent-alone safety 0.40 -> 0.55 / 0.55 / 0.75 and disagreement AUROC
             0.83 -> 0.87 / 0.79 / 0.75 (shared / correction / all).
+        anchor, balance: see :func:`bc_update` (``"action"``: clone the agent's own
+            executed actions on its untroubled steps; class-balanced human labels).
         labels: which human steps are cloned: ``"all"`` (the paper's) or ``"delivered"``
             (only those of episodes that arrived, :func:`delivered`: a scripted teacher who
             collides or stops behind the obstacle teaches exactly that).
@@ -416,12 +468,14 @@ class HGDagger:
     def __init__(self, *, epochs: int = 10, batch_size: int = 64, lr: float = 3e-4,
                  anchor_weight: float = 1.0, relabel: bool = True,
                  bootstrap: bool = False, refit: str = "shared",
-                 labels: str = "all") -> None:
+                 labels: str = "all", anchor: str = "kl", balance: bool = False) -> None:
         if refit not in REFIT:
             raise ValueError(f"refit={refit!r}: use one of {', '.join(REFIT)}")
         if labels not in LABELS:
             raise ValueError(f"labels={labels!r}: use one of {', '.join(LABELS)}")
-        self.labels = labels
+        if anchor not in ANCHORS:
+            raise ValueError(f"anchor={anchor!r}: use one of {', '.join(ANCHORS)}")
+        self.labels, self.anchor, self.balance = labels, anchor, balance
         self.epochs, self.batch_size, self.lr, self.refit = epochs, batch_size, lr, refit
         self.anchor_weight, self.relabel, self.bootstrap = anchor_weight, relabel, bootstrap
         self.references: list | None = None
@@ -430,8 +484,8 @@ class HGDagger:
 
     def start(self, agent: Any) -> None:
         policies = _policies(agent)
-        self.references = ([frozen_copy(p) for p in policies] if self.anchor_weight > 0
-                           else None)
+        self.references = ([frozen_copy(p) for p in policies]
+                           if self.anchor_weight > 0 and self.anchor == "kl" else None)
 
     def update(self, agent: Any, episodes: Episodes, *, seed: int) -> dict[str, float]:
         data = Aggregate(relabel=self.relabel)
@@ -445,19 +499,20 @@ class HGDagger:
                 "bc_loss_last": hists[0][-1]}
 
     def _clone(self, policies: list, data: Aggregate, seed: int) -> list[list[float]]:
-        if self.references is None and self.anchor_weight > 0:
+        if self.references is None and self.anchor_weight > 0 and self.anchor == "kl":
             raise RuntimeError("call start(agent) before update(): the KL anchor needs the "
                                "starting policies")
         return clone_members(policies, data, epochs=self.epochs, batch_size=self.batch_size,
                              lr=self.lr, seed=seed, bootstrap=self.bootstrap,
                              references=self.references, anchor_weight=self.anchor_weight,
-                             refit=self.refit)
+                             refit=self.refit, anchor=self.anchor, balance=self.balance)
 
 
 def clone_members(policies: Sequence, data: Aggregate, *, epochs: int, batch_size: int,
                   lr: float, seed: int, bootstrap: bool = False,
                   references: Sequence | None = None, anchor_weight: float = 0.0,
-                  refit: str = "correction") -> list[list[float]]:
+                  refit: str = "correction", anchor: str = "kl",
+                  balance: bool = False) -> list[list[float]]:
     """``bc_update`` of every member (seed ``seed + k``), each on its own bootstrap resample
     of ``data`` when ``bootstrap``, anchored to its own reference; one loss history each.
 
@@ -485,9 +540,10 @@ def clone_members(policies: Sequence, data: Aggregate, *, epochs: int, batch_siz
         ref = None if references is None else references[k]
         params = finetune_params(p, refit)
         before = [q.detach().clone() for q, _ in params]
+        anchored = ref is not None or anchor == "action"
         hists.append(bc_update(p, data, epochs, batch_size, lr, seed + k, indices=idx,
-                               reference=ref, params=params,
-                               anchor_weight=anchor_weight if ref is not None else 0.0))
+                               reference=ref, params=params, anchor=anchor, balance=balance,
+                               anchor_weight=anchor_weight if anchored else 0.0))
         p.set_training_mode(False)
         if shared:
             with torch.no_grad():
