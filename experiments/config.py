@@ -44,10 +44,12 @@ SCENARIO_NAMES = ("sudden_brake", "cut_in", "stalled_car", "merge", "lane_closur
                   "mixed")
 """Scenario names of ``takeover.envs`` (kept here so config checks need no env import)."""
 
-BASELINES = ("agent_alone", "never", "always", "random", "absent")
+BASELINES = ("agent_alone", "never", "always", "random", "random_time", "absent")
 """Reference conditions evaluated beside the configured gate: the agent with no supervisor,
-the supervisor with the ``never`` / ``always`` / rate-matched ``random`` gates, and the
-configured gate with an ``absent`` human (nobody answers: the sanity floor)."""
+the supervisor with the ``never`` / ``always`` gates and two random gates (``random``
+matched to the configured gate's takeover requests per episode, ``random_time`` to its
+human-controlled seconds per episode), and the configured gate with an ``absent`` human
+(nobody answers: the sanity floor)."""
 
 
 TRAIN_METHODS = ("hg-dagger", "thrifty", "none")

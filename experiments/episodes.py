@@ -6,7 +6,8 @@ independent batches on both cores (``run_jobs``).
 A *condition* is what a row of the report compares: the configured gate (``supervised``),
 the agent with nobody watching (``agent_alone``: estimators scored, no gate, no human), or the
 supervisor with a baseline gate (``never`` / ``always`` / ``random`` issuing the configured
-gate's takeover requests per episode, ``runner.match_random_gate``). Episode seeds derive from the base seed through
+gate's takeover requests per episode / ``random_time`` buying its human time per episode,
+``runner.match_random_gate``). Episode seeds derive from the base seed through
 ``numpy.random.SeedSequence``, so adding a scenario or a condition never shifts the seeds of
 the others, and training and evaluation seeds never overlap.
 
@@ -59,15 +60,18 @@ class Condition:
     """Human model of this condition (``None``: the configured ``supervisor.human``)."""
 
 
-def conditions(cfg: ExperimentConfig, random_rate: float = 0.05) -> list[Condition]:
-    """The configured gate first, then the baselines (``random`` at ``random_rate``)."""
+def conditions(cfg: ExperimentConfig, random_rate: float = 0.05,
+               random_time_rate: float = 0.05) -> list[Condition]:
+    """The configured gate first, then the baselines (``random`` at ``random_rate``,
+    ``random_time`` at ``random_time_rate``: both the same random gate, matched on
+    requests and on human time, ``runner.match_random_gate``)."""
     sup = cfg.supervisor
     out = [Condition("supervised", sup.gate, dict(sup.gate_kwargs))]
     for b in cfg.eval.baselines:
         if b == "agent_alone":
             out.append(Condition(b, None))
-        elif b == "random":
-            rate = float(min(max(random_rate, 0.0), 1.0))
+        elif b in ("random", "random_time"):
+            rate = float(min(max(random_rate if b == "random" else random_time_rate, 0.0), 1.0))
             out.append(Condition(b, "random", {"rate": rate, "seed": cfg.seed}))
         elif b == "absent":  # the configured gate with nobody answering
             out.append(Condition(b, sup.gate, dict(sup.gate_kwargs), human="absent"))

@@ -19,14 +19,17 @@ Conventions used in the formulas:
 * A *closing conflict* is a step whose time-to-collision is finite (the env's sentinel
   ``TTC_NONE = 99 s`` means nothing is closing in).
 
-* The *random gate* baseline is matched to the configured gate on takeover requests per
-  episode (``tors_per_episode``), not on the per-step share of request steps nor on human
-  time. A request is the gate's only decision; what the human does with it (how long they
-  drive) is part of the outcome being compared, so matching human time would hand the
-  random gate a budget chosen by the human model. The per-step share is wrong because the
-  configured gate's request stays on for the whole takeover while a random gate's request
-  is one step: matched on it, the random gate asked 2.2 times per episode against 1.3 and
-  bought twice the human time. The realised match is checked in every report (invariants).
+* The *random gate* baseline (``random``) is matched to the configured gate on takeover
+  requests per episode (``tors_per_episode``), not on the per-step share of request steps.
+  A request is the gate's decision; the per-step share is wrong because the configured
+  gate's request stays on for the whole takeover while a random gate's request is one step:
+  matched on it, the random gate asked 2.2 times per episode against 1.3 and bought twice
+  the human time. The second random twin (``random_time``) is the same random gate matched
+  on human-controlled seconds per episode (``human_time_per_episode``): how long the human
+  drives after a request depends on the hand-back policy and on where the request lands
+  (a request while cruising is handed back sooner than one before a hazard), so a gate
+  must beat random at equal requests *and* at equal human time. Both realised matches are
+  checked in every report (invariants).
 
 Question asked of each metric: can a policy that does nothing win it? Stopping in a live
 lane is not ``arrived``; ROHE charges a recovery for every car left wrecked or at rest short

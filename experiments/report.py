@@ -175,19 +175,28 @@ def figures(run_dir: Path, cfg: Any, metrics: Mapping[str, Any],
 
 
 def _random_gate_blocks(metrics: Mapping[str, Any]) -> list[Block]:
-    """How the random gate was matched to the configured gate, and how well."""
-    rg = metrics.get("design", {}).get("random_gate") or {}
-    if not rg or "random" not in metrics["conditions"]:
-        return []
-    got = {c: _num(metrics["conditions"][c].get("tors_per_episode"))
-           for c in ("supervised", "random")}
-    seeds = rg.get("calibration_seeds", ["?", "?"])
-    return [Block("p", f"Random gate: matched on takeover requests per episode (not on the "
-                       f"share of request steps: the configured gate's request stays on for a "
-                       f"whole takeover). Per-step rate {fmt(_num(rg.get('rate')))} from "
-                       f"{len(rg.get('plays', []))} play(s) on calibration seeds "
-                       f"{seeds[0]}-{seeds[1]}; realised here {fmt(got['random'])} requests "
-                       f"per episode against the configured gate's {fmt(got['supervised'])}.")]
+    """How each random twin was matched to the configured gate, and how well."""
+    out = []
+    conds = metrics["conditions"]
+    design = metrics.get("design", {})
+    for name, key, what in (("random", "random_gate", "takeover requests per episode (not on "
+                             "the share of request steps: the configured gate's request "
+                             "stays on for a whole takeover)"),
+                            ("random_time", "random_gate_time", "human-controlled seconds per "
+                             "episode (the second check: a gate must not win only by keeping "
+                             "the human longer per request)")):
+        rg = design.get(key) or {}
+        if not rg or name not in conds:
+            continue
+        on = rg.get("matched_on", "tors_per_episode")
+        got = {c: _num(conds[c].get(on)) for c in ("supervised", name)}
+        seeds = rg.get("calibration_seeds", ["?", "?"])
+        out.append(Block("p", f"Random gate `{name}`: matched on {what}. Per-step rate "
+                              f"{fmt(_num(rg.get('rate')))} from {len(rg.get('plays', []))} "
+                              f"play(s) on calibration seeds {seeds[0]}-{seeds[1]}; realised "
+                              f"here {fmt(got[name])} against the configured gate's "
+                              f"{fmt(got['supervised'])} ({on})."))
+    return out
 
 
 def _unknown_outcome_blocks(metrics: Mapping[str, Any]) -> list[Block]:

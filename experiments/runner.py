@@ -55,6 +55,13 @@ from takeover.records import RunMeta, StepRecord
 TRACE_EPISODES = 3
 """Episodes per condition whose per-step trace is kept for the timeline figure."""
 
+RANDOM_TWINS = {"random": "tors_per_episode", "random_time": "human_time_per_episode"}
+"""The random-gate baselines and the quantity each is matched on (:func:`match_random_gate`)."""
+
+RANDOM_LOGS = {"tors_per_episode": "random-matching", "human_time_per_episode":
+               "random-time-matching"}
+"""Log folder prefix of each matching's calibration plays."""
+
 LABELLED = ("supervised", "random")
 """Conditions labelled counterfactually in the final evaluation (the gate and its
 rate-matched random twin: the comparison the trigger metrics serve)."""
@@ -154,7 +161,8 @@ class Experiment:
         self.rollouts = ep.Rollouts(cfg, self.envs, self.agent)
         self.progress = progress or (lambda _msg: None)
         self.random_matching: dict[str, Any] = {}
-        """How the random gate was matched to the configured gate (:func:`match_random_gate`)."""
+        """How each random twin was matched to the configured gate, by condition name
+        (:data:`RANDOM_TWINS`, :func:`match_random_gate`)."""
         self.round_results: list[dict[str, ConditionResult]] = []
         """Per round evaluation (``rounds.py`` calls :meth:`evaluate` with ``"round"``)."""
 
@@ -319,8 +327,8 @@ def n_episodes(cfg: ExperimentConfig) -> int:
     final = per * cfg.eval.episodes * (1 + len(cfg.eval.baselines) + len(preset_conditions(cfg)))
     rounds = cfg.train.rounds * len(cfg.env.scenarios) * cfg.train.episodes_per_round
     curve = 2 * per * cfg.eval.round_episodes  # per round and fine-tuning seed
-    matching = (cfg.eval.calibration_plays * per * cfg.eval.calibration_episodes
-                if "random" in cfg.eval.baselines else 0)
+    twins = sum(b in RANDOM_TWINS for b in cfg.eval.baselines)
+    matching = cfg.eval.calibration_plays * per * cfg.eval.calibration_episodes * twins
     # round 0 (the starting agent) is evaluated once for every fine-tuning seed; each seed
     # validates the starting agent and every round's update (rounds.run_rounds)
     validate = (len(cfg.env.scenarios) * cfg.train.validation_episodes * (cfg.train.rounds + 1)
@@ -340,10 +348,13 @@ def final_evaluation(exp: Experiment) -> dict[str, ConditionResult]:
     results = {conds[0].name: exp.evaluate(conds[0], "eval", episodes=cfg.eval.episodes,
                                            log_dir=logs / conds[0].name, label=label,
                                            traces=TRACE_EPISODES)}
-    rate = 0.0
-    if "random" in cfg.eval.baselines:
-        rate, exp.random_matching = match_random_gate(exp, results[conds[0].name])
-    rest = ep.conditions(cfg, random_rate=rate)[1:]
+    rates = {"random": 0.0, "random_time": 0.0}
+    for name, on in RANDOM_TWINS.items():  # random first: random_time starts at its rate
+        if name in cfg.eval.baselines:
+            rates[name], exp.random_matching[name] = match_random_gate(
+                exp, results[conds[0].name], on, start=rates["random"] or None)
+    rest = ep.conditions(cfg, random_rate=rates["random"],
+                         random_time_rate=rates["random_time"])[1:]
     for cond in [*rest, *preset_conditions(cfg)]:
         results[cond.name] = exp.evaluate(cond, "eval", episodes=cfg.eval.episodes,
                                           log_dir=logs / cond.name,
@@ -352,40 +363,95 @@ def final_evaluation(exp: Experiment) -> dict[str, ConditionResult]:
     return results
 
 
-def match_random_gate(exp: Experiment, target: ConditionResult
-                      ) -> tuple[float, dict[str, Any]]:
-    """The random gate's per-step request probability that issues as many takeover requests
-    per episode as the configured gate did (``target``), and the record of how it was found.
+def match_random_gate(exp: Experiment, target: ConditionResult, on: str = "tors_per_episode",
+                      start: float | None = None) -> tuple[float, dict[str, Any]]:
+    """The random gate's per-step request probability that matches the configured gate
+    (``target``) on ``on``, and the record of how it was found.
 
-    A request starts a takeover request only on an *askable* step (the agent drives, nothing
-    pending), so a random gate at per-step rate ``r`` issues ``r * A`` requests per episode,
-    ``A`` its askable steps per episode; ``A`` depends on ``r`` (the human drives after each
-    answered request), so ``r = T / A`` is found by fixed-point plays on the calibration
-    seeds (``eval.calibration_seed_start``, never reported): start from the configured
-    gate's own ``A``, then ``eval.calibration_plays`` times play the random gate and set
-    ``r = T / A(r)``. Matching the per-step share of request steps instead would let the
-    random gate ask twice as often: the configured gate's request stays on for the whole
-    takeover, the random gate's is one step."""
+    ``on="tors_per_episode"``: as many takeover requests per episode. A request starts a
+    takeover request only on an *askable* step (the agent drives, nothing pending), so a
+    random gate at per-step rate ``r`` issues ``r * A`` requests per episode, ``A`` its
+    askable steps per episode; ``A`` depends on ``r`` (the human drives after each answered
+    request), so ``r`` is found by plays on the calibration seeds
+    (``eval.calibration_seed_start``, never reported): start from the configured gate's own
+    ``A``, then ``eval.calibration_plays`` times play the random gate and solve for the rate
+    giving ``T`` from the askable steps each of its requests cost (:func:`_next_rate`).
+    Matching the per-step share of request steps instead would let the random gate ask twice
+    as often: the configured gate's request stays on for the whole takeover, the random
+    gate's is one step.
+
+    ``on="human_time_per_episode"`` (the ``random_time`` twin): as many human-controlled
+    seconds per episode, starting from ``start`` (the request-matched rate): human time
+    grows with the rate but saturates (each takeover takes askable steps away), so each
+    play takes a secant step in log-log space (:func:`_secant_rate`).
+
+    Each play uses its own calibration seeds (play ``k`` plays runs ``k * eval.seeds`` on),
+    so a play does not re-draw the previous play's random streams."""
     cfg = exp.cfg
     episodes = target.all_episodes()
-    want = aggregate(episodes)["tors_per_episode"]
-    askable = askable_steps_per_episode(episodes)
-    rate = _rate(want, askable)
-    plays = []
+    want = aggregate(episodes)[on]
+    rate = _rate(aggregate(episodes)["tors_per_episode"], askable_steps_per_episode(episodes))
+    if start is not None:
+        rate = start
+    plays: list[dict[str, Any]] = []
+    per = cfg.eval.calibration_episodes
     for k in range(cfg.eval.calibration_plays):  # also at rate 0: a fixed episode count
         cond = ep.Condition("random", "random", {"rate": rate, "seed": cfg.seed})
-        res = exp.evaluate(cond, "calibrate", episodes=cfg.eval.calibration_episodes,
-                           log_dir=exp.run_dir / "logs" / f"random-matching{k}")
+        runs = range(k * cfg.eval.seeds, (k + 1) * cfg.eval.seeds)  # fresh seeds per play
+        start = seed_of(cfg, "calibrate", cfg.env.scenarios[0], runs[0], 0)
+        res = exp.evaluate(cond, "calibrate", episodes=per, runs=runs,
+                           log_dir=exp.run_dir / "logs" / f"{RANDOM_LOGS[on]}{k}")
         got = res.all_episodes()
         a = askable_steps_per_episode(got)
-        plays.append({"rate": rate, "tors_per_episode": aggregate(got)["tors_per_episode"],
-                      "askable_steps_per_episode": a, "episodes": len(got)})
-        rate = _rate(want, a)
-    n = cfg.eval.seeds * cfg.eval.calibration_episodes - 1
-    return rate, {"matched_on": "tors_per_episode", "target": want, "rate": rate,
-                  "target_askable_steps_per_episode": askable, "plays": plays,
-                  "calibration_seeds": [cfg.eval.calibration_seed_start,
-                                        cfg.eval.calibration_seed_start + n]}
+        m = aggregate(got)
+        steps = float(np.mean([e.steps for e in got]))
+        plays.append({"rate": rate, on: m[on], "tors_per_episode": m["tors_per_episode"],
+                      "askable_steps_per_episode": a, "steps_per_episode": steps,
+                      "episodes": len(got), "first_seed": start})
+        if on == "tors_per_episode":
+            rate = _next_rate(want, m["tors_per_episode"], a, steps)
+        else:
+            rate = _secant_rate(want, [(p["rate"], p[on]) for p in plays])
+    last = cfg.eval.calibration_seed_start + max(cfg.eval.calibration_plays, 1) \
+        * cfg.eval.seeds * per - 1
+    return rate, {"matched_on": on, "target": want, "rate": rate,
+                  "target_askable_steps_per_episode": askable_steps_per_episode(episodes),
+                  "plays": plays, "calibration_seeds": [cfg.eval.calibration_seed_start, last]}
+
+
+def _next_rate(want: float, got: float, askable: float, steps: float) -> float:
+    """The per-step rate that gives ``want`` requests per episode, from one play that gave
+    ``got`` with ``askable`` of its ``steps`` per episode askable. Each request takes the
+    steps of its takeover out of the askable ones (``(steps - askable) / got`` per request),
+    so ``A(want) = steps - want * busy``: ``r = want / A(want)``. Setting ``r = want /
+    askable`` instead ignores that asking less frees askable steps (near saturation almost
+    one for one) and converged from above: the random twin asked 7-15% more often than the
+    configured gate in every run of session 3."""
+    if not (math.isfinite(got) and got > 0):
+        return _rate(want, askable)
+    busy = max(steps - askable, 0.0) / got
+    return _rate(want, steps - want * busy)
+
+
+HUMAN_TIME_ELASTICITY = 0.6
+"""d log(human time) / d log(rate) of a random gate before two plays measure it (development
+seeds 0-39 x 5: 4.8 s at rate 0.026, 7.0 s at 0.049: 0.59)."""
+
+
+def _secant_rate(want: float, plays: Sequence[tuple[float, float]]) -> float:
+    """The next rate towards ``want`` from ``(rate, value)`` plays: a step along the log-log
+    slope of the last two plays (:data:`HUMAN_TIME_ELASTICITY` after one, or when their
+    rates are within 10% of each other; clipped to 0.3-1.2: the human time of a play of 100
+    episodes is noisy, and a noisy pair must not send the rate to 0 or 1)."""
+    r, v = plays[-1]
+    if not (math.isfinite(v) and v > 0 and r > 0):
+        return min(max(2.0 * r, 1e-3), 1.0)  # nothing learnt: ask twice as often
+    slope = HUMAN_TIME_ELASTICITY
+    if len(plays) > 1:
+        r0, v0 = plays[-2]
+        if r0 > 0 and v0 > 0 and math.isfinite(v0) and abs(math.log(r / r0)) > 0.1:
+            slope = min(max(math.log(v / v0) / math.log(r / r0), 0.3), 1.2)
+    return float(min(max(r * (want / v) ** (1.0 / slope), 1e-4), 1.0))
 
 
 def _rate(requests: float, askable: float) -> float:
@@ -401,16 +467,16 @@ def _stat(sums: np.ndarray) -> dict[str, np.ndarray]:
 
 def comparison_pairs(results: dict[str, Any], human: str) -> list[tuple[str, str]]:
     """Every paired comparison the report draws or an invariant checks, as ``(a, b)``
-    (reported as ``a - b``): supervised vs agent alone, gate vs its rate-matched random
-    twin, never vs agent alone, absent vs the present human, adjacent human presets, and
+    (reported as ``a - b``): supervised vs agent alone, gate vs its random twins (matched
+    on requests and on human time), never vs agent alone, absent vs the present human, adjacent human presets, and
     each pair of gates ordered by human effort."""
     from itertools import combinations
 
     from takeover.experiments.invariants import EFFORT_GATES, PRESET_ORDER
 
     have = set(results)
-    pairs = [("supervised", "agent_alone"), ("supervised", "random"), ("never", "agent_alone"),
-             ("supervised", "absent")]
+    pairs = [("supervised", "agent_alone"), ("supervised", "random"),
+             ("supervised", "random_time"), ("never", "agent_alone"), ("supervised", "absent")]
     pairs += [(b, a) for a, b in combinations(EFFORT_GATES, 2)]
     names = {h: ("supervised" if h == human else f"human_{h}") for h in PRESET_ORDER}
     ordered = [names[h] for h in PRESET_ORDER if names[h] in have]
@@ -648,7 +714,8 @@ def build_metrics(cfg: ExperimentConfig, results: dict[str, ConditionResult],
                   seed_rounds: Sequence[Sequence[Mapping[str, Any]]] = (),
                   random_matching: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The content of ``metrics.json`` (deterministic: no wall-clock values);
-    ``random_matching`` is :func:`match_random_gate`'s record (``design.random_gate``)."""
+    ``random_matching`` holds :func:`match_random_gate`'s record per random twin
+    (``design.random_gate`` for ``random``, ``design.random_gate_time`` for ``random_time``)."""
     from takeover.experiments.invariants import check_invariants
 
     block, keys, weights = _condition_block(cfg, results)
@@ -678,7 +745,8 @@ def build_metrics(cfg: ExperimentConfig, results: dict[str, ConditionResult],
                        "per scenario)",
             "bootstrap": f"{cfg.stats.bootstrap} resamples of episodes stratified by scenario",
             "confidence": cfg.stats.confidence,
-            "random_gate": dict(random_matching or {}),
+            "random_gate": dict((random_matching or {}).get("random", {})),
+            "random_gate_time": dict((random_matching or {}).get("random_time", {})),
         },
         "metric_definitions": {d.name: {"formula": d.formula, "unit": d.unit,
                                         "source": d.source, "better": d.better}

@@ -291,7 +291,8 @@ def test_the_random_gate_is_matched_on_requests_per_episode(tmp_path):
     assert sup > 0.5, "the configured gate must ask for the match to mean something"
     assert abs(rnd - sup) / sup <= REQUEST_MATCH_TOLERANCE, (sup, rnd, rg)
     assert rg["target"] == sup and len(rg["plays"]) == cfg.eval.calibration_plays
-    assert rg["calibration_seeds"] == [5000, 5039]
+    assert rg["calibration_seeds"] == [5000, 5079]  # two plays, each on fresh seeds
+    assert [p["first_seed"] for p in rg["plays"]] == [5000, 5040]
     # the configured gate's request is on for a whole takeover: its per-step share of
     # request steps is far above the random gate's matched per-step rate
     assert m["triggers"]["supervised"]["request_rate"] > 2 * rg["rate"]
@@ -370,6 +371,29 @@ def test_the_random_gate_comparison_is_judged_only_when_requests_match(random_to
     assert got.numbers["tors_per_episode.random"] == random_tors
 
 
+@pytest.mark.parametrize(("random_time", "diff", "status"), [
+    (5.0, 0.05, "pass"),    # matched on human time (4% apart), the gate significantly ahead
+    (5.0, -0.05, "FAIL"),   # matched, the gate behind
+    (7.0, 0.05, "FAIL"),    # the random twin drove 46% more human time: not the same effort
+])
+def test_the_second_random_twin_is_judged_at_the_same_human_time(random_time, diff, status):
+    from takeover.experiments.invariants import RANDOM_GATE_TIME, check_invariants
+
+    conds = {c: {"success_rate": 0.5, "unknown_outcome_rate": 0.0, "tors_per_episode": 1.3,
+                 "human_time_per_episode": 4.8} for c in ("supervised", "random_time")}
+    conds["random_time"]["human_time_per_episode"] = random_time
+    got = {iv.name: iv for iv in check_invariants(
+        _metrics(conds, {"supervised - random_time": _d(diff, diff - 0.03, diff + 0.03)}),
+        "average")}
+    iv = got[RANDOM_GATE_TIME]
+    assert iv.status == status, iv.message
+    assert "human_time_per_episode" in iv.message
+    assert ("not matched" in iv.message) == (random_time == 7.0), iv.message
+    del conds["random_time"]  # a run without the twin does not list the check at all
+    assert RANDOM_GATE_TIME not in {iv.name for iv in check_invariants(_metrics(conds, {}),
+                                                                       "average")}
+
+
 def test_never_differing_from_agent_alone_names_the_unasked_takeovers():
     from takeover.experiments.invariants import equals
 
@@ -395,3 +419,34 @@ def test_the_report_says_when_an_invariant_is_not_resolved():
     md = to_markdown(_invariant_blocks(m))
     assert "0 pass, 0 fail, 1 not resolved at this sample size" in md
     assert "NOT RESOLVED: the gate beats a random gate" in md and "+0.015" in md
+
+
+def test_the_random_twins_rate_solves_for_what_a_request_costs():
+    """Each request takes its takeover's steps out of the askable ones, so requests per
+    episode saturate with the rate: T(r) = r L / (1 + r X). One play at any rate gives the
+    rate that yields the wanted requests exactly; ``r = want / askable`` (the session-3 rule)
+    stays above it (the twin asked 7-15% too often in every session-3 run)."""
+    from takeover.experiments.runner import _next_rate, _rate, _secant_rate
+
+    steps, busy = 200.0, 60.0
+
+    def play(r):
+        tors = r * steps / (1 + r * busy)
+        return tors, steps - tors * busy  # requests and askable steps per episode
+
+    want = 1.6
+    for r0 in (0.01, 0.05, 0.3):
+        got, askable = play(r0)
+        r = _next_rate(want, got, askable, steps)
+        assert play(r)[0] == pytest.approx(want, rel=1e-9), r0
+    got, askable = play(0.05)
+    assert play(_rate(want, askable))[0] > 1.05 * want  # the old rule over-asks
+    assert _next_rate(want, 0.0, 150.0, steps) == want / 150.0  # nothing to learn from
+    assert _next_rate(10.0, got, askable, steps) == 1.0  # more than a random gate can ask
+
+    def human_time(r):  # saturating, slope 0.6 in log-log
+        return 30.0 * r ** 0.6
+
+    r1 = _secant_rate(8.0, [(0.02, human_time(0.02))])
+    assert human_time(r1) == pytest.approx(8.0, rel=1e-9)
+    assert _secant_rate(8.0, [(0.02, 0.0)]) == 0.04  # no human time at all: ask twice as often

@@ -253,10 +253,10 @@ def test_default_config_has_the_sample_sizes_the_comparisons_need():
     assert cfg.eval.seeds * cfg.eval.round_episodes * len(cfg.env.scenarios) >= 100
     assert cfg.train.seeds >= 3  # the learning curve's CI is over fine-tuning seeds
     assert cfg.eval.seed_start >= HELD_OUT_SEED and cfg.eval.round_seed_start >= HELD_OUT_SEED
-    assert {"agent_alone", "never", "random", "absent"} <= set(cfg.eval.baselines)
+    assert {"agent_alone", "never", "random", "random_time", "absent"} <= set(cfg.eval.baselines)
     # the random gate is matched on the calibration block, never on the seeds it reports
     assert 200_000 <= cfg.eval.calibration_seed_start < cfg.eval.calibration_seed_start \
-        + cfg.eval.calibration_episodes * cfg.eval.seeds <= 300_000
+        + cfg.eval.calibration_episodes * cfg.eval.seeds * cfg.eval.calibration_plays <= 300_000
     assert {"perfect", "expert", "novice"} <= set(cfg.eval.humans)
     assert cfg.metrics.horizons[0] == 4.0
 
@@ -278,7 +278,7 @@ def test_default_run_with_the_shipped_novice(tmp_path):
     assert res.exit_code == 0, res.output
     m = json.loads((tmp_path / "default" / "metrics.json").read_text())
     assert set(m["conditions"]) == {"supervised", "agent_alone", "never", "always", "random",
-                                    "absent", "human_expert"}
+                                    "random_time", "absent", "human_expert"}
     for cond, vals in m["conditions"].items():
         assert set(vals) == set(METRICS), cond
     assert len(m["rounds"]) == 3 and m["rounds"][0]["new_human_steps"] > 0
