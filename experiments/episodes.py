@@ -142,13 +142,22 @@ class Rollouts:
                 reference_obs=getattr(self.agent, "reference_obs", None))
         return self._estimators
 
-    def gate(self, condition: Condition) -> Any:
+    def gate(self, condition: Condition, scenario: str = "") -> Any:
+        """The condition's gate; a seeded gate (the random twins) gets a stream per
+        ``scenario``: every scenario plays the same episode seeds, and with one seed the
+        five scenarios' random requests would fall on the same steps (200 episodes, 40
+        independent streams)."""
+        import zlib
+
         from takeover.supervisor.gates import GATES
 
-        key = (condition.name, condition.gate, tuple(sorted(condition.gate_kwargs.items())))
+        kwargs = dict(condition.gate_kwargs)
+        if scenario and "seed" in kwargs:
+            kwargs["seed"] = (int(kwargs["seed"]) * 1_000_003
+                              + zlib.crc32(scenario.encode())) & 0x7FFF_FFFF_FFFF
+        key = (condition.name, condition.gate, tuple(sorted(kwargs.items())))
         if key not in self._gates:
-            name = condition.gate or "never"
-            self._gates[key] = GATES.make(name, **condition.gate_kwargs)
+            self._gates[key] = GATES.make(condition.gate or "never", **kwargs)
         return self._gates[key]
 
     def humans(self, n: int, name: str | None = None) -> Any:
@@ -183,7 +192,7 @@ class Rollouts:
         eng = Engine(
             self.envs.batch(scenario, n), self.agent,
             self.estimators(),  # scored alone too: the ROC of the agent's own failures
-            self.gate(condition), None if alone else self.humans(n, condition.human),
+            self.gate(condition, scenario), None if alone else self.humans(n, condition.human),
             gate_score=None if alone else s.gate_score,
             handover=from_dict(HandoverConfig, dict(s.handover_kwargs)), counterfactual=cf)
         eps = eng.run(list(seeds), list(episode_ids))

@@ -175,7 +175,7 @@ def test_report_has_tables_and_figures(run):
     for metric in ("success_rate", "interventions_per_km", "takeover_time", "rohe",
                    "false_alarm_rate", "missed_failures_per_episode"):
         assert metric in md and metric in html
-    assert "| supervised | agent_alone | never | always | random | absent |" in md
+    assert "| supervised | agent_alone | never | always | random | random_time | absent |" in md
     # what a reader needs first: the agent evaluated, then the invariants, then the numbers
     assert md.index("fine-tuned by hg-dagger for 1 round") < md.index("## Sanity invariants")
     assert md.index("## Sanity invariants") < md.index("## Headline")
