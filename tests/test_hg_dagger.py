@@ -62,7 +62,9 @@ def assert_learned(rows: list[dict], *, fail_drop: float, km_keep: float = 0.8) 
     "(a human presses 'slower' once per 5 m/s and holds 'idle'; the target speed it moves "
     "is not in the observation), so the memoryless clone's argmax is 'idle' from TTC 6.2 s "
     "to the crash; executed labels ('slower' while braking) make it stop instead; class-"
-    "balanced resampling leaves arrival at the novice's 0.125"))
+    "balanced resampling leaves arrival at the novice's 0.125. Still failing in v2, where "
+    "the setpoint is observed: 78% of the expert's labels are 'idle', and a net fitted to "
+    "1,325 labels finds its 'slower' presses in only 10-43% of held-out cases"))
 def test_hg_dagger_improves_the_novice_on_one_hazard(tmp_path):
     """Fast variant: one scenario, 40 evaluation episodes per round (development seeds
     2000-2039), 2 rounds. Measured on seed blocks 2000 and 3000: agent-alone failure drops
@@ -79,8 +81,8 @@ def test_hg_dagger_improves_the_novice_on_one_hazard(tmp_path):
 @pytest.mark.xfail(strict=True, reason=(
     "issue 17: with the session-3 novice and teachers, agent-alone failure measured 0.90 -> "
     "0.88 -> 0.98 -> 0.98 over 3 rounds (supervised success 0.40 -> 0.48), short of the 0.15 "
-    "drop asserted; it passed with the session-3 novice and the old teachers. The clone's "
-    "blocker is the unobserved discrete target speed (see the one-hazard xfail)"))
+    "drop asserted; it passed with the session-3 novice and the old teachers. Observing "
+    "the setpoint (v2) did not fix it: see the one-hazard xfail"))
 def test_hg_dagger_improves_the_novice_on_every_hazard(tmp_path):
     """The acceptance run: all five hazards, 10 held-out seeds, 3 rounds (the numbers of
     the closing note)."""
