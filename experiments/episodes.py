@@ -153,8 +153,7 @@ class Rollouts:
 
         kwargs = dict(condition.gate_kwargs)
         if scenario and "seed" in kwargs:
-            kwargs["seed"] = (int(kwargs["seed"]) * 1_000_003
-                              + zlib.crc32(scenario.encode())) & 0x7FFF_FFFF_FFFF
+            kwargs["seed"] = int(kwargs["seed"]) << 32 | zlib.crc32(scenario.encode())
         key = (condition.name, condition.gate, tuple(sorted(kwargs.items())))
         if key not in self._gates:
             self._gates[key] = GATES.make(condition.gate or "never", **kwargs)

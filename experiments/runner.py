@@ -398,7 +398,7 @@ def match_random_gate(exp: Experiment, target: ConditionResult, on: str = "tors_
     for k in range(cfg.eval.calibration_plays):  # also at rate 0: a fixed episode count
         cond = ep.Condition("random", "random", {"rate": rate, "seed": cfg.seed})
         runs = range(k * cfg.eval.seeds, (k + 1) * cfg.eval.seeds)  # fresh seeds per play
-        start = seed_of(cfg, "calibrate", cfg.env.scenarios[0], runs[0], 0)
+        first = seed_of(cfg, "calibrate", cfg.env.scenarios[0], runs[0], 0)
         res = exp.evaluate(cond, "calibrate", episodes=per, runs=runs,
                            log_dir=exp.run_dir / "logs" / f"{RANDOM_LOGS[on]}{k}")
         got = res.all_episodes()
@@ -407,7 +407,7 @@ def match_random_gate(exp: Experiment, target: ConditionResult, on: str = "tors_
         steps = float(np.mean([e.steps for e in got]))
         plays.append({"rate": rate, on: m[on], "tors_per_episode": m["tors_per_episode"],
                       "askable_steps_per_episode": a, "steps_per_episode": steps,
-                      "episodes": len(got), "first_seed": start})
+                      "episodes": len(got), "first_seed": first})
         if on == "tors_per_episode":
             rate = _next_rate(want, m["tors_per_episode"], a, steps)
         else:

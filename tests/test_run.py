@@ -288,3 +288,19 @@ def test_default_run_with_the_shipped_novice(tmp_path):
     assert {iv["status"] for iv in m["invariants"]} <= {"pass", "unresolved", "FAIL", "n/a"}
     for fig in ("timeline", "pareto", "headline", "learning_curves", "roc"):
         assert (tmp_path / "default" / "figures" / f"{fig}.png").stat().st_size > 5000
+
+
+def test_random_twins_draw_a_stream_per_scenario():
+    """Every scenario plays the same episode seeds, so a random gate seeded only by the run
+    seed would ask on the same steps in all of them (200 episodes, 40 streams); each
+    scenario gets its own seed, and the same scenario always the same gate."""
+    from takeover.experiments.config import ExperimentConfig
+    from takeover.experiments.episodes import Condition, Rollouts
+
+    roll = Rollouts(ExperimentConfig(), None, None)
+    cond = Condition("random", "random", {"rate": 0.05, "seed": 0})
+    seeds = {s: roll.gate(cond, s).seed for s in ("sudden_brake", "cut_in", "merge")}
+    assert len(set(seeds.values())) == 3, seeds
+    assert roll.gate(cond, "cut_in") is roll.gate(cond, "cut_in")
+    assert roll.gate(Condition("random", "random", {"rate": 0.05, "seed": 1}),
+                     "cut_in").seed != seeds["cut_in"]
