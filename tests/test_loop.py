@@ -92,6 +92,8 @@ def test_step_is_incremental_for_real_time_callers():
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
 def test_model_free_estimators_and_gates_run_on_any_gymnasium_env(env_id):
     env = gym.make(env_id)
+    env.observation_space.seed(0)  # the reference states and the human's answers: without a
+    env.action_space.seed(0)  # seed they were drawn afresh each run (and Pendulum flaked)
     agent = RandomEnsembleAgent(env.observation_space, env.action_space, seed=0)
     ref = np.stack([env.observation_space.sample() for _ in range(200)])
     ests = {"ensemble": EnsembleDisagreement(), "novelty": Novelty(ref)}
