@@ -506,15 +506,55 @@ def _yield_accel(vw, i):
 
 
 @njit(cache=True, error_model="numpy")
-def _traffic_accel(vw, ww, p, order, rank):
+def _lane_leaders(vw, order, w, lead):
+    """``lead[i]`` = the nearest occupied slot above ``i`` in ``order`` that occupies the
+    lane under ``i``'s centre (-1: none; -2: that lane is not tracked), for every occupied
+    slot ``i``: ``_leader``'s answer whenever that slot is ahead by x (it is unless the
+    order went stale within the control step), in one sweep down the order.
+
+    The sweep keeps, per lane, the last slot swept that occupies it (``lead[m:]``, lane
+    ``L`` at ``L + 2``), and updates every lane with a select instead of a branch: which
+    lanes a vehicle occupies, and how many vehicles ``_leader`` walks past, differ from
+    world to world, so a walk per vehicle (or a branchy sweep, branch
+    ``kernel-scratch-sweep``) pays a mispredicted branch per vehicle."""
+    m = order.shape[0]
+    last = lead[m:]
+    nl = last.shape[0]
+    last[:] = -1
+    top = m
+    while top > 0 and vw[order[top - 1], KIND] == EMPTY:  # the empty slots close the order
+        top -= 1
+    for r in range(top - 1, -1, -1):
+        j = order[r]
+        yj = vw[j, Y]
+        wid = vw[j, WID]
+        k = int(math.floor(yj / w + 0.5)) + 2
+        inside = (k >= 0) & (k < nl)
+        c = last[min(max(k, 0), nl - 1)]
+        lead[j] = c if inside else -2
+        for q in range(nl):
+            last[q] = j if _occupies(yj, wid, q - 2.0, w) else last[q]
+
+
+@njit(cache=True, error_model="numpy")
+def _lead_scratch(m, p):
+    """Scratch for ``_lane_leaders`` (one allocation per batch, not per world): ``m``
+    slots, then lanes -2 .. N_LANES + 2."""
+    return np.empty(m + int(p[N_LANES]) + 5, dtype=np.int64)
+
+
+@njit(cache=True, error_model="numpy")
+def _traffic_accel(vw, ww, p, order, rank, lead):
     """Every traffic vehicle's acceleration this sub-step, by its mode: static objects
     stand, a braking hazard car brakes at its ``DECEL``, a waiting hazard car holds its
     offset to the ego, everyone else follows the IDM behind its leader (and, mid lane
     change, behind the leader in the target lane too; the car the ego asks to let it in
     also yields, ``_yield_request``). Written out in the loop: numba's
-    inlining of it as a function made this phase twice as slow."""
+    inlining of it as a function made this phase twice as slow. ``lead`` is scratch
+    (``_lead_scratch``) for the own-lane leaders (``_lane_leaders``)."""
     w = p[LANE_W]
     asked = _yield_request(vw, ww, p, order, rank)
+    _lane_leaders(vw, order, w, lead)
     for i in range(1, vw.shape[0]):
         if vw[i, KIND] == EMPTY:
             continue
@@ -529,7 +569,10 @@ def _traffic_accel(vw, ww, p, order, rank):
             vw[i, ACC] = min(max(a, -4.0), 3.0)
         else:
             cur = math.floor(vw[i, Y] / w + 0.5)
-            a = _idm_behind(vw, i, _leader(vw, order, rank, i, cur, w))
+            j = lead[i]
+            if j == -2 or (j >= 0 and not vw[j, X] - vw[i, X] >= 0.0):  # rare: walk
+                j = _leader(vw, order, rank, i, cur, w)
+            a = _idm_behind(vw, i, j)
             tgt = vw[i, LANE]
             if tgt != cur:
                 a = min(a, _follow(vw, order, rank, i, tgt, w))
@@ -589,9 +632,9 @@ def _contact(vw, ww, p):
 
 
 @njit(cache=True, error_model="numpy")
-def _substep(vw, ww, a_in, p, dt, order, rank):
+def _substep(vw, ww, a_in, p, dt, order, rank, lead):
     _update_hazard(vw, ww, p)
-    _traffic_accel(vw, ww, p, order, rank)
+    _traffic_accel(vw, ww, p, order, rank, lead)
     _ego_move(vw, ww, a_in, p, dt, order, rank)
     _traffic_move(vw, ww, p, dt)
     _contact(vw, ww, p)
@@ -884,7 +927,7 @@ def _reward(vw, ww, p, order, rank, r, x0):
 
 
 @njit(cache=True, error_model="numpy")
-def _step_world(vw, ww, a_in, p, ob, inf, order, rank, near, near_d):
+def _step_world(vw, ww, a_in, p, ob, inf, order, rank, near, near_d, lead):
     """One world, one control step; returns (reward, status).
 
     The phases (timed one by one by ``takeover.envs.profile``): meta-action and neighbour
@@ -897,7 +940,7 @@ def _step_world(vw, ww, a_in, p, ob, inf, order, rank, near, near_d):
         _apply_meta_action(vw, ww, a_in[0], p)
     _sort_by_x(vw, order, rank)
     for _ in range(nsub):
-        _substep(vw, ww, a_in, p, dt, order, rank)
+        _substep(vw, ww, a_in, p, dt, order, rank, lead)
         if ww[CRASHED] > 0.0 or ww[OFFROAD] > 0.0:
             break
     _end_step(vw, ww, p)
@@ -928,9 +971,10 @@ def step_worlds(veh, wld, actions, p, obs, info, reward, status, order, rank):
     kernel re-sorts it), a near-sorted one is fastest.
     """
     near, near_d = _scratch(p)
+    lead = _lead_scratch(veh.shape[1], p)
     for n in range(veh.shape[0]):
         reward[n], status[n] = _step_world(veh[n], wld[n], actions[n], p, obs[n], info[n],
-                                           order[n], rank[n], near, near_d)
+                                           order[n], rank[n], near, near_d, lead)
 
 
 @njit(cache=True, error_model="numpy")
@@ -986,11 +1030,12 @@ def step_worlds_autoreset(veh, wld, actions, p, obs, info, reward, status, order
     ``reset(seed=...)`` does (``(0, 0)``: its own next episode). ``took[n]`` gets the row
     world ``n`` took (-1: none); the rows taken leave the queue."""
     near, near_d = _scratch(p)
+    lead = _lead_scratch(veh.shape[1], p)
     st, keep = reset_scratch()
     q, nq = 0, queued[0]
     for n in range(veh.shape[0]):
         reward[n], status[n] = _step_world(veh[n], wld[n], actions[n], p, obs[n], info[n],
-                                           order[n], rank[n], near, near_d)
+                                           order[n], rank[n], near, near_d, lead)
         took[n] = -1
         if q < nq and _ends(wld[n], status[n], rp):
             if queue[q, 0]:

@@ -26,6 +26,7 @@ from takeover.envs.dynamics import (
     _ego_move,
     _end_or_reset,
     _end_step,
+    _lead_scratch,
     _mobil,
     _observe,
     _recycle,
@@ -74,9 +75,10 @@ def _p_hazards(veh, wld, p, live):
 
 @njit(error_model="numpy")
 def _p_idm(veh, wld, p, order, rank, live):
+    lead = _lead_scratch(veh.shape[1], p)
     for n in range(veh.shape[0]):
         if live[n]:
-            _traffic_accel(veh[n], wld[n], p, order[n], rank[n])
+            _traffic_accel(veh[n], wld[n], p, order[n], rank[n], lead)
 
 
 @njit(error_model="numpy")
