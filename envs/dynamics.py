@@ -772,7 +772,7 @@ def _recycle(vw, p):
 @njit(cache=True, error_model="numpy")
 def _observe(vw, ww, p, ob, inf, near, near_d):
     """Fill one world's observation rows and ground-truth row; return the reward pieces.
-    ``near`` / ``near_d`` (``K_OBS`` long) are scratch for the nearest others."""
+    ``near`` / ``near_d`` (``_scratch``) are scratch for the nearest others."""
     w = p[LANE_W]
     m = vw.shape[0]
     k = int(p[K_OBS])
@@ -793,7 +793,8 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
     headway = TTC_MAX
     min_dist = DIST_MAX
     hx0, hy0 = _half_extents(vw, 0)
-    cnt = 0  # the nearest others so far, by (squared distance, slot), in near[:cnt]
+    cs = near[k + 1:]  # the other vehicles' slots, in slot order, and in near_d[:c] ...
+    c = 0  # ... their squared distances (those under 1e18)
     for j in range(1, m):
         if vw[j, KIND] == EMPTY:
             continue
@@ -803,15 +804,9 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
             hx, hy = _half_extents(vw, j)
             min_dist = min(min_dist, max(abs(dx) - hx0 - hx, abs(dy) - hy0 - hy, 0.0))
         d = dx * dx + dy * dy
-        if d < 1e18 and (cnt < k or d < near_d[k - 1]):
-            q = min(cnt, k - 1)
-            while q > 0 and near_d[q - 1] > d:  # ties keep the lower slot first
-                near[q] = near[q - 1]
-                near_d[q] = near_d[q - 1]
-                q -= 1
-            near[q] = j
-            near_d[q] = d
-            cnt = min(cnt + 1, k)
+        cs[c] = j
+        near_d[c] = d
+        c += d < 1e18
         # time to collision and headway to the vehicles ahead: in the ego's corridor, or
         # drifting toward it (cut-in, merge: the conflict starts once both the gap and the
         # lateral clearance have closed). Every candidate is computed and the right one
@@ -830,6 +825,19 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
         ttc = min(ttc, t) if use else ttc
         h = gap / ve
         headway = min(headway, h) if (dx > 0.0) & corridor & (ve > 0.1) else headway
+    # the K nearest by (squared distance, slot): each vehicle's place in that order is the
+    # number of vehicles before it, counted without a branch, and it lands at near[place]
+    # (near[k]: not among the K). An insertion into a sorted list cost a mispredicted
+    # branch per vehicle: whether a vehicle enters, and how far it moves, differs from
+    # world to world
+    for a in range(c):
+        da = near_d[a]
+        place = 0
+        for b in range(c):
+            db = near_d[b]
+            place += (db < da) | ((db == da) & (b < a))
+        near[min(place, k)] = cs[a]
+    cnt = min(c, k)
     for r in range(1, cnt + 1):
         best = near[r - 1]
         vj, pj = vw[best, V], vw[best, PSI]
@@ -951,10 +959,12 @@ def _step_world(vw, ww, a_in, p, ob, inf, order, rank, near, near_d, lead):
 
 
 @njit(cache=True, error_model="numpy")
-def _scratch(p):
-    """Per-call scratch of ``_observe`` (one allocation per batch, not per world)."""
+def _scratch(p, m):
+    """Per-call scratch of ``_observe`` for worlds of ``m`` slots (one allocation per
+    batch, not per world): the nearest others' slots (``K_OBS``, one spare, then every
+    other vehicle's slot) and their squared distances."""
     k = int(p[K_OBS])
-    return np.empty(k, dtype=np.int64), np.empty(k)
+    return np.empty(k + 1 + m, dtype=np.int64), np.empty(m)
 
 
 @njit(cache=True, error_model="numpy")
@@ -970,7 +980,7 @@ def step_worlds(veh, wld, actions, p, obs, info, reward, status, order, rank):
     slot's place in that order) from its previous step: any permutation is valid (the
     kernel re-sorts it), a near-sorted one is fastest.
     """
-    near, near_d = _scratch(p)
+    near, near_d = _scratch(p, veh.shape[1])
     lead = _lead_scratch(veh.shape[1], p)
     for n in range(veh.shape[0]):
         reward[n], status[n] = _step_world(veh[n], wld[n], actions[n], p, obs[n], info[n],
@@ -980,7 +990,7 @@ def step_worlds(veh, wld, actions, p, obs, info, reward, status, order, rank):
 @njit(cache=True, error_model="numpy")
 def observe_worlds(veh, wld, p, obs, info):
     """Observations and ground truth without stepping (used after reset)."""
-    near, near_d = _scratch(p)
+    near, near_d = _scratch(p, veh.shape[1])
     for n in range(veh.shape[0]):
         _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
 
@@ -988,7 +998,7 @@ def observe_worlds(veh, wld, p, obs, info):
 @njit(cache=True, error_model="numpy")
 def observe_worlds_at(veh, wld, p, obs, info, idx):
     """``observe_worlds`` for the worlds listed in ``idx`` only (after autoreset)."""
-    near, near_d = _scratch(p)
+    near, near_d = _scratch(p, veh.shape[1])
     for n in idx:
         _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
 
@@ -1029,7 +1039,7 @@ def step_worlds_autoreset(veh, wld, actions, p, obs, info, reward, status, order
     row ``(1, key)`` restarts the world's RNG row at ``(key, 0)`` first, as
     ``reset(seed=...)`` does (``(0, 0)``: its own next episode). ``took[n]`` gets the row
     world ``n`` took (-1: none); the rows taken leave the queue."""
-    near, near_d = _scratch(p)
+    near, near_d = _scratch(p, veh.shape[1])
     lead = _lead_scratch(veh.shape[1], p)
     st, keep = reset_scratch()
     q, nq = 0, queued[0]
@@ -1054,7 +1064,7 @@ def step_worlds_autoreset(veh, wld, actions, p, obs, info, reward, status, order
 def reset_worlds(veh, wld, rng, rp, p, obs, info, hazard, idx):
     """Start the next episode of each world in ``idx`` (from its RNG row) and observe it;
     ``hazard[n]`` gets its hazard code."""
-    near, near_d = _scratch(p)
+    near, near_d = _scratch(p, veh.shape[1])
     st, keep = reset_scratch()
     for n in idx:
         hazard[n] = reset_world(veh[n], wld[n], rng[n], rp, st, keep)
