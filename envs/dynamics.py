@@ -10,8 +10,12 @@ the vector env's autoreset) is a pure function of the world's RNG row
 
 Speed notes (measured, ``takeover bench env``): helpers are plain ``@njit`` functions that
 LLVM inlines; numba's IR-level ``inline="always"`` of a helper that itself inlines others
-made the traffic loop twice as slow. Every shortcut here (no trigonometry at heading 0,
-the incremental neighbour order, the top-K insertion) is bit-exact:
+made the traffic loop twice as slow. Across a batch the worlds differ in which vehicles
+lead their lane and which are nearest the ego, so a branch on that is mispredicted from one
+world to the next: the traffic IDM's leaders (``_lane_leaders``) and the observation's
+nearest K are found with selects and counts instead. Every shortcut here (no trigonometry
+at heading 0, the incremental neighbour order, the leader sweep, the counted top-K) is
+bit-exact:
 ``tests/test_kernel_regression.py`` pins the trajectories to the reference v1 kernel.
 
 References: Treiber, Hennecke & Helbing 2000 (IDM); Kesting, Treiber & Helbing 2007 (MOBIL);
