@@ -541,13 +541,6 @@ def _lane_leaders(vw, order, w, lead):
 
 
 @njit(cache=True, error_model="numpy")
-def _lead_scratch(m, p):
-    """Scratch for ``_lane_leaders`` (one allocation per batch, not per world): ``m``
-    slots, then lanes -2 .. N_LANES + 2."""
-    return np.empty(m + int(p[N_LANES]) + 5, dtype=np.int64)
-
-
-@njit(cache=True, error_model="numpy")
 def _traffic_accel(vw, ww, p, order, rank, lead):
     """Every traffic vehicle's acceleration this sub-step, by its mode: static objects
     stand, a braking hazard car brakes at its ``DECEL``, a waiting hazard car holds its
@@ -555,7 +548,7 @@ def _traffic_accel(vw, ww, p, order, rank, lead):
     change, behind the leader in the target lane too; the car the ego asks to let it in
     also yields, ``_yield_request``). Written out in the loop: numba's
     inlining of it as a function made this phase twice as slow. ``lead`` is scratch
-    (``_lead_scratch``) for the own-lane leaders (``_lane_leaders``)."""
+    (``_scratch``) for the own-lane leaders (``_lane_leaders``)."""
     w = p[LANE_W]
     asked = _yield_request(vw, ww, p, order, rank)
     _lane_leaders(vw, order, w, lead)
@@ -964,11 +957,14 @@ def _step_world(vw, ww, a_in, p, ob, inf, order, rank, near, near_d, lead):
 
 @njit(cache=True, error_model="numpy")
 def _scratch(p, m):
-    """Per-call scratch of ``_observe`` for worlds of ``m`` slots (one allocation per
-    batch, not per world): the nearest others' slots (``K_OBS``, one spare, then every
-    other vehicle's slot) and their squared distances."""
+    """Per-call scratch for worlds of ``m`` slots (allocated once per batch, not per
+    world): ``_observe``'s nearest others' slots (``K_OBS``, one spare, then every other
+    vehicle's slot) and their squared distances, and ``_lane_leaders``' ``lead`` (``m``
+    slots, then lanes -2 .. N_LANES + 2). The two int64 arrays share one allocation: at
+    one world the kernel call is short enough that each allocation shows."""
     k = int(p[K_OBS])
-    return np.empty(k + 1 + m, dtype=np.int64), np.empty(m)
+    ints = np.empty(k + 1 + m + m + int(p[N_LANES]) + 5, dtype=np.int64)
+    return ints[:k + 1 + m], np.empty(m), ints[k + 1 + m:]
 
 
 @njit(cache=True, error_model="numpy")
@@ -984,8 +980,7 @@ def step_worlds(veh, wld, actions, p, obs, info, reward, status, order, rank):
     slot's place in that order) from its previous step: any permutation is valid (the
     kernel re-sorts it), a near-sorted one is fastest.
     """
-    near, near_d = _scratch(p, veh.shape[1])
-    lead = _lead_scratch(veh.shape[1], p)
+    near, near_d, lead = _scratch(p, veh.shape[1])
     for n in range(veh.shape[0]):
         reward[n], status[n] = _step_world(veh[n], wld[n], actions[n], p, obs[n], info[n],
                                            order[n], rank[n], near, near_d, lead)
@@ -994,7 +989,7 @@ def step_worlds(veh, wld, actions, p, obs, info, reward, status, order, rank):
 @njit(cache=True, error_model="numpy")
 def observe_worlds(veh, wld, p, obs, info):
     """Observations and ground truth without stepping (used after reset)."""
-    near, near_d = _scratch(p, veh.shape[1])
+    near, near_d, _ = _scratch(p, veh.shape[1])
     for n in range(veh.shape[0]):
         _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
 
@@ -1002,7 +997,7 @@ def observe_worlds(veh, wld, p, obs, info):
 @njit(cache=True, error_model="numpy")
 def observe_worlds_at(veh, wld, p, obs, info, idx):
     """``observe_worlds`` for the worlds listed in ``idx`` only (after autoreset)."""
-    near, near_d = _scratch(p, veh.shape[1])
+    near, near_d, _ = _scratch(p, veh.shape[1])
     for n in idx:
         _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
 
@@ -1043,8 +1038,7 @@ def step_worlds_autoreset(veh, wld, actions, p, obs, info, reward, status, order
     row ``(1, key)`` restarts the world's RNG row at ``(key, 0)`` first, as
     ``reset(seed=...)`` does (``(0, 0)``: its own next episode). ``took[n]`` gets the row
     world ``n`` took (-1: none); the rows taken leave the queue."""
-    near, near_d = _scratch(p, veh.shape[1])
-    lead = _lead_scratch(veh.shape[1], p)
+    near, near_d, lead = _scratch(p, veh.shape[1])
     st, keep = reset_scratch()
     q, nq = 0, queued[0]
     for n in range(veh.shape[0]):
@@ -1068,7 +1062,7 @@ def step_worlds_autoreset(veh, wld, actions, p, obs, info, reward, status, order
 def reset_worlds(veh, wld, rng, rp, p, obs, info, hazard, idx):
     """Start the next episode of each world in ``idx`` (from its RNG row) and observe it;
     ``hazard[n]`` gets its hazard code."""
-    near, near_d = _scratch(p, veh.shape[1])
+    near, near_d, _ = _scratch(p, veh.shape[1])
     st, keep = reset_scratch()
     for n in idx:
         hazard[n] = reset_world(veh[n], wld[n], rng[n], rp, st, keep)
