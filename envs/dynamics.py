@@ -10,8 +10,12 @@ the vector env's autoreset) is a pure function of the world's RNG row
 
 Speed notes (measured, ``takeover bench env``): helpers are plain ``@njit`` functions that
 LLVM inlines; numba's IR-level ``inline="always"`` of a helper that itself inlines others
-made the traffic loop twice as slow. Every shortcut here (no trigonometry at heading 0,
-the incremental neighbour order, the top-K insertion) is bit-exact:
+made the traffic loop twice as slow. Across a batch the worlds differ in which vehicles
+lead their lane and which are nearest the ego, so a branch on that is mispredicted from one
+world to the next: the traffic IDM's leaders (``_lane_leaders``) and the observation's
+nearest K are found with selects and counts instead. Every shortcut here (no trigonometry
+at heading 0, the incremental neighbour order, the leader sweep, the counted top-K) is
+bit-exact:
 ``tests/test_kernel_regression.py`` pins the trajectories to the reference v1 kernel.
 
 References: Treiber, Hennecke & Helbing 2000 (IDM); Kesting, Treiber & Helbing 2007 (MOBIL);
@@ -506,15 +510,48 @@ def _yield_accel(vw, i):
 
 
 @njit(cache=True, error_model="numpy")
-def _traffic_accel(vw, ww, p, order, rank):
+def _lane_leaders(vw, order, w, lead):
+    """``lead[i]`` = the nearest occupied slot above ``i`` in ``order`` that occupies the
+    lane under ``i``'s centre (-1: none; -2: that lane is not tracked), for every occupied
+    slot ``i``: ``_leader``'s answer whenever that slot is ahead by x (it is unless the
+    order went stale within the control step), in one sweep down the order.
+
+    The sweep keeps, per lane, the last slot swept that occupies it (``lead[m:]``, lane
+    ``L`` at ``L + 2``), and updates every lane with a select instead of a branch: which
+    lanes a vehicle occupies, and how many vehicles ``_leader`` walks past, differ from
+    world to world, so a walk per vehicle (or a branchy sweep, branch
+    ``kernel-scratch-sweep``) pays a mispredicted branch per vehicle."""
+    m = order.shape[0]
+    last = lead[m:]
+    nl = last.shape[0]
+    last[:] = -1
+    top = m
+    while top > 0 and vw[order[top - 1], KIND] == EMPTY:  # the empty slots close the order
+        top -= 1
+    for r in range(top - 1, -1, -1):
+        j = order[r]
+        yj = vw[j, Y]
+        wid = vw[j, WID]
+        k = int(math.floor(yj / w + 0.5)) + 2
+        inside = (k >= 0) & (k < nl)
+        c = last[min(max(k, 0), nl - 1)]
+        lead[j] = c if inside else -2
+        for q in range(nl):
+            last[q] = j if _occupies(yj, wid, q - 2.0, w) else last[q]
+
+
+@njit(cache=True, error_model="numpy")
+def _traffic_accel(vw, ww, p, order, rank, lead):
     """Every traffic vehicle's acceleration this sub-step, by its mode: static objects
     stand, a braking hazard car brakes at its ``DECEL``, a waiting hazard car holds its
     offset to the ego, everyone else follows the IDM behind its leader (and, mid lane
     change, behind the leader in the target lane too; the car the ego asks to let it in
     also yields, ``_yield_request``). Written out in the loop: numba's
-    inlining of it as a function made this phase twice as slow."""
+    inlining of it as a function made this phase twice as slow. ``lead`` is scratch
+    (``_scratch``) for the own-lane leaders (``_lane_leaders``)."""
     w = p[LANE_W]
     asked = _yield_request(vw, ww, p, order, rank)
+    _lane_leaders(vw, order, w, lead)
     for i in range(1, vw.shape[0]):
         if vw[i, KIND] == EMPTY:
             continue
@@ -529,7 +566,10 @@ def _traffic_accel(vw, ww, p, order, rank):
             vw[i, ACC] = min(max(a, -4.0), 3.0)
         else:
             cur = math.floor(vw[i, Y] / w + 0.5)
-            a = _idm_behind(vw, i, _leader(vw, order, rank, i, cur, w))
+            j = lead[i]
+            if j == -2 or (j >= 0 and not vw[j, X] - vw[i, X] >= 0.0):  # rare: walk
+                j = _leader(vw, order, rank, i, cur, w)
+            a = _idm_behind(vw, i, j)
             tgt = vw[i, LANE]
             if tgt != cur:
                 a = min(a, _follow(vw, order, rank, i, tgt, w))
@@ -589,9 +629,9 @@ def _contact(vw, ww, p):
 
 
 @njit(cache=True, error_model="numpy")
-def _substep(vw, ww, a_in, p, dt, order, rank):
+def _substep(vw, ww, a_in, p, dt, order, rank, lead):
     _update_hazard(vw, ww, p)
-    _traffic_accel(vw, ww, p, order, rank)
+    _traffic_accel(vw, ww, p, order, rank, lead)
     _ego_move(vw, ww, a_in, p, dt, order, rank)
     _traffic_move(vw, ww, p, dt)
     _contact(vw, ww, p)
@@ -729,7 +769,7 @@ def _recycle(vw, p):
 @njit(cache=True, error_model="numpy")
 def _observe(vw, ww, p, ob, inf, near, near_d):
     """Fill one world's observation rows and ground-truth row; return the reward pieces.
-    ``near`` / ``near_d`` (``K_OBS`` long) are scratch for the nearest others."""
+    ``near`` / ``near_d`` (``_scratch``) are scratch for the nearest others."""
     w = p[LANE_W]
     m = vw.shape[0]
     k = int(p[K_OBS])
@@ -750,7 +790,8 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
     headway = TTC_MAX
     min_dist = DIST_MAX
     hx0, hy0 = _half_extents(vw, 0)
-    cnt = 0  # the nearest others so far, by (squared distance, slot), in near[:cnt]
+    cs = near[k + 1:]  # the other vehicles' slots, in slot order, and in near_d[:c] ...
+    c = 0  # ... their squared distances (those under 1e18)
     for j in range(1, m):
         if vw[j, KIND] == EMPTY:
             continue
@@ -760,15 +801,9 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
             hx, hy = _half_extents(vw, j)
             min_dist = min(min_dist, max(abs(dx) - hx0 - hx, abs(dy) - hy0 - hy, 0.0))
         d = dx * dx + dy * dy
-        if d < 1e18 and (cnt < k or d < near_d[k - 1]):
-            q = min(cnt, k - 1)
-            while q > 0 and near_d[q - 1] > d:  # ties keep the lower slot first
-                near[q] = near[q - 1]
-                near_d[q] = near_d[q - 1]
-                q -= 1
-            near[q] = j
-            near_d[q] = d
-            cnt = min(cnt + 1, k)
+        cs[c] = j
+        near_d[c] = d
+        c += d < 1e18
         # time to collision and headway to the vehicles ahead: in the ego's corridor, or
         # drifting toward it (cut-in, merge: the conflict starts once both the gap and the
         # lateral clearance have closed). Every candidate is computed and the right one
@@ -787,6 +822,19 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
         ttc = min(ttc, t) if use else ttc
         h = gap / ve
         headway = min(headway, h) if (dx > 0.0) & corridor & (ve > 0.1) else headway
+    # the K nearest by (squared distance, slot): each vehicle's place in that order is the
+    # number of vehicles before it, counted without a branch, and it lands at near[place]
+    # (near[k]: not among the K). An insertion into a sorted list cost a mispredicted
+    # branch per vehicle: whether a vehicle enters, and how far it moves, differs from
+    # world to world
+    for a in range(c):
+        da = near_d[a]
+        place = 0
+        for b in range(c):
+            db = near_d[b]
+            place += (db < da) | ((db == da) & (b < a))
+        near[min(place, k)] = cs[a]
+    cnt = min(c, k)
     for r in range(1, cnt + 1):
         best = near[r - 1]
         vj, pj = vw[best, V], vw[best, PSI]
@@ -884,7 +932,7 @@ def _reward(vw, ww, p, order, rank, r, x0):
 
 
 @njit(cache=True, error_model="numpy")
-def _step_world(vw, ww, a_in, p, ob, inf, order, rank, near, near_d):
+def _step_world(vw, ww, a_in, p, ob, inf, order, rank, near, near_d, lead):
     """One world, one control step; returns (reward, status).
 
     The phases (timed one by one by ``takeover.envs.profile``): meta-action and neighbour
@@ -897,7 +945,7 @@ def _step_world(vw, ww, a_in, p, ob, inf, order, rank, near, near_d):
         _apply_meta_action(vw, ww, a_in[0], p)
     _sort_by_x(vw, order, rank)
     for _ in range(nsub):
-        _substep(vw, ww, a_in, p, dt, order, rank)
+        _substep(vw, ww, a_in, p, dt, order, rank, lead)
         if ww[CRASHED] > 0.0 or ww[OFFROAD] > 0.0:
             break
     _end_step(vw, ww, p)
@@ -908,10 +956,15 @@ def _step_world(vw, ww, a_in, p, ob, inf, order, rank, near, near_d):
 
 
 @njit(cache=True, error_model="numpy")
-def _scratch(p):
-    """Per-call scratch of ``_observe`` (one allocation per batch, not per world)."""
+def _scratch(p, m):
+    """Per-call scratch for worlds of ``m`` slots (allocated once per batch, not per
+    world): ``_observe``'s nearest others' slots (``K_OBS``, one spare, then every other
+    vehicle's slot) and their squared distances, and ``_lane_leaders``' ``lead`` (``m``
+    slots, then lanes -2 .. N_LANES + 2). The two int64 arrays share one allocation: at
+    one world the kernel call is short enough that each allocation shows."""
     k = int(p[K_OBS])
-    return np.empty(k, dtype=np.int64), np.empty(k)
+    ints = np.empty(k + 1 + m + m + int(p[N_LANES]) + 5, dtype=np.int64)
+    return ints[:k + 1 + m], np.empty(m), ints[k + 1 + m:]
 
 
 @njit(cache=True, error_model="numpy")
@@ -927,16 +980,16 @@ def step_worlds(veh, wld, actions, p, obs, info, reward, status, order, rank):
     slot's place in that order) from its previous step: any permutation is valid (the
     kernel re-sorts it), a near-sorted one is fastest.
     """
-    near, near_d = _scratch(p)
+    near, near_d, lead = _scratch(p, veh.shape[1])
     for n in range(veh.shape[0]):
         reward[n], status[n] = _step_world(veh[n], wld[n], actions[n], p, obs[n], info[n],
-                                           order[n], rank[n], near, near_d)
+                                           order[n], rank[n], near, near_d, lead)
 
 
 @njit(cache=True, error_model="numpy")
 def observe_worlds(veh, wld, p, obs, info):
     """Observations and ground truth without stepping (used after reset)."""
-    near, near_d = _scratch(p)
+    near, near_d, _ = _scratch(p, veh.shape[1])
     for n in range(veh.shape[0]):
         _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
 
@@ -944,7 +997,7 @@ def observe_worlds(veh, wld, p, obs, info):
 @njit(cache=True, error_model="numpy")
 def observe_worlds_at(veh, wld, p, obs, info, idx):
     """``observe_worlds`` for the worlds listed in ``idx`` only (after autoreset)."""
-    near, near_d = _scratch(p)
+    near, near_d, _ = _scratch(p, veh.shape[1])
     for n in idx:
         _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
 
@@ -985,12 +1038,12 @@ def step_worlds_autoreset(veh, wld, actions, p, obs, info, reward, status, order
     row ``(1, key)`` restarts the world's RNG row at ``(key, 0)`` first, as
     ``reset(seed=...)`` does (``(0, 0)``: its own next episode). ``took[n]`` gets the row
     world ``n`` took (-1: none); the rows taken leave the queue."""
-    near, near_d = _scratch(p)
+    near, near_d, lead = _scratch(p, veh.shape[1])
     st, keep = reset_scratch()
     q, nq = 0, queued[0]
     for n in range(veh.shape[0]):
         reward[n], status[n] = _step_world(veh[n], wld[n], actions[n], p, obs[n], info[n],
-                                           order[n], rank[n], near, near_d)
+                                           order[n], rank[n], near, near_d, lead)
         took[n] = -1
         if q < nq and _ends(wld[n], status[n], rp):
             if queue[q, 0]:
@@ -1009,7 +1062,7 @@ def step_worlds_autoreset(veh, wld, actions, p, obs, info, reward, status, order
 def reset_worlds(veh, wld, rng, rp, p, obs, info, hazard, idx):
     """Start the next episode of each world in ``idx`` (from its RNG row) and observe it;
     ``hazard[n]`` gets its hazard code."""
-    near, near_d = _scratch(p)
+    near, near_d, _ = _scratch(p, veh.shape[1])
     st, keep = reset_scratch()
     for n in idx:
         hazard[n] = reset_world(veh[n], wld[n], rng[n], rp, st, keep)

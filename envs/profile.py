@@ -74,9 +74,10 @@ def _p_hazards(veh, wld, p, live):
 
 @njit(error_model="numpy")
 def _p_idm(veh, wld, p, order, rank, live):
+    _, _, lead = _scratch(p, veh.shape[1])
     for n in range(veh.shape[0]):
         if live[n]:
-            _traffic_accel(veh[n], wld[n], p, order[n], rank[n])
+            _traffic_accel(veh[n], wld[n], p, order[n], rank[n], lead)
 
 
 @njit(error_model="numpy")
@@ -129,7 +130,7 @@ def _p_recycle(veh, p):
 
 @njit(error_model="numpy")
 def _p_observe(veh, wld, p, obs, info, reward):
-    near, near_d = _scratch(p)
+    near, near_d, _ = _scratch(p, veh.shape[1])
     for n in range(veh.shape[0]):
         reward[n] = _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
 
@@ -142,7 +143,7 @@ def _p_reward(veh, wld, p, order, rank, reward, status, x0):
 
 @njit(error_model="numpy")
 def _p_reset(veh, wld, p, obs, info, status, rng, rp, ended, final_obs, final_info):
-    near, near_d = _scratch(p)
+    near, near_d, _ = _scratch(p, veh.shape[1])
     st, keep = reset_scratch()
     for n in range(veh.shape[0]):
         ended[n] = _end_or_reset(veh[n], wld[n], p, obs[n], info[n], status[n], rng[n], rp,
