@@ -234,6 +234,38 @@ def test_waiting_for_worker_processes_stops_on_a_swallowed_signal(monkeypatch):
         next(run_jobs(_SlowRollouts(), [("a",), ("b",)], processes=2))
 
 
+class _MixedRollouts(_SlowRollouts):
+    """Job ``"fast"`` returns at once, ``"boom"`` raises, any other sleeps 30 s."""
+
+    def run_batch(self, *job):
+        if job[0] == "fast":
+            return ["fast"]
+        if job[0] == "boom":
+            raise ValueError("bad job")
+        return super().run_batch(*job)
+
+
+def test_stopping_while_a_worker_is_idle_kills_the_workers_and_returns():
+    """An interrupted run once printed "interrupted" and never exited (one loaded
+    full-suite run, session 5; not reproduced). Closing the stream while one worker is
+    idle and the other mid-job must end both workers, not wait out the 30 s job."""
+    import multiprocessing as mp
+
+    from takeover.experiments.episodes import run_jobs
+
+    jobs = run_jobs(_MixedRollouts(), [("fast",), ("slow",)], processes=2)
+    assert next(jobs) == ["fast"]
+    jobs.close()
+    assert mp.active_children() == []
+
+
+def test_an_error_in_a_worker_reaches_the_caller_with_its_type():
+    from takeover.experiments.episodes import run_jobs
+
+    with pytest.raises(ValueError, match="bad job"):
+        list(run_jobs(_MixedRollouts(), [("fast",), ("boom",), ("fast",)], processes=2))
+
+
 # --- config files ---------------------------------------------------------------------------
 def test_a_key_given_twice_in_a_config_is_refused_naming_it(tmp_path):
     """Found from outside: ``name: a`` then ``name: b`` ran silently with the last value."""
