@@ -92,7 +92,14 @@ def check_spaces(agent: EnsembleAgent, env: Any) -> None:
     env_obs, env_act = env.observation_space, env.action_space
     problems = []
     if env_obs != agent.observation_space:
-        problems.append(f"observation space: agent {agent.observation_space}, env {env_obs}")
+        hint = ""
+        a_shape, e_shape = getattr(agent.observation_space, "shape", None), env_obs.shape
+        if a_shape and e_shape and len(a_shape) == len(e_shape) == 2 and a_shape[0] != e_shape[0]:
+            hint = (f" (the agent observes the {a_shape[0] - 1} nearest vehicles: make the env "
+                    f"with observe={a_shape[0] - 1}, or use an agent trained with "
+                    f"observe={e_shape[0] - 1})")
+        problems.append(f"observation space: agent {agent.observation_space}, env "
+                        f"{env_obs}{hint}")
     if env_act != agent.action_space:
         hint = ""
         if isinstance(agent.action_space, spaces.Discrete) and isinstance(env_act, spaces.Box):

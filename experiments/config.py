@@ -107,6 +107,10 @@ class EnvSection:
                               "discrete)", choices=("continuous", "discrete"))
     duration: float = option(30.0, "episode length, s", range=(1.0, 600.0))
     vehicles: int = option(20, "traffic vehicles besides the ego", range=(0, 60))
+    observe: int = option(8, "nearest vehicles in the observation (the agent's sensor: with "
+                          "8 a standing car 60-80 m ahead is hidden behind nearer traffic in "
+                          "74-86% of steps, with 16 in none; an agent drives only the K it "
+                          "was trained on)", range=(1, 32))
 
     def __post_init__(self) -> None:
         validate(self, "env")
@@ -115,7 +119,7 @@ class EnvSection:
 
     def env_kwargs(self) -> dict[str, Any]:
         return {"action_type": self.action_type, "duration": self.duration,
-                "vehicles": self.vehicles}
+                "vehicles": self.vehicles, "observe": self.observe}
 
 
 @dataclass(frozen=True)

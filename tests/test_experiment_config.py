@@ -192,6 +192,14 @@ def test_the_empty_config_runs_the_embedded_default(tmp_path):
     assert bare.supervisor.gate_score in bare.supervisor.estimators
 
 
+def test_env_observe_reaches_the_worlds():
+    """``env.observe`` (the agent's sensor: nearest vehicles observed) is passed to every
+    world the experiment makes."""
+    cfg, _ = load_config("ci", ["env.observe=16"])
+    assert cfg.env.env_kwargs()["observe"] == 16
+    assert load_config("ci")[0].env.env_kwargs()["observe"] == 8
+
+
 def test_seed_blocks_are_exported():
     from takeover import config
 

@@ -28,6 +28,16 @@ def ensemble():
     return load_agent("novice-ensemble")
 
 
+def test_an_env_observing_other_than_the_agent_is_refused_naming_the_fix(novice):
+    """A world that observes more vehicles than the agent was trained on (``observe``) is
+    refused before any step, and the message says which ``observe`` the agent needs."""
+    from takeover.agents.checkpoint import CheckpointError
+
+    env = gym.make("takeover/StalledCar-v2", action_type="discrete", observe=16)
+    with pytest.raises(CheckpointError, match=r"make the env with observe=8"):
+        check_spaces(novice, env)
+
+
 def test_shipped_agents_load_and_fit_the_discrete_env(novice, ensemble):
     assert isinstance(novice, PolicyAgent) and isinstance(ensemble, EnsembleAgent)
     assert len(ensemble.policies) == 5
