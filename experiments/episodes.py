@@ -17,6 +17,7 @@ Each condition keeps one gate object for the whole run, so gates that recalibrat
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -232,7 +233,19 @@ def run_jobs(rollouts: Rollouts, jobs: Sequence[tuple], processes: int = PROCESS
     _WORKER = rollouts
     from takeover import interrupt
 
-    with mp.get_context("fork").Pool(min(processes, len(jobs)), initializer=_init_worker) as pool:
+    # Workers are forked with the stop signals blocked and unblock them once their own
+    # handlers are set (``_init_worker``): a signal in between would otherwise run the
+    # parent's handler in the child, which then dies outside the pool's control. The
+    # parent takes a signal that arrived meanwhile once the pool exists, inside ``with``,
+    # so the pool is always closed.
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        pool = mp.get_context("fork").Pool(min(processes, len(jobs)), initializer=_init_worker)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        raise
+    with pool:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
         results = pool.imap(_run_job, jobs, chunksize=1)
         for _ in jobs:
             while True:  # a stop signal swallowed by a fork must not leave us waiting forever
@@ -244,17 +257,17 @@ def run_jobs(rollouts: Rollouts, jobs: Sequence[tuple], processes: int = PROCESS
 
 
 _WORKER: Rollouts | None = None
+_STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
 def _init_worker() -> None:
     """A worker leaves stopping to its parent: Ctrl-C is the parent's, and the pool ends
     workers with SIGTERM (the parent's interrupt handler would turn it into a traceback)."""
-    import signal
-
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)  # blocked by run_jobs's fork
     torch.set_num_threads(1)
 
 

@@ -266,6 +266,29 @@ def test_an_error_in_a_worker_reaches_the_caller_with_its_type():
         list(run_jobs(_MixedRollouts(), [("fast",), ("boom",), ("fast",)], processes=2))
 
 
+class _MaskRollouts(_SlowRollouts):
+    """Each job returns the stop signals its worker blocks."""
+
+    def run_batch(self, *job):
+        import signal
+
+        return sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+                      if s in (signal.SIGINT, signal.SIGTERM))
+
+
+def test_workers_take_stop_signals_and_the_parent_mask_is_restored():
+    """Workers are forked with SIGINT / SIGTERM blocked (a stop signal between the fork and
+    the worker's own handlers would run the parent's handler in the child) and unblock
+    them once set up; the parent's signal mask is the same after the run as before."""
+    import signal
+
+    from takeover.experiments.episodes import run_jobs
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert list(run_jobs(_MaskRollouts(), [("a",), ("b",)], processes=2)) == [[], []]
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+
+
 # --- config files ---------------------------------------------------------------------------
 def test_a_key_given_twice_in_a_config_is_refused_naming_it(tmp_path):
     """Found from outside: ``name: a`` then ``name: b`` ran silently with the last value."""
