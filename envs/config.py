@@ -70,6 +70,12 @@ class HighwayConfig:
     reward_arrival: float = option(20.0, "added on arriving", range=(0.0, None))
     reward_stopped: float = option(-50.0, "added when the episode ends 'stopped' (standing in "
                                    "a live lane on a free road)", range=(None, 0.0))
+    reward_timeout: float = option(0.0, "added when the time limit ends an episode that has "
+                                   "not arrived ('timeout'); 0 in the v2 rewards, which "
+                                   "the shipped agents were trained on. Fine-tuning on "
+                                   "hazards needs it: with 0, waiting behind an obstacle "
+                                   "until the limit pays more than trying to pass it",
+                                   range=(None, 0.0))
     reward_shoulder: float = option(1.0, "penalty per step on the hard shoulder outside a "
                                     "minimal-risk manoeuvre", range=(0.0, None))
     stop_grace: float = option(3.0, "s of standstill on a free road before 'stopped'",

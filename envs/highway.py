@@ -288,7 +288,8 @@ class HighwayEnv(gym.Env):
     ``- reward_jerk * clip(|jerk| / 10 - 1, 0, 1)`` (harsh jerk) ``- reward_shoulder`` (1)
     per step on the shoulder outside a minimal-risk manoeuvre. At the end:
     ``+ reward_arrival`` (20) on ``arrived``; ``reward_collision`` / ``reward_offroad``
-    (-50) on ``collision`` / ``off_road``; ``reward_stopped`` (-50) on ``stopped``.
+    (-50) on ``collision`` / ``off_road``; ``reward_stopped`` (-50) on ``stopped``;
+    ``reward_timeout`` (0) on ``timeout``.
     Stopping never pays: a standstill earns no progress or speed reward and ends in -50,
     while arriving earns the 40 of progress and arrival on top of the speed reward (the
     tests check a braking-to-standstill policy's return is below the careful driver's on
@@ -426,7 +427,8 @@ class HighwayEnv(gym.Env):
         self._ended = terminated or truncated
         if self.render_mode == "human":
             self.render()
-        return (self._obs0.copy(), float(self._rew[0]), terminated, truncated,
+        reward = float(self._rew[0]) + (self.config.reward_timeout if truncated else 0.0)
+        return (self._obs0.copy(), reward, terminated, truncated,
                 info_dict(self._info0, self._hazard, outcome))
 
     def set_mrm(self, on: bool) -> None:

@@ -198,6 +198,8 @@ class HighwayVectorEnv(VectorEnv):
                     self._infos(None, self._info, self._hazard))
         terminated = self._ended == 1
         truncated = self._ended == 2
+        if self.config.reward_timeout:
+            rewards[truncated] += self.config.reward_timeout
         done = terminated | truncated
         reasons = np.where(truncated, TIMEOUT_STATUS, self._status)
         # the ended worlds' last ground truth; the others' current one (as before autoreset)

@@ -303,3 +303,33 @@ def test_traffic_lets_a_blocked_car_that_signals_in(lean):
         assert car[L.V] < 0.5 and ego[L.X] - car[L.X] - 5.0 > 6.0, car
     else:
         assert car[L.X] > ego[L.X] + 10.0, car
+
+
+def test_reward_timeout_is_paid_once_on_the_timeout_step_in_both_envs():
+    """``reward_timeout`` makes waiting out the limit cost something (fine-tuning on
+    hazards crawls without it); it is added on the last step of a ``timeout`` episode
+    only, in the single and the batched env alike, and 0 leaves the rewards unchanged."""
+    kw = {"action_type": "discrete", "duration": 2.0, "route_length": 70.0}  # cannot arrive
+
+    def rewards(penalty):
+        env = gym.make(PLAIN, reward_timeout=penalty, **kw)
+        env.reset(seed=3)
+        out, done, info = [], False, {}
+        while not done:
+            _, r, term, trunc, info = env.step(L.IDLE)
+            out.append(r)
+            done = term or trunc
+        venv = make_vector_env(PLAIN, 2, reward_timeout=penalty, **kw)
+        venv.reset(seed=[3, 4])
+        vec = []
+        for _ in out:
+            _, r, *_ = venv.step(np.full(2, L.IDLE))
+            vec.append(r[0])
+        return info["outcome"], np.array(out), np.array(vec)
+
+    outcome, base, vbase = rewards(0.0)
+    assert outcome == "timeout"
+    _, paid, vpaid = rewards(-100.0)
+    np.testing.assert_allclose(paid - base, [0.0] * (len(base) - 1) + [-100.0])
+    np.testing.assert_allclose(vpaid - vbase, [0.0] * (len(base) - 1) + [-100.0])
+    np.testing.assert_allclose(vbase, base, rtol=1e-6)
