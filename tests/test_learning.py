@@ -128,6 +128,45 @@ def test_rlif_improves_the_dqn(tmp_path):
     assert dist >= 0.8
 
 
+CLONE_REASON = (
+    "session 6: behaviour cloning of the expert's full demonstrations (gate 'always', 30 "
+    "stalled-car episodes, ~4300 labels, plain BC) gives a clone that cannot drive: the "
+    "expert's meta-action labels are not a function of the observation (a 256x256 net "
+    "fitted to 24 episodes recalls held-out 'slower' 0.27-0.41, lane changes 0.0-0.17); "
+    "continuous labels fare no better (an MSE clone of 4200 steers/accelerations left the "
+    "road in 21 of 40 plain episodes). Measured here: plain 1.0 -> 0.50, stalled car "
+    "0.10 -> 0.00")
+
+
+@pytest.mark.xfail(strict=True, reason=CLONE_REASON)
+def test_cloning_the_teachers_full_demonstrations_keeps_plain_driving(tmp_path):
+    """The ceiling of every cloning learner: with labels on every step the expert drove
+    (no intervention gating at all), the clone must still drive plain traffic and arrive
+    behind the stalled car at least as often as the novice."""
+    cfg = from_dict(LearningConfig, {
+        "name": "t", "env": {"scenarios": ["stalled_car"], "action_type": "discrete"},
+        "supervisor": {"gate": "human", "gate_score": "ttc", "estimators": ["ttc"],
+                       "human": "expert", "handover_kwargs": {"timeout": 5.0}},
+        "learning": {"methods": ["hg-dagger"], "humans": ["expert"], "rounds": 1,
+                     "episodes_per_round": 30, "eval_episodes": 20, "plain_episodes": 20,
+                     "eval_seed": 5000, "train_seed": 0, "bc_agent": "novice",
+                     "learner_kwargs": {"hg-dagger": {"epochs": 30, "anchor_weight": 0.0,
+                                                      "relabel": False}},
+                     "gates": {"hg-dagger": {"gate": "always"}}},
+        "stats": {"bootstrap": 50}})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rows = run_arm(cfg, "hg-dagger", "expert", 0, tmp_path, held_out_seeds(cfg))
+    finally:
+        torch.set_num_threads(threads)
+    first, last = rows[0]["arrived"], rows[-1]["arrived"]
+    # measured (dev seeds 5000..5019): the novice 1.0 plain, 0.10 stalled car; the clone
+    # 0.50 and 0.00. 0.9 allows two plain failures in 20
+    assert last["plain"] >= 0.9
+    assert last["stalled_car"] >= first["stalled_car"]
+
+
 def test_takeover_run_learning_quick(tmp_path):
     """``takeover run learning-quick`` end to end (two methods, one fine-tuning seed, to
     stay fast): metrics per method and round with human-minutes, and the report."""
