@@ -250,7 +250,13 @@ class LearningSection:
     target_arrival: float = option(0.5, "arrival rate whose human-minutes the report "
                                    "tabulates", range=(0.0, 1.0))
     teacher_alone: bool = option(True, "also measure each human driving alone on the "
-                                 "held-out hazard seeds (the ceiling of cloning it)")
+                                 "held-out hazard seeds")
+    teacher_clone: int = option(0, "supervised episodes per scenario of each human driving "
+                                "every step (gate always) that a copy of bc_agent clones "
+                                "(plain BC, clone_epochs), then driving alone on the held-out "
+                                "seeds: how much of the teacher cloning can recover at best "
+                                "(0 = off)", range=(0, 30))
+    clone_epochs: int = option(30, "BC epochs of the teacher clone", range=(1, 1000))
     disagreement_horizon: float = option(2.0, "s; an ensemble's disagreement is scored "
                                          "against failure within this horizon", range=(0.1, 30))
 
@@ -454,9 +460,9 @@ def teacher_alone(cfg: LearningConfig, human: str,
                   seeds: Mapping[str, list[int]]) -> dict[str, dict[str, float]]:
     """How scripted teacher ``human`` drives on its own, on the held-out hazard seeds: the
     ``always`` gate asks it at once and it keeps control (the bc agent drives only the
-    reaction time before the takeover). The ceiling of what cloning its driving can teach:
-    a learner cannot be expected to arrive more often than the teacher it imitates.
-    ``{"arrived": {scenario: rate}, "collision": ..., "human_share": ...}``."""
+    reaction time before the takeover): a learner cannot be expected to arrive more often
+    than the teacher it imitates (:func:`teacher_clone` measures how much of it cloning
+    recovers). ``{"arrived": {scenario: rate}, "collision": ..., "human_share": ...}``."""
     from takeover.experiments.episodes import EnvCache, Rollouts
 
     exp_cfg = _experiment_config(cfg, human, "teacher")
@@ -476,6 +482,53 @@ def teacher_alone(cfg: LearningConfig, human: str,
     finally:
         envs.close()
     return out
+
+
+CLONE_SEED = 28_000
+"""Offset from ``train_seed`` of the teacher-clone demonstrations (``train_seed`` stays
+below 27_100 for every fine-tuning seed, round, scenario and episode)."""
+
+
+def teacher_clone(cfg: LearningConfig, human: str, seeds: Mapping[str, list[int]],
+                  run_dir: Path) -> dict[str, dict[str, float]]:
+    """Behaviour cloning at its best: ``human`` drives every step (gate ``always``) of
+    ``teacher_clone`` training episodes per scenario, logged; a fresh copy of the bc agent
+    is fitted to every labelled step (HG-DAgger's BC, no anchor, raw labels) and drives
+    alone on the held-out seeds (``seeds``, plain traffic included). DAgger-family learners
+    see fewer and later labels, so they rarely beat this; measured on the v2 world (dev
+    seeds, expert, 30 stalled-car episodes) it halves plain arrival (1.0 -> 0.50).
+    ``{"arrived": {scenario: rate}, "safe": ..., "labels": n}``."""
+    from takeover.agents.learners import LEARNERS, read_episodes
+    from takeover.experiments.episodes import EnvCache, Rollouts
+    from takeover.logio import LogWriter
+    from takeover.records import RunMeta
+
+    lc = cfg.learning
+    exp_cfg = _experiment_config(cfg, human, "teacher")
+    envs = EnvCache(exp_cfg)
+    log_dir = run_dir / "logs" / "teacher-clone" / human
+    try:
+        agent = starting_agent(cfg, "hg-dagger", envs.get(cfg.env.scenarios[0]))
+        rollouts = Rollouts(exp_cfg, envs, agent)
+        cond = Condition("teacher_clone", "always")
+        meta = RunMeta(run_id=f"{cfg.name}-teacher-clone-{human}", seed=cfg.seed,
+                       config={"human": human})
+        with LogWriter(log_dir, meta) as w:
+            for k, scen in enumerate(cfg.env.scenarios):
+                n = range(lc.teacher_clone)
+                batch = rollouts.run_batch(
+                    cond, scen, [lc.train_seed + CLONE_SEED + 30 * k + i for i in n],
+                    [f"{scen}-clone-e{i:02d}" for i in n])
+                w.write_episodes([(records[0].episode, records) for records, _ in batch])
+        learner = LEARNERS.make("hg-dagger", epochs=lc.clone_epochs, anchor_weight=0.0,
+                                relabel=False)
+        learner.start(agent)
+        stats = learner.update(agent, read_episodes(log_dir), seed=cfg.seed)
+        ev = evaluate_alone(agent, cfg, seeds, lc.disagreement_horizon)
+    finally:
+        envs.close()
+    return {"arrived": ev["arrived"], "safe": ev["safe"],
+            "labels": float(stats.get("samples", 0.0))}
 
 
 def _pooled(row: Mapping[str, Any], key: str, scenarios: Sequence[str]) -> float:
@@ -587,13 +640,26 @@ def write_learning_report(run_dir: Path, cfg: LearningConfig, summary: Mapping[s
                          for c in summary["curves"].values()])),
         *([Block("h2", "The teachers driving alone (gate `always`)"),
            Block("p", "Each scripted human asked at once and keeping control, on the same "
-                      "held-out hazard seeds: the ceiling of what cloning its driving "
-                      "teaches."),
+                      "held-out hazard seeds: what a learner imitating it can reach at most."),
            Block("table", (["human", "scenario", "arrival", "collision", "human share"],
                            [[h, sc, fmt(t["arrived"][sc]), fmt(t["collision"][sc]),
                              fmt(t["human_share"][sc])]
                             for h, t in summary["teachers"].items() for sc in t["arrived"]]))]
           if "teachers" in summary else []),
+        *([Block("h2", "Cloning the teachers' full demonstrations"),
+           Block("p", f"Each human drove every step of {lc.teacher_clone} training episodes "
+                      f"per scenario; a copy of `{lc.bc_agent}` was fitted to all of them "
+                      f"({lc.clone_epochs} epochs of BC) and drove alone on the held-out "
+                      "seeds. Round 0 of the rounds table is the agent before cloning. "
+                      "Where the clone arrives less often than round 0, the teacher's "
+                      "labels do not say what to do in the agent's observation, and no "
+                      "cloning learner can be expected to gain."),
+           Block("table", (["human", "labels", *[f"arrival: {sc}" for sc in
+                                                 next(iter(summary["clones"].values()))
+                                                 ["arrived"]]],
+                           [[h, str(int(c["labels"])), *[fmt(v) for v in c["arrived"].values()]]
+                            for h, c in summary["clones"].items()]))]
+          if summary.get("clones") else []),
         Block("h2", "Rounds"),
         Block("table", (["method", "human", "round", "human-min", "arrival", "safety",
                          "plain arrival", "km/episode", "disagreement AUROC [CI] per seed"],
@@ -646,11 +712,15 @@ def run_learning(cfg: LearningConfig, run_dir: Path, *,
         if cfg.learning.teacher_alone:
             hazards = {k: v for k, v in seeds.items() if k != "plain"}
             teachers = {h: teacher_alone(cfg, h, hazards) for h in cfg.learning.humans}
+        clones = ({h: teacher_clone(cfg, h, seeds, run_dir) for h in cfg.learning.humans}
+                  if cfg.learning.teacher_clone else {})
     finally:
         torch.set_num_threads(threads)
     summary = summarize_learning(cfg, rows)
     if cfg.learning.teacher_alone:
         summary["teachers"] = teachers
+    if clones:
+        summary["clones"] = clones
     metrics = json_safe({"name": cfg.name, "kind": "learning", "rows": rows, **summary})
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True))
     seconds = time.perf_counter() - t0
