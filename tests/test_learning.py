@@ -134,8 +134,10 @@ CLONE_REASON = (
     "expert's meta-action labels are not a function of the observation (a 256x256 net "
     "fitted to 24 episodes recalls held-out 'slower' 0.27-0.41, lane changes 0.0-0.17); "
     "continuous labels fare no better (an MSE clone of 4200 steers/accelerations left the "
-    "road in 21 of 40 plain episodes). Measured here: plain 1.0 -> 0.50, stalled car "
-    "0.10 -> 0.00")
+    "road in 21 of 40 plain episodes). The clone collapses to idle (97% of its actions on "
+    "the 'perfect' human's 6189 training states, 87% label accuracy, class-balanced or not) "
+    "and rear-ends slower leaders. Measured here: plain 1.0 -> 0.50, stalled car 0.10 -> "
+    "0.00")
 
 
 @pytest.mark.xfail(strict=True, reason=CLONE_REASON)
