@@ -86,6 +86,13 @@ def space_from_dict(d: dict[str, Any]) -> spaces.Space:
     raise CheckpointError(f"unknown space description {d!r}")
 
 
+def _sensor(rows: int) -> str:
+    """The env options giving an observation of ``rows`` rows: the ego, the K nearest and,
+    with ``observe_lanes``, three lane rows (``takeover.envs.lane_view``)."""
+    plain = f"observe={rows - 1}"
+    return plain if rows - 4 < 1 else f"{plain} (or observe={rows - 4}, observe_lanes=True)"
+
+
 def check_spaces(agent: EnsembleAgent, env: Any) -> None:
     """Refuse an env whose observation or action space differs from the agent's, before any
     step, naming both spaces."""
@@ -95,9 +102,9 @@ def check_spaces(agent: EnsembleAgent, env: Any) -> None:
         hint = ""
         a_shape, e_shape = getattr(agent.observation_space, "shape", None), env_obs.shape
         if a_shape and e_shape and len(a_shape) == len(e_shape) == 2 and a_shape[0] != e_shape[0]:
-            hint = (f" (the agent observes the {a_shape[0] - 1} nearest vehicles: make the env "
-                    f"with observe={a_shape[0] - 1}, or use an agent trained with "
-                    f"observe={e_shape[0] - 1})")
+            hint = (f" (the agent's observation has {a_shape[0]} rows, the env's "
+                    f"{e_shape[0]}: make the env with {_sensor(a_shape[0])}, or use an agent "
+                    f"trained with {_sensor(e_shape[0])})")
         problems.append(f"observation space: agent {agent.observation_space}, env "
                         f"{env_obs}{hint}")
     if env_act != agent.action_space:

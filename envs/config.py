@@ -9,6 +9,7 @@ import numpy as np
 from takeover.config import option, validate
 from takeover.envs import layout as L
 from takeover.envs.hazards import HAZARDS
+from takeover.envs.lane_view import LANE_ROWS
 
 SCENARIOS = ("mixed", "none", *HAZARDS)
 """``mixed`` draws one hazard per episode (``hazards.MIXED``); ``none`` is plain traffic."""
@@ -40,6 +41,9 @@ class HighwayConfig:
         "distance the careful driver covers in plain traffic in 70% of duration, 436.8 m "
         "for 30 s)")
     observe: int = option(8, "nearest vehicles in the observation (K)", range=(1, 32))
+    observe_lanes: bool = option(False, "add three lane rows (leader and follower of the "
+                                 "ego's lane and the lanes beside it, envs.lane_view) after "
+                                 "the K nearest")
     lane_width: float = option(4.0, "m", range=(2.5, 6.0))
     ego_speed: tuple[float, float] = option((22.0, 28.0), "initial ego speed range, m/s",
                                             range=(0.0, 40.0))
@@ -114,6 +118,11 @@ class HighwayConfig:
         return int(round(self.duration * self.control_hz))
 
     @property
+    def obs_rows(self) -> int:
+        """Observation rows: the ego, the K nearest and (``observe_lanes``) three lanes."""
+        return 1 + self.observe + (LANE_ROWS if self.observe_lanes else 0)
+
+    @property
     def slots(self) -> int:
         """Vehicle slots per world: ego, traffic, and room for a hazard's objects."""
         return 1 + self.vehicles + HAZARD_SLOTS
@@ -129,6 +138,7 @@ class HighwayConfig:
         p[L.BRAKE_MAX] = self.brake_max
         p[L.V_MAX] = self.speed_max
         p[L.K_OBS] = self.observe
+        p[L.LANE_OBS] = float(self.observe_lanes)
         p[L.WHEELBASE] = 2.5
         p[L.V_LO], p[L.V_HI] = self.reward_speed_range
         p[L.R_SPEED] = self.reward_speed

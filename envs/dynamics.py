@@ -32,6 +32,7 @@ from numba import njit
 from takeover.envs import layout as L
 from takeover.envs.controllers import idm_accel, lane_keep_steer
 from takeover.envs.hazards.base import R_MAX_STEPS
+from takeover.envs.lane_view import lane_rows
 from takeover.envs.layout import (
     ACC,
     ACC_MAX,
@@ -846,6 +847,8 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
         ob[r, 4] = min(max((vj * sj - vye) / p[V_SCALE], -1.0), 1.0)
         ob[r, 5] = cj
         ob[r, 6] = sj
+    if p[L.LANE_OBS] > 0.5:
+        lane_rows(vw, p, ob, k + 1)
     jerk = ww[JERK]
     inf[I_TIME] = ww[TIME]
     inf[I_X] = xe

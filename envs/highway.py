@@ -281,6 +281,10 @@ class HighwayEnv(gym.Env):
     ``slower`` move, so a policy sees a braking it has already commanded; 0 with
     continuous actions (there is no setpoint).
 
+    ``observe_lanes=True`` appends three lane rows (``Box(-1, 1, (observe + 4, 7))``): the
+    leader and follower of the lane left of the ego's, its own and the one right of it
+    (gaps, relative speeds, a cut-in's anticipated gap; ``takeover.envs.lane_view``).
+
     ## Rewards
     Each step: ``reward_progress * dx / route_length`` (20 in total for the whole route,
     paid per metre driven) ``+ reward_speed * clip((v - 20) / (30 - 20), 0, 1)`` (progress
@@ -383,7 +387,7 @@ class HighwayEnv(gym.Env):
         cfg = self.config
         act_cols = 1 if cfg.action_type == "discrete" else 2
         # one world as a batch of 1 (see HighwayVectorEnv): views into three flat buffers
-        self._batch = b = Batch(1, cfg.slots, cfg.observe + 1, act_cols, cfg.params(),
+        self._batch = b = Batch(1, cfg.slots, cfg.obs_rows, act_cols, cfg.params(),
                                 reset_params(cfg))
         self._veh, self._wld, self._obs, self._info, self._act = b.veh, b.wld, b.obs, b.info, b.act
         self._rew, self._status, self._order, self._rank = b.rew, b.status, b.order, b.rank

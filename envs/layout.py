@@ -60,8 +60,8 @@ STATUS_OUTCOMES = ("", "collision", "off_road", "stopped", "arrived", "pulled_ov
  V_LO, V_HI, R_SPEED, R_HEADWAY, R_JERK, JERK_THR, R_COLLISION, R_OFFROAD, SENSE,
  HZ_WINDOW, DISCRETE, X_SCALE, V_SCALE, B_SAFE, LC_THRESHOLD, RECYCLE_BEHIND,
  RECYCLE_AHEAD, ROUTE_LEN, R_PROGRESS, R_ARRIVAL, R_STOPPED, R_SHOULDER, STOP_GRACE,
- STOP_SPEED, STOP_CLEAR) = range(35)
-PARAM_COLS = 35
+ STOP_SPEED, STOP_CLEAR, LANE_OBS) = range(36)
+PARAM_COLS = 36
 
 # --- observation features --------------------------------------------------------------
 OBS_FEATURES = ("presence", "x", "y", "vx", "vy", "cos_h", "sin_h")

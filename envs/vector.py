@@ -67,7 +67,7 @@ class HighwayVectorEnv(VectorEnv):
         # x at its last step, a cache the kernel re-sorts incrementally (any permutation is
         # valid, so snapshots need not hold it); ``_rng`` each world's counter-based RNG
         # (streams.KEY, EPISODE), keyed from entropy until reset(seed=...)
-        self._batch = b = Batch(n, cfg.slots, cfg.observe + 1, act_cols, cfg.params(),
+        self._batch = b = Batch(n, cfg.slots, cfg.obs_rows, act_cols, cfg.params(),
                                 reset_params(cfg))
         self._veh, self._wld, self._obs, self._info, self._act = b.veh, b.wld, b.obs, b.info, b.act
         self._final_obs, self._final_info = b.final_obs, b.final_info

@@ -111,6 +111,10 @@ class EnvSection:
                           "8 a standing car 60-80 m ahead is hidden behind nearer traffic in "
                           "74-86% of steps, with 16 in none; an agent drives only the K it "
                           "was trained on)", range=(1, 32))
+    observe_lanes: bool = option(False, "add the three lane rows to the observation "
+                                 "(takeover.envs.lane_view: leader and follower of the ego's "
+                                 "lane and the lanes beside it); the agent must be trained "
+                                 "with them")
 
     def __post_init__(self) -> None:
         validate(self, "env")
@@ -119,7 +123,8 @@ class EnvSection:
 
     def env_kwargs(self) -> dict[str, Any]:
         return {"action_type": self.action_type, "duration": self.duration,
-                "vehicles": self.vehicles, "observe": self.observe}
+                "vehicles": self.vehicles, "observe": self.observe,
+                "observe_lanes": self.observe_lanes}
 
 
 @dataclass(frozen=True)

@@ -198,6 +198,8 @@ def test_env_observe_reaches_the_worlds():
     cfg, _ = load_config("ci", ["env.observe=16"])
     assert cfg.env.env_kwargs()["observe"] == 16
     assert load_config("ci")[0].env.env_kwargs()["observe"] == 8
+    assert load_config("ci", ["env.observe_lanes=true"])[0].env.env_kwargs()["observe_lanes"]
+    assert not load_config("ci")[0].env.env_kwargs()["observe_lanes"]
 
 
 def test_seed_blocks_are_exported():

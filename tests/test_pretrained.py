@@ -36,6 +36,9 @@ def test_an_env_observing_other_than_the_agent_is_refused_naming_the_fix(novice)
     env = gym.make("takeover/StalledCar-v2", action_type="discrete", observe=16)
     with pytest.raises(CheckpointError, match=r"make the env with observe=8"):
         check_spaces(novice, env)
+    lanes = gym.make("takeover/StalledCar-v2", action_type="discrete", observe_lanes=True)
+    with pytest.raises(CheckpointError, match=r"has 9 rows, the env's 12.*observe_lanes=True"):
+        check_spaces(novice, lanes)
 
 
 def test_shipped_agents_load_and_fit_the_discrete_env(novice, ensemble):
