@@ -3,13 +3,13 @@ in its own lane and the lanes beside it, three extra rows after the K nearest ob
 
 Why: the K nearest objects, nearest first, is a set whose order changes whenever two
 vehicles swap distance, so a policy must learn which row is the car it follows, in which
-lane. A net fitted to a careful human's demonstrations on that list alone does not
-reproduce its car following (teacher-always cloning, 30 episodes per scenario, 34k
-labels: plain arrival 0.36-0.56 against the teacher's 1.00); with these three rows added
-the same clone arrives in 0.94 of plain episodes and 0.61 of hazard episodes (the novice
-0.27). The rows are the corridor queries the drivers and humans use themselves
+lane. A net fitted to the expert human's demonstrations (its desired acceleration and target
+lane, 30 episodes per scenario, 34k labels) on that list alone arrives in 0.36-0.56 of plain
+episodes (the teacher 1.00) and 0.02-0.08 of hazard ones; with these rows added, in 0.98 and
+0.53 (the novice: 0.94 and 0.27; 50 validation seeds per scenario; README, "Learning").
+The rows are the corridor queries the drivers and humans use themselves
 (``controllers.corridor_leader`` / ``corridor_follower``), so they say what a driver sees
-of each lane, from the sensor's objects only (no intent, no hidden state).
+of each lane, from the objects within ``GAP_SCALE`` (no intent, no hidden state).
 
 Row ``K + 1 + d`` for ``d = 0, 1, 2`` is the lane left of the ego's, its own, and right of
 it (travel lanes; on the hard shoulder "its own" is the shoulder):
