@@ -8,14 +8,17 @@ random numbers: all randomness is fixed at reset, so a step is a pure function o
 the vector env's autoreset) is a pure function of the world's RNG row
 (``takeover.envs.scenarios``).
 
-Speed notes (measured, ``takeover bench env``): helpers are plain ``@njit`` functions that
-LLVM inlines; numba's IR-level ``inline="always"`` of a helper that itself inlines others
-made the traffic loop twice as slow. Across a batch the worlds differ in which vehicles
-lead their lane and which are nearest the ego, so a branch on that is mispredicted from one
-world to the next: the traffic IDM's leaders (``_lane_leaders``) and the observation's
-nearest K are found with selects and counts instead. Every shortcut here (no trigonometry
-at heading 0, the incremental neighbour order, the leader sweep, the counted top-K) is
-bit-exact:
+Speed notes (each measured as a same-process A/B: both kernels stepping copies of one batch
+in alternated windows, the median ratio): the per-world helpers run without numba's
+reference counting (``_helper``: 0.88-0.90x at 1 to 4,096 worlds). Helpers are plain
+``@njit`` functions that LLVM inlines; numba's IR-level ``inline="always"`` of a helper that
+itself inlines others made the traffic loop twice as slow. The traffic IDM's leaders
+(``_lane_leaders``) and the observation's nearest K are found with selects and counts
+instead of branches that are mispredicted from one world to the next, but they cost the
+same as the walk and the insertion they replaced (1.00x); so did a branch-free search of
+MOBIL's six neighbours (all slots, or a window of ranks) and a sweep over fewer lanes
+(tried, not kept: 0.99-1.13x). Every shortcut here (no trigonometry at heading 0, the
+incremental neighbour order, the leader sweep, the counted top-K) is bit-exact:
 ``tests/test_kernel_regression.py`` pins the trajectories to the reference v1 kernel.
 
 References: Treiber, Hennecke & Helbing 2000 (IDM); Kesting, Treiber & Helbing 2007 (MOBIL);
@@ -1115,8 +1118,11 @@ def _offsets(n, m, r, a, nrp):
             HEADER, o_order, o_rank, o_ended, o_codes, o_rng, o_queue, o_took, i_end)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _unpack(f64, f32, i64):
+    """The ``Batch`` arrays as views of the three buffers. Inlined into the kernels, so
+    that numba drops the reference counting of the 19 views it returns (0.95x at one
+    world, where the kernel call is short)."""
     n, m, r, a = i64[0], i64[1], i64[2], i64[3]
     (o_veh, o_wld, o_info, o_finfo, o_act, o_rew, o_p, o_rp, f_end, o_obs, o_fobs, g_end,
      o_status, o_order, o_rank, o_ended, o_codes, o_rng, o_queue, o_took, i_end) = _offsets(
