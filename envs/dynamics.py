@@ -165,7 +165,9 @@ from takeover.envs.layout import (
 )
 from takeover.envs.scenarios import reset_scratch, reset_world
 
-_helper = njit(cache=True, error_model="numpy", _nrt=False)
+# ``_nrt`` is a CPU target option of numba (``numba.core.options.TargetOptions``, listed in
+# ``numba.core.cpu``) that its type stubs omit
+_helper = njit(cache=True, error_model="numpy", _nrt=False)  # type: ignore[call-overload]
 """The decorator of the per-world helpers: numba's reference counting (its runtime, NRT)
 increfs and decrefs every array argument of every call LLVM does not inline, two calls
 into the runtime per array per call, a few hundred per world-step; without it the kernel
