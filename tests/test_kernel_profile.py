@@ -47,3 +47,20 @@ def test_bench_env_reports_ratios_us_per_world_step_and_profile():
     assert out["batched_1_us_per_world_step"] > 0.0 and out["single_us_per_step"] > 0.0
     assert out["batched_4_matched_ratio"] > 0.0
     assert set(out["profile"]) == {"worlds", *PHASES, *PYTHON, "dispatch", "total"}
+
+
+@pytest.mark.slow  # compiles a second copy of the kernel (~30 s)
+def test_kernel_ab_compares_against_another_checkout_and_checks_the_bits(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from takeover.experiments.benchmarks.kernel_ab import compare, load_reference
+
+    (tmp_path / "envs").mkdir()
+    here = Path(__file__).resolve().parents[1] / "envs" / "dynamics.py"
+    shutil.copy(here, tmp_path / "envs" / "dynamics.py")  # the same kernel: same bits
+    res = compare(load_reference(tmp_path), worlds=2, rounds=4, warmup=50)
+    assert res["bit_identical"]
+    assert res["ratio"] > 0.0 and res["world_steps"] == 4 * 200 * 2
+    with pytest.raises(SystemExit, match="envs/dynamics.py"):
+        load_reference(tmp_path / "nowhere")
