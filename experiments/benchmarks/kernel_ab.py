@@ -8,38 +8,54 @@ both sides of it. The median ratio is stable to about 1% on a loaded 2-core mach
 timing the two in separate processes scatters by 30% or more. Both batches must stay
 bit-identical (a speedup must not change a single bit), which the report checks.
 
-    python -m takeover.experiments.benchmarks.kernel_ab /tmp/ref [--sizes 1,16,256,4096]
+    python -m takeover.experiments.benchmarks.kernel_ab /tmp/ref [--sizes 1,16,256,4096] [--json]
 
 The reference's ``envs/dynamics.py`` is loaded as a second module over this checkout's
 ``layout``, ``controllers`` and ``scenarios``, so only a change within ``dynamics`` (and the
-three-buffer ``Batch`` layout both share) can be compared this way.
+three-buffer ``Batch`` layout both share) can be compared this way. Run it as its own
+process (as the test does): a second kernel compiled into a process that goes on to use the
+first is not something the rest of the code base expects, so ``reference_kernel`` takes the
+module out of ``sys.modules`` again when the comparison is done.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
+REFERENCE = "takeover.envs._reference_dynamics"
+"""The name the reference's ``dynamics`` is loaded under (numba needs the module in
+``sys.modules`` while it compiles the module's functions)."""
 
-def load_reference(tree: str | Path):
-    """The ``dynamics`` module of the checkout at ``tree``, as a module of its own."""
+
+@contextlib.contextmanager
+def reference_kernel(tree: str | Path) -> Iterator[ModuleType]:
+    """The ``dynamics`` module of the checkout at ``tree``, as a module of its own, for the
+    duration of the ``with``; afterwards it is no longer in ``sys.modules``."""
     path = Path(tree) / "envs" / "dynamics.py"
     if not path.is_file():
         raise SystemExit(f"no envs/dynamics.py under {tree}: pass the root of a checkout")
-    spec = importlib.util.spec_from_file_location("takeover.envs._reference_dynamics", path)
+    spec = importlib.util.spec_from_file_location(REFERENCE, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop(spec.name, None)
 
 
-def compare(reference, worlds: int, rounds: int = 300, warmup: int = 20_000) -> dict:
+def compare(reference: ModuleType, worlds: int, rounds: int = 300, warmup: int = 20_000) -> dict:
     """Median (and 10th / 90th percentile) of this kernel's time over the reference's, per
     pair of neighbouring windows, and each one's median us per world-step."""
     from takeover.envs.dynamics import step_batch
@@ -80,16 +96,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("reference", help="root of the checkout to compare against")
     parser.add_argument("--sizes", default="1,16,256,4096", help="world counts")
     parser.add_argument("--rounds", type=int, default=300, help="window pairs per size")
+    parser.add_argument("--warmup", type=int, default=20_000,
+                        help="world-steps of traffic before the timing")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON list of the results instead of lines")
     args = parser.parse_args(argv)
-    reference = load_reference(args.reference)
     out = []
-    for n in (int(s) for s in args.sizes.split(",")):
-        res = compare(reference, n, args.rounds)
-        out.append(res)
-        print(f"{n:5d} worlds: this / reference {res['ratio']:.3f} (p10-p90 "
-              f"{res['ratio_p10']:.3f}-{res['ratio_p90']:.3f}), {res['new_us']:.2f} vs "
-              f"{res['ref_us']:.2f} us per world-step, {res['world_steps']} world-steps, "
-              f"bit-identical {res['bit_identical']}", flush=True)
+    with reference_kernel(args.reference) as reference:
+        for n in (int(s) for s in args.sizes.split(",")):
+            res = compare(reference, n, args.rounds, args.warmup)
+            out.append(res)
+            if not args.json:
+                print(f"{n:5d} worlds: this / reference {res['ratio']:.3f} (p10-p90 "
+                      f"{res['ratio_p10']:.3f}-{res['ratio_p90']:.3f}), {res['new_us']:.2f} "
+                      f"vs {res['ref_us']:.2f} us per world-step, {res['world_steps']} "
+                      f"world-steps, bit-identical {res['bit_identical']}", flush=True)
+    if args.json:
+        print(json.dumps(out))
     return out
 
 
