@@ -75,7 +75,8 @@ def test_kernel_ab_compares_against_another_checkout_and_checks_the_bits(tmp_pat
 
 
 def test_kernel_ab_loads_the_reference_only_for_the_comparison(tmp_path):
-    """``reference_kernel`` leaves no second ``dynamics`` behind in ``sys.modules``."""
+    """``reference_kernel`` leaves no second ``dynamics`` behind in ``sys.modules``, nor a
+    numba cache under the reference checkout (it loads a private copy)."""
     import sys
 
     from takeover.experiments.benchmarks.kernel_ab import REFERENCE, reference_kernel
@@ -84,6 +85,7 @@ def test_kernel_ab_loads_the_reference_only_for_the_comparison(tmp_path):
     (tmp_path / "envs" / "dynamics.py").write_text("X = 1\n")
     with reference_kernel(tmp_path) as module:
         assert module.X == 1 and sys.modules[REFERENCE] is module
+        assert not module.__file__.startswith(str(tmp_path))  # numba caches the copy elsewhere
     assert REFERENCE not in sys.modules
     with pytest.raises(SystemExit, match="envs/dynamics.py"), reference_kernel(tmp_path / "no"):
         pass

@@ -24,7 +24,9 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,19 +42,31 @@ REFERENCE = "takeover.envs._reference_dynamics"
 @contextlib.contextmanager
 def reference_kernel(tree: str | Path) -> Iterator[ModuleType]:
     """The ``dynamics`` module of the checkout at ``tree``, as a module of its own, for the
-    duration of the ``with``; afterwards it is no longer in ``sys.modules``."""
+    duration of the ``with``; afterwards it is no longer in ``sys.modules``.
+
+    It is loaded from a copy in a temporary folder, so numba caches it there and the copy
+    goes with the folder. Loaded in place it would be cached in ``tree``'s own
+    ``envs/__pycache__``, keyed by file, function and signature but not module name: that
+    checkout's ``takeover.envs.dynamics`` then loads code compiled as this module, whose
+    environment names a module it cannot import (every kernel test fails with
+    ``No module named 'takeover.envs._reference_dynamics'``), and this module could load
+    code compiled as ``takeover.envs.dynamics``, whose symbols may coincide with this
+    checkout's kernel's, so that the two sides of the A/B run one kernel."""
     path = Path(tree) / "envs" / "dynamics.py"
     if not path.is_file():
         raise SystemExit(f"no envs/dynamics.py under {tree}: pass the root of a checkout")
-    spec = importlib.util.spec_from_file_location(REFERENCE, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop(spec.name, None)
+    with tempfile.TemporaryDirectory(prefix="kernel_ab_") as tmp:
+        copy = Path(tmp) / "dynamics.py"
+        shutil.copyfile(path, copy)
+        spec = importlib.util.spec_from_file_location(REFERENCE, copy)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        try:
+            spec.loader.exec_module(module)
+            yield module
+        finally:
+            sys.modules.pop(spec.name, None)
 
 
 def compare(reference: ModuleType, worlds: int, rounds: int = 300, warmup: int = 20_000) -> dict:
