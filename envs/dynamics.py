@@ -8,17 +8,14 @@ random numbers: all randomness is fixed at reset, so a step is a pure function o
 the vector env's autoreset) is a pure function of the world's RNG row
 (``takeover.envs.scenarios``).
 
-Speed notes (each measured as a same-process A/B: both kernels stepping copies of one batch
-in alternated windows, the median ratio): the per-world helpers run without numba's
-reference counting (``_helper``: 0.88-0.90x at 1 to 4,096 worlds). Helpers are plain
-``@njit`` functions that LLVM inlines; numba's IR-level ``inline="always"`` of a helper that
-itself inlines others made the traffic loop twice as slow. The traffic IDM's leaders
-(``_lane_leaders``) and the observation's nearest K are found with selects and counts
-instead of branches that are mispredicted from one world to the next, but they cost the
-same as the walk and the insertion they replaced (1.00x); so did a branch-free search of
-MOBIL's six neighbours (all slots, or a window of ranks) and a sweep over fewer lanes
-(tried, not kept: 0.99-1.13x). Every shortcut here (no trigonometry at heading 0, the
-incremental neighbour order, the leader sweep, the counted top-K) is bit-exact:
+Speed notes (measured, ``takeover bench env``): helpers are plain ``@njit`` functions that
+LLVM inlines; numba's IR-level ``inline="always"`` of a helper that itself inlines others
+made the traffic loop twice as slow. Across a batch the worlds differ in which vehicles
+lead their lane and which are nearest the ego, so a branch on that is mispredicted from one
+world to the next: the traffic IDM's leaders (``_lane_leaders``) and the observation's
+nearest K are found with selects and counts instead. Every shortcut here (no trigonometry
+at heading 0, the incremental neighbour order, the leader sweep, the counted top-K) is
+bit-exact:
 ``tests/test_kernel_regression.py`` pins the trajectories to the reference v1 kernel.
 
 References: Treiber, Hennecke & Helbing 2000 (IDM); Kesting, Treiber & Helbing 2007 (MOBIL);
@@ -165,16 +162,6 @@ from takeover.envs.layout import (
 )
 from takeover.envs.scenarios import reset_scratch, reset_world
 
-# ``_nrt`` is a CPU target option of numba (``numba.core.options.TargetOptions``, listed in
-# ``numba.core.cpu``) that its type stubs omit
-_helper = njit(cache=True, error_model="numpy", _nrt=False)  # type: ignore[call-overload]
-"""The decorator of the per-world helpers: numba's reference counting (its runtime, NRT)
-increfs and decrefs every array argument of every call LLVM does not inline, two calls
-into the runtime per array per call, a few hundred per world-step; without it the kernel
-is 11-14% faster at 1 to 256 worlds (same-run A/B, bit-exact). A helper without the
-runtime cannot allocate (numba refuses to compile one that would, e.g. a slice copy); the
-kernels that allocate the scratch keep it."""
-
 LAT_SPEED = 1.2  # m/s, lateral speed of an ordinary lane change (~3.3 s per lane)
 LAT_SPEED_HAZARD = 2.8  # m/s, an aggressive cut-in or merge (~1.4 s per lane)
 LC_COOLDOWN = 4.0  # s between two lane changes of one driver
@@ -206,7 +193,7 @@ def _occupies(y, wid, lane, w):
     return abs(y - lane * w) < 0.5 * w + 0.5 * wid - 0.3
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _leader(vw, order, rank, i, lane, w):
     """Nearest vehicle ahead of slot ``i`` (by centre, alongside included) occupying
     ``lane``; -1 if none.
@@ -227,7 +214,7 @@ def _leader(vw, order, rank, i, lane, w):
     return -1
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _follower(vw, order, rank, i, lane, w):
     """Nearest vehicle behind slot ``i`` (alongside included) occupying ``lane``; -1 if
     none (``_leader``, walking down ``order``)."""
@@ -241,7 +228,7 @@ def _follower(vw, order, rank, i, lane, w):
     return -1
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _after(vw, k, j):
     """Whether slot ``k`` sorts after slot ``j``: occupied slots by (x, slot), then the
     empty ones by slot (a strict total order, so the sorted order is unique)."""
@@ -254,7 +241,7 @@ def _after(vw, k, j):
     return vw[k, X] > vw[j, X]
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _sort_by_x(vw, order, rank):
     """Sort ``order`` (a permutation of the slots, left sorted by the previous step) by
     ``_after``, by insertion: vehicles rarely pass each other within one control step, so
@@ -271,7 +258,7 @@ def _sort_by_x(vw, order, rank):
         rank[order[r]] = r
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _cos_sin(psi):
     """``(cos(psi), sin(psi))``, bit for bit, without the trigonometry at psi = +-0 (most
     vehicles, most of the time)."""
@@ -280,13 +267,13 @@ def _cos_sin(psi):
     return math.cos(psi), math.sin(psi)
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _vx(vw, j):
     """Slot ``j``'s speed along the road, m/s."""
     return vw[j, V] if vw[j, PSI] == 0.0 else vw[j, V] * math.cos(vw[j, PSI])
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _idm_behind(vw, i, j):
     """IDM acceleration of slot ``i`` following slot ``j`` (``j`` = -1: free road)."""
     if vw[i, AMAX] <= 0.0:  # static objects and the ego have no IDM driver
@@ -302,14 +289,14 @@ def _idm_behind(vw, i, j):
     return max(a, -9.0)
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _follow(vw, order, rank, i, lane, w):
     """IDM acceleration of slot ``i`` behind its leader in ``lane``; a call, not inlined,
     so that the hot loop over every vehicle stays small (few vehicles change lanes)."""
     return _idm_behind(vw, i, _leader(vw, order, rank, i, lane, w))
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _half_extents(vw, j):
     """Half-extents (m) along x and y of slot ``j``'s box rotated by its heading."""
     if vw[j, PSI] == 0.0:  # the common case, and exactly what the trigonometry gives at 0
@@ -320,7 +307,7 @@ def _half_extents(vw, j):
             0.5 * vw[j, LEN] * s + 0.5 * vw[j, WID] * c)
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _ego_collides(vw):
     hx0, hy0 = _half_extents(vw, 0)
     for j in range(1, vw.shape[0]):
@@ -332,7 +319,7 @@ def _ego_collides(vw):
     return False
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _offroad(vw, p):
     """The ego's centre is off the paved road: left of lane 0 or right of the shoulder."""
     w = p[LANE_W]
@@ -340,19 +327,19 @@ def _offroad(vw, p):
     return y < -0.5 * w or y > (p[N_LANES] + 0.5) * w
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _ego_lane(vw, p):
     """The lane under the ego's centre: 0..N_LANES-1, or N_LANES on the hard shoulder."""
     lane = round(vw[0, Y] / p[LANE_W])
     return min(max(lane, 0.0), p[N_LANES])
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _on_shoulder(vw, p):
     return vw[0, Y] > (p[N_LANES] - 0.5) * p[LANE_W]
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _update_hazard(vw, ww, p):
     """Fire a pending hazard on its trigger (time, or the ego within sensing range of a
     standing hazard) and end an active one; see ``takeover.envs.hazards.base``."""
@@ -388,7 +375,7 @@ def _update_hazard(vw, ww, p):
     ww[HZ_END] = t + p[HZ_WINDOW]
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _gap_to(vw, j):
     """Bumper gap (m) from the ego to slot ``j`` (either side), ``inf`` for ``j`` = -1."""
     if j < 0:
@@ -396,7 +383,7 @@ def _gap_to(vw, j):
     return abs(vw[j, X] - vw[0, X]) - 0.5 * (vw[j, LEN] + vw[0, LEN])
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _mrm_controls(vw, ww, p, order, rank):
     """The minimal-risk manoeuvre: hazard lights (drawn from the ``MRM`` flag), slow to
     12 m/s, move one lane right whenever the gap there allows, down to the hard shoulder,
@@ -441,7 +428,7 @@ def _mrm_controls(vw, ww, p, order, rank):
     return min(max(steer, -p[STEER_MAX]), p[STEER_MAX]), acc
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _ego_controls(vw, ww, a_in, p, order, rank):
     """Steering angle (rad) and acceleration (m/s^2) the ego applies this sub-step."""
     if ww[MRM] > 0.5:
@@ -456,7 +443,7 @@ def _ego_controls(vw, ww, a_in, p, order, rank):
     return steer, acc
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _apply_meta_action(vw, ww, action, p):
     a = int(action)
     if a == FASTER:
@@ -470,7 +457,7 @@ def _apply_meta_action(vw, ww, action, p):
         ww[TGT_LANE] = max(min(lane + 1.0, p[N_LANES] - 1.0), lane)
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _yield_request(vw, ww, p, order, rank):
     """The lane whose followers the ego asks to let it in this sub-step: the lane it
     signals toward (it leans ``YIELD_LEAN`` m toward it, or has it as its discrete target),
@@ -494,7 +481,7 @@ def _yield_request(vw, ww, p, order, rank):
     return tgt
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _yield_accel(vw, i):
     """Acceleration with which traffic car ``i``, behind the ego in the lane it asks for,
     lets it in (``inf``: it does not; nor does a car over ``YIELD_RANGE`` m back): it
@@ -522,7 +509,7 @@ def _yield_accel(vw, i):
     return min(max(a, -courtesy), -need)
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _lane_leaders(vw, order, w, lead):
     """``lead[i]`` = the nearest occupied slot above ``i`` in ``order`` that occupies the
     lane under ``i``'s centre (-1: none; -2: that lane is not tracked), for every occupied
@@ -553,7 +540,7 @@ def _lane_leaders(vw, order, w, lead):
             last[q] = j if _occupies(yj, wid, q - 2.0, w) else last[q]
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _traffic_accel(vw, ww, p, order, rank, lead):
     """Every traffic vehicle's acceleration this sub-step, by its mode: static objects
     stand, a braking hazard car brakes at its ``DECEL``, a waiting hazard car holds its
@@ -591,7 +578,7 @@ def _traffic_accel(vw, ww, p, order, rank, lead):
             vw[i, ACC] = a
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _ego_move(vw, ww, a_in, p, dt, order, rank):
     """The ego's controls, then its kinematic bicycle about the centre of gravity
     (lr = lf = wheelbase / 2) for ``dt`` s."""
@@ -609,7 +596,7 @@ def _ego_move(vw, ww, a_in, p, dt, order, rank):
     vw[0, ACC] = acc
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _traffic_move(vw, ww, p, dt):
     """Integrate traffic for ``dt`` s (speed, position, lateral move toward its lane) and
     advance the clock."""
@@ -632,7 +619,7 @@ def _traffic_move(vw, ww, p, dt):
     ww[TIME] += dt
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _contact(vw, ww, p):
     """Latch a collision or leaving the road."""
     if _ego_collides(vw):
@@ -641,7 +628,7 @@ def _contact(vw, ww, p):
         ww[OFFROAD] = 1.0
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _substep(vw, ww, a_in, p, dt, order, rank, lead):
     _update_hazard(vw, ww, p)
     _traffic_accel(vw, ww, p, order, rank, lead)
@@ -650,7 +637,7 @@ def _substep(vw, ww, a_in, p, dt, order, rank, lead):
     _contact(vw, ww, p)
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _abort_if_blocked(vw, i, order, rank, w):
     """A driver mid lane change steers back if someone now sits beside it in the target
     lane (the gap it chose has closed, e.g. the ego braked or moved over)."""
@@ -666,7 +653,7 @@ def _abort_if_blocked(vw, i, order, rank, w):
             return
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _mobil(vw, ww, p, order, rank):
     """MOBIL lane changes for ordinary traffic. Each driver reconsiders its lane once per
     simulated second, staggered across drivers (people do not re-decide every 100 ms);
@@ -733,7 +720,7 @@ def _mobil(vw, ww, p, order, rank):
             vw[i, LC_TIMER] = LC_COOLDOWN
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _ego_idm(vw, j):
     """IDM acceleration the ego would need behind ``j`` (-1: free road), with a typical
     driver's parameters (the ego has none of its own): MOBIL's safety check when the ego is
@@ -745,7 +732,7 @@ def _ego_idm(vw, j):
     return idm_accel(v, max(v, 1.0), gap, _vx(vw, j), 1.5, 1.5, 2.0, 2.5)
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _recycle(vw, p):
     """Keep traffic around the ego: ordinary cars far behind reappear ahead and vice versa,
     in the lane with the most room (deterministic, so snapshots stay exact)."""
@@ -779,7 +766,7 @@ def _recycle(vw, p):
             vw[i, V] = min(vw[i, V0], vw[0, V] + 3.0) if x_new < xe else vw[i, V0]
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _observe(vw, ww, p, ob, inf, near, near_d):
     """Fill one world's observation rows and ground-truth row; return the reward pieces.
     ``near`` / ``near_d`` (``_scratch``) are scratch for the nearest others."""
@@ -888,7 +875,7 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
     return p[R_SPEED] * speed_r - p[R_HEADWAY] * hw_pen - p[R_JERK] * jerk_pen
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _status(vw, ww, p, order, rank):
     """The episode's outcome after this step (``layout.STATUS_OUTCOMES``; 0 = running),
     updating the standstill clock."""
@@ -913,7 +900,7 @@ def _status(vw, ww, p, order, rank):
     return RUNNING
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _end_step(vw, ww, p):
     """Per-control-step bookkeeping: step count, jerk, lane-change cooldowns."""
     ww[STEP] += 1.0
@@ -924,7 +911,7 @@ def _end_step(vw, ww, p):
             vw[i, LC_TIMER] -= p[DT]
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _reward(vw, ww, p, order, rank, r, x0):
     """The step's reward (``r`` = the shaping from ``_observe``, ``x0`` = the ego's x before
     the step) and status."""
@@ -944,7 +931,7 @@ def _reward(vw, ww, p, order, rank, r, x0):
     return r, status
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _step_world(vw, ww, a_in, p, ob, inf, order, rank, near, near_d, lead):
     """One world, one control step; returns (reward, status).
 
@@ -1015,7 +1002,7 @@ def observe_worlds_at(veh, wld, p, obs, info, idx):
         _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _ends(ww, status, rp):
     """0 if the world's episode runs on after this step; else 1 (terminated: ``status``
     != 0) or 2 (truncated: the time limit)."""
@@ -1024,18 +1011,15 @@ def _ends(ww, status, rp):
     return 2 if ww[STEP] >= rp[R_MAX_STEPS] else 0
 
 
-@_helper
+@njit(cache=True, error_model="numpy")
 def _end_or_reset(vw, ww, p, ob, inf, status, rng, rp, fob, finf, near, near_d, st, keep):
     """``_ends``; for an ended world, after copying its last observation and ground truth
     to ``fob`` / ``finf``, start (and observe) its next episode."""
     ended = _ends(ww, status, rp)
     if ended == 0:
         return 0
-    for r in range(ob.shape[0]):  # loops, not slice copies: those may allocate (``_helper``)
-        for c in range(ob.shape[1]):
-            fob[r, c] = ob[r, c]
-    for c in range(inf.shape[0]):
-        finf[c] = inf[c]
+    fob[:] = ob
+    finf[:] = inf
     reset_world(vw, ww, rng, rp, st, keep)
     _observe(vw, ww, p, ob, inf, near, near_d)
     return ended
@@ -1120,11 +1104,8 @@ def _offsets(n, m, r, a, nrp):
             HEADER, o_order, o_rank, o_ended, o_codes, o_rng, o_queue, o_took, i_end)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _unpack(f64, f32, i64):
-    """The ``Batch`` arrays as views of the three buffers. Inlined into the kernels, so
-    that numba drops the reference counting of the 19 views it returns (0.95x at one
-    world, where the kernel call is short)."""
     n, m, r, a = i64[0], i64[1], i64[2], i64[3]
     (o_veh, o_wld, o_info, o_finfo, o_act, o_rew, o_p, o_rp, f_end, o_obs, o_fobs, g_end,
      o_status, o_order, o_rank, o_ended, o_codes, o_rng, o_queue, o_took, i_end) = _offsets(
