@@ -47,3 +47,45 @@ def test_bench_env_reports_ratios_us_per_world_step_and_profile():
     assert out["batched_1_us_per_world_step"] > 0.0 and out["single_us_per_step"] > 0.0
     assert out["batched_4_matched_ratio"] > 0.0
     assert set(out["profile"]) == {"worlds", *PHASES, *PYTHON, "dispatch", "total"}
+
+
+@pytest.mark.slow  # compiles a second copy of the kernel (~30 s)
+def test_kernel_ab_compares_against_another_checkout_and_checks_the_bits(tmp_path):
+    """The A/B runs in a process of its own, so this worker never holds a second kernel."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "envs").mkdir()
+    here = Path(__file__).resolve().parents[1] / "envs" / "dynamics.py"
+    shutil.copy(here, tmp_path / "envs" / "dynamics.py")  # the same kernel: same bits
+    cmd = [sys.executable, "-m", "takeover.experiments.benchmarks.kernel_ab"]
+    done = subprocess.run([*cmd, str(tmp_path), "--sizes", "2", "--rounds", "4",
+                           "--warmup", "50", "--json"], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    (res,) = json.loads(done.stdout)
+    assert res["bit_identical"]
+    assert res["ratio"] > 0.0 and res["world_steps"] == 4 * 200 * 2
+    done = subprocess.run([*cmd, str(tmp_path / "nowhere")], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode != 0 and "envs/dynamics.py" in done.stderr
+
+
+def test_kernel_ab_loads_the_reference_only_for_the_comparison(tmp_path):
+    """``reference_kernel`` leaves no second ``dynamics`` behind in ``sys.modules``, nor a
+    numba cache under the reference checkout (it loads a private copy)."""
+    import sys
+
+    from takeover.experiments.benchmarks.kernel_ab import REFERENCE, reference_kernel
+
+    (tmp_path / "envs").mkdir()
+    (tmp_path / "envs" / "dynamics.py").write_text("X = 1\n")
+    with reference_kernel(tmp_path) as module:
+        assert module.X == 1 and sys.modules[REFERENCE] is module
+        assert not module.__file__.startswith(str(tmp_path))  # numba caches the copy elsewhere
+    assert REFERENCE not in sys.modules
+    with pytest.raises(SystemExit, match="envs/dynamics.py"), reference_kernel(tmp_path / "no"):
+        pass
