@@ -30,3 +30,34 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def pytest_configure(config):
+    """Compile the numba kernels once, in the controller, before xdist starts its workers.
+
+    Why: on a clean clone (empty numba disk cache) the two workers compiled the same kernels
+    into the same cache at once, and 12 kernel and replay tests (vector world i vs the single
+    env, queued seeds, the bit-for-bit regression cases, review replay) failed in one worker,
+    at random, in three of five clean-clone CI runs; runs with a warm cache passed every time.
+    The race itself is open (issue 18's note); this keeps CI honest meanwhile."""
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller has compiled
+        return
+    import numpy as np
+
+    import takeover.envs  # noqa: F401
+    from takeover.envs import HighwayEnv
+    from takeover.envs.vector import make_vector_env
+    from takeover.supervisor.humans import ScriptedHumans
+    from takeover.types import HumanViews
+
+    for action_type, act in (("discrete", 0), ("continuous", np.zeros(2, np.float32))):
+        env = HighwayEnv(scenario="mixed", action_type=action_type)
+        env.reset(seed=0)
+        env.step(act)
+        venv = make_vector_env("takeover/Highway-v2", 2, action_type=action_type)
+        venv.reset(seed=[0, 1])
+        obs, _, _, _, info = venv.step(np.stack([act, act]))
+        views = HumanViews(np.full(2, 2, np.int8), np.zeros(2, bool), np.zeros(2), np.zeros(2),
+                           np.zeros(2))
+        ScriptedHumans(2, "expert").act(obs, info, venv, views)  # phase 2: the human drives
+        venv.close()
