@@ -4,9 +4,9 @@
 Why not torch's batched forward: a GEMM picks its kernel by the number of rows, so the same
 observation gives different float bits in a batch of 1 and of 256 (measured on the shipped
 novice: probabilities and risks differ by up to 5e-7 for batches of 1 and 7 vs 256), and a
-supervised run would not be the same run at another batch size. Here every GEMM gets
-exactly ``BLOCK`` rows (zero-padded), and the softmax / argmax / sigmoid are compiled
-per-row loops, so a row's answer never depends on its neighbours.
+supervised run would not be the same run at another batch size. Here every row is its own
+product (``row_products``), and the softmax / argmax / sigmoid are compiled per-row loops,
+so a row's answer never depends on its neighbours.
 
 The stacked weights are read from the ensemble (``EnsemblePolicy.w / b / hw / hb``) and the
 critic's ``Linear`` layers, and re-read when their torch version counters change (one check
@@ -32,34 +32,33 @@ def _relu(h: np.ndarray) -> np.ndarray:
 _ACT = {"Tanh": np.tanh, "ReLU": _relu, "Identity": None}
 
 
-BLOCK = 1
-"""Rows per GEMM call. BLAS picks its kernel (and so the order of a dot product's sum) by
-the number of rows, and OpenBLAS 0.3.31 (numpy 2.4.6's) also by a row's place among them:
-in 16-row GEMMs, shifting the rows by one changed the bits of 3 of 16 rows. So every row is
-its own product (``matmul`` over ``(N, 1, in)``, one call, numba-free): a row's bits never
-depend on the batch, and on the 2-core machine that was no slower than one 256-row GEMM
-(1.6 ms against 16-17 ms for 256 x 63 by 63 x 500, loaded)."""
+def row_products(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``x @ w`` for ``(N, in)`` float32 rows, each row its own product (one ``matmul`` over
+    ``(N, 1, in)``), so a row's bits never depend on its batch. Fixed-size blocks of rows
+    are not enough: OpenBLAS 0.3.31 (numpy 2.4.6's) gives a row different bits by its place
+    among a GEMM's rows (shifting 16 rows by one changed 3 of them), which is how
+    16-row blocks broke batch invariance on a new machine. The cost, measured in one process
+    at 256 rows: the ensemble forward (``act_arrays``, shipped novice-ensemble) 1.23-1.26x
+    the 16-row blocks' time; the novelty distances (2000 references) 0.89-1.34x."""
+    return np.matmul(x[:, None, :], w)[:, 0]
 
 
 def _mlp(x: np.ndarray, layers: list, act: Any) -> np.ndarray:
-    """``(N, in)`` -> ``(N, K, out)`` through K members' layers in ``BLOCK``-row GEMMs; the
-    first layer of all members is one ``(in, K*out)`` product. The blocks are one stacked
-    ``matmul`` per layer (numpy runs one GEMM of ``BLOCK`` rows per block), so the Python
-    cost per call does not grow with N."""
-    n = len(x)
-    nb = -(-n // BLOCK)
-    xp = np.zeros((nb * BLOCK, x.shape[1]), dtype=np.float32)
-    xp[:n] = x
+    """``(N, in)`` -> ``(N, K, out)`` through K members' layers, row by row
+    (``row_products``); the first layer of all members is one ``(in, K*out)`` product, each
+    later layer one stacked ``matmul`` over (row, member), so the Python cost per call does
+    not grow with N."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
     (w0, b0, k, n0), rest = layers[0], layers[1:]
-    h = np.matmul(xp.reshape(nb, BLOCK, -1), w0)  # (nb, BLOCK, K*n0)
+    h = row_products(x, w0)  # (N, K*n0)
     h += b0
-    h = h.reshape(nb, BLOCK, k, n0).transpose(0, 2, 1, 3)  # (nb, K, BLOCK, n0)
+    h = h.reshape(len(x), k, 1, n0)  # one row per (observation, member)
     for w, b in rest:
         if act is not None:
             h = act(h)
-        h = np.matmul(h, w)  # (K, n0, out) broadcast over the blocks
+        h = np.matmul(h, w)  # (K, n0, out) broadcast over the rows
         h += b
-    return h.transpose(0, 2, 1, 3).reshape(nb * BLOCK, k, -1)[:n]
+    return h[:, :, 0, :]
 
 
 def _layers(ws: list[np.ndarray], bs: list[np.ndarray]) -> list:

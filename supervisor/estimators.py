@@ -18,7 +18,7 @@ from typing import Any, cast
 import numpy as np
 from numba import njit
 
-from takeover.agents.arrays import BLOCK
+from takeover.agents.arrays import row_products
 from takeover.agents.scoring import ensemble_kl as ensemble_kl  # re-exported
 from takeover.registry import Registry
 from takeover.types import AgentOutput, AgentOutputs, Estimator
@@ -339,13 +339,10 @@ class Novelty(BaseEstimator):
 
     def _knn(self, x: np.ndarray, exclude_self: bool = False) -> np.ndarray:
         x = np.ascontiguousarray(np.asarray(x, dtype=np.float32).reshape(len(x), -1))
-        n, d = x.shape
-        nb = -(-n // BLOCK)
-        xp = np.zeros((nb * BLOCK, d), dtype=np.float32)
-        xp[:n] = x
-        # x.r as one GEMM of BLOCK rows per block (the arrays forward's rule): a row's
-        # distances, and so its score, never depend on the batch it came in
-        xr = np.matmul(xp.reshape(nb, BLOCK, d), self._ref_t).reshape(nb * BLOCK, -1)
+        n = len(x)
+        # x.r row by row (the arrays forward's rule): a row's distances, and so its score,
+        # never depend on the batch it came in
+        xr = row_products(x, self._ref_t)
         out = np.empty(n, dtype=np.float64)
         _knn_mean(xr, x, self._ref_sq, self.k, 1 if exclude_self else 0, out)
         return out
