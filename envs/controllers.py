@@ -18,7 +18,7 @@ import math
 
 from numba import njit, vectorize
 
-from takeover.envs.layout import EMPTY, KIND, LEN, PSI, VY, WID, V, X, Y
+from takeover.envs.layout import EMPTY, FASTER, IDLE, KIND, LEN, PSI, SLOWER, VY, WID, V, X, Y
 
 LANE_KEEP_GAIN = 0.6  # 1/s: lateral error (m) -> desired lateral speed (m/s) at speed v
 LANE_KEEP_HEADING_MAX = 0.25  # rad: the steepest heading the lane keeper asks for
@@ -109,6 +109,35 @@ def corridor_follower(vw, y, margin):
             jj = j
     return gap, jj
 
+
+@njit(cache=True, error_model="numpy", inline="always")
+def speed_meta_action(v, target, acc, v0):
+    """The speed meta-action (``IDLE`` / ``FASTER`` / ``SLOWER``) that realises a desired
+    acceleration ``acc`` (m/s^2) at speed ``v`` with the speed controller's setpoint
+    ``target`` (m/s), for a driver whose desired speed is ``v0``.
+
+    The discrete speed controller accelerates at 1/s times the setpoint gap and a
+    meta-action moves the setpoint by 5 m/s, so: ``slower`` when the speed ``acc`` reaches
+    in 1 s is 2.5 m/s (half a step) below the setpoint and the driver wants to slow down
+    (or the setpoint exceeds its desired speed; a setpoint already 0 is left alone);
+    ``faster`` when it is 2.5 m/s above it, or when the road lets the driver speed up
+    (``acc`` > 0.5) and one more step stays within its desired speed, or to pull away from
+    a standstill. A gentle acceleration is so realised in pulses of ``faster``, which the
+    ``slower`` rule must not undo on the next step. The scripted humans
+    (``supervisor.humans.driving.meta_action``) and the intent agent
+    (``takeover.agents.intent``, from its observation) both act by this rule."""
+    want = v + acc * 1.0
+    if want < target - 2.5 and target > 0.0 and (acc < 0.0 or target > v0 + 2.5):
+        return SLOWER
+    if (want > target + 2.5 or (acc > 0.5 and target + 2.5 < v0 and v > target - 2.5)
+            or (acc > 0.2 and target < 2.5 and v < 1.0)):
+        return FASTER
+    return IDLE
+
+
+speed_meta_action_batch = vectorize(["int64(float64, float64, float64, float64)"],
+                                    cache=True)(speed_meta_action.py_func)
+"""``speed_meta_action`` as a ufunc over arrays of worlds (the intent agent's batch)."""
 
 idm_accel_batch = vectorize(["float64(float64, float64, float64, float64, float64, float64, "
                              "float64, float64)"], cache=True)(idm_accel.py_func)

@@ -52,6 +52,7 @@ from takeover.envs.controllers import (
     corridor_leader,
     idm_accel,
     lane_keep_steer,
+    speed_meta_action,
 )
 
 from .params import FIELDS
@@ -246,14 +247,8 @@ def meta_action(vw, ww, p, hp, acc, target_lane, signal_lane):
     set), the human targets the lane it signals toward, which does not move a standing car,
     and holds still (the acceleration is capped at 0) until it accepts a gap.
 
-    Speed: ``slower`` when the speed this acceleration reaches in 1 s is 2.5 m/s (half a
-    meta-action step) below the target speed and the human wants to slow down (or the
-    target exceeds its desired speed; a target already 0 is left alone); ``faster`` when it is 2.5 m/s above it, or
-    when the road ahead lets the human speed up (the IDM asks for more than 0.5 m/s^2) and
-    one more step stays within its desired speed (``IDMDriver.meta_action``'s rule alone
-    never speeds up on a free road, where the IDM asks for gentle accelerations). A
-    gentle acceleration is so realised in pulses of ``faster``, which the ``slower`` rule
-    must not undo on the next step (it did: the labels dithered faster/slower)."""
+    Speed: ``controllers.speed_meta_action`` (the rule the intent agent shares), with
+    the human's desired speed."""
     w = p[L.LANE_W]
     want_lane = target_lane
     if not math.isnan(signal_lane) and vw[0, V] < 0.5:
@@ -266,11 +261,4 @@ def meta_action(vw, ww, p, hp, acc, target_lane, signal_lane):
             return L.LANE_LEFT
         if max(min(ego_lane + 1.0, p[L.N_LANES] - 1.0), ego_lane) == want_lane:
             return L.LANE_RIGHT
-    want = vw[0, V] + acc * 1.0  # the speed this acceleration reaches in 1 s
-    tgt = ww[L.TGT_SPEED]
-    if want < tgt - 2.5 and tgt > 0.0 and (acc < 0.0 or tgt > hp[H_V0] + 2.5):
-        return L.SLOWER
-    if (want > tgt + 2.5 or (acc > 0.5 and tgt + 2.5 < hp[H_V0] and vw[0, V] > tgt - 2.5)
-            or (acc > 0.2 and tgt < 2.5 and vw[0, V] < 1.0)):
-        return L.FASTER  # (the last case: pull away from a standstill)
-    return L.IDLE
+    return speed_meta_action(vw[0, V], ww[L.TGT_SPEED], acc, hp[H_V0])
