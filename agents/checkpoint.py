@@ -29,7 +29,7 @@ import platform
 import re
 from importlib import metadata as importlib_metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from torch import nn
 from takeover.agents.policy import EnsembleAgent, PolicyAgent
 from takeover.agents.risk import RiskCritic, RiskSpec
 from takeover.atomic import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    from takeover.agents.intent import IntentAgent
 
 FORMAT = "takeover-checkpoint"
 FORMAT_VERSION = 2
@@ -615,10 +618,20 @@ def load_sb3_zip(path: str | Path, *, trust_sb3_zip: bool = False, env: Any = No
 
 
 def load_agent(name_or_path: str | Path, *, env: Any = None, trust_sb3_zip: bool = False,
-               **agent_kwargs: Any) -> PolicyAgent | EnsembleAgent:
-    """A shipped agent by name (``"novice"``, ``"novice-ensemble"``), a checkpoint directory,
-    or (only with ``trust_sb3_zip=True``) an SB3 ``.zip``."""
+               **agent_kwargs: Any) -> PolicyAgent | EnsembleAgent | IntentAgent:
+    """A shipped agent by name (``"novice"``, ``"novice-ensemble"``, ``"novice-intent"``), a
+    checkpoint directory (an intent agent's too), or (only with ``trust_sb3_zip=True``) an
+    SB3 ``.zip``."""
     key = str(name_or_path)
+    folder = SHIPPED_DIR / key if key in shipped_names() else Path(name_or_path)
+    from takeover.agents.intent import is_intent_checkpoint, load_intent_agent
+
+    if is_intent_checkpoint(folder):  # its own safe format (manifest + safetensors)
+        agent = load_intent_agent(folder)
+        if env is not None:
+            agent._check(np.zeros((1, *env.observation_space.shape), np.float32))
+        agent.metadata.setdefault("name", key)
+        return agent
     if key in shipped_names():
         agent = load_checkpoint(SHIPPED_DIR / key, env=env, **agent_kwargs)
         agent.metadata["name"] = key
@@ -648,6 +661,10 @@ def checkpoint_action_type(name_or_path: str | Path) -> str:
             f"cannot tell the action type of {key!r}: not a shipped name "
             f"({', '.join(shipped_names())}) or a checkpoint directory; pass the action type"
         )
+    from takeover.agents.intent import is_intent_checkpoint
+
+    if is_intent_checkpoint(path):
+        return "discrete"  # an intent agent acts by meta-actions
     kind = read_manifest(path)["action_space"]["type"]
     return "discrete" if kind == "Discrete" else "continuous"
 

@@ -237,6 +237,9 @@ class LearningSection:
                            "(shipped name or checkpoint folder)")
     q_agent: str = option("agents/pretrained/novice-dqn", "starting DQN of pvp / rlif "
                           "(a takeover.agents.learners.offpolicy checkpoint folder)")
+    intent_agent: str = option("agents/pretrained/novice-intent", "starting agent of "
+                               "intent-dagger (a takeover.agents.intent checkpoint folder; "
+                               "its arms observe the lane rows, env.observe_lanes)")
     learner_kwargs: dict[str, Any] = option(None, "per method, keyword arguments of its "
                                             "learner, e.g. {pvp: {gradient_steps: 300}}",
                                             factory=dict)
@@ -327,16 +330,35 @@ def _experiment_config(cfg: LearningConfig, human: str, method: str) -> Experime
     gate = cfg.learning.gates.get(method)
     if gate:
         sup = replace(sup, gate=gate["gate"], gate_kwargs=dict(gate.get("gate_kwargs", {})))
-    return ExperimentConfig(name=cfg.name, seed=cfg.seed, env=cfg.env, supervisor=sup,
+    return ExperimentConfig(name=cfg.name, seed=cfg.seed, env=arm_env(cfg, method),
+                            supervisor=sup,
                             train=TrainSection(method="none", rounds=0),
                             counterfactual=CounterfactualSection(enabled=False))
 
 
-def starting_agent(cfg: LearningConfig, method: str, env: Any) -> Any:
-    """A fresh copy of the method's starting agent (loaded anew for every arm)."""
+def _agent_kind(method: str) -> str:
     from takeover.agents.learners import LEARNERS
 
-    kind = LEARNERS.make(method).agent_kind  # building a learner does no work
+    return LEARNERS.make(method).agent_kind  # building a learner does no work
+
+
+def arm_env(cfg: LearningConfig, method: str) -> EnvSection:
+    """The worlds of one method's arms: the configured ones, with the lane rows observed
+    for an intent agent (``observe_lanes`` changes what is seen, not the traffic or the
+    hazards: every method drives the same episodes for the same seeds)."""
+    if method in (_learner_names() or ()) and _agent_kind(method) == "intent" \
+            and not cfg.env.observe_lanes:
+        return replace(cfg.env, observe_lanes=True)
+    return cfg.env
+
+
+def starting_agent(cfg: LearningConfig, method: str, env: Any) -> Any:
+    """A fresh copy of the method's starting agent (loaded anew for every arm)."""
+    kind = _agent_kind(method)
+    if kind == "intent":
+        from takeover.agents.intent import load_intent_agent
+
+        return load_intent_agent(resolve_agent_path(cfg.learning.intent_agent))
     if kind == "q":
         from takeover.agents.learners.offpolicy import load_q_agent
 
@@ -374,17 +396,18 @@ def train_seed(base: int, ft_seed: int, rnd: int, scenario_index: int, episode: 
 
 
 def evaluate_alone(agent: Any, cfg: LearningConfig, seeds: Mapping[str, list[int]],
-                   horizon: float) -> dict[str, Any]:
+                   horizon: float, env: EnvSection | None = None) -> dict[str, Any]:
     """Agent-alone held-out evaluation: arrival and safety per scenario, and for an
     ensemble the AUROC of its disagreement for failure within ``horizon`` s."""
     from takeover.agents.rollout import run_episodes
     from takeover.agents.scoring import disagreement_auroc
     from takeover.experiments.episodes import SCENARIO_IDS
 
-    kw = cfg.env.env_kwargs()
+    kw = (env or cfg.env).env_kwargs()
     out: dict[str, Any] = {"arrived": {}, "safe": {}, "km": {}}
     kept: list[Any] = []
-    ensemble = len(getattr(agent, "policies", [])) > 1
+    ensemble = (len(getattr(agent, "policies", [])) > 1
+                or getattr(getattr(agent, "spec", None), "members", 1) > 1)  # intent agent
     for scen, sd in seeds.items():
         env_id = SCENARIO_IDS["none" if scen == "plain" else scen]
         eps = run_episodes(agent.predict, env_id, sd, keep_obs=ensemble and scen != "plain",
@@ -424,7 +447,7 @@ def run_arm(cfg: LearningConfig, method: str, human: str, ft_seed: int, run_dir:
         interventions = 0
         rows = []
         for rnd in range(lc.rounds + 1):
-            ev = evaluate_alone(agent, cfg, seeds, lc.disagreement_horizon)
+            ev = evaluate_alone(agent, cfg, seeds, lc.disagreement_horizon, exp_cfg.env)
             row = {"method": method, "human": human, "ft_seed": ft_seed, "round": rnd,
                    "human_minutes": minutes, "interventions": interventions, **ev}
             rows.append(row)

@@ -281,6 +281,11 @@ def test_shipped_checkpoints_pass_the_schema():
             from takeover.agents.learners.offpolicy import load_q_agent
 
             load_q_agent(path)  # the off-policy start of PVP / RLIF (its own safe format)
+        elif json.loads((path / "manifest.json").read_text()).get("format") == \
+                "takeover-intent-agent":
+            from takeover.agents.intent import load_intent_agent
+
+            load_intent_agent(path)  # the intent agent of intent-dagger (its own format)
         else:
             ckpt.read_manifest(path)
 

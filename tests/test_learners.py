@@ -41,11 +41,11 @@ def _episode(controllers: str, name: str = "e0", seed: int = 0) -> list[StepReco
     return out
 
 
-def test_registry_lists_the_four_methods_with_their_agent_kind():
-    assert LEARNERS.names() == ["hg-dagger", "pvp", "rlif", "thrifty"]
+def test_registry_lists_the_methods_with_their_agent_kind():
+    assert LEARNERS.names() == ["hg-dagger", "intent-dagger", "pvp", "rlif", "thrifty"]
     kinds = {n: LEARNERS.get(n).agent_kind for n in LEARNERS.names()}
     assert kinds == {"hg-dagger": "actor-critic", "thrifty": "actor-critic", "pvp": "q",
-                     "rlif": "q"}
+                     "rlif": "q", "intent-dagger": "intent"}
     with pytest.raises(KeyError, match="Did you mean 'rlif'"):
         LEARNERS.get("rlf")
 
@@ -58,6 +58,8 @@ def test_learners_refuse_the_wrong_agent_with_the_fix():
         LEARNERS.make("hg-dagger").start(NoModel())
     with pytest.raises(TypeError, match="load_q_agent"):
         LEARNERS.make("rlif").start(NoModel())
+    with pytest.raises(TypeError, match="load_intent_agent"):
+        LEARNERS.make("intent-dagger").start(NoModel())
 
 
 def test_read_episodes_round_trips_the_log(tmp_path):

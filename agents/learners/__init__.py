@@ -6,6 +6,8 @@
                (``thrifty.Thrifty``)
 ``pvp``        proxy values +1 human / -1 overridden agent action, reward-free TD, two
                buffers sampled 50/50 (``pvp.PVP``), on a DQN agent
+``intent-``    HG-DAgger on the human's intent (wanted acceleration and lane), on an intent
+``dagger``     agent (``intent_dagger.IntentDagger``, ``takeover.agents.intent``)
 ``rlif``       reward -1 on the step before each intervention, 0 elsewhere, off-policy
                Q-learning on the log (``rlif.RLIF``), on a DQN agent
 =============  ===========================================================================
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from takeover.agents.learners.base import Learner, human_seconds, intervened, read_episodes
 from takeover.agents.learners.hg_dagger import HGDagger
+from takeover.agents.learners.intent_dagger import IntentDagger
 from takeover.agents.learners.pvp import PVP
 from takeover.agents.learners.rlif import RLIF
 from takeover.agents.learners.thrifty import Thrifty
@@ -29,6 +32,7 @@ LEARNERS.register("hg-dagger", HGDagger)
 LEARNERS.register("thrifty", Thrifty)
 LEARNERS.register("pvp", PVP)
 LEARNERS.register("rlif", RLIF)
+LEARNERS.register("intent-dagger", IntentDagger)
 
-__all__ = ["LEARNERS", "HGDagger", "Learner", "PVP", "RLIF", "Thrifty", "human_seconds",
+__all__ = ["LEARNERS", "HGDagger", "IntentDagger", "Learner", "PVP", "RLIF", "Thrifty", "human_seconds",
            "intervened", "read_episodes"]

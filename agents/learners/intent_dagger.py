@@ -1,0 +1,113 @@
+"""HG-DAgger on intent labels: the intent agent (``takeover.agents.intent``) fine-tuned on
+what the human *wanted* at each step it drove, not on the meta-action it pressed.
+
+Why: the human's meta-actions are not a function of the observation (the same gap gets
+``idle`` or ``slower`` by the setpoint pressed seconds before), its intent is (README,
+"Learning"). A scripted human logs its intent (``human_intent``: wanted acceleration and
+target lane relative to the ego's); a keyboard human has none, and its label falls back to
+the intent its meta-action realises (``intent.realised_intent``), which carries no more
+than the meta-action did.
+
+Each update, as HG-DAgger: the aggregate of every human-labelled step of every round so far
+(``labels``), plus the states the agent drove without trouble (``Aggregate.anchor_obs``:
+no takeover or failure within 3 s after them) labelled with the *starting* agent's own
+intent, so the agent keeps driving like itself where the human had nothing to correct.
+The fit starts from the current weights; each human label weighs ``human_weight`` times an
+anchor label.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+from takeover.agents.learners.base import Episodes, intervened
+from takeover.agents.learners.hg_dagger import Aggregate
+
+
+def intent_labels(episodes: Episodes, spec: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                         int]:
+    """``(obs, acc, lane, logged)`` of every human-driven step with an input: the logged
+    intent where there is one (``logged`` counts them), else the intent its meta-action
+    realises."""
+    from takeover.agents.intent import realised_intent
+
+    obs, acc, lane, logged = [], [], [], 0
+    for recs in episodes:
+        for r in recs:
+            if not intervened(r):
+                continue
+            intent = getattr(r, "human_intent", None)
+            o = np.asarray(r.obs, np.float32)
+            if intent is not None and np.isfinite(intent).all():
+                a, off = float(intent[0]), int(np.clip(np.rint(intent[1]), -1, 1))
+                logged += 1
+            else:
+                ra, ro = realised_intent(o[None], np.asarray(r.human_action).reshape(1), spec)
+                a, off = float(ra[0]), int(ro[0])
+            obs.append(o)
+            acc.append(a)
+            lane.append(off)
+    shape = (0, *spec.obs_shape)
+    return (np.stack(obs) if obs else np.zeros(shape, np.float32),
+            np.asarray(acc, np.float32), np.asarray(lane, np.int64), logged)
+
+
+class IntentDagger:
+    """HG-DAgger for :class:`~takeover.agents.intent.IntentAgent` (module docstring).
+
+    Args:
+        epochs, batch_size, lr: the fit (``intent.fit_intent``) each update.
+        human_weight: weight of a human label against an anchor label.
+        anchor: keep the starting agent's intent on the untroubled agent-driven states.
+        anchor_gap: s before a takeover or failure an agent step is not an anchor.
+    """
+
+    name = "intent-dagger"
+    agent_kind = "intent"
+
+    def __init__(self, *, epochs: int = 100, batch_size: int = 256, lr: float = 3e-4,
+                 human_weight: float = 5.0, anchor: bool = True,
+                 anchor_gap: float = 3.0) -> None:
+        if human_weight <= 0 or epochs < 1 or batch_size < 1 or lr <= 0:
+            raise ValueError("epochs, batch_size, lr and human_weight must be positive")
+        self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
+        self.human_weight, self.anchor, self.anchor_gap = human_weight, anchor, anchor_gap
+        self.reference: Any = None
+        self.history: list[float] = []
+
+    def start(self, agent: Any) -> None:
+        if getattr(agent, "spec", None) is None or not hasattr(agent, "net"):
+            raise TypeError("intent-dagger fine-tunes an intent agent "
+                            "(takeover.agents.intent.load_intent_agent); got "
+                            f"{type(agent).__name__}")
+        self.reference = copy.deepcopy(agent)
+
+    def update(self, agent: Any, episodes: Episodes, *, seed: int) -> dict[str, float]:
+        from takeover.agents.intent import fit_intent
+
+        if self.reference is None:
+            self.start(agent)
+        obs, acc, lane, logged = intent_labels(episodes, agent.spec)
+        if len(obs) == 0:
+            return {"samples": 0.0}
+        weight = np.full(len(obs), self.human_weight, np.float32)
+        anchors = 0
+        if self.anchor:
+            agg = Aggregate(anchor_gap=self.anchor_gap)
+            for e in episodes:
+                agg.add_records(e, labels=False)
+            if len(agg.anchor_obs):
+                ref_acc, ref_p = self.reference.intents(agg.anchor_obs)
+                anchors = len(agg.anchor_obs)
+                obs = np.concatenate([obs, agg.anchor_obs])
+                acc = np.concatenate([acc, ref_acc.astype(np.float32)])
+                lane = np.concatenate([lane, ref_p.mean(1).argmax(1) - 1])
+                weight = np.concatenate([weight, np.ones(anchors, np.float32)])
+        self.history = fit_intent(agent, obs, acc, lane, weight=weight, epochs=self.epochs,
+                                  batch_size=self.batch_size, lr=self.lr, seed=seed)
+        return {"samples": float(len(obs) - anchors), "logged_intent": float(logged),
+                "anchors": float(anchors), "loss_first": self.history[0],
+                "loss_last": self.history[-1]}
