@@ -487,6 +487,18 @@ class PerWorldHumans:
         return HumanInputs(action=act, has_action=has, wants_control=wants, releases=rel)
 
 
+def _intent_rows(hin: HumanInputs, has: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(N, 2)`` float32 intent and its ``(N,)`` mask: a row only where the human gave a
+    (finite) action with a finite intent, so a label never outlives its action; NaN rows and
+    an all-False mask for humans without intent (keyboard, gamepad)."""
+    raw = getattr(hin, "intent", None)
+    if raw is None:
+        return np.full((n, 2), np.nan, np.float32), np.zeros(n, np.bool_)
+    rows = np.asarray(raw, dtype=np.float32).reshape(n, 2)
+    ok = has & np.isfinite(rows).all(axis=1)
+    return np.where(ok[:, None], rows, np.float32(np.nan)), ok
+
+
 class NoHumans:
     """Nobody in the driver's seat: never answers (requests time out to the fallback)."""
 
@@ -660,7 +672,7 @@ def episode_chunk(st: StepColumns, i: int, lo: int, hi: int, step0: int = 0,
         return codes, vocab
 
     done = term | trunc
-    has_h = take("has_human")
+    has_h, has_i = take("has_human"), take("has_intent")
     cols: dict[str, Any] = {
         "step": np.arange(step0, step0 + n, dtype=np.int64),
         "time": take("time"), "wall_time": st.cols["wall"][a:b].copy(),
@@ -676,6 +688,8 @@ def episode_chunk(st: StepColumns, i: int, lo: int, hi: int, step0: int = 0,
         "reason": text_info("reason", done), "outcome": text_info("outcome"),
         "obs": take("obs"), "agent_action": take("agent_action"), "action": take("action"),
         "human_action?": has_h, "human_action": take("human_action")[has_h],
+        "human_intent?": has_i,
+        "human_intent": take("human_intent")[has_i],
         "member_actions?": np.full(n, "member_actions" in col),
         "terminal_obs?": np.arange(n) == (n - 1 if terminal_obs is not None else -1),
     }
@@ -928,6 +942,7 @@ class Engine:
         h_rows = h_act.reshape(n, -1).astype(np.float64)
         h_bad = hin.has_action & ~np.isfinite(h_rows).all(axis=1)
         has = hin.has_action & ~h_bad
+        intent, has_intent = _intent_rows(hin, has, n)
         ctrl = ho.on_human(hin.wants_control, has, hin.releases, t)
         # the executed actions
         if self.discrete:  # standing command: keep lane and speed (hold_action)
@@ -960,8 +975,8 @@ class Engine:
         t_end = np.asarray(end["time"], dtype=np.float64) if "time" in end else t + self.dt
         act_mask = self.active
         term, trunc = np.asarray(term, dtype=bool), np.asarray(trunc, dtype=bool)
-        self._record(t_end, obs, act, out, h_rows, has, action, ctrl, dec, reward, term,
-                     trunc, end, bad)
+        self._record(t_end, obs, act, out, h_rows, has, intent, has_intent, action, ctrl, dec,
+                     reward, term, trunc, end, bad)
         self.counts["score_nonfinite"] += int((bad & act_mask).sum())
         self.counts["obs_nonfinite"] += int((obs_bad & act_mask).sum())
         self.counts["agent_nonfinite"] += int((agent_bad & act_mask).sum())
@@ -975,8 +990,8 @@ class Engine:
             return []
         return self._end(ended, final_obs)
 
-    def _record(self, t_end, obs, act, out, h_rows, has, action, ctrl, dec, reward, term,
-                trunc, end, bad) -> None:
+    def _record(self, t_end, obs, act, out, h_rows, has, intent, has_intent, action, ctrl, dec,
+                reward, term, trunc, end, bad) -> None:
         """Write this step's columns into row ``self._t`` of :attr:`columns` (in place)."""
         st, n, ho = self.columns, self.n, self.handover
         if self.keep_records:
@@ -997,6 +1012,8 @@ class Engine:
             put("member_actions", r, np.asarray(out.member_actions, dtype=f32))
         put("human_action", r, h_rows.astype(f32))
         put("has_human", r, has)
+        put("human_intent", r, intent)
+        put("has_intent", r, has_intent)
         put("action", r, action.reshape(n, -1).astype(f32, copy=False))
         put("controller", r, ctrl)
         put("phase", r, ho.phase)

@@ -18,7 +18,9 @@ SCHEMA_VERSION = "2.0"
 
 2.0 (columnar episode files, manifest journal) added ``outcome``, ``hazard_fired``,
 ``hazard_onset``, ``mrm``, ``score_nonfinite`` and ``terminal_obs``; records read from a 1.0
-log carry those fields' defaults."""
+log carry those fields' defaults. ``human_intent`` came later within 2.0 as an optional
+column both ways: a reader without it ignores the column, and a 2.0 log written before it
+reads with ``human_intent`` ``None`` on every step (no label, never a fabricated one)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,11 @@ class StepRecord:
         terminal_obs: ``(*obs_shape,)`` float32, the observation the env returned after the
             episode's last step (what a learner bootstraps from); set on the last record of
             an episode only, ``None`` elsewhere.
+        human_intent: ``(2,)`` float32, what the human meant by ``human_action``: the
+            acceleration it wants (m/s^2) and the lane it wants relative to the ego's lane
+            at the step (-1 left, 0 keep, +1 right); ``None`` when the human gave no action
+            or has no intent beyond its inputs (keyboard, gamepad), and in logs written
+            before the field existed (``takeover.types.HumanInputs.intent``).
     """
 
     episode: str
@@ -93,6 +100,7 @@ class StepRecord:
     mrm: bool = False
     score_nonfinite: bool = False
     terminal_obs: np.ndarray | None = None
+    human_intent: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

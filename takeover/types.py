@@ -225,12 +225,20 @@ class HumanInputs:
         has_action: ``(N,)`` bool, the human gave an action this step.
         wants_control: ``(N,)`` bool, the human takes (or keeps) control this step.
         releases: ``(N,)`` bool, the human hands control back to the agent this step.
+        intent: ``(N, 2)`` float32, what the human meant by its action, or ``None`` for a
+            human with no intent beyond its inputs (keyboard, gamepad). Column 0 is the
+            acceleration it wants, m/s^2 (the one its action realises, before motor noise
+            or a wrong-action slip); column 1 the lane it wants relative to the ego's lane
+            now (-1 left, 0 keep, +1 right; rarely further). NaN rows where ``has_action``
+            is not set. Logged as a label because a scripted human's intent is what makes
+            its driving learnable, more than the discrete meta-actions that realise it.
     """
 
     action: np.ndarray
     has_action: np.ndarray
     wants_control: np.ndarray
     releases: np.ndarray
+    intent: np.ndarray | None = None
 
 
 @runtime_checkable

@@ -29,7 +29,9 @@ class LoggedStep:
     ``takeover.logio.read_columns`` (the durable columnar log), with the same field names
     as ``takeover.records.StepRecord`` plus ``next_obs``: the next step's observation, or
     at an episode's last step the terminal observation the env returned (``None`` when the
-    log has none, e.g. a schema-1.0 log)."""
+    log has none, e.g. a schema-1.0 log). ``human_intent`` is the ``(2,)`` float32 label of
+    what the human meant (acceleration m/s^2, lane relative to the ego's), ``None`` where
+    the log holds none (no action, a human without intent, a log older than the column)."""
 
     episode: str
     step: int
@@ -46,12 +48,16 @@ class LoggedStep:
     reason: str
     outcome: str
     info: dict[str, Any]
+    human_intent: np.ndarray | None = None
 
 
 def _steps(cols: dict[str, np.ndarray], episode: str) -> list[LoggedStep]:
     n = len(cols["step"])
     has_next = np.ones(n, bool)
     has_next[-1] = bool(cols["has_terminal_obs"][0])
+    intent, has_intent = cols.get("human_intent"), cols.get("has_human_intent")
+    if intent is None or has_intent is None:
+        has_intent = np.zeros(n, bool)
     info_keys = [k for k in cols if k.startswith("info.") and cols[k].dtype.kind in "fbiU"]
     info_rows = [dict(zip([k[5:] for k in info_keys], vals, strict=True))
                  for vals in zip(*(cols[k].tolist() for k in info_keys), strict=True)] \
@@ -64,6 +70,7 @@ def _steps(cols: dict[str, np.ndarray], episode: str) -> list[LoggedStep]:
         controller=str(cols["controller"][i]), reward=float(cols["reward"][i]),
         terminated=bool(cols["terminated"][i]), truncated=bool(cols["truncated"][i]),
         reason=str(cols["reason"][i]), outcome=str(cols["outcome"][i]), info=info_rows[i],
+        human_intent=intent[i] if has_intent[i] else None,
     ) for i in range(n)]
 
 

@@ -2,8 +2,9 @@
 
 Per world and step (``ScriptedHumans.act``):
 
-* control held (phase ``HUMAN``): drive (``driving.controls``); hand back after ``calm_time``
-  s of calm once ``min_control`` s have passed;
+* control held (phase ``HUMAN``): drive (``driving.controls``), giving the action and the
+  intent it realises (``HumanInputs.intent``); hand back after ``calm_time`` s of calm once
+  ``min_control`` s have passed;
 * a request pending (``tor_active`` or phase ``TOR``/``FALLBACK``): on its first step decide
   whether it is missed (a lapse) and draw ``z``; take control once the request's elapsed
   time reaches the takeover time (``params`` module); a lapsed human stays unresponsive
@@ -145,7 +146,19 @@ def _take_control(st, n, t):
 
 
 @njit(cache=True)
-def _drive(n, t, ttc, hz_active, vw, ww, p, hp, st, key, ctr, act_c, act_d, wants, releases):
+def _drive(n, t, ttc, hz_active, vw, ww, p, hp, st, key, ctr, act_c, act_d, intent, wants,
+           releases):
+    """World ``n``'s action (``act_c`` or ``act_d``) and the intent it realises
+    (``intent[n]``: acceleration m/s^2, lane wanted relative to the ego's lane now).
+
+    The intent is the acceleration and lane the action is chosen to realise (during a brake
+    reaction time, the acceleration still held), before motor noise or a wrong-action slip:
+    a learner imitating it learns what the human meant, not
+    its slips. The lane follows ``meta_action``'s rule (standing still behind an obstacle
+    with a signal set, the human wants the lane it signals toward); so does the acceleration
+    for discrete actions (capped at 0 there: the meta-action holds the car still), while a
+    continuous action realises the acceleration as it is (the human creeps up to the
+    obstacle)."""
     calm = ttc > hp[H_CALM_TTC] and not hz_active
     if not calm:
         st[n, S_CALM_SINCE] = np.nan
@@ -173,6 +186,15 @@ def _drive(n, t, ttc, hz_active, vw, ww, p, hp, st, key, ctr, act_c, act_d, want
         st[n, S_AWARE] = 0.0
         st[n, S_REACT_AT] = np.nan
     st[n, S_HELD_ACC] = acc
+    w = p[L.LANE_W]
+    lane_now = min(max(math.floor(vw[0, L.Y] / w + 0.5), 0.0), p[L.N_LANES])
+    want_lane, want_acc = tl, acc
+    if not math.isnan(sl) and vw[0, L.V] < 0.5:  # ``meta_action``'s rule
+        want_lane = sl
+        if discrete:
+            want_acc = min(acc, 0.0)
+    intent[n, 0] = want_acc
+    intent[n, 1] = want_lane - lane_now
     if discrete:
         a = meta_action(vw, ww, p, hp, acc, tl, sl)
         if hp[H_WRONG] > 0.0 and _uniform(key, ctr, n, MOTOR) < hp[H_WRONG]:
@@ -196,13 +218,15 @@ def _drive(n, t, ttc, hz_active, vw, ww, p, hp, st, key, ctr, act_c, act_d, want
 
 @njit(cache=True)
 def _act(phase, tor_active, tor_elapsed, urgency, time, ttc, hz_active, veh, wld, p, hp, st,
-         key, ctr, act_c, act_d, has_action, wants, releases):
+         key, ctr, act_c, act_d, intent, has_action, wants, releases):
     for n in range(phase.shape[0]):
         t = time[n]
         last = st[n, S_LAST_T]
         dt = 0.0 if math.isnan(last) else max(0.0, t - last)
         st[n, S_LAST_T] = t
         has_action[n] = False
+        intent[n, 0] = np.nan
+        intent[n, 1] = np.nan
         wants[n] = False
         releases[n] = False
         if phase[n] == _HUMAN:
@@ -210,7 +234,7 @@ def _act(phase, tor_active, tor_elapsed, urgency, time, ttc, hz_active, veh, wld
                 _take_control(st, n, t)
             has_action[n] = True
             _drive(n, t, ttc[n], hz_active[n], veh[n], wld[n], p, hp, st, key, ctr, act_c,
-                   act_d, wants, releases)
+                   act_d, intent, wants, releases)
             continue
         st[n, S_CONTROL] = 0.0
         c = _complacency(hp, st[n, S_AUTO])
@@ -229,7 +253,7 @@ def _act(phase, tor_active, tor_elapsed, urgency, time, ttc, hz_active, veh, wld
                 _take_control(st, n, t)
                 has_action[n] = True
                 _drive(n, t, ttc[n], hz_active[n], veh[n], wld[n], p, hp, st, key, ctr,
-                       act_c, act_d, wants, releases)
+                       act_c, act_d, intent, wants, releases)
             continue
         st[n, S_TOR] = 0.0
         st[n, S_LAPSED] = 0.0
@@ -241,7 +265,7 @@ def _act(phase, tor_active, tor_elapsed, urgency, time, ttc, hz_active, veh, wld
                 _take_control(st, n, t)
                 has_action[n] = True
                 _drive(n, t, ttc[n], hz_active[n], veh[n], wld[n], p, hp, st, key, ctr,
-                       act_c, act_d, wants, releases)
+                       act_c, act_d, intent, wants, releases)
         elif ttc[n] > 1.5 * hp[H_DANGER_TTC]:
             st[n, S_DANGER_AT] = np.nan
 
@@ -322,6 +346,7 @@ class ScriptedHumans:
         self._p = np.zeros(0)
         self._act_c = np.zeros((n, 2), dtype=np.float32)
         self._act_d = np.zeros(n, dtype=np.int64)
+        self._intent = np.full((n, 2), np.nan)
         self.reset(np.arange(n), [None] * n)
 
     def reset(self, worlds: np.ndarray, seeds: list[int | None]) -> None:
@@ -364,10 +389,11 @@ class ScriptedHumans:
              np.asarray(views.tor_elapsed, dtype=np.float64),
              np.asarray(views.urgency, dtype=np.float64), np.asarray(views.time, dtype=np.float64),
              ttc, hz, veh, wld, self._p, self._hp, self.state, self._key, self._ctr,
-             self._act_c, self._act_d, has, wants, rel)
+             self._act_c, self._act_d, self._intent, has, wants, rel)
         action = (self._act_d.copy() if cfg.action_type == "discrete" else self._act_c.copy())
         action[~has] = 0  # rows without an action carry no stale values
-        return HumanInputs(action=action, has_action=has, wants_control=wants, releases=rel)
+        return HumanInputs(action=action, has_action=has, wants_control=wants, releases=rel,
+                           intent=self._intent.astype(np.float32))
 
     # --- read-outs (tests, plots) ------------------------------------------------------
     @property

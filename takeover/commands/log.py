@@ -206,10 +206,12 @@ def flat_step(rec: StepRecord, keys: Sequence[str], act_dim: int) -> dict[str, A
         "tor_time": rec.tor_time, "takeover_time": rec.takeover_time, "reward": rec.reward,
         "terminated": rec.terminated, "truncated": rec.truncated, "reason": rec.reason,
         "has_human_action": rec.human_action is not None,
+        "has_human_intent": rec.human_intent is not None,
         "n_members": 0 if rec.member_actions is None else int(rec.member_actions.shape[0]),
     }
     row.update(_vector("agent_action", rec.agent_action, act_dim))
     row.update(_vector("human_action", rec.human_action, act_dim))
+    row.update(_vector("human_intent", rec.human_intent, 2))
     row.update(_vector("action", rec.action, act_dim))
     for k in keys:
         group, name = k.split(".", 1)

@@ -3,10 +3,11 @@
 A chunk payload is ``u32 header length | JSON header | zstd(blob)``. The header names the
 episode, the row count, and for every column its dtype, shape and byte range in the
 decompressed blob; strings are stored as a vocabulary in the header plus integer codes;
-optional arrays (``member_actions``, ``human_action``, ``terminal_obs``) as a presence mask
-plus the present rows only; the ``(n,)`` columns of one dtype (the float fields, scores and
-float info values; the flags; ...) travel as one ``(n, k)`` group array, listed by name in
-``groups``. Floats are stored as their IEEE-754 bytes, so a record round-trips bit for bit
+optional arrays (``member_actions``, ``human_action``, ``terminal_obs``, ``human_intent``) as
+a presence mask plus the present rows only (a chunk written before ``human_intent`` existed
+has no mask for it, which reads as no row present); the ``(n,)`` columns of one dtype (the
+float fields, scores and float info values; the flags; ...) travel as one ``(n, k)`` group
+array, listed by name in ``groups``. Floats are stored as their IEEE-754 bytes, so a record round-trips bit for bit
 (NaN payloads, -0.0). Nothing read is executed: dtypes come from a fixed list, and every
 size, offset and code is checked before use (a forged header is damage, never a crash).
 """
@@ -31,7 +32,10 @@ F8 = ("time", "wall_time", "threshold", "tor_time", "takeover_time", "reward", "
 B1 = ("gate_request", "terminated", "truncated", "hazard_fired", "mrm", "score_nonfinite")
 STR = ("controller", "phase", "transition", "reason", "outcome")
 ARR = ("obs", "agent_action", "action")
-OPT = ("member_actions", "human_action", "terminal_obs")
+OPT = ("member_actions", "human_action", "terminal_obs", "human_intent")
+LATER = frozenset({"human_intent"})
+"""Optional fields added after chunks were first written: a chunk without the field's
+presence mask (an older log, or a caller that never heard of it) has no row of it."""
 MAX_ROWS = 1 << 20
 MAX_RAW = 256 << 20
 """Chunks claiming more rows or decompressed bytes are damage (guards a forged header)."""
@@ -336,11 +340,21 @@ def decode_chunk(head: dict[str, Any], blob: memoryview) -> Chunk:
             raise ValueError(f"column group {dt} has the wrong shape")
         for j, name in enumerate(names):
             cols[str(name)] = g[:, j]
+    for f in LATER:  # an older chunk: no row has the field
+        if f + "?" not in cols and f not in cols:
+            cols[f + "?"] = np.zeros(n, np.bool_)
     c = Chunk(n=n, cols=cols, vocab=head["vocab"], tagged=head["tagged"],
               scores=[(str(k), bool(m)) for k, m in head["scores"]],
               info=[(str(k), str(t), bool(m)) for k, t, m in head["info"]])
     _validate(c)
     return c
+
+
+def presence(c: Chunk, f: str) -> np.ndarray:
+    """The ``(n,)`` presence mask of optional field ``f`` (all False for a field of
+    ``LATER`` the chunk has no mask for)."""
+    m = c.cols.get(f + "?")
+    return np.zeros(c.n, np.bool_) if m is None and f in LATER else c.cols[f + "?"]
 
 
 def _rows(c: Chunk, name: str, rows: int) -> np.ndarray:
@@ -379,6 +393,8 @@ def _validate(c: Chunk, decode_tagged: bool = True) -> None:
     for f in STR:
         _codes(c, f, n)
     for f in OPT:
+        if f in LATER and f + "?" not in c.cols and f not in c.cols:
+            continue  # built before the field existed: no row has it
         m = _present(c, f + "?", True)
         if m:
             _rows(c, f, m)
@@ -529,7 +545,8 @@ def chunk_from_columns(cols: dict[str, Any], scores: dict[str, np.ndarray],
             field ``(n,)`` bool; every ``STR`` field a ``(n,)`` str array or
             ``(codes (n,) ints, table)``; ``obs``, ``agent_action``, ``action``
             ``(n, ...)`` numeric; every ``OPT`` field as a chunk holds it: ``name + "?"``
-            the ``(n,)`` presence mask, ``name`` the present rows (absent when none).
+            the ``(n,)`` presence mask, ``name`` the present rows (absent when none); a
+            ``LATER`` field may be left out altogether (no row has it).
         scores: estimator name -> ``(n,)`` float64.
         info: key -> ``(values (n,), present (n,) bool or None)``; numeric, bool and str
             arrays are stored as such, object arrays value by value (``None`` = absent).
@@ -548,7 +565,9 @@ def chunk_from_columns(cols: dict[str, Any], scores: dict[str, np.ndarray],
     for f in ARR:
         out[f] = np.asarray(cols[f])
     for f in OPT:
-        out[f + "?"] = np.asarray(cols[f + "?"], np.bool_)
+        mask = cols.get(f + "?") if f in LATER else cols[f + "?"]
+        out[f + "?"] = (np.zeros(n, np.bool_) if mask is None
+                        else np.asarray(mask, np.bool_))
         if f in cols and out[f + "?"].any():
             out[f] = np.asarray(cols[f])
     for k, v in scores.items():
@@ -646,7 +665,7 @@ def chunk_records(c: Chunk, episode: str) -> list[StepRecord]:
         lists[f] = list(cols[f])
     for f in OPT:
         it = iter(cols[f]) if f in cols else iter(())
-        lists[f] = [next(it) if m else None for m in cols[f + "?"].tolist()]
+        lists[f] = [next(it) if m else None for m in presence(c, f).tolist()]
     lists["scores"] = _dict_rows(c, "score", [(k, cols[f"score.{k}"].tolist(), h)
                                               for k, h in c.scores])
     lists["info"] = _dict_rows(c, "info", [(k, info_values(c, k, kind, h), h)

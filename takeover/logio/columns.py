@@ -15,6 +15,13 @@ key                         shape, dtype           meaning
 ``agent_action``            (N, A) float32         the agent's (ensemble mean) action
 ``human_action``            (N, A) float32         the human's action, NaN where none
 ``has_human_action``        (N,) bool              the human gave an input this step
+``human_intent``            (N, 2) float32         what the human meant by its action:
+                                                   acceleration wanted (m/s^2), lane wanted
+                                                   relative to the ego's (-1 left, 0 keep,
+                                                   +1 right); NaN where none (no action, a
+                                                   human without intent such as a keyboard,
+                                                   a log written before the column)
+``has_human_intent``        (N,) bool              the row holds an intent
 ``member_actions``          (N, K, A) float32      per-member actions, NaN where not logged
 ``has_member_actions``      (N,) bool
 ``controller``              (N,) str               ``"agent"``, ``"human"``, ``"fallback"``
@@ -61,7 +68,7 @@ def _nan_like(n: int, shape: tuple, dtype: np.dtype) -> np.ndarray:
 
 
 def _optional(c: ck.Chunk, f: str, fallback: tuple) -> tuple[np.ndarray, np.ndarray]:
-    mask = c.cols[f + "?"]
+    mask = ck.presence(c, f)
     vals = c.cols.get(f)
     shape, dt = (vals.shape[1:], vals.dtype) if vals is not None else (fallback,
                                                                       np.dtype(np.float32))
@@ -91,7 +98,8 @@ def _dense(c: ck.Chunk) -> dict[str, np.ndarray]:
     for f in ck.STR:
         out[f] = np.asarray(c.vocab[f] or [""], dtype=str)[cols[f]]
     act, obs = cols["action"].shape[1:], cols["obs"].shape[1:]
-    for f, fb in (("human_action", act), ("member_actions", (0, *act)), ("terminal_obs", obs)):
+    for f, fb in (("human_action", act), ("member_actions", (0, *act)), ("terminal_obs", obs),
+                  ("human_intent", (2,))):
         out[f], out["has_" + f] = _optional(c, f, fb)
     for k, has in c.scores:
         out[f"score.{k}"] = _masked(c, "score", k, has, cols[f"score.{k}"])
