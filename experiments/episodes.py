@@ -229,6 +229,13 @@ def run_jobs(rollouts: Rollouts, jobs: Sequence[tuple], processes: int = PROCESS
         return
     import multiprocessing as mp
 
+    from takeover.envs.warmup import warm_up
+    from takeover.supervisor.humans.warmup import warm_humans
+
+    # The workers would compile the kernels they meet into numba's disk cache at the same
+    # time, which can leave one signature's entry holding another's code (envs.warmup): the
+    # parent compiles (or loads) them first, under the cache's lock, and the forks inherit.
+    warm_up(warm_humans)
     global _WORKER
     _WORKER = rollouts
     from takeover import interrupt

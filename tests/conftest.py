@@ -39,25 +39,12 @@ def pytest_configure(config):
     into the same cache at once, and 12 kernel and replay tests (vector world i vs the single
     env, queued seeds, the bit-for-bit regression cases, review replay) failed in one worker,
     at random, in 5 of the 8 clean-clone runs of sessions 6 and 7; warm-cache runs passed.
-    The race itself is open (issue 18's note); this keeps CI honest meanwhile."""
+    The package's warm-up (``takeover.envs.warmup``, issue 18) compiles every kernel
+    signature under the cache's file lock, so the workers only load from the cache, and two
+    test runs started at once on one checkout compile one after the other."""
     if hasattr(config, "workerinput"):  # an xdist worker: the controller has compiled
         return
-    import numpy as np
+    from takeover.envs.warmup import warm_up
+    from takeover.supervisor.humans.warmup import warm_humans
 
-    import takeover.envs  # noqa: F401
-    from takeover.envs import HighwayEnv
-    from takeover.envs.vector import make_vector_env
-    from takeover.supervisor.humans import ScriptedHumans
-    from takeover.types import HumanViews
-
-    for action_type, act in (("discrete", 0), ("continuous", np.zeros(2, np.float32))):
-        env = HighwayEnv(scenario="mixed", action_type=action_type)
-        env.reset(seed=0)
-        env.step(act)
-        venv = make_vector_env("takeover/Highway-v2", 2, action_type=action_type)
-        venv.reset(seed=[0, 1])
-        obs, _, _, _, info = venv.step(np.stack([act, act]))
-        views = HumanViews(np.full(2, 2, np.int8), np.zeros(2, bool), np.zeros(2), np.zeros(2),
-                           np.zeros(2))
-        ScriptedHumans(2, "expert").act(obs, info, venv, views)  # phase 2: the human drives
-        venv.close()
+    warm_up(warm_humans)
