@@ -627,11 +627,11 @@ def load_agent(name_or_path: str | Path, *, env: Any = None, trust_sb3_zip: bool
     from takeover.agents.intent import is_intent_checkpoint, load_intent_agent
 
     if is_intent_checkpoint(folder):  # its own safe format (manifest + safetensors)
-        agent = load_intent_agent(folder)
+        intent = load_intent_agent(folder)
         if env is not None:
-            agent._check(np.zeros((1, *env.observation_space.shape), np.float32))
-        agent.metadata.setdefault("name", key)
-        return agent
+            intent._check(np.zeros((1, *env.observation_space.shape), np.float32))
+        intent.metadata.setdefault("name", key)
+        return intent
     if key in shipped_names():
         agent = load_checkpoint(SHIPPED_DIR / key, env=env, **agent_kwargs)
         agent.metadata["name"] = key

@@ -36,7 +36,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -109,8 +109,9 @@ class IntentSpec:
         if not isinstance(d, dict) or set(d) - names or "obs_shape" not in d:
             raise ValueError(f"an intent spec needs obs_shape and only the keys {sorted(names)};"
                              f" got {sorted(d) if isinstance(d, dict) else type(d).__name__}")
-        return cls(**{k: tuple(int(x) for x in v) if isinstance(v, list) else v
-                      for k, v in d.items()})
+        return cls(**cast("dict[str, Any]", {k: tuple(int(x) for x in v)
+                                              if isinstance(v, list) else v
+                                              for k, v in d.items()}))
 
 
 class IntentNet(nn.Module):
@@ -203,6 +204,8 @@ class IntentAgent:
         self.net = net if net is not None else IntentNet(spec)
         self.net.eval()
         self.risk_critic = risk
+        self.reference_obs: np.ndarray | None = None
+        """observations of its training states, for the novelty estimator (none shipped)"""
         self.metadata = dict(metadata or {})
         self._key: int | None = None
         self._layers: list = []
@@ -239,7 +242,8 @@ class IntentAgent:
         key = sum(t._version for t in params) + id(self.net)
         if key != self._key:
             ws, bs = [], []
-            lins = [[m for m in net if isinstance(m, nn.Linear)] for net in self.net.members]
+            lins = [[m for m in cast(nn.Sequential, net) if isinstance(m, nn.Linear)]
+                    for net in self.net.members]
             for depth in range(len(lins[0])):
                 ws.append(np.stack([ls[depth].weight.detach().numpy().T for ls in lins]))
                 bs.append(np.stack([ls[depth].bias.detach().numpy() for ls in lins]))
@@ -413,7 +417,7 @@ def load_intent_agent(path: str | Path) -> IntentAgent:
     if not is_intent_checkpoint(path):
         raise FileNotFoundError(f"{path} is not an intent agent folder (no manifest.json with "
                                 f"format {FORMAT!r}); build one with "
-                                "python -m takeover.agents.intent --out DIR")
+                                "python -m takeover.agents.build_intent --out DIR")
     man = json.loads((path / "manifest.json").read_text())
     try:
         spec = IntentSpec.from_dict(man["spec"])
@@ -428,7 +432,7 @@ def load_intent_agent(path: str | Path) -> IntentAgent:
             agent.risk_critic.eval()
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as e:
         raise ValueError(f"{path}: damaged intent agent checkpoint ({e}); rebuild it with "
-                         "python -m takeover.agents.intent --out DIR") from None
+                         "python -m takeover.agents.build_intent --out DIR") from None
     agent.net.eval()
     return agent
 
@@ -472,28 +476,3 @@ def distill_novice(teacher: Any, *, episodes: int = 30, epochs: int = 200, membe
     losses = fit_intent(agent, x, acc, lane, epochs=epochs, seed=seed)
     agent.metadata["distill"]["final_loss"] = round(losses[-1], 5)
     return agent
-
-
-def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m takeover.agents.intent",
-                                 description="Distil a shipped agent into an intent agent.")
-    ap.add_argument("--out", required=True, help="checkpoint folder to write")
-    ap.add_argument("--teacher", default="novice", help="shipped agent or checkpoint folder")
-    ap.add_argument("--episodes", type=int, default=30, help="episodes per env")
-    ap.add_argument("--epochs", type=int, default=200)
-    ap.add_argument("--members", type=int, default=1)
-    ap.add_argument("--seed", type=int, default=0)
-    a = ap.parse_args(argv)
-    from takeover.agents import load_agent
-
-    torch.set_num_threads(1)
-    agent = distill_novice(load_agent(a.teacher), episodes=a.episodes, epochs=a.epochs,
-                           members=a.members, seed=a.seed)
-    save_intent_agent(agent, a.out)
-    print(json.dumps(agent.metadata["distill"], indent=2))
-
-
-if __name__ == "__main__":
-    main()

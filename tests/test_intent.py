@@ -144,7 +144,7 @@ def test_checkpoint_round_trips_and_refuses_damage(tmp_path, spec):
     (tmp_path / "a" / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ValueError, match="damaged intent agent"):
         load_intent_agent(tmp_path / "a")
-    with pytest.raises(FileNotFoundError, match="python -m takeover.agents.intent"):
+    with pytest.raises(FileNotFoundError, match="python -m takeover.agents.build_intent"):
         load_intent_agent(tmp_path)
 
 

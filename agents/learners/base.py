@@ -70,7 +70,7 @@ def _steps(cols: dict[str, np.ndarray], episode: str) -> list[LoggedStep]:
         controller=str(cols["controller"][i]), reward=float(cols["reward"][i]),
         terminated=bool(cols["terminated"][i]), truncated=bool(cols["truncated"][i]),
         reason=str(cols["reason"][i]), outcome=str(cols["outcome"][i]), info=info_rows[i],
-        human_intent=intent[i] if has_intent[i] else None,
+        human_intent=intent[i] if intent is not None and has_intent[i] else None,
     ) for i in range(n)]
 
 
