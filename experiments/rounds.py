@@ -260,6 +260,8 @@ class LearningSection:
                                 "seeds: how much of the teacher cloning can recover at best "
                                 "(0 = off)", range=(0, 30))
     clone_epochs: int = option(30, "BC epochs of the teacher clone", range=(1, 1000))
+    processes: int = option(2, "arms run at once, each in a forked worker (1: in this "
+                            "process); the rows do not depend on it", range=(1, 64))
     disagreement_horizon: float = option(2.0, "s; an ensemble's disagreement is scored "
                                          "against failure within this horizon", range=(0.1, 30))
 
@@ -711,6 +713,44 @@ def n_arms(cfg: LearningConfig) -> int:
     return len(lc.methods) * len(lc.humans) * lc.finetune_seeds
 
 
+_ARMS: tuple | None = None  # (cfg, run_dir, seeds) of the forked arm workers
+
+
+def _run_arm_job(arm: tuple[str, str, int]) -> list[dict[str, Any]]:
+    assert _ARMS is not None
+    cfg, run_dir, seeds = _ARMS
+    return run_arm(cfg, *arm, run_dir, seeds)
+
+
+def _run_arms(cfg: LearningConfig, arms: list[tuple[str, str, int]], run_dir: Path,
+              seeds: Mapping[str, list[int]], progress: Any) -> list[list[dict[str, Any]]]:
+    """Every arm's rows, in arm order: on ``learning.processes`` forked workers when there
+    are several (each arm is seeded by its own method, human and fine-tuning seed, so the
+    rows are the same as one by one), else here with per-round progress."""
+    n = min(cfg.learning.processes, len(arms))
+    if n <= 1:
+        return [run_arm(cfg, *a, run_dir, seeds, progress) for a in arms]
+    import multiprocessing as mp
+
+    from takeover.envs.warmup import warm_up
+    from takeover.supervisor.humans.warmup import warm_humans
+
+    warm_up(warm_humans)  # compile once here; forks inherit (no concurrent cache writes)
+    global _ARMS
+    _ARMS = (cfg, run_dir, seeds)
+    out = []
+    try:
+        with mp.get_context("fork").Pool(n) as pool:
+            for a, rows in zip(arms, pool.imap(_run_arm_job, arms, chunksize=1),
+                               strict=True):
+                out.append(rows)
+                if progress:
+                    progress(f"{a[0]} {a[1]} ft{a[2]} done")
+    finally:
+        _ARMS = None
+    return out
+
+
 def run_learning(cfg: LearningConfig, run_dir: Path, *,
                  progress: Any = None) -> tuple[dict[str, Any], Path, float]:
     """Every arm, then ``metrics.json`` (rows + summary) and the report; returns the
@@ -731,9 +771,10 @@ def run_learning(cfg: LearningConfig, run_dir: Path, *,
     torch.set_num_threads(1)
     try:
         seeds = held_out_seeds(cfg)
-        rows = [r for m in cfg.learning.methods for h in cfg.learning.humans
-                for k in range(cfg.learning.finetune_seeds)
-                for r in run_arm(cfg, m, h, k, run_dir, seeds, progress)]
+        arms = [(m, h, k) for m in cfg.learning.methods for h in cfg.learning.humans
+                for k in range(cfg.learning.finetune_seeds)]
+        rows = [r for arm_rows in _run_arms(cfg, arms, run_dir, seeds, progress)
+                for r in arm_rows]
         if cfg.learning.teacher_alone:
             hazards = {k: v for k, v in seeds.items() if k != "plain"}
             teachers = {h: teacher_alone(cfg, h, hazards) for h in cfg.learning.humans}

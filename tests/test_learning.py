@@ -258,3 +258,25 @@ def test_a_round_that_loses_on_validation_is_dropped(monkeypatch, tmp_path):
     # round 1 (0.3 < 0.5) and round 3 (0.6, a tie with round 2) were undone
     assert torch.equal(weights[1], weights[0])  # round 2 started from the exact start again
     assert torch.equal(policy.weight, weights[1])
+
+
+def test_arms_on_forked_workers_give_the_same_rows(tmp_path):
+    """``learning.processes`` runs arms at once; each arm is seeded by itself, so the rows
+    are the same as one by one (and in the same order)."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from takeover.cli import app
+
+    rows = []
+    for p in (1, 2):
+        out = tmp_path / f"p{p}"
+        res = CliRunner().invoke(app, [
+            "run", "learning-quick", "learning.methods=[hg-dagger,intent-dagger]",
+            "learning.finetune_seeds=1", "learning.eval_episodes=3",
+            f"learning.processes={p}", "--out", str(out), "--quiet"])
+        assert res.exit_code == 0, res.output
+        rows.append(json.loads((out / "metrics.json").read_text())["rows"])
+    assert [r["method"] for r in rows[0]] == ["hg-dagger"] * 2 + ["intent-dagger"] * 2
+    assert rows[0] == rows[1]
