@@ -66,19 +66,27 @@ VALIDATION_RUN = 10_000
 round index, < 100)."""
 
 
+def _trainable(agent: Any) -> list[Any]:
+    """The modules fine-tuning changes: an ensemble's policies, an intent agent's net, a Q
+    agent's networks, and the risk critic."""
+    model = getattr(agent, "model", None)
+    return (list(getattr(agent, "policies", [])) + [getattr(agent, "net", None)]
+            + [getattr(model, "q_net", None), getattr(model, "q_net_target", None)]
+            + [getattr(agent, "risk_critic", None)])
+
+
 def snapshot(agent: Any) -> list[dict[str, Any]]:
     """The trainable state of ``agent`` (its policies and risk critic): what fine-tuning
     changes, to restore a round's update that lost on validation."""
     import copy
 
-    mods = list(getattr(agent, "policies", [])) + [getattr(agent, "risk_critic", None)]
-    return [copy.deepcopy(m.state_dict()) if hasattr(m, "state_dict") else {} for m in mods]
+    return [copy.deepcopy(m.state_dict()) if hasattr(m, "state_dict") else {}
+            for m in _trainable(agent)]
 
 
 def restore(agent: Any, state: list[dict[str, Any]]) -> None:
     """Put back a :func:`snapshot` in place (the batched forward sees the new weights)."""
-    mods = list(getattr(agent, "policies", [])) + [getattr(agent, "risk_critic", None)]
-    for m, sd in zip(mods, state, strict=True):
+    for m, sd in zip(_trainable(agent), state, strict=True):
         if sd:
             m.load_state_dict(sd)
 
@@ -260,6 +268,12 @@ class LearningSection:
                                 "seeds: how much of the teacher cloning can recover at best "
                                 "(0 = off)", range=(0, 30))
     clone_epochs: int = option(30, "BC epochs of the teacher clone", range=(1, 1000))
+    keep_best: bool = option(True, "keep a round's update only if the agent alone then "
+                             "arrives more often on the validation block (training-stream "
+                             "seeds, never the evaluation ones) than the best agent so far "
+                             "(DAgger's best policy of the sequence; a tie drops it)")
+    validation_episodes: int = option(20, "agent-alone validation episodes per scenario "
+                                      "per round (keep_best)", range=(1, 1000))
     processes: int = option(2, "arms run at once, each in a forked worker (1: in this "
                             "process); the rows do not depend on it", range=(1, 64))
     disagreement_horizon: float = option(2.0, "s; an ensemble's disagreement is scored "
@@ -397,6 +411,29 @@ def train_seed(base: int, ft_seed: int, rnd: int, scenario_index: int, episode: 
     return base + 3000 * ft_seed + 300 * rnd + 30 * scenario_index + episode
 
 
+VALIDATION_SEED = 50_000
+"""Offset from ``train_seed`` of the keep-best validation block: scenario ``k`` uses
+``train_seed + VALIDATION_SEED + 1000 k + i`` (past the collection and clone seeds)."""
+
+
+def validation_seeds(cfg: LearningConfig) -> dict[str, list[int]]:
+    lc = cfg.learning
+    return {s: [lc.train_seed + VALIDATION_SEED + 1000 * k + i
+                for i in range(lc.validation_episodes)]
+            for k, s in enumerate(cfg.env.scenarios)}
+
+
+def validation_score(agent: Any, cfg: LearningConfig, env: EnvSection) -> float:
+    """Agent-alone arrival on the validation block (hazard scenarios), pooled."""
+    from takeover.agents.rollout import run_episodes
+    from takeover.experiments.episodes import SCENARIO_IDS
+
+    kw = env.env_kwargs()
+    arrived = [e.arrived for scen, sd in validation_seeds(cfg).items()
+               for e in run_episodes(agent.predict, SCENARIO_IDS[scen], sd, **kw)]
+    return float(np.mean(arrived))
+
+
 def evaluate_alone(agent: Any, cfg: LearningConfig, seeds: Mapping[str, list[int]],
                    horizon: float, env: EnvSection | None = None) -> dict[str, Any]:
     """Agent-alone held-out evaluation: arrival and safety per scenario, and for an
@@ -445,6 +482,8 @@ def run_arm(cfg: LearningConfig, method: str, human: str, ft_seed: int, run_dir:
         cond = Condition("supervised", exp_cfg.supervisor.gate,
                          dict(exp_cfg.supervisor.gate_kwargs))
         logs: list[Path] = []
+        best = validation_score(agent, cfg, exp_cfg.env) if lc.keep_best else 0.0
+        best_state = snapshot(agent) if lc.keep_best else None
         minutes = 0.0
         interventions = 0
         rows = []
@@ -473,8 +512,15 @@ def run_arm(cfg: LearningConfig, method: str, human: str, ft_seed: int, run_dir:
             interventions += sum(
                 1 for e in new for a, b in zip(e, e[1:], strict=False)
                 if a.controller != "human" and b.controller == "human")
-            stats = learner.update(agent, read_episodes(*logs),
-                                   seed=cfg.seed * 1000 + ft_seed * 100 + rnd)
+            stats = dict(learner.update(agent, read_episodes(*logs),
+                                        seed=cfg.seed * 1000 + ft_seed * 100 + rnd))
+            if best_state is not None:
+                score = validation_score(agent, cfg, exp_cfg.env)
+                stats.update(validation=score, kept=score > best)
+                if score > best:
+                    best, best_state = score, snapshot(agent)
+                else:
+                    restore(agent, best_state)
             row["update"] = stats
         return rows
     finally:

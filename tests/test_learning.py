@@ -280,3 +280,51 @@ def test_arms_on_forked_workers_give_the_same_rows(tmp_path):
         rows.append(json.loads((out / "metrics.json").read_text())["rows"])
     assert [r["method"] for r in rows[0]] == ["hg-dagger"] * 2 + ["intent-dagger"] * 2
     assert rows[0] == rows[1]
+
+
+def test_arm_keeps_a_rounds_update_only_if_it_wins_on_validation(monkeypatch, tmp_path):
+    """``learning.keep_best``: an update that does not raise agent-alone arrival on the
+    validation block (training-stream seeds) is put back, exactly; one that does is kept."""
+    from takeover.experiments import rounds as R
+
+    scores = iter([0.3, 0.2, 0.5])  # the start, after round 0's update, after round 1's
+    monkeypatch.setattr(R, "validation_score", lambda agent, cfg, env: next(scores))
+    weights = []
+
+    class Nudge:  # a learner that moves the intent net's first weight by +1
+        agent_kind = "intent"
+
+        def start(self, agent):
+            pass
+
+        def update(self, agent, episodes, *, seed):
+            p = next(agent.net.parameters())
+            with torch.no_grad():
+                p.add_(1.0)
+            weights.append(p.detach().clone())
+            return {"samples": 1.0}
+
+    from takeover.agents.learners import LEARNERS
+
+    monkeypatch.setitem(LEARNERS._items, "intent-dagger", Nudge)
+    cfg = from_dict(LearningConfig, {
+        "name": "t", "env": {"scenarios": ["stalled_car"], "action_type": "discrete"},
+        "supervisor": {"gate": "human", "gate_score": "ttc", "estimators": ["ttc"],
+                       "human": "expert"},
+        "learning": {"methods": ["intent-dagger"], "humans": ["expert"], "rounds": 2,
+                     "episodes_per_round": 1, "eval_episodes": 1, "plain_episodes": 0,
+                     "eval_seed": 5000, "train_seed": 0}})
+    agent_seen = []
+    real = R.starting_agent
+
+    def start(cfg, method, env):
+        agent_seen.append(real(cfg, method, env))
+        return agent_seen[-1]
+
+    monkeypatch.setattr(R, "starting_agent", start)
+    rows = R.run_arm(cfg, "intent-dagger", "expert", 0, tmp_path, held_out_seeds(cfg))
+    assert [r["update"]["kept"] for r in rows[:2]] == [False, True]
+    final = next(agent_seen[0].net.parameters())
+    # round 0's +1 was put back, round 1's +1 (on the restored weights) kept
+    torch.testing.assert_close(final, weights[1])
+    torch.testing.assert_close(weights[1], weights[0])
