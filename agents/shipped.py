@@ -16,6 +16,7 @@ PRETRAINED = {
     "novice-ensemble": "novice-ensemble",  # randomized-prior members on the novice's features
     "novice-ppo-ensemble": "novice-ppo-ensemble",  # independently seeded PPO runs
     "novice-dqn": "novice-dqn",  # off-policy start for PVP / RLIF (agents.learners.offpolicy)
+    "novice-intent": "novice-intent",  # the novice as an intent agent (agents.build_intent)
 }
 """Shipped name -> sub-directory of ``PRETRAINED_DIR``."""
 
