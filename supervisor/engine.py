@@ -461,6 +461,7 @@ class PerWorldHumans:
         has = np.zeros(n, dtype=bool)
         wants = np.zeros(n, dtype=bool)
         rel = np.zeros(n, dtype=bool)
+        intent: np.ndarray | None = None  # only once some human gives one (keyboards don't)
         info_row = getattr(world, "info_row", None)
         get_view = getattr(world, "view", None)
         phase = views.phase.tolist()
@@ -482,9 +483,14 @@ class PerWorldHumans:
                                      f"env's actions have {dim}")
                 action[i] = a
                 has[i] = True
+                if hin.intent is not None:
+                    if intent is None:
+                        intent = np.full((n, 2), np.nan, dtype=np.float32)
+                    intent[i] = np.asarray(hin.intent, dtype=np.float32).reshape(2)
             wants[i], rel[i] = hin.wants_control, hin.releases
         act = action[:, 0].astype(np.int64) if discrete else action.astype(np.float32)
-        return HumanInputs(action=act, has_action=has, wants_control=wants, releases=rel)
+        return HumanInputs(action=act, has_action=has, wants_control=wants, releases=rel,
+                           intent=intent)
 
 
 def _intent_rows(hin: HumanInputs, has: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:

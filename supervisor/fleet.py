@@ -203,6 +203,18 @@ class FleetStats:
         }
 
 
+def _intent_where(hin: Any, has: np.ndarray) -> np.ndarray | None:
+    """The inner humans' intent rows where the fleet lets their action through (NaN
+    elsewhere), so a fleet run logs the label a plain engine run would and never a row for
+    an action the fleet withheld (no human present, a forced release); ``None`` if the
+    inner humans give none."""
+    raw = getattr(hin, "intent", None)
+    if raw is None:
+        return None
+    rows = np.asarray(raw, dtype=np.float32).reshape(len(has), 2)
+    return np.where(has[:, None], rows, np.float32(np.nan))
+
+
 class FleetHumans:
     """H humans supervising N worlds (see the module docstring), a batched
     :class:`~takeover.types.Humans`.
@@ -396,7 +408,7 @@ class FleetHumans:
         self.clock += dt
         s.clock = self.clock
         return HumanInputs(action=hin.action, has_action=has_a, wants_control=wants,
-                           releases=rel)
+                           releases=rel, intent=_intent_where(hin, has_a))
 
     # --- assignment ------------------------------------------------------------------------
     def _intervention_start(self) -> np.ndarray:

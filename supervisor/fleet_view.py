@@ -169,7 +169,15 @@ class SeatedHumans:
         if got.action is not None:
             action[i] = np.asarray(got.action, dtype=action.dtype).reshape(action[i].shape)
         has[i], wants[i], rel[i] = got.action is not None, got.wants_control, got.releases
-        return HumanInputs(action=action, has_action=has, wants_control=wants, releases=rel)
+        intent = hin.intent
+        if intent is not None or got.intent is not None:
+            # world i's label is the person's (none from a keyboard), never the model's
+            intent = (np.full((len(has), 2), np.nan, dtype=np.float32) if intent is None
+                      else np.array(intent, dtype=np.float32, copy=True))
+            intent[i] = (np.nan if got.intent is None or got.action is None
+                         else np.asarray(got.intent, dtype=np.float32).reshape(2))
+        return HumanInputs(action=action, has_action=has, wants_control=wants, releases=rel,
+                           intent=intent)
 
 
 @dataclass(frozen=True)

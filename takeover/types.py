@@ -163,11 +163,16 @@ class HumanInput:
             (never replaced by a default no-op: a missing input stays missing in the log).
         wants_control: the human takes (or keeps) control this step.
         releases: the human hands control back to the agent this step.
+        intent: ``(2,)`` float32, what the human meant by ``action`` (the row
+            :attr:`HumanInputs.intent` describes), or ``None``: a per-world scripted human
+            gives the label its batched model computes, so a per-world run logs the same
+            ``human_intent`` as a batched one; a keyboard or gamepad has none.
     """
 
     action: Any = None
     wants_control: bool = False
     releases: bool = False
+    intent: np.ndarray | None = None
 
 
 NO_INPUT = HumanInput()

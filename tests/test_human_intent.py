@@ -1,7 +1,7 @@
 """The human's intent as a logged label (issue 17): a scripted human's wanted acceleration and
 lane come with every action it gives, are consistent with that action, flow through the
 supervision engine into the log and back out of ``read_episodes``; humans without intent
-(keyboard-like, per-world) and logs older than the column read as "no label"."""
+(keyboard-like) and logs older than the column read as "no label"."""
 
 from __future__ import annotations
 
@@ -159,8 +159,9 @@ def test_an_engine_episode_logs_the_intent_read_episodes_returns(tmp_path):
 
 
 def test_humans_without_intent_log_none(tmp_path):
-    """Per-world humans (keyboard, gamepad, a scripted per-world driver) give actions and
-    no intent: the log holds their actions and no label."""
+    """Per-world humans without a model of intent (keyboard, gamepad, the engine's default
+    per-world IDMHuman here) give actions and no intent: the log holds their actions and no
+    label."""
     _write(tmp_path / "run", _engine(2).run([10, 11]))
     steps = [s for ep in read_episodes(tmp_path / "run") for s in ep]
     assert any(s.human_action is not None for s in steps)
@@ -205,3 +206,47 @@ def test_a_log_older_than_the_column_still_reads(tmp_path):
         log.end_episode()
     (v1,) = read_episodes(tmp_path / "v1")
     assert len(v1) == len(old.records) and all(s.human_intent is None for s in v1)
+
+
+def test_a_fleet_logs_intent_only_where_it_lets_the_action_through():
+    """Two worlds ask, one human is free: the fleet passes the inner humans' intent row of
+    the world it serves, and NaN for the one it withholds (a label without an action would
+    teach what nobody did)."""
+    from takeover.supervisor.fleet import FleetHumans
+
+    venv = make_vector_env("takeover/Plain-v2", 3)
+    obs, info = venv.reset(seed=[0, 1, 2])
+    inner = Recording(ScriptedHumans(3, "average"))
+    fleet = FleetHumans(inner, 3, dt=0.1, num_humans=1, context_switch_time=0.0,
+                        min_intervention_time=0.0, allocation="fifo")
+    fleet.reset(np.arange(3), [0, 1, 2])
+    asking = np.array([True, False, True])
+    control = np.zeros(3, bool)
+    request = PHASES.index(Phase.TOR)
+    served_steps = 0
+    for t in range(60):  # worlds 0 and 2 request a takeover; whoever takes it drives
+        phase = np.where(control, HUMAN_CODE, np.where(asking, request, 0)).astype(np.int8)
+        out = fleet.act(obs, info, venv, HumanViews(phase, asking & ~control, np.zeros(3),
+                                                     np.zeros(3), np.full(3, 0.1 * t)))
+        served = out.has_action
+        assert served.sum() <= 1  # one human
+        assert np.isfinite(out.intent[served]).all() and np.isnan(out.intent[~served]).all()
+        assert out.intent[served].tobytes() == inner.answers[-1].intent[served].tobytes()
+        served_steps += int(served.sum())
+        control |= out.wants_control
+    assert served_steps >= 10  # the human took one world over and drove it
+
+
+def test_a_per_world_scripted_human_gives_its_batched_models_intent():
+    import gymnasium as gym
+
+    from takeover.supervisor.humans import ScriptedHuman
+    from takeover.types import HumanView
+
+    env = gym.make("takeover/Plain-v2")
+    obs, info = env.reset(seed=4)
+    human = ScriptedHuman("average", seed=4)
+    human.reset(seed=4)
+    got = human.act(obs, info, env, HumanView(Phase.HUMAN, False, 0.0, 0.0, 0.0))
+    assert got.action is not None
+    assert got.intent is not None and got.intent.shape == (2,) and np.isfinite(got.intent).all()

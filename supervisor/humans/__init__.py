@@ -85,11 +85,13 @@ class ScriptedHuman:
         out = self.batch.act(obs[None], batch_info, _OneWorld(env), views)
         if not out.wants_control[0] and not out.releases[0] and not out.has_action[0]:
             return HumanInput()
-        action = None
+        action = intent = None
         if out.has_action[0]:
             action = int(out.action[0]) if out.action.ndim == 1 else out.action[0]
+            if out.intent is not None:  # the label the batched model gives with the action
+                intent = np.array(out.intent[0], dtype=np.float32)
         return HumanInput(action=action, wants_control=bool(out.wants_control[0]),
-                          releases=bool(out.releases[0]))
+                          releases=bool(out.releases[0]), intent=intent)
 
     @property
     def complacency(self) -> float:
