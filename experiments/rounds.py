@@ -273,7 +273,12 @@ class LearningSection:
                              "seeds, never the evaluation ones) than the best agent so far "
                              "(DAgger's best policy of the sequence; a tie drops it)")
     validation_episodes: int = option(20, "agent-alone validation episodes per scenario "
-                                      "per round (keep_best)", range=(1, 1000))
+                                      "(and in plain traffic) per round (keep_best)",
+                                      range=(1, 1000))
+    keep_plain: float = option(0.95, "keep_best also needs plain-traffic validation arrival "
+                               "of at least this (or of the starting agent's, if lower): an "
+                               "update that buys hazard arrival with plain driving is put "
+                               "back", range=(0.0, 1.0))
     processes: int = option(2, "arms run at once, each in a forked worker (1: in this "
                             "process); the rows do not depend on it", range=(1, 64))
     disagreement_horizon: float = option(2.0, "s; an ensemble's disagreement is scored "
@@ -417,21 +422,43 @@ VALIDATION_SEED = 50_000
 
 
 def validation_seeds(cfg: LearningConfig) -> dict[str, list[int]]:
+    """Keep-best validation seeds per scenario and ``plain``: ``train_seed +
+    VALIDATION_SEED + 1000 k + i`` for scenario ``k`` (< 10), plain traffic after them at
+    ``+ 10_000 + i``."""
     lc = cfg.learning
-    return {s: [lc.train_seed + VALIDATION_SEED + 1000 * k + i
-                for i in range(lc.validation_episodes)]
-            for k, s in enumerate(cfg.env.scenarios)}
+    base = lc.train_seed + VALIDATION_SEED
+    out = {s: [base + 1000 * k + i for i in range(lc.validation_episodes)]
+           for k, s in enumerate(cfg.env.scenarios)}
+    out["plain"] = [base + 10_000 + i for i in range(lc.validation_episodes)]
+    return out
 
 
-def validation_score(agent: Any, cfg: LearningConfig, env: EnvSection) -> float:
-    """Agent-alone arrival on the validation block (hazard scenarios), pooled."""
+@dataclass(frozen=True)
+class Validation:
+    """Agent-alone arrival on the keep-best validation block: the hazard scenarios pooled,
+    and plain traffic."""
+
+    hazard: float
+    plain: float
+
+    def beats(self, best: Validation, start: Validation, keep_plain: float) -> bool:
+        """More hazard arrivals than ``best``, plain traffic no worse than ``keep_plain``
+        (or than ``start``'s, if that is lower)."""
+        return self.hazard > best.hazard and self.plain >= min(keep_plain, start.plain)
+
+
+def validation_score(agent: Any, cfg: LearningConfig, env: EnvSection) -> Validation:
+    """Agent-alone arrival on the validation block."""
     from takeover.agents.rollout import run_episodes
     from takeover.experiments.episodes import SCENARIO_IDS
 
     kw = env.env_kwargs()
-    arrived = [e.arrived for scen, sd in validation_seeds(cfg).items()
-               for e in run_episodes(agent.predict, SCENARIO_IDS[scen], sd, **kw)]
-    return float(np.mean(arrived))
+    arrived = {scen: [e.arrived for e in run_episodes(
+        agent.predict, SCENARIO_IDS["none" if scen == "plain" else scen], sd, **kw)]
+        for scen, sd in validation_seeds(cfg).items()}
+    plain = arrived.pop("plain")
+    return Validation(float(np.mean([a for v in arrived.values() for a in v])),
+                      float(np.mean(plain)))
 
 
 def evaluate_alone(agent: Any, cfg: LearningConfig, seeds: Mapping[str, list[int]],
@@ -482,7 +509,7 @@ def run_arm(cfg: LearningConfig, method: str, human: str, ft_seed: int, run_dir:
         cond = Condition("supervised", exp_cfg.supervisor.gate,
                          dict(exp_cfg.supervisor.gate_kwargs))
         logs: list[Path] = []
-        best = validation_score(agent, cfg, exp_cfg.env) if lc.keep_best else 0.0
+        start = best = validation_score(agent, cfg, exp_cfg.env) if lc.keep_best else None
         best_state = snapshot(agent) if lc.keep_best else None
         minutes = 0.0
         interventions = 0
@@ -514,10 +541,11 @@ def run_arm(cfg: LearningConfig, method: str, human: str, ft_seed: int, run_dir:
                 if a.controller != "human" and b.controller == "human")
             stats = dict(learner.update(agent, read_episodes(*logs),
                                         seed=cfg.seed * 1000 + ft_seed * 100 + rnd))
-            if best_state is not None:
+            if best_state is not None and start is not None and best is not None:
                 score = validation_score(agent, cfg, exp_cfg.env)
-                stats.update(validation=score, kept=score > best)
-                if score > best:
+                kept = score.beats(best, start, lc.keep_plain)
+                stats.update(validation=score.hazard, validation_plain=score.plain, kept=kept)
+                if kept:
                     best, best_state = score, snapshot(agent)
                 else:
                     restore(agent, best_state)

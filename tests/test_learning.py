@@ -283,11 +283,14 @@ def test_arms_on_forked_workers_give_the_same_rows(tmp_path):
 
 
 def test_arm_keeps_a_rounds_update_only_if_it_wins_on_validation(monkeypatch, tmp_path):
-    """``learning.keep_best``: an update that does not raise agent-alone arrival on the
-    validation block (training-stream seeds) is put back, exactly; one that does is kept."""
+    """``learning.keep_best``: an update that does not raise agent-alone hazard arrival on
+    the validation block (training-stream seeds), or that raises it but drops plain-traffic
+    arrival below ``keep_plain``, is put back, exactly; one that does neither is kept."""
     from takeover.experiments import rounds as R
 
-    scores = iter([0.3, 0.2, 0.5])  # the start, after round 0's update, after round 1's
+    V = R.Validation
+    # the start, then after rounds 0, 1 and 2's updates
+    scores = iter([V(0.3, 1.0), V(0.2, 1.0), V(0.5, 0.9), V(0.5, 0.95)])
     monkeypatch.setattr(R, "validation_score", lambda agent, cfg, env: next(scores))
     weights = []
 
@@ -311,9 +314,9 @@ def test_arm_keeps_a_rounds_update_only_if_it_wins_on_validation(monkeypatch, tm
         "name": "t", "env": {"scenarios": ["stalled_car"], "action_type": "discrete"},
         "supervisor": {"gate": "human", "gate_score": "ttc", "estimators": ["ttc"],
                        "human": "expert"},
-        "learning": {"methods": ["intent-dagger"], "humans": ["expert"], "rounds": 2,
+        "learning": {"methods": ["intent-dagger"], "humans": ["expert"], "rounds": 3,
                      "episodes_per_round": 1, "eval_episodes": 1, "plain_episodes": 0,
-                     "eval_seed": 5000, "train_seed": 0}})
+                     "eval_seed": 5000, "train_seed": 0, "keep_plain": 0.95}})
     agent_seen = []
     real = R.starting_agent
 
@@ -323,8 +326,8 @@ def test_arm_keeps_a_rounds_update_only_if_it_wins_on_validation(monkeypatch, tm
 
     monkeypatch.setattr(R, "starting_agent", start)
     rows = R.run_arm(cfg, "intent-dagger", "expert", 0, tmp_path, held_out_seeds(cfg))
-    assert [r["update"]["kept"] for r in rows[:2]] == [False, True]
+    assert [r["update"]["kept"] for r in rows[:3]] == [False, False, True]
     final = next(agent_seen[0].net.parameters())
-    # round 0's +1 was put back, round 1's +1 (on the restored weights) kept
-    torch.testing.assert_close(final, weights[1])
-    torch.testing.assert_close(weights[1], weights[0])
+    # rounds 0 and 1's +1 were put back, round 2's +1 (on the restored weights) kept
+    torch.testing.assert_close(final, weights[2])
+    torch.testing.assert_close(weights[2], weights[0])
