@@ -148,6 +148,19 @@ def test_intent_dagger_improves_the_novice_intent(tmp_path):
     assert update["logged_intent"] == update["samples"] > 0
 
 
+def test_intent_dagger_plain_anchors_keep_plain_driving(tmp_path):
+    """The same update with the starting agent's own plain-traffic states as anchors
+    (``plain_anchors``): plain driving holds, so keep_plain (0.95) keeps the update."""
+    rows = arm(tmp_path, "intent-dagger", episodes=8, plain_anchors=30)
+    update = rows[-2]["update"]
+    # measured: 7316 anchors, plain validation 1.0 (0.75 without them), kept, stalled-car
+    # arrival 0.10 -> 0.25 (hazard validation 0.25, 0.40 without). Margins: one plain
+    # arrival of 20, one hazard arrival of 20
+    assert update["validation_plain"] >= 0.95
+    assert update["kept"]
+    assert gains(rows)[0] >= 0.10
+
+
 CLONE_REASON = (
     "session 6: behaviour cloning of the expert's full demonstrations (gate 'always', 30 "
     "stalled-car episodes, ~4300 labels, plain BC) gives a clone that cannot drive: the "
