@@ -25,9 +25,13 @@ Kong et al. 2015 (kinematic bicycle model).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import cast
 
 import numpy as np
 from numba import njit
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from takeover.envs import layout as L
 from takeover.envs.controllers import idm_accel, lane_keep_steer
@@ -1107,6 +1111,30 @@ def _offsets(n, m, r, a, nrp):
             HEADER, o_order, o_rank, o_ended, o_codes, o_rng, o_queue, o_took, i_end)
 
 
+def _borrowed(typingctx, arr):
+    """``_borrow(arr)``: ``arr`` without its owner: the same array (type, data, shape, strides) with no
+    reference-counted meminfo (nor Python parent), for views that live only within one
+    kernel call whose caller holds the buffers.
+
+    numba counts references to an array every time it is passed to a compiled function
+    that is not inlined, by atomic operations that order memory (two per array per call,
+    a few hundred per world-step: 43% of the step kernel's time in a ``perf`` profile);
+    on a meminfo of NULL they are a test and a return. Only for the three buffers of a
+    ``Batch``, which the Python caller keeps alive for the whole call: a borrowed view of
+    an array allocated inside the kernel would outlive the array (numba frees it after
+    its last use by name), nor for what is returned to Python (``Batch`` keeps the views
+    ``_unpack`` gives, which own their buffer)."""
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, value=args[0])
+        ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
+        ary.parent = cgutils.get_null_value(ary.parent.type)
+        return ary._getvalue()
+    return arr(arr), codegen
+
+
+_borrow = cast("Callable[[np.ndarray], np.ndarray]", intrinsic(_borrowed))
+
+
 @njit(cache=True)
 def _unpack(f64, f32, i64):
     n, m, r, a = i64[0], i64[1], i64[2], i64[3]
@@ -1126,6 +1154,12 @@ def _unpack(f64, f32, i64):
             i64[o_rng:o_queue].view(np.uint64).reshape((n, 2)),
             i64[o_queue:o_took].view(np.uint64).reshape((n, 2)), i64[o_took:i_end],
             i64[QUEUED:QUEUED + 1])
+
+
+@njit(cache=True)
+def _views(f64, f32, i64):
+    """``_unpack``'s views, borrowed (``_borrow``): for the kernels of a ``Batch``."""
+    return _unpack(_borrow(f64), _borrow(f32), _borrow(i64))
 
 
 class Batch:
@@ -1195,7 +1229,7 @@ def in_unit_box(a):
 def step_batch(f64, f32, i64, autoreset):
     """``step_worlds`` (``autoreset``: ``step_worlds_autoreset``) of a ``Batch``."""
     (veh, wld, info, finfo, act, rew, p, rp, obs, fobs, status, order, rank, ended, codes,
-     rng, queue, took, queued) = _unpack(f64, f32, i64)
+     rng, queue, took, queued) = _views(f64, f32, i64)
     if autoreset:
         step_worlds_autoreset(veh, wld, act, p, obs, info, rew, status, order, rank, rng, rp,
                               ended, fobs, finfo, queue, queued, took)
@@ -1207,7 +1241,7 @@ def step_batch(f64, f32, i64, autoreset):
 def reset_batch(f64, f32, i64, idx):
     """``reset_worlds`` of the worlds ``idx`` of a ``Batch``."""
     (veh, wld, info, finfo, act, rew, p, rp, obs, fobs, status, order, rank, ended, codes,
-     rng, queue, took, queued) = _unpack(f64, f32, i64)
+     rng, queue, took, queued) = _views(f64, f32, i64)
     reset_worlds(veh, wld, rng, rp, p, obs, info, codes, idx)
 
 
@@ -1215,5 +1249,5 @@ def reset_batch(f64, f32, i64, idx):
 def observe_batch(f64, f32, i64, idx):
     """``observe_worlds_at`` the worlds ``idx`` of a ``Batch``."""
     (veh, wld, info, finfo, act, rew, p, rp, obs, fobs, status, order, rank, ended, codes,
-     rng, queue, took, queued) = _unpack(f64, f32, i64)
+     rng, queue, took, queued) = _views(f64, f32, i64)
     observe_worlds_at(veh, wld, p, obs, info, idx)

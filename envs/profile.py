@@ -35,6 +35,7 @@ from takeover.envs.dynamics import (
     _traffic_accel,
     _traffic_move,
     _update_hazard,
+    _views,
 )
 from takeover.envs.scenarios import reset_scratch
 
@@ -54,26 +55,35 @@ the ended worlds' final observation and info)."""
 
 
 @njit
-def _nothing(veh, wld, act, p, order, rank, live):
-    return veh.shape[0]
+def _nothing(f64, f32, i64, live):
+    return live.shape[0]
 
 
+# each phase takes the batch's three buffers, as ``dynamics.step_batch`` does, and borrows
+# their views (``dynamics._views``, in ``Batch.NAMES`` order): no reference counting, as in
+# the fused kernel
 @njit(error_model="numpy")
-def _p_sort(veh, wld, act, p, order, rank, x0):
+def _p_sort(f64, f32, i64, x0):
+    v = _views(f64, f32, i64)
+    veh, order, rank = v[0], v[11], v[12]
     for n in range(veh.shape[0]):
         x0[n] = veh[n, 0, L.X]
         _sort_by_x(veh[n], order[n], rank[n])
 
 
 @njit(error_model="numpy")
-def _p_hazards(veh, wld, p, live):
+def _p_hazards(f64, f32, i64, live):
+    v = _views(f64, f32, i64)
+    veh, wld, p = v[0], v[1], v[6]
     for n in range(veh.shape[0]):
         if live[n]:
             _update_hazard(veh[n], wld[n], p)
 
 
 @njit(error_model="numpy")
-def _p_idm(veh, wld, p, order, rank, live):
+def _p_idm(f64, f32, i64, live):
+    v = _views(f64, f32, i64)
+    veh, wld, p, order, rank = v[0], v[1], v[6], v[11], v[12]
     _, _, lead = _scratch(p, veh.shape[1])
     for n in range(veh.shape[0]):
         if live[n]:
@@ -81,7 +91,9 @@ def _p_idm(veh, wld, p, order, rank, live):
 
 
 @njit(error_model="numpy")
-def _p_meta(veh, wld, act, p):
+def _p_meta(f64, f32, i64):
+    v = _views(f64, f32, i64)
+    veh, wld, act, p = v[0], v[1], v[4], v[6]
     if p[L.DISCRETE] > 0.5:
         for n in range(veh.shape[0]):
             if wld[n, L.MRM] < 0.5:
@@ -89,21 +101,27 @@ def _p_meta(veh, wld, act, p):
 
 
 @njit(error_model="numpy")
-def _p_ego(veh, wld, act, p, dt, order, rank, live):
+def _p_ego(f64, f32, i64, dt, live):
+    v = _views(f64, f32, i64)
+    veh, wld, act, p, order, rank = v[0], v[1], v[4], v[6], v[11], v[12]
     for n in range(veh.shape[0]):
         if live[n]:
             _ego_move(veh[n], wld[n], act[n], p, dt, order[n], rank[n])
 
 
 @njit(error_model="numpy")
-def _p_traffic(veh, wld, p, dt, live):
+def _p_traffic(f64, f32, i64, dt, live):
+    v = _views(f64, f32, i64)
+    veh, wld, p = v[0], v[1], v[6]
     for n in range(veh.shape[0]):
         if live[n]:
             _traffic_move(veh[n], wld[n], p, dt)
 
 
 @njit(error_model="numpy")
-def _p_collision(veh, wld, p, live):
+def _p_collision(f64, f32, i64, live):
+    v = _views(f64, f32, i64)
+    veh, wld, p = v[0], v[1], v[6]
     for n in range(veh.shape[0]):
         if live[n]:
             _contact(veh[n], wld[n], p)
@@ -111,76 +129,88 @@ def _p_collision(veh, wld, p, live):
 
 
 @njit(error_model="numpy")
-def _p_bookkeeping(veh, wld, p):
+def _p_bookkeeping(f64, f32, i64):
+    v = _views(f64, f32, i64)
+    veh, wld, p = v[0], v[1], v[6]
     for n in range(veh.shape[0]):
         _end_step(veh[n], wld[n], p)
 
 
 @njit(error_model="numpy")
-def _p_mobil(veh, wld, p, order, rank):
+def _p_mobil(f64, f32, i64):
+    v = _views(f64, f32, i64)
+    veh, wld, p, order, rank = v[0], v[1], v[6], v[11], v[12]
     for n in range(veh.shape[0]):
         _mobil(veh[n], wld[n], p, order[n], rank[n])
 
 
 @njit(error_model="numpy")
-def _p_recycle(veh, p):
+def _p_recycle(f64, f32, i64):
+    v = _views(f64, f32, i64)
+    veh, p = v[0], v[6]
     for n in range(veh.shape[0]):
         _recycle(veh[n], p)
 
 
 @njit(error_model="numpy")
-def _p_observe(veh, wld, p, obs, info, reward):
+def _p_observe(f64, f32, i64):
+    v = _views(f64, f32, i64)
+    veh, wld, info, rew, p, obs = v[0], v[1], v[2], v[5], v[6], v[8]
     near, near_d, _ = _scratch(p, veh.shape[1])
     for n in range(veh.shape[0]):
-        reward[n] = _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
+        rew[n] = _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
 
 
 @njit(error_model="numpy")
-def _p_reward(veh, wld, p, order, rank, reward, status, x0):
+def _p_reward(f64, f32, i64, x0):
+    v = _views(f64, f32, i64)
+    veh, wld, rew, p, status, order, rank = v[0], v[1], v[5], v[6], v[10], v[11], v[12]
     for n in range(veh.shape[0]):
-        reward[n], status[n] = _reward(veh[n], wld[n], p, order[n], rank[n], reward[n], x0[n])
+        rew[n], status[n] = _reward(veh[n], wld[n], p, order[n], rank[n], rew[n], x0[n])
 
 
 @njit(error_model="numpy")
-def _p_reset(veh, wld, p, obs, info, status, rng, rp, ended, final_obs, final_info):
+def _p_reset(f64, f32, i64):
+    v = _views(f64, f32, i64)
+    veh, wld, info, finfo, p, rp, obs, fobs, status, ended, rng = v[0], v[1], v[2], v[3], v[6], v[7], v[8], v[9], v[10], v[13], v[15]
     near, near_d, _ = _scratch(p, veh.shape[1])
     st, keep = reset_scratch()
     for n in range(veh.shape[0]):
         ended[n] = _end_or_reset(veh[n], wld[n], p, obs[n], info[n], status[n], rng[n], rp,
-                                 final_obs[n], final_info[n], near, near_d, st, keep)
+                                 fobs[n], finfo[n], near, near_d, st, keep)
 
 
 def _kernel_phases(env: HighwayVectorEnv, clock: dict[str, float]) -> None:
     """One control step of every world through the phases, adding each phase's seconds to
     ``clock``."""
-    veh, wld, act, p = env._veh, env._wld, env._act, env._params
-    order, rank = env._order, env._rank
+    b = env._batch
+    bufs = (b.f64, b.f32, b.i64)
     x0 = np.empty(env.num_envs)
     live = np.ones(env.num_envs, dtype=np.bool_)
+    p = env._params
     nsub = int(p[L.NSUB])
     dt = p[L.DT] / nsub
     tick = time.perf_counter
 
     def timed(name, fn, *args):
         t = tick()
-        fn(*args)
+        fn(*bufs, *args)
         clock[name] += tick() - t
 
-    timed("ego", _p_meta, veh, wld, act, p)
-    timed("sort", _p_sort, veh, wld, act, p, order, rank, x0)
+    timed("ego", _p_meta)
+    timed("sort", _p_sort, x0)
     for _ in range(nsub):
-        timed("hazards", _p_hazards, veh, wld, p, live)
-        timed("idm", _p_idm, veh, wld, p, order, rank, live)
-        timed("ego", _p_ego, veh, wld, act, p, dt, order, rank, live)
-        timed("traffic", _p_traffic, veh, wld, p, dt, live)
-        timed("collision", _p_collision, veh, wld, p, live)
-    timed("bookkeeping", _p_bookkeeping, veh, wld, p)
-    timed("mobil", _p_mobil, veh, wld, p, order, rank)
-    timed("recycle", _p_recycle, veh, p)
-    timed("observe", _p_observe, veh, wld, p, env._obs, env._info, env._rew)
-    timed("reward", _p_reward, veh, wld, p, order, rank, env._rew, env._status, x0)
-    timed("reset", _p_reset, veh, wld, p, env._obs, env._info, env._status, env._rng,
-          env._reset_params, env._ended, env._final_obs, env._final_info)
+        timed("hazards", _p_hazards, live)
+        timed("idm", _p_idm, live)
+        timed("ego", _p_ego, dt, live)
+        timed("traffic", _p_traffic, dt, live)
+        timed("collision", _p_collision, live)
+    timed("bookkeeping", _p_bookkeeping)
+    timed("mobil", _p_mobil)
+    timed("recycle", _p_recycle)
+    timed("observe", _p_observe)
+    timed("reward", _p_reward, x0)
+    timed("reset", _p_reset)
 
 
 def profile(env: HighwayVectorEnv, actions: np.ndarray, steps: int) -> dict[str, float]:
@@ -211,7 +241,7 @@ def profile(env: HighwayVectorEnv, actions: np.ndarray, steps: int) -> dict[str,
             per_step[k][s] = clock[k]
         resets[s] = np.count_nonzero(env._ended)
     live = np.ones(env.num_envs, dtype=np.bool_)
-    args = (env._veh, env._wld, env._act, env._params, env._order, env._rank, live)
+    args = (env._batch.f64, env._batch.f32, env._batch.i64, live)
     laps = np.zeros(200)
     for r in range(laps.size):
         t = time.perf_counter()
