@@ -963,19 +963,33 @@ def _step_world(vw, ww, a_in, p, ob, inf, order, rank, near, near_d, lead):
 
 
 @njit(cache=True, error_model="numpy")
-def _scratch(p, m):
-    """Per-call scratch for worlds of ``m`` slots (allocated once per batch, not per
-    world): ``_observe``'s nearest others' slots (``K_OBS``, one spare, then every other
-    vehicle's slot) and their squared distances, and ``_lane_leaders``' ``lead`` (``m``
-    slots, then lanes -2 .. N_LANES + 2). The two int64 arrays share one allocation: at
-    one world the kernel call is short enough that each allocation shows."""
-    k = int(p[K_OBS])
-    ints = np.empty(k + 1 + m + m + int(p[N_LANES]) + 5, dtype=np.int64)
-    return ints[:k + 1 + m], np.empty(m), ints[k + 1 + m:]
+def _scratch_size(p, m):
+    """``(int64s, float64s)`` of the per-call scratch for worlds of ``m`` slots (one for
+    a whole batch, not one per world): ``_observe``'s nearest others' slots (``K_OBS``,
+    one spare, then every other vehicle's slot) and their squared distances, and
+    ``_lane_leaders``' ``lead`` (``m`` slots, then lanes -2 .. N_LANES + 2)."""
+    return int(p[K_OBS]) + 1 + m + m + int(p[N_LANES]) + 5, m
 
 
 @njit(cache=True, error_model="numpy")
-def step_worlds(veh, wld, actions, p, obs, info, reward, status, order, rank):
+def _scratch_views(p, m, ints, floats):
+    """``(near, near_d, lead)``: the scratch (``_scratch_size``) in ``ints`` / ``floats``."""
+    k = int(p[K_OBS])
+    ni, nf = _scratch_size(p, m)
+    return ints[:k + 1 + m], floats[:nf], ints[k + 1 + m:ni]
+
+
+@njit(cache=True, error_model="numpy")
+def _scratch(p, m):
+    """``_scratch_views`` of a new allocation (the ``Batch`` kernels use the room their
+    buffers keep for it, ``_batch_scratch``)."""
+    ni, nf = _scratch_size(p, m)
+    return _scratch_views(p, m, np.empty(ni, dtype=np.int64), np.empty(nf))
+
+
+@njit(cache=True, error_model="numpy")
+def step_worlds(veh, wld, actions, p, obs, info, reward, status, order, rank, near, near_d,
+                lead):
     """Advance every world one control step in place.
 
     ``actions`` is ``(N, 2)`` ([steer, accel] in [-1, 1]) or, for the discrete variant,
@@ -985,9 +999,9 @@ def step_worlds(veh, wld, actions, p, obs, info, reward, status, order, rank):
     stopped_in_lane). Worlds already ended are still stepped; the caller resets them.
     ``order`` / ``rank`` ``(N, M)`` int64 hold each world's slots sorted by x (and each
     slot's place in that order) from its previous step: any permutation is valid (the
-    kernel re-sorts it), a near-sorted one is fastest.
+    kernel re-sorts it), a near-sorted one is fastest. ``near``, ``near_d``, ``lead`` are
+    scratch (``_scratch``).
     """
-    near, near_d, lead = _scratch(p, veh.shape[1])
     for n in range(veh.shape[0]):
         reward[n], status[n] = _step_world(veh[n], wld[n], actions[n], p, obs[n], info[n],
                                            order[n], rank[n], near, near_d, lead)
@@ -1019,7 +1033,7 @@ def _ends(ww, status, rp):
 
 
 @njit(cache=True, error_model="numpy")
-def _end_or_reset(vw, ww, p, ob, inf, status, rng, rp, fob, finf, near, near_d, st, keep):
+def _end_or_reset(vw, ww, p, ob, inf, status, rng, rp, fob, finf, near, near_d):
     """``_ends``; for an ended world, after copying its last observation and ground truth
     to ``fob`` / ``finf``, start (and observe) its next episode."""
     ended = _ends(ww, status, rp)
@@ -1027,6 +1041,7 @@ def _end_or_reset(vw, ww, p, ob, inf, status, rng, rp, fob, finf, near, near_d, 
         return 0
     fob[:] = ob
     finf[:] = inf
+    st, keep = reset_scratch()  # allocated per new episode: few steps start one
     reset_world(vw, ww, rng, rp, st, keep)
     _observe(vw, ww, p, ob, inf, near, near_d)
     return ended
@@ -1034,7 +1049,8 @@ def _end_or_reset(vw, ww, p, ob, inf, status, rng, rp, fob, finf, near, near_d, 
 
 @njit(cache=True, error_model="numpy")
 def step_worlds_autoreset(veh, wld, actions, p, obs, info, reward, status, order, rank, rng,
-                          rp, ended, final_obs, final_info, queue, queued, took):
+                          rp, ended, final_obs, final_info, queue, queued, took, near, near_d,
+                          lead):
     """``step_worlds``, then Gymnasium's same-step autoreset inside the kernel: ``ended[n]``
     gets ``_ends``'s code, and an ended world's last observation and ground truth go to
     ``final_obs[n]`` / ``final_info[n]`` while ``obs[n]`` / ``info[n]`` become its next
@@ -1044,22 +1060,24 @@ def step_worlds_autoreset(veh, wld, actions, p, obs, info, reward, status, order
     start (``set_next_seeds``): the worlds that end, in world order, take one each, and a
     row ``(1, key)`` restarts the world's RNG row at ``(key, 0)`` first, as
     ``reset(seed=...)`` does (``(0, 0)``: its own next episode). ``took[n]`` gets the row
-    world ``n`` took (-1: none); the rows taken leave the queue."""
-    near, near_d, lead = _scratch(p, veh.shape[1])
-    st, keep = reset_scratch()
+    world ``n`` took (-1: none); the rows taken leave the queue. ``near``, ``near_d``,
+    ``lead``: scratch, as for ``step_worlds``."""
     q, nq = 0, queued[0]
     for n in range(veh.shape[0]):
         reward[n], status[n] = _step_world(veh[n], wld[n], actions[n], p, obs[n], info[n],
                                            order[n], rank[n], near, near_d, lead)
+        e = _ends(wld[n], status[n], rp)
         took[n] = -1
-        if q < nq and _ends(wld[n], status[n], rp):
+        if q < nq and e:
             if queue[q, 0]:
                 rng[n, 0] = queue[q, 1]  # streams.KEY, EPISODE
                 rng[n, 1] = 0
             took[n] = q
             q += 1
-        ended[n] = _end_or_reset(veh[n], wld[n], p, obs[n], info[n], status[n], rng[n], rp,
-                                 final_obs[n], final_info[n], near, near_d, st, keep)
+        ended[n] = e
+        if e:  # (not a call of 12 arrays per world-step that does nothing)
+            _end_or_reset(veh[n], wld[n], p, obs[n], info[n], status[n], rng[n], rp,
+                          final_obs[n], final_info[n], near, near_d)
     if q:
         queue[: nq - q] = queue[q:nq].copy()
         queued[0] = nq - q
@@ -1162,6 +1180,14 @@ def _views(f64, f32, i64):
     return _unpack(_borrow(f64), _borrow(f32), _borrow(i64))
 
 
+@njit(cache=True, error_model="numpy")
+def _batch_scratch(f64, i64, p):
+    """The kernels' scratch (``_scratch_views``) in the room a ``Batch`` keeps for it after
+    the ends of its float64 and int64 buffers, borrowed: no allocation per call."""
+    off = _offsets(i64[0], i64[1], i64[2], i64[3], i64[4])
+    return _scratch_views(p, i64[1], _borrow(i64[off[-1]:]), _borrow(f64[off[8]:]))
+
+
 class Batch:
     """The arrays of ``n`` worlds (``layout``) as numpy views into three flat buffers, so
     that stepping, resetting and observing them is one compiled call of 3-4 arguments
@@ -1175,7 +1201,8 @@ class Batch:
     ``(n, slots)`` int64 (each world's slots sorted by x), ``rng`` ``(n, 2)`` uint64
     (``streams``: key, episode); ``queue`` ``(n, 2)`` uint64, ``queued`` ``(1,)`` and
     ``took`` ``(n,)`` int64: the next episodes the autoreset starts
-    (``step_worlds_autoreset``).
+    (``step_worlds_autoreset``). The buffers end in the kernels' scratch
+    (``_batch_scratch``), which is not state.
     """
 
     NAMES = ("veh", "wld", "info", "final_info", "act", "rew", "p", "rp", "obs", "final_obs",
@@ -1203,9 +1230,10 @@ class Batch:
     def __init__(self, n: int, slots: int, obs_rows: int, act_cols: int, p: np.ndarray,
                  rp: np.ndarray) -> None:
         off = _offsets(n, slots, obs_rows, act_cols, rp.size)
-        self.f64 = np.zeros(off[8])
+        ints, floats = _scratch_size(p, slots)  # the kernels' scratch, after the arrays
+        self.f64 = np.zeros(off[8] + floats)
         self.f32 = np.zeros(off[11], dtype=np.float32)
-        self.i64 = np.zeros(off[-1], dtype=np.int64)
+        self.i64 = np.zeros(off[-1] + ints, dtype=np.int64)
         self.i64[:5] = n, slots, obs_rows, act_cols, rp.size
         for name, view in zip(self.NAMES, _unpack(self.f64, self.f32, self.i64)):
             setattr(self, name, view)
@@ -1230,11 +1258,12 @@ def step_batch(f64, f32, i64, autoreset):
     """``step_worlds`` (``autoreset``: ``step_worlds_autoreset``) of a ``Batch``."""
     (veh, wld, info, finfo, act, rew, p, rp, obs, fobs, status, order, rank, ended, codes,
      rng, queue, took, queued) = _views(f64, f32, i64)
+    near, near_d, lead = _batch_scratch(f64, i64, p)
     if autoreset:
         step_worlds_autoreset(veh, wld, act, p, obs, info, rew, status, order, rank, rng, rp,
-                              ended, fobs, finfo, queue, queued, took)
+                              ended, fobs, finfo, queue, queued, took, near, near_d, lead)
     else:
-        step_worlds(veh, wld, act, p, obs, info, rew, status, order, rank)
+        step_worlds(veh, wld, act, p, obs, info, rew, status, order, rank, near, near_d, lead)
 
 
 @njit(cache=True, error_model="numpy")

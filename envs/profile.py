@@ -22,6 +22,7 @@ from numba import njit
 from takeover.envs import layout as L
 from takeover.envs.dynamics import (
     _apply_meta_action,
+    _batch_scratch,
     _contact,
     _ego_move,
     _end_or_reset,
@@ -30,14 +31,12 @@ from takeover.envs.dynamics import (
     _observe,
     _recycle,
     _reward,
-    _scratch,
     _sort_by_x,
     _traffic_accel,
     _traffic_move,
     _update_hazard,
     _views,
 )
-from takeover.envs.scenarios import reset_scratch
 
 if TYPE_CHECKING:
     from takeover.envs.vector import HighwayVectorEnv
@@ -84,7 +83,7 @@ def _p_hazards(f64, f32, i64, live):
 def _p_idm(f64, f32, i64, live):
     v = _views(f64, f32, i64)
     veh, wld, p, order, rank = v[0], v[1], v[6], v[11], v[12]
-    _, _, lead = _scratch(p, veh.shape[1])
+    _, _, lead = _batch_scratch(f64, i64, p)
     for n in range(veh.shape[0]):
         if live[n]:
             _traffic_accel(veh[n], wld[n], p, order[n], rank[n], lead)
@@ -156,7 +155,7 @@ def _p_recycle(f64, f32, i64):
 def _p_observe(f64, f32, i64):
     v = _views(f64, f32, i64)
     veh, wld, info, rew, p, obs = v[0], v[1], v[2], v[5], v[6], v[8]
-    near, near_d, _ = _scratch(p, veh.shape[1])
+    near, near_d, _ = _batch_scratch(f64, i64, p)
     for n in range(veh.shape[0]):
         rew[n] = _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
 
@@ -173,11 +172,10 @@ def _p_reward(f64, f32, i64, x0):
 def _p_reset(f64, f32, i64):
     v = _views(f64, f32, i64)
     veh, wld, info, finfo, p, rp, obs, fobs, status, ended, rng = v[0], v[1], v[2], v[3], v[6], v[7], v[8], v[9], v[10], v[13], v[15]
-    near, near_d, _ = _scratch(p, veh.shape[1])
-    st, keep = reset_scratch()
+    near, near_d, _ = _batch_scratch(f64, i64, p)
     for n in range(veh.shape[0]):
         ended[n] = _end_or_reset(veh[n], wld[n], p, obs[n], info[n], status[n], rng[n], rp,
-                                 fobs[n], finfo[n], near, near_d, st, keep)
+                                 fobs[n], finfo[n], near, near_d)
 
 
 def _kernel_phases(env: HighwayVectorEnv, clock: dict[str, float]) -> None:
