@@ -29,8 +29,9 @@ from collections.abc import Callable
 from typing import cast
 
 import numpy as np
+from llvmlite import ir
 from numba import njit
-from numba.core import cgutils
+from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from takeover.envs import layout as L
@@ -738,9 +739,10 @@ def _ego_idm(vw, j):
 
 
 @njit(cache=True, error_model="numpy")
-def _recycle(vw, p):
+def _recycle(vw, p, room):
     """Keep traffic around the ego: ordinary cars far behind reappear ahead and vice versa,
-    in the lane with the most room (deterministic, so snapshots stay exact)."""
+    in the lane with the most room (deterministic, so snapshots stay exact). ``room`` is
+    scratch for ``N_LANES`` floats."""
     w = p[LANE_W]
     xe = vw[0, X]
     for i in range(1, vw.shape[0]):
@@ -752,15 +754,21 @@ def _recycle(vw, p):
             x_new = xe - p[RECYCLE_BEHIND] + 20.0
         else:
             continue
+        # the room in each lane (the nearest other vehicle occupying it) in one pass over
+        # the vehicles: a car that finds no room is a candidate again the next step
+        nl = int(p[N_LANES])
+        room[:nl] = 1e9
+        for j in range(vw.shape[0]):
+            if j == i or vw[j, KIND] == EMPTY:
+                continue
+            yj, wid, dist = vw[j, Y], vw[j, WID], abs(vw[j, X] - x_new)
+            for lane in range(nl):
+                room[lane] = min(room[lane], dist) if _occupies(yj, wid, lane, w) else room[lane]
         best_lane = -1.0
         best_room = 25.0
-        for lane in range(int(p[N_LANES])):
-            room = 1e9
-            for j in range(vw.shape[0]):
-                if j != i and vw[j, KIND] != EMPTY and _occupies(vw[j, Y], vw[j, WID], lane, w):
-                    room = min(room, abs(vw[j, X] - x_new))
-            if room > best_room:
-                best_room = room
+        for lane in range(nl):
+            if room[lane] > best_room:
+                best_room = room[lane]
                 best_lane = float(lane)
         if best_lane >= 0.0:
             vw[i, X] = x_new
@@ -957,7 +965,7 @@ def _step_world(vw, ww, a_in, p, ob, inf, order, rank, near, near_d, lead):
             break
     _end_step(vw, ww, p)
     _mobil(vw, ww, p, order, rank)
-    _recycle(vw, p)
+    _recycle(vw, p, near_d)  # (scratch: _observe fills near_d afresh)
     r = _observe(vw, ww, p, ob, inf, near, near_d)
     return _reward(vw, ww, p, order, rank, r, x0)
 
@@ -1064,6 +1072,13 @@ def step_worlds_autoreset(veh, wld, actions, p, obs, info, reward, status, order
     ``lead``: scratch, as for ``step_worlds``."""
     q, nq = 0, queued[0]
     for n in range(veh.shape[0]):
+        if n + 1 < veh.shape[0]:  # the next world's arrays, while this one is stepped
+            _prefetch_all(veh[n + 1])
+            _prefetch_all(wld[n + 1])
+            _prefetch_all(obs[n + 1])
+            _prefetch_all(info[n + 1])
+            _prefetch_all(order[n + 1])
+            _prefetch_all(rank[n + 1])
         reward[n], status[n] = _step_world(veh[n], wld[n], actions[n], p, obs[n], info[n],
                                            order[n], rank[n], near, near_d, lead)
         e = _ends(wld[n], status[n], rp)
@@ -1151,6 +1166,32 @@ def _borrowed(typingctx, arr):
 
 
 _borrow = cast("Callable[[np.ndarray], np.ndarray]", intrinsic(_borrowed))
+
+
+def _prefetching(typingctx, arr, offset):
+    """``_prefetch(arr, offset)``: ask the CPU to bring the cache line ``offset`` bytes
+    into ``arr``'s data into its caches (``llvm.prefetch``; a hint, it changes no value)."""
+    def codegen(context, builder, sig, args):
+        ary = context.make_array(sig.args[0])(context, builder, value=args[0])
+        i8p = ir.IntType(8).as_pointer()
+        ptr = builder.gep(builder.bitcast(ary.data, i8p), [args[1]])
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+            "llvm.prefetch.p0")
+        builder.call(fn, [ptr, i32(0), i32(3), i32(1)])  # read, keep, data
+        return context.get_dummy_value()
+    return types.none(arr, types.intp), codegen
+
+
+_prefetch = cast("Callable[[np.ndarray, int], None]", intrinsic(_prefetching))
+
+
+@njit(cache=True)
+def _prefetch_all(a):
+    """``_prefetch`` every cache line of the contiguous array ``a``."""
+    for off in range(0, a.size * a.itemsize, 64):
+        _prefetch(a, off)
 
 
 @njit(cache=True)

@@ -147,8 +147,9 @@ def _p_mobil(f64, f32, i64):
 def _p_recycle(f64, f32, i64):
     v = _views(f64, f32, i64)
     veh, p = v[0], v[6]
+    _, room, _ = _batch_scratch(f64, i64, p)
     for n in range(veh.shape[0]):
-        _recycle(veh[n], p)
+        _recycle(veh[n], p, room)
 
 
 @njit(error_model="numpy")
