@@ -18,6 +18,7 @@ from gymnasium.utils.env_checker import check_env
 import takeover.envs  # noqa: F401  (registers the envs)
 from takeover.config import ConfigError
 from takeover.envs import ENV_IDS, HAZARD_IDS
+from takeover.envs import layout as L
 from takeover.envs.drivers import ConstantSpeedDriver, IDMDriver
 from takeover.envs.sb3 import make_sb3_vec_env
 from takeover.envs.vector import make_vector_env
@@ -278,6 +279,47 @@ def test_vector_world_i_matches_single_env_seeded_s_plus_i(action_type):
                 assert infos["final_info"]["outcome"][i] == info["outcome"]
                 o, _ = env.reset()
             assert np.array_equal(obs[i], o)
+    assert ends > 0
+
+
+def test_vector_infos_hold_each_worlds_info_in_its_key_order_and_dtypes():
+    """``infos`` (and ``final_info``) of world i is the single env's ``info``, key by key:
+    the keys in ``INFO_KEYS`` order then hazard, outcome, reason; float64 values, int64
+    lanes, bool flags, object names; each an ``(N,)`` array of its own."""
+    n = 3
+    venv = make_vector_env("takeover/Highway-v2", n, scenario="sudden_brake")
+    singles = [gym.make("takeover/Highway-v2", scenario="sudden_brake").unwrapped
+               for _ in range(n)]
+    _, infos = venv.reset(seed=5)
+    firsts = [env.reset(seed=5 + i)[1] for i, env in enumerate(singles)]
+    keys = [*L.INFO_KEYS, "hazard", "outcome", "reason"]
+    actions = np.tile([0.0, 1.0], (n, 1))  # full throttle: episodes end within the loop
+
+    def check(infos, singles_info, worlds):
+        assert list(infos)[: len(keys)] == keys
+        for k in keys:
+            v = infos[k]
+            assert v.shape == (n,) and v.flags.c_contiguous, k
+            kind = ("b" if k in L.BOOL_INFO else "i" if k == "lane"
+                    else "O" if k in ("hazard", "outcome", "reason") else "f")
+            assert v.dtype.kind == kind, k
+            for i in worlds:
+                a, b = v[i], singles_info[i][k]
+                assert a == b or (kind == "f" and np.isnan(a) and np.isnan(b)), (k, i)
+
+    check(infos, firsts, range(n))
+    ends = 0
+    for _ in range(300):
+        *_, infos = venv.step(actions)
+        steps = [env.step(actions[i]) for i, env in enumerate(singles)]
+        check(infos, [s[4] for s in steps], [i for i, s in enumerate(steps)
+                                             if not (s[2] or s[3])])
+        done = [i for i, s in enumerate(steps) if s[2] or s[3]]
+        if done:
+            ends += len(done)
+            check(infos["final_info"], [s[4] for s in steps], done)
+            for i in done:
+                singles[i].reset()
     assert ends > 0
 
 
