@@ -13,10 +13,15 @@ LLVM inlines; numba's IR-level ``inline="always"`` of a helper that itself inlin
 made the traffic loop twice as slow. Across a batch the worlds differ in which vehicles
 lead their lane and which are nearest the ego, so a branch on that is mispredicted from one
 world to the next: the traffic IDM's leaders (``_lane_leaders``) and the observation's
-nearest K are found with selects and counts instead. Every shortcut here (no trigonometry
-at heading 0, the incremental neighbour order, the leader sweep, the counted top-K) is
-bit-exact:
-``tests/test_kernel_regression.py`` pins the trajectories to the reference v1 kernel.
+nearest K are found with selects and counts instead. The batch kernels borrow the
+``Batch``'s buffers (``_borrow``: numba's reference counting of every array passed to a
+helper was 43% of the step in a ``perf`` profile), keep their scratch after the buffers'
+ends, and prefetch the next world's arrays while they step one. Every shortcut here (no
+trigonometry at heading 0, the incremental neighbour order, the leader sweep, the counted
+top-K, one division for the headway) is bit-exact:
+``tests/test_kernel_regression.py`` pins the trajectories to the reference v1 kernel, and
+``python -m takeover.experiments.benchmarks.kernel_ab <checkout>`` times a change against
+another checkout in one process and checks the bits.
 
 References: Treiber, Hennecke & Helbing 2000 (IDM); Kesting, Treiber & Helbing 2007 (MOBIL);
 Kong et al. 2015 (kinematic bicycle model).
@@ -800,7 +805,7 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
     ob[0, 5] = ce
     ob[0, 6] = se
     ttc = TTC_MAX
-    headway = TTC_MAX
+    gap_ahead = math.inf  # the smallest gap in the corridor ahead (headway: over ve)
     min_dist = DIST_MAX
     hx0, hy0 = _half_extents(vw, 0)
     cs = near[k + 1:]  # the other vehicles' slots, in slot order, and in near_d[:c] ...
@@ -833,8 +838,10 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
         use = (dx > 0.0) & (closing > 1e-6) & (corridor | (closing_y > 1e-6))
         t = t_gap if corridor else t_cut
         ttc = min(ttc, t) if use else ttc
-        h = gap / ve
-        headway = min(headway, h) if (dx > 0.0) & corridor & (ve > 0.1) else headway
+        gap_ahead = min(gap_ahead, gap) if (dx > 0.0) & corridor & (ve > 0.1) else gap_ahead
+    # one division, not one per vehicle: x / ve is monotonic in x, so the smallest gap
+    # gives the smallest headway, bit for bit (no gap ahead: inf / ve = inf)
+    headway = min(TTC_MAX, gap_ahead / ve)
     # the K nearest by (squared distance, slot): each vehicle's place in that order is the
     # number of vehicles before it, counted without a branch, and it lands at near[place]
     # (near[k]: not among the K). An insertion into a sorted list cost a mispredicted
