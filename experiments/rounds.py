@@ -796,6 +796,17 @@ def _run_arm_job(arm: tuple[str, str, int]) -> list[dict[str, Any]]:
     return run_arm(cfg, *arm, run_dir, seeds)
 
 
+def _quiet_worker() -> None:
+    """A forked arm worker leaves stopping to the parent: Ctrl-C (sent to the whole process
+    group) is ignored, and the ``SIGTERM`` with which the pool ends its workers, after the
+    last arm too, kills it without the parent's handler (which would raise inside the pool's
+    result queue and print a traceback under a finished run's report line)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _run_arms(cfg: LearningConfig, arms: list[tuple[str, str, int]], run_dir: Path,
               seeds: Mapping[str, list[int]], progress: Any) -> list[list[dict[str, Any]]]:
     """Every arm's rows, in arm order: on ``learning.processes`` forked workers when there
@@ -814,7 +825,7 @@ def _run_arms(cfg: LearningConfig, arms: list[tuple[str, str, int]], run_dir: Pa
     _ARMS = (cfg, run_dir, seeds)
     out = []
     try:
-        with mp.get_context("fork").Pool(n) as pool:
+        with mp.get_context("fork").Pool(n, initializer=_quiet_worker) as pool:
             for a, rows in zip(arms, pool.imap(_run_arm_job, arms, chunksize=1),
                                strict=True):
                 out.append(rows)
