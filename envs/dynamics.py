@@ -1233,6 +1233,10 @@ def _batch_scratch(f64, i64, p):
     """The kernels' scratch (``_scratch_views``) in the room a ``Batch`` keeps for it after
     the ends of its float64 and int64 buffers, borrowed: no allocation per call."""
     off = _offsets(i64[0], i64[1], i64[2], i64[3], i64[4])
+    ni, nf = _scratch_size(p, i64[1])
+    if i64.size < off[-1] + ni or f64.size < off[8] + nf:  # (no bounds checks below)
+        raise ValueError("the buffers end without room for the kernels' scratch: make them "
+                         "with dynamics.Batch")
     return _scratch_views(p, i64[1], _borrow(i64[off[-1]:]), _borrow(f64[off[8]:]))
 
 

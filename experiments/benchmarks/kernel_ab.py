@@ -35,6 +35,8 @@ from types import ModuleType
 
 import numpy as np
 
+SPARE = 4096
+"""Elements of room added after each buffer of both sides' batches (for their scratch)."""
 REFERENCE = "takeover.envs._reference_dynamics"
 """The name the reference's ``dynamics`` is loaded under (numba needs the module in
 ``sys.modules`` while it compiles the module's functions)."""
@@ -82,8 +84,11 @@ def compare(reference: ModuleType, worlds: int, rounds: int = 300, warmup: int =
     for _ in range(max(50, warmup // worlds)):
         env.step(actions)
     b = env._batch
-    ref = (b.f64.copy(), b.f32.copy(), b.i64.copy())
-    new = (b.f64.copy(), b.f32.copy(), b.i64.copy())
+    # each side's copy of the buffers, with room to spare after them: a kernel keeps its
+    # scratch after the worlds' arrays, and the reference's may want more than this
+    # checkout's Batch leaves (``SPARE`` elements is far more than any has)
+    ref = tuple(np.concatenate([x, np.zeros(SPARE, x.dtype)]) for x in (b.f64, b.f32, b.i64))
+    new = tuple(x.copy() for x in ref)
     calls = max(1, 400 // worlds)  # a window: a few hundred world-steps
     kernels = (reference.step_batch, step_batch)
     for kernel, bufs in zip(kernels, (ref, new)):
