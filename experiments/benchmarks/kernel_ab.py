@@ -29,7 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -87,10 +87,11 @@ def compare(reference: ModuleType, worlds: int, rounds: int = 300, warmup: int =
     # each side's copy of the buffers, with room to spare after them: a kernel keeps its
     # scratch after the worlds' arrays, and the reference's may want more than this
     # checkout's Batch leaves (``SPARE`` elements is far more than any has)
-    ref = tuple(np.concatenate([x, np.zeros(SPARE, x.dtype)]) for x in (b.f64, b.f32, b.i64))
-    new = tuple(x.copy() for x in ref)
+    f64, f32, i64 = (np.concatenate([x, np.zeros(SPARE, x.dtype)]) for x in (b.f64, b.f32, b.i64))
+    ref = (f64, f32, i64)
+    new = (f64.copy(), f32.copy(), i64.copy())
     calls = max(1, 400 // worlds)  # a window: a few hundred world-steps
-    kernels = (reference.step_batch, step_batch)
+    kernels: tuple[Callable[..., None], ...] = (reference.step_batch, step_batch)
     for kernel, bufs in zip(kernels, (ref, new)):
         kernel(*bufs, True)  # compile
     laps = np.zeros((rounds, 2))
