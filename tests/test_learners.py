@@ -62,6 +62,8 @@ def test_learners_refuse_the_wrong_agent_with_the_fix():
         LEARNERS.make("intent-dagger").start(NoModel())
     with pytest.raises(ValueError, match="plain_anchors=-1 must be an episode count"):
         LEARNERS.make("intent-dagger", plain_anchors=-1)
+    with pytest.raises(ValueError, match="plain_weight=0.0: each must be positive"):
+        LEARNERS.make("intent-dagger", plain_weight=0.0)
 
 
 def test_read_episodes_round_trips_the_log(tmp_path):

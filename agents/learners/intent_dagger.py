@@ -88,6 +88,9 @@ class IntentDagger:
         anchor_gap: s before a takeover or failure an agent step is not an anchor.
         plain_anchors: plain-traffic episodes of the starting agent whose states are anchors
             too (module docstring; 0 = none).
+        plain_weight: weight of a plain-traffic anchor label against a supervised-episode
+            anchor label (the hazard labels accumulate over the rounds while the plain
+            anchors do not: a heavier plain anchor keeps plain driving in place).
     """
 
     name = "intent-dagger"
@@ -95,15 +98,18 @@ class IntentDagger:
 
     def __init__(self, *, epochs: int = 100, batch_size: int = 256, lr: float = 3e-4,
                  human_weight: float = 5.0, anchor: bool = True,
-                 anchor_gap: float = 3.0, plain_anchors: int = 0) -> None:
-        if human_weight <= 0 or epochs < 1 or batch_size < 1 or lr <= 0:
-            raise ValueError("epochs, batch_size, lr and human_weight must be positive")
+                 anchor_gap: float = 3.0, plain_anchors: int = 0,
+                 plain_weight: float = 1.0) -> None:
+        if min(human_weight, plain_weight, lr) <= 0 or epochs < 1 or batch_size < 1:
+            raise ValueError(f"epochs={epochs}, batch_size={batch_size}, lr={lr}, human_weight="
+                             f"{human_weight}, plain_weight={plain_weight}: each must be "
+                             "positive")
         if not 0 <= plain_anchors <= 1000:
             raise ValueError(f"plain_anchors={plain_anchors} must be an episode count in "
                              "0..1000")
         self.epochs, self.batch_size, self.lr = epochs, batch_size, lr
         self.human_weight, self.anchor, self.anchor_gap = human_weight, anchor, anchor_gap
-        self.plain_anchors = int(plain_anchors)
+        self.plain_anchors, self.plain_weight = int(plain_anchors), float(plain_weight)
         self.plain_obs: np.ndarray | None = None
         self.reference: Any = None
         self.history: list[float] = []
@@ -131,15 +137,18 @@ class IntentDagger:
             agg = Aggregate(anchor_gap=self.anchor_gap)
             for e in episodes:
                 agg.add_records(e, labels=False)
-            parts = [a for a in (agg.anchor_obs, self.plain_obs) if a is not None and len(a)]
+            parts = [(a, wt) for a, wt in ((agg.anchor_obs, 1.0),
+                                           (self.plain_obs, self.plain_weight))
+                     if a is not None and len(a)]
             if parts:
-                anchor_obs = np.concatenate(parts)
+                anchor_obs = np.concatenate([a for a, _ in parts])
                 ref_acc, ref_p = self.reference.intents(anchor_obs)
                 anchors = len(anchor_obs)
                 obs = np.concatenate([obs, anchor_obs])
                 acc = np.concatenate([acc, ref_acc.astype(np.float32)])
                 lane = np.concatenate([lane, ref_p.mean(1).argmax(1) - 1])
-                weight = np.concatenate([weight, np.ones(anchors, np.float32)])
+                weight = np.concatenate([weight, *(np.full(len(a), wt, np.float32)
+                                                   for a, wt in parts)])
         self.history = fit_intent(agent, obs, acc, lane, weight=weight, epochs=self.epochs,
                                   batch_size=self.batch_size, lr=self.lr, seed=seed)
         return {"samples": float(len(obs) - anchors), "logged_intent": float(logged),
