@@ -18,7 +18,9 @@ nearest K are found with selects and counts instead. The batch kernels borrow th
 helper was 43% of the step in a ``perf`` profile), keep their scratch after the buffers'
 ends, and prefetch the next world's arrays while they step one. Every shortcut here (no
 trigonometry at heading 0, the incremental neighbour order, the leader sweep, the counted
-top-K, one division for the headway) is bit-exact:
+top-K, counted among only the vehicles within a bound that the neighbour order gives
+(``_near_bound``: about 9 of 26, and the count is quadratic), one division for the headway)
+is bit-exact:
 ``tests/test_kernel_regression.py`` pins the trajectories to the reference v1 kernel, and
 ``python -m takeover.experiments.benchmarks.kernel_ab <checkout>`` times a change against
 another checkout in one process and checks the bits.
@@ -785,9 +787,58 @@ def _recycle(vw, p, room):
 
 
 @njit(cache=True, error_model="numpy")
+def _near_bound(vw, order, rank, k):
+    """An upper bound on the ``k``-th smallest squared distance from the ego to another
+    vehicle (``inf`` if none is found): the largest of the ``k`` vehicles around the ego in
+    ``order`` (sorted by x at the start of the step: the nearest by x, or near them)."""
+    r0 = rank[0]
+    lo = r0 - k // 2
+    if lo < 0 or lo + k >= order.shape[0]:
+        return math.inf
+    xe, ye = vw[0, X], vw[0, Y]
+    t = 0.0
+    for r in range(lo, lo + k + 1):
+        j = order[r]
+        if j == 0:
+            continue
+        if vw[j, KIND] == EMPTY:
+            return math.inf
+        dx = vw[j, X] - xe
+        dy = vw[j, Y] - ye
+        t = max(t, dx * dx + dy * dy)
+    return t
+
+
+@njit(cache=True, error_model="numpy")
+def _gather_all(vw, xe, ye, cs, near_d):
+    """``_observe``'s others (slots in ``cs``, squared distances in ``near_d``), every one
+    under 1e18; returns how many."""
+    c = 0
+    for j in range(1, vw.shape[0]):
+        if vw[j, KIND] == EMPTY:
+            continue
+        dx = vw[j, X] - xe
+        dy = vw[j, Y] - ye
+        d = dx * dx + dy * dy
+        cs[c] = j
+        near_d[c] = d
+        c += d < 1e18
+    return c
+
+
+@njit(cache=True, error_model="numpy")
 def _observe(vw, ww, p, ob, inf, near, near_d):
     """Fill one world's observation rows and ground-truth row; return the reward pieces.
     ``near`` / ``near_d`` (``_scratch``) are scratch for the nearest others."""
+    return _observe_within(vw, ww, p, ob, inf, near, near_d, math.inf)
+
+
+@njit(cache=True, error_model="numpy")
+def _observe_within(vw, ww, p, ob, inf, near, near_d, bound):
+    """``_observe``, told that at least ``K_OBS`` other vehicles are within squared distance
+    ``bound`` (``_near_bound``; ``inf``: nothing known): only those take part in the count
+    of the nearest K. If fewer turn out to be (the bound was wrong), it counts them all, so
+    the result does not depend on ``bound``."""
     w = p[LANE_W]
     m = vw.shape[0]
     k = int(p[K_OBS])
@@ -809,7 +860,8 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
     min_dist = DIST_MAX
     hx0, hy0 = _half_extents(vw, 0)
     cs = near[k + 1:]  # the other vehicles' slots, in slot order, and in near_d[:c] ...
-    c = 0  # ... their squared distances (those under 1e18)
+    c = 0  # ... their squared distances (those under 1e18 and within the bound)
+    c_all = 0  # (those under 1e18)
     for j in range(1, m):
         if vw[j, KIND] == EMPTY:
             continue
@@ -821,7 +873,8 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
         d = dx * dx + dy * dy
         cs[c] = j
         near_d[c] = d
-        c += d < 1e18
+        c += (d < 1e18) & (d <= bound)
+        c_all += d < 1e18
         # time to collision and headway to the vehicles ahead: in the ego's corridor, or
         # drifting toward it (cut-in, merge: the conflict starts once both the gap and the
         # lateral clearance have closed). Every candidate is computed and the right one
@@ -846,7 +899,12 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
     # number of vehicles before it, counted without a branch, and it lands at near[place]
     # (near[k]: not among the K). An insertion into a sorted list cost a mispredicted
     # branch per vehicle: whether a vehicle enters, and how far it moves, differs from
-    # world to world
+    # world to world. Only the vehicles within the bound are counted: with at least K of
+    # them, every vehicle before one of them is one of them (its distance is no larger),
+    # so their places are their places among all, and the others' are K or more
+    cnt = min(c_all, k)
+    if c < cnt:  # the bound held fewer than K: all of them
+        c = _gather_all(vw, xe, ye, cs, near_d)
     for a in range(c):
         da = near_d[a]
         place = 0
@@ -854,7 +912,6 @@ def _observe(vw, ww, p, ob, inf, near, near_d):
             db = near_d[b]
             place += (db < da) | ((db == da) & (b < a))
         near[min(place, k)] = cs[a]
-    cnt = min(c, k)
     for r in range(1, cnt + 1):
         best = near[r - 1]
         vj, pj = vw[best, V], vw[best, PSI]
@@ -973,7 +1030,8 @@ def _step_world(vw, ww, a_in, p, ob, inf, order, rank, near, near_d, lead):
     _end_step(vw, ww, p)
     _mobil(vw, ww, p, order, rank)
     _recycle(vw, p, near_d)  # (scratch: _observe fills near_d afresh)
-    r = _observe(vw, ww, p, ob, inf, near, near_d)
+    r = _observe_within(vw, ww, p, ob, inf, near, near_d,
+                        _near_bound(vw, order, rank, int(p[K_OBS])))
     return _reward(vw, ww, p, order, rank, r, x0)
 
 

@@ -28,7 +28,8 @@ from takeover.envs.dynamics import (
     _end_or_reset,
     _end_step,
     _mobil,
-    _observe,
+    _near_bound,
+    _observe_within,
     _recycle,
     _reward,
     _sort_by_x,
@@ -155,10 +156,11 @@ def _p_recycle(f64, f32, i64):
 @njit(error_model="numpy")
 def _p_observe(f64, f32, i64):
     v = _views(f64, f32, i64)
-    veh, wld, info, rew, p, obs = v[0], v[1], v[2], v[5], v[6], v[8]
+    veh, wld, info, rew, p, obs, order, rank = v[0], v[1], v[2], v[5], v[6], v[8], v[11], v[12]
     near, near_d, _ = _batch_scratch(f64, i64, p)
     for n in range(veh.shape[0]):
-        rew[n] = _observe(veh[n], wld[n], p, obs[n], info[n], near, near_d)
+        bound = _near_bound(veh[n], order[n], rank[n], int(p[L.K_OBS]))
+        rew[n] = _observe_within(veh[n], wld[n], p, obs[n], info[n], near, near_d, bound)
 
 
 @njit(error_model="numpy")

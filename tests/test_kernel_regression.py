@@ -189,3 +189,28 @@ if __name__ == "__main__":
     FIXTURE.parent.mkdir(exist_ok=True)
     np.savez_compressed(FIXTURE, **{name: run_case(name)[0] for name in CASES})
     print(f"wrote {FIXTURE}")
+
+
+@pytest.mark.parametrize("observe", [8, 1, 32])
+def test_the_nearest_k_bound_changes_no_bit(observe):
+    """``_observe_within`` counts the nearest K among the vehicles within a bound only; any
+    bound (too small: the fallback counts them all; ``inf``; the neighbour order's) gives
+    ``_observe``'s observation, ground truth and reward bit for bit."""
+    from takeover.envs.dynamics import _near_bound, _observe, _observe_within, _scratch
+
+    env = HighwayVectorEnv(16, dict(scenario="mixed", observe=observe))
+    env.reset(seed=7)
+    for _ in range(40):
+        env.step(np.zeros((16, 2)))
+    b = env._batch
+    near, near_d, _ = _scratch(b.p, b.veh.shape[1])
+    k = int(observe)
+    for n in range(16):
+        ob, inf = np.zeros_like(b.obs[n]), np.zeros_like(b.info[n])
+        r = _observe(b.veh[n], b.wld[n], b.p, ob, inf, near, near_d)
+        tight = _near_bound(b.veh[n], b.order[n], b.rank[n], k)
+        for bound in (0.0, 400.0, tight, np.inf):
+            ob2, inf2 = np.zeros_like(ob), np.zeros_like(inf)
+            r2 = _observe_within(b.veh[n], b.wld[n], b.p, ob2, inf2, near, near_d, bound)
+            assert ob2.tobytes() == ob.tobytes() and inf2.tobytes() == inf.tobytes()
+            assert np.float64(r2).tobytes() == np.float64(r).tobytes()
