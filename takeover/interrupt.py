@@ -7,13 +7,17 @@ Python drops an exception raised by a signal handler while C code runs a Python 
 also remembered: long loops call ``check()`` at safe points (every finished episode, and
 while waiting for worker processes) and stop there if it was swallowed. While the process
 forks, the handler only remembers (raising there prints "Exception ignored ... Traceback"
-and is lost anyway).
+and is lost anyway). An interrupt dropped that way elsewhere (numba writing its disk cache
+from llvmlite's object-cache callback, say) is not printed either: ``sys.unraisablehook``
+passes over this module's own ``KeyboardInterrupt`` and hands everything else on.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
+from typing import Any
 
 _received: int | None = None
 _forking = False
@@ -37,12 +41,25 @@ def _fork_ends() -> None:
     _forking = False
 
 
+def _unraisable(hook: Any) -> Any:
+    """``hook`` except for the ``KeyboardInterrupt`` of a remembered stop signal (it is
+    not lost: ``check()`` raises it again at the next safe point)."""
+    def quiet(unraisable: Any) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt) and _received is not None:
+            return
+        hook(unraisable)
+    quiet.takeover_quiet = True  # type: ignore[attr-defined]
+    return quiet
+
+
 def install() -> None:
     """Route SIGINT and SIGTERM through ``KeyboardInterrupt(signum)`` (main thread only)."""
     global _received, _hooked
     _received = None
     signal.signal(signal.SIGINT, _handler)
     signal.signal(signal.SIGTERM, _handler)
+    if not getattr(sys.unraisablehook, "takeover_quiet", False):
+        sys.unraisablehook = _unraisable(sys.unraisablehook)
     if not _hooked and hasattr(os, "register_at_fork"):
         # registered after the standard library's hooks: "after" hooks run in registration
         # order, so the flag stays set while theirs run
