@@ -182,15 +182,6 @@ def test_the_cases_reach_every_outcome():
     assert seen == set(OUTCOMES), seen
 
 
-if __name__ == "__main__":
-    if sys.argv[1:] != ["--write"]:
-        sys.exit("usage: python tests/test_kernel_regression.py --write  (only with a world "
-                 "version bump: the fixture pins the reference v1 kernel)")
-    FIXTURE.parent.mkdir(exist_ok=True)
-    np.savez_compressed(FIXTURE, **{name: run_case(name)[0] for name in CASES})
-    print(f"wrote {FIXTURE}")
-
-
 @pytest.mark.parametrize("observe", [8, 1, 32])
 def test_the_nearest_k_bound_changes_no_bit(observe):
     """``_observe_within`` counts the nearest K among the vehicles within a bound only; any
@@ -214,3 +205,12 @@ def test_the_nearest_k_bound_changes_no_bit(observe):
             r2 = _observe_within(b.veh[n], b.wld[n], b.p, ob2, inf2, near, near_d, bound)
             assert ob2.tobytes() == ob.tobytes() and inf2.tobytes() == inf.tobytes()
             assert np.float64(r2).tobytes() == np.float64(r).tobytes()
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python tests/test_kernel_regression.py --write  (only with a world "
+                 "version bump: the fixture pins the reference v1 kernel)")
+    FIXTURE.parent.mkdir(exist_ok=True)
+    np.savez_compressed(FIXTURE, **{name: run_case(name)[0] for name in CASES})
+    print(f"wrote {FIXTURE}")
