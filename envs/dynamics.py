@@ -42,7 +42,7 @@ from typing import cast
 
 import numpy as np
 from llvmlite import ir
-from numba import njit
+from numba import njit, prange
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
@@ -1183,7 +1183,8 @@ def reset_worlds(veh, wld, rng, rp, p, obs, info, hazard, idx):
 # (numba unboxes each array argument separately, ~0.5 us apiece on the loaded 2-core
 # machine: 15 arguments cost about as much as stepping 16 worlds)
 HEADER = 8  # int64 slots before the int64 arrays: n, slots, obs rows, action cols, len(rp),
-QUEUED = 5  # ... and the number of queued next episodes (``step_worlds_autoreset``)
+QUEUED = 5  # ... the number of queued next episodes (``step_worlds_autoreset``) ...
+THREADS = 6  # ... and the number of scratches the buffers end in (``step_batch_threads``)
 OBS_COLS = len(L.OBS_FEATURES)
 
 
@@ -1292,15 +1293,32 @@ def _views(f64, f32, i64):
 
 
 @njit(cache=True, error_model="numpy")
-def _batch_scratch(f64, i64, p):
-    """The kernels' scratch (``_scratch_views``) in the room a ``Batch`` keeps for it after
-    the ends of its float64 and int64 buffers, borrowed: no allocation per call."""
+def _check_room(f64, i64, p, threads):
+    """Refuse buffers that end without room for ``threads`` scratches (the kernels run
+    without bounds checks)."""
     off = _offsets(i64[0], i64[1], i64[2], i64[3], i64[4])
     ni, nf = _scratch_size(p, i64[1])
-    if i64.size < off[-1] + ni or f64.size < off[8] + nf:  # (no bounds checks below)
+    if threads < 1 or i64.size < off[-1] + threads * ni or f64.size < off[8] + threads * nf:
         raise ValueError("the buffers end without room for the kernels' scratch: make them "
                          "with dynamics.Batch")
-    return _scratch_views(p, i64[1], _borrow(i64[off[-1]:]), _borrow(f64[off[8]:]))
+
+
+@njit(cache=True, error_model="numpy")
+def _scratch_at(f64, i64, p, t):
+    """Scratch ``t`` (``_scratch_views``; one per thread) in the room a ``Batch`` keeps
+    after the ends of its float64 and int64 buffers, borrowed: no allocation per call.
+    Unchecked: the caller checks the room first (``_check_room``)."""
+    off = _offsets(i64[0], i64[1], i64[2], i64[3], i64[4])
+    ni, nf = _scratch_size(p, i64[1])
+    return _scratch_views(p, i64[1], _borrow(i64[off[-1] + t * ni:]),
+                          _borrow(f64[off[8] + t * nf:]))
+
+
+@njit(cache=True, error_model="numpy")
+def _batch_scratch(f64, i64, p):
+    """The kernels' first scratch (``_scratch_at``), after checking the room for it."""
+    _check_room(f64, i64, p, 1)
+    return _scratch_at(f64, i64, p, 0)
 
 
 class Batch:
@@ -1343,13 +1361,18 @@ class Batch:
     queued: np.ndarray
 
     def __init__(self, n: int, slots: int, obs_rows: int, act_cols: int, p: np.ndarray,
-                 rp: np.ndarray) -> None:
+                 rp: np.ndarray, threads: int = 1) -> None:
+        if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or not (
+                1 <= threads <= n):
+            raise ValueError(f"threads must be an integer in 1..{n} (the number of worlds), "
+                             f"got {threads!r}")
         off = _offsets(n, slots, obs_rows, act_cols, rp.size)
-        ints, floats = _scratch_size(p, slots)  # the kernels' scratch, after the arrays
-        self.f64 = np.zeros(off[8] + floats)
+        ints, floats = _scratch_size(p, slots)  # the kernels' scratches, after the arrays
+        self.f64 = np.zeros(off[8] + threads * floats)
         self.f32 = np.zeros(off[11], dtype=np.float32)
-        self.i64 = np.zeros(off[-1] + ints, dtype=np.int64)
+        self.i64 = np.zeros(off[-1] + threads * ints, dtype=np.int64)
         self.i64[:5] = n, slots, obs_rows, act_cols, rp.size
+        self.i64[THREADS] = self.threads = int(threads)
         for name, view in zip(self.NAMES, _unpack(self.f64, self.f32, self.i64)):
             setattr(self, name, view)
         self.p[:] = p
@@ -1379,6 +1402,50 @@ def step_batch(f64, f32, i64, autoreset):
                               ended, fobs, finfo, queue, queued, took, near, near_d, lead)
     else:
         step_worlds(veh, wld, act, p, obs, info, rew, status, order, rank, near, near_d, lead)
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def step_batch_threads(f64, f32, i64, autoreset):
+    """``step_batch`` on ``Batch(..., threads=T)``'s buffers: the worlds in ``T`` contiguous
+    blocks stepped in parallel (numba ``prange``), each block with its own scratch.
+
+    Worlds share nothing but the scratch, so every bit equals ``step_batch``'s; the
+    autoreset hands its queued episodes out in world order between the two parallel
+    passes (step, then reset the worlds that ended), as ``step_worlds_autoreset`` does.
+    Numba's threads must not run before a ``fork`` (GNU OpenMP's are not fork-safe): the
+    experiments' worker processes use ``step_batch``."""
+    (veh, wld, info, finfo, act, rew, p, rp, obs, fobs, status, order, rank, ended, codes,
+     rng, queue, took, queued) = _views(f64, f32, i64)
+    nt, n = i64[THREADS], veh.shape[0]
+    _check_room(f64, i64, p, nt)
+    for t in prange(nt):
+        near, near_d, lead = _scratch_at(f64, i64, p, t)
+        for w in range(n * t // nt, n * (t + 1) // nt):
+            reward_w, status[w] = _step_world(veh[w], wld[w], act[w], p, obs[w], info[w],
+                                              order[w], rank[w], near, near_d, lead)
+            rew[w] = reward_w
+            if autoreset:
+                ended[w] = _ends(wld[w], status[w], rp)
+    if not autoreset:
+        return
+    q, nq = 0, queued[0]
+    for w in range(n):
+        took[w] = -1
+        if q < nq and ended[w]:
+            if queue[q, 0]:
+                rng[w, 0] = queue[q, 1]  # streams.KEY, EPISODE
+                rng[w, 1] = 0
+            took[w] = q
+            q += 1
+    for t in prange(nt):
+        near, near_d, _ = _scratch_at(f64, i64, p, t)
+        for w in range(n * t // nt, n * (t + 1) // nt):
+            if ended[w]:
+                _end_or_reset(veh[w], wld[w], p, obs[w], info[w], status[w], rng[w], rp,
+                              fobs[w], finfo[w], near, near_d)
+    if q:
+        queue[: nq - q] = queue[q:nq].copy()
+        queued[0] = nq - q
 
 
 @njit(cache=True, error_model="numpy")

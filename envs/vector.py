@@ -20,7 +20,14 @@ from gymnasium.vector.utils import batch_space
 
 from takeover.envs import layout as L
 from takeover.envs.config import HighwayConfig
-from takeover.envs.dynamics import Batch, in_unit_box, observe_worlds, reset_batch, step_batch
+from takeover.envs.dynamics import (
+    Batch,
+    in_unit_box,
+    observe_worlds,
+    reset_batch,
+    step_batch,
+    step_batch_threads,
+)
 from takeover.envs.hazards import hazard_name
 from takeover.envs.highway import (
     WorldState,
@@ -58,14 +65,23 @@ class HighwayVectorEnv(VectorEnv):
     the first observation of its next episode; the last observation and info of the ended
     episode are in ``infos["final_obs"][i]`` and ``infos["final_info"]`` (masked by
     ``infos["_final_obs"]``), as Gymnasium's same-step autoreset mode specifies.
+
+    ``threads`` (default 1) steps the worlds in that many blocks on numba's threads, with the
+    same bits (``dynamics.step_batch_threads``). Leave it at 1 in a process that forks
+    workers afterwards (GNU OpenMP's threads are not fork-safe), or when other processes
+    keep the cores busy.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.SAME_STEP, "render_modes": []}
 
-    def __init__(self, num_envs: int, config: HighwayConfig | dict | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(self, num_envs: int, config: HighwayConfig | dict | None = None, *,
+                 threads: int = 1, **kwargs: Any) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
+        if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or not (
+                1 <= threads <= num_envs):
+            raise ValueError(f"threads must be an integer in 1..num_envs ({num_envs}), got "
+                             f"{threads!r}")
         self.config = cfg = make_config(config, **kwargs)
         self.num_envs = n = int(num_envs)
         act_cols = 1 if cfg.action_type == "discrete" else 2
@@ -75,7 +91,9 @@ class HighwayVectorEnv(VectorEnv):
         # valid, so snapshots need not hold it); ``_rng`` each world's counter-based RNG
         # (streams.KEY, EPISODE), keyed from entropy until reset(seed=...)
         self._batch = b = Batch(n, cfg.slots, cfg.obs_rows, act_cols, cfg.params(),
-                                reset_params(cfg))
+                                reset_params(cfg), threads=int(threads))
+        # threads > 1: the worlds in that many blocks stepped in parallel, the same bits
+        self._step = step_batch if threads == 1 else step_batch_threads
         self._veh, self._wld, self._obs, self._info, self._act = b.veh, b.wld, b.obs, b.info, b.act
         self._final_obs, self._final_info = b.final_obs, b.final_info
         self._ended = b.ended  # 0 running, 1 terminated, 2 truncated
@@ -156,7 +174,7 @@ class HighwayVectorEnv(VectorEnv):
         self._load_actions(actions)
         b = self._batch
         self._started.clear()
-        step_batch(b.f64, b.f32, b.i64, True)
+        self._step(b.f64, b.f32, b.i64, True)
         if self._queued and self._ended.any():
             self._take_queued()
         return self._after_step()

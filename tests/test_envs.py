@@ -282,6 +282,24 @@ def test_vector_world_i_matches_single_env_seeded_s_plus_i(action_type):
     assert ends > 0
 
 
+def test_the_single_envs_info_names_each_ground_truth_column_by_its_key():
+    """``info_dict`` spells the keys out: each column set alone shows up under its own
+    ``INFO_KEYS`` key (in order, then hazard, outcome, reason), the flags as bools."""
+    from takeover.envs.highway import info_dict
+
+    keys = [*L.INFO_KEYS, "hazard", "outcome", "reason"]
+    assert list(info_dict(np.zeros(L.INFO_COLS), "none", "")) == keys
+    for col, key in enumerate(L.INFO_KEYS):
+        row = np.zeros(L.INFO_COLS)
+        row[col] = 1.0
+        info = info_dict(row, "none", "")
+        assert info[key] == 1 and [k for k in L.INFO_KEYS if info[k]] == [key], key
+        assert isinstance(info[key], bool) == (key in L.BOOL_INFO), key
+    row = np.zeros(L.INFO_COLS)
+    row[L.I_HZ_ONSET] = np.nan
+    assert np.isnan(info_dict(row, "none", "")["hazard_onset"])
+
+
 def test_vector_infos_hold_each_worlds_info_in_its_key_order_and_dtypes():
     """``infos`` (and ``final_info``) of world i is the single env's ``info``, key by key:
     the keys in ``INFO_KEYS`` order then hazard, outcome, reason; float64 values, int64

@@ -55,10 +55,10 @@ def single_env(**config) -> tuple[Callable[[], float], float]:
     return step, dt
 
 
-def batched_env(num_envs: int, **config):
+def batched_env(num_envs: int, threads: int = 1, **config):
     from takeover.envs.vector import make_vector_env
 
-    env = make_vector_env("takeover/Highway-v2", num_envs, **config)
+    env = make_vector_env("takeover/Highway-v2", num_envs, threads=threads, **config)
     env.reset(seed=0)
     dt = env.config.dt
     actions = np.zeros((num_envs, 2))
@@ -92,16 +92,20 @@ def highway_fast(vehicles: int = 20) -> Callable[[], float] | None:
 
 def main(seconds: float = 1.0, repeats: int = 5, sizes: tuple[int, ...] = SIZES,
          profile_steps: int = 200) -> dict:
-    """Measure everything (about ``repeats * seconds * (len(sizes) + 3)`` s of wall time).
+    """Measure everything (about ``repeats * seconds * (2 len(sizes) + 2)`` s of wall time).
 
     Returns a flat dict: ``highway_fast`` (sim s per wall s, or None without highway-env),
     ``single`` / ``batched_<N>`` (sim s per wall s), their ``_ratio`` to highway-fast,
     ``single_us_per_step`` / ``batched_<N>_us_per_world_step`` (wall), the same per CPU
     second of this process (``_cpu_ratio``, ``_cpu_us_per_...``: what the work costs when
-    other processes share the cores), ``batched_<N>_matched`` (at highway-fast's own
+    other processes share the cores), ``batched_<N>_threads<T>`` (the same worlds stepped
+    in ``T`` blocks on numba's ``T`` threads, ``HighwayVectorEnv(threads=T)``: wall time
+    falls, CPU time does not), ``batched_<N>_matched`` (at highway-fast's own
     rates: decisions at 1 Hz, physics at 5 Hz), ``repeats``, ``seconds``, and ``profile``
     (ns per world-step per phase at ``HEADLINE`` worlds, medians over steps).
     """
+    import numba
+
     from takeover.envs.profile import profile
 
     subjects: dict[str, Callable[[], float]] = {}
@@ -111,6 +115,12 @@ def main(seconds: float = 1.0, repeats: int = 5, sizes: tuple[int, ...] = SIZES,
     for n in sizes:
         step, env, _ = batched_env(n)
         subjects[f"batched_{n}"], per_step[f"batched_{n}"] = step, 1.0 / env.config.dt
+    threads = numba.get_num_threads()  # the cores numba may use (2 on the CI machine)
+    for n in sizes if threads > 1 else ():  # the same worlds in `threads` blocks at once
+        if n >= 16:
+            step, env, _ = batched_env(n, threads=threads)
+            key = f"batched_{n}_threads{threads}"
+            subjects[key], per_step[key] = step, 1.0 / env.config.dt
     headline = HEADLINE if HEADLINE in sizes else sizes[-1]
     step, env, _ = batched_env(headline, control_hz=1.0, substeps=5)
     subjects[f"batched_{headline}_matched"] = step
