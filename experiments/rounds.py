@@ -682,33 +682,41 @@ def summarize_learning(cfg: LearningConfig, rows: list[dict[str, Any]]) -> dict[
 
 
 def plot_arrival_vs_minutes(summary: Mapping[str, Any], path: Path) -> Path:
-    """Agent-alone arrival (IQM, 95% CI over fine-tuning seeds x scenarios) against
-    cumulative human-minutes, one line per method, one panel per human."""
+    """Agent-alone arrival (top) and safety (no collision or road departure, bottom) on the
+    hazards, IQM with 95% CIs over fine-tuning seeds x scenarios, against cumulative
+    human-minutes: one line per method, one column per human. Both, because a policy can
+    buy safety by stopping (arrival falls) or arrival by risk (safety falls)."""
     from matplotlib.figure import Figure
 
     from takeover.experiments.plots import _save
 
     curves = summary["curves"]
     humans = list(dict.fromkeys(c["human"] for c in curves.values()))
-    fig = Figure(figsize=(4.5 * len(humans), 3.4))
-    axes = fig.subplots(1, len(humans), squeeze=False)[0]
-    for ax, human in zip(axes, humans, strict=True):
-        for c in curves.values():
-            if c["human"] != human:
-                continue
-            x = [e["human_minutes"] for e in c["rounds"]]
-            y = np.array([e["arrived"]["iqm"] for e in c["rounds"]], float)
-            lo = np.array([e["arrived"]["lo"] for e in c["rounds"]], float)
-            hi = np.array([e["arrived"]["hi"] for e in c["rounds"]], float)
-            ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", ms=4, capsize=3,
-                        label=c["method"])
-        ax.axhline(summary["target_arrival"], color="grey", ls=":", lw=1)
-        ax.set_title(f"human: {human}", fontsize=9)
-        ax.set_xlabel("cumulative human-minutes")
-        ax.set_ylabel("agent-alone arrival")
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
+    fig = Figure(figsize=(4.5 * len(humans), 6.2))
+    axes = fig.subplots(2, len(humans), squeeze=False, sharex="col")
+    for col, human in enumerate(humans):
+        for row, (key, label) in enumerate((("arrived", "agent-alone arrival"),
+                                            ("safe", "agent-alone safety"))):
+            ax = axes[row, col]
+            for c in curves.values():
+                if c["human"] != human:
+                    continue
+                x = [e["human_minutes"] for e in c["rounds"]]
+                y = np.array([e[key]["iqm"] for e in c["rounds"]], float)
+                lo = np.array([e[key]["lo"] for e in c["rounds"]], float)
+                hi = np.array([e[key]["hi"] for e in c["rounds"]], float)
+                ax.errorbar(x, y, yerr=[y - lo, hi - y], marker="o", ms=4, capsize=3,
+                            label=c["method"])
+            if key == "arrived":
+                ax.axhline(summary["target_arrival"], color="grey", ls=":", lw=1)
+                ax.set_title(f"human: {human}", fontsize=9)
+            else:
+                ax.set_xlabel("cumulative human-minutes")
+            ax.set_ylabel(label)
+            ax.set_ylim(-0.02, 1.02)
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -774,9 +782,10 @@ def write_learning_report(run_dir: Path, cfg: LearningConfig, summary: Mapping[s
     ]
     if cfg.figures:
         plot_arrival_vs_minutes(summary, run_dir / "figures" / "arrival_vs_minutes.png")
-        blocks += [Block("h2", "Arrival vs human-minutes"),
+        blocks += [Block("h2", "Arrival and safety vs human-minutes"),
                    Block("img", ("figures/arrival_vs_minutes.png",
-                                 "agent-alone arrival vs cumulative human-minutes"))]
+                                 "agent-alone arrival and safety vs cumulative "
+                                 "human-minutes"))]
     atomic_write_text(run_dir / "report.md", to_markdown(blocks))
     atomic_write_text(run_dir / "report.html", to_html(blocks, cfg.name))
     return run_dir / "report.md"

@@ -228,6 +228,7 @@ def test_takeover_run_learning_quick(tmp_path):
     assert set(m["clones"]["average"]["arrived"]) == {"stalled_car"}
     text = (out / "report.md").read_text()
     assert "Human-minutes to reach arrival" in text and "arrival_vs_minutes.png" in text
+    assert "Arrival and safety vs human-minutes" in text
     assert "Cloning the teachers' full demonstrations" in text
     assert (out / "figures" / "arrival_vs_minutes.png").stat().st_size > 0
 
