@@ -275,6 +275,11 @@ class LearningSection:
     validation_episodes: int = option(20, "agent-alone validation episodes per scenario "
                                       "(and in plain traffic) per round (keep_best)",
                                       range=(1, 1000))
+    fresh_validation: bool = option(False, "keep_best compares the update with the agent it "
+                                    "would replace on a fresh validation block each round "
+                                    "(both measured on it: a paired test) instead of with the "
+                                    "best score so far on one fixed block, which the "
+                                    "selection itself inflated (the winner's curse)")
     keep_plain: float = option(0.95, "keep_best also needs plain-traffic validation arrival "
                                "of at least this (or of the starting agent's, if lower): an "
                                "update that buys hazard arrival with plain driving is put "
@@ -300,6 +305,11 @@ class LearningSection:
                 if m not in (names or self.methods):
                     raise ConfigError(f"learning.{key}.{m}: unknown learner {m!r}."
                                       f"{closest(m, names or list(self.methods))}")
+        if self.fresh_validation and (self.rounds + 1) * self.validation_episodes > 1000:
+            raise ConfigError(
+                f"learning.fresh_validation: (rounds + 1) x validation_episodes = "
+                f"{(self.rounds + 1) * self.validation_episodes} fresh seeds per scenario, at "
+                f"most 1000 fit the validation block: lower rounds or validation_episodes")
 
 
 @dataclass(frozen=True)
@@ -421,12 +431,13 @@ VALIDATION_SEED = 50_000
 ``train_seed + VALIDATION_SEED + 1000 k + i`` (past the collection and clone seeds)."""
 
 
-def validation_seeds(cfg: LearningConfig) -> dict[str, list[int]]:
+def validation_seeds(cfg: LearningConfig, block: int = 0) -> dict[str, list[int]]:
     """Keep-best validation seeds per scenario and ``plain``: ``train_seed +
-    VALIDATION_SEED + 1000 k + i`` for scenario ``k`` (< 10), plain traffic after them at
-    ``+ 10_000 + i``."""
+    VALIDATION_SEED + 1000 k + n b + i`` for scenario ``k`` (< 10) in block ``b`` of ``n``
+    = ``validation_episodes`` (``fresh_validation`` uses block ``round + 1``; the config
+    keeps every block under 1000), plain traffic after them at ``+ 10_000 + n b + i``."""
     lc = cfg.learning
-    base = lc.train_seed + VALIDATION_SEED
+    base = lc.train_seed + VALIDATION_SEED + block * lc.validation_episodes
     out = {s: [base + 1000 * k + i for i in range(lc.validation_episodes)]
            for k, s in enumerate(cfg.env.scenarios)}
     out["plain"] = [base + 10_000 + i for i in range(lc.validation_episodes)]
@@ -447,15 +458,16 @@ class Validation:
         return self.hazard > best.hazard and self.plain >= min(keep_plain, start.plain)
 
 
-def validation_score(agent: Any, cfg: LearningConfig, env: EnvSection) -> Validation:
-    """Agent-alone arrival on the validation block."""
+def validation_score(agent: Any, cfg: LearningConfig, env: EnvSection,
+                     block: int = 0) -> Validation:
+    """Agent-alone arrival on validation block ``block`` (``validation_seeds``)."""
     from takeover.agents.rollout import run_episodes
     from takeover.experiments.episodes import SCENARIO_IDS
 
     kw = env.env_kwargs()
     arrived = {scen: [e.arrived for e in run_episodes(
         agent.predict, SCENARIO_IDS["none" if scen == "plain" else scen], sd, **kw)]
-        for scen, sd in validation_seeds(cfg).items()}
+        for scen, sd in validation_seeds(cfg, block).items()}
     plain = arrived.pop("plain")
     return Validation(float(np.mean([a for v in arrived.values() for a in v])),
                       float(np.mean(plain)))
@@ -509,7 +521,9 @@ def run_arm(cfg: LearningConfig, method: str, human: str, ft_seed: int, run_dir:
         cond = Condition("supervised", exp_cfg.supervisor.gate,
                          dict(exp_cfg.supervisor.gate_kwargs))
         logs: list[Path] = []
-        start = best = validation_score(agent, cfg, exp_cfg.env) if lc.keep_best else None
+        # (fresh_validation measures the agent an update would replace on each round's block)
+        start = best = (None if not lc.keep_best else Validation(0.0, 0.0)
+                        if lc.fresh_validation else validation_score(agent, cfg, exp_cfg.env))
         best_state = snapshot(agent) if lc.keep_best else None
         minutes = 0.0
         interventions = 0
@@ -542,9 +556,17 @@ def run_arm(cfg: LearningConfig, method: str, human: str, ft_seed: int, run_dir:
             stats = dict(learner.update(agent, read_episodes(*logs),
                                         seed=cfg.seed * 1000 + ft_seed * 100 + rnd))
             if best_state is not None and start is not None and best is not None:
-                score = validation_score(agent, cfg, exp_cfg.env)
+                if lc.fresh_validation:  # both on this round's fresh block: paired
+                    update = snapshot(agent)
+                    restore(agent, best_state)
+                    best = start = validation_score(agent, cfg, exp_cfg.env, rnd + 1)
+                    restore(agent, update)
+                score = validation_score(agent, cfg, exp_cfg.env,
+                                         rnd + 1 if lc.fresh_validation else 0)
                 kept = score.beats(best, start, lc.keep_plain)
                 stats.update(validation=score.hazard, validation_plain=score.plain, kept=kept)
+                if lc.fresh_validation:
+                    stats.update(incumbent=best.hazard, incumbent_plain=best.plain)
                 if kept:
                     best, best_state = score, snapshot(agent)
                 else:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from takeover.config import from_dict
+from takeover.config import ConfigError, from_dict
 from takeover.experiments.rounds import LearningConfig, held_out_seeds, resolve_agent_path, run_arm
 
 Q_AGENT = "agents/pretrained/novice-dqn"
@@ -310,7 +310,7 @@ def test_arm_keeps_a_rounds_update_only_if_it_wins_on_validation(monkeypatch, tm
     V = R.Validation
     # the start, then after rounds 0, 1 and 2's updates
     scores = iter([V(0.3, 1.0), V(0.2, 1.0), V(0.5, 0.9), V(0.5, 0.95)])
-    monkeypatch.setattr(R, "validation_score", lambda agent, cfg, env: next(scores))
+    monkeypatch.setattr(R, "validation_score", lambda agent, cfg, env, block=0: next(scores))
     weights = []
 
     class Nudge:  # a learner that moves the intent net's first weight by +1
@@ -350,3 +350,60 @@ def test_arm_keeps_a_rounds_update_only_if_it_wins_on_validation(monkeypatch, tm
     # rounds 0 and 1's +1 were put back, round 2's +1 (on the restored weights) kept
     torch.testing.assert_close(final, weights[2])
     torch.testing.assert_close(weights[2], weights[0])
+
+
+def test_fresh_validation_pits_each_update_against_the_agent_it_would_replace(monkeypatch,
+                                                                             tmp_path):
+    """``learning.fresh_validation``: each round measures the current agent and its update
+    on that round's own block (``round + 1``), so an update is kept only if it beats the
+    agent it replaces on the same seeds, not a best score the selection inflated; the plain
+    floor is ``keep_plain`` or the current agent's plain arrival, if lower."""
+    from takeover.experiments import rounds as R
+
+    V = R.Validation
+    # per round: the current agent, then its update, each on the round's fresh block
+    scores = iter([V(0.3, 1.0), V(0.2, 1.0),     # worse: dropped
+                   V(0.6, 1.0), V(0.5, 1.0),     # beats round 0's 0.3, not the 0.6: dropped
+                   V(0.3, 0.9), V(0.35, 0.9)])   # better, plain as good as before: kept
+    calls = []
+
+    def score(agent, cfg, env, block=0):
+        calls.append((block, float(next(agent.net.parameters()).flatten()[0])))
+        return next(scores)
+
+    monkeypatch.setattr(R, "validation_score", score)
+
+    class Nudge:  # a learner that moves the intent net's first weight by +1
+        agent_kind = "intent"
+
+        def start(self, agent):
+            pass
+
+        def update(self, agent, episodes, *, seed):
+            with torch.no_grad():
+                next(agent.net.parameters()).add_(1.0)
+            return {"samples": 1.0}
+
+    from takeover.agents.learners import LEARNERS
+
+    monkeypatch.setitem(LEARNERS._items, "intent-dagger", Nudge)
+    cfg = from_dict(LearningConfig, {
+        "name": "t", "env": {"scenarios": ["stalled_car"], "action_type": "discrete"},
+        "supervisor": {"gate": "human", "gate_score": "ttc", "estimators": ["ttc"],
+                       "human": "expert"},
+        "learning": {"methods": ["intent-dagger"], "humans": ["expert"], "rounds": 3,
+                     "episodes_per_round": 1, "eval_episodes": 1, "plain_episodes": 0,
+                     "eval_seed": 5000, "train_seed": 0, "keep_plain": 0.95,
+                     "fresh_validation": True}})
+    rows = R.run_arm(cfg, "intent-dagger", "expert", 0, tmp_path, held_out_seeds(cfg))
+    assert [r["update"]["kept"] for r in rows[:3]] == [False, False, True]
+    assert [b for b, _ in calls] == [1, 1, 2, 2, 3, 3]
+    w0 = calls[0][1]  # the current agent is measured with its own weights, the update +1
+    assert [w - w0 for _, w in calls] == pytest.approx([0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    assert rows[2]["update"]["incumbent"] == 0.3
+
+
+def test_fresh_validation_refuses_more_seeds_than_its_block_holds():
+    with pytest.raises(ConfigError, match="fresh_validation.*lower rounds"):
+        from_dict(LearningConfig, {"learning": {"fresh_validation": True, "rounds": 9,
+                                                "validation_episodes": 101}})
