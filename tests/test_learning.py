@@ -301,19 +301,12 @@ def test_arms_on_forked_workers_give_the_same_rows(tmp_path):
     assert rows[0] == rows[1]
 
 
-def test_arm_keeps_a_rounds_update_only_if_it_wins_on_validation(monkeypatch, tmp_path):
-    """``learning.keep_best``: an update that does not raise agent-alone hazard arrival on
-    the validation block (training-stream seeds), or that raises it but drops plain-traffic
-    arrival below ``keep_plain``, is put back, exactly; one that does neither is kept."""
-    from takeover.experiments import rounds as R
+def _nudged_arm_config(monkeypatch, weights: list, **learning) -> LearningConfig:
+    """A one-scenario intent-dagger arm config whose learner is replaced by one that moves
+    the intent net's first weight by +1 per update (appending the weights to ``weights``)."""
+    from takeover.agents.learners import LEARNERS
 
-    V = R.Validation
-    # the start, then after rounds 0, 1 and 2's updates
-    scores = iter([V(0.3, 1.0), V(0.2, 1.0), V(0.5, 0.9), V(0.5, 0.95)])
-    monkeypatch.setattr(R, "validation_score", lambda agent, cfg, env, block=0: next(scores))
-    weights = []
-
-    class Nudge:  # a learner that moves the intent net's first weight by +1
+    class Nudge:
         agent_kind = "intent"
 
         def start(self, agent):
@@ -326,16 +319,28 @@ def test_arm_keeps_a_rounds_update_only_if_it_wins_on_validation(monkeypatch, tm
             weights.append(p.detach().clone())
             return {"samples": 1.0}
 
-    from takeover.agents.learners import LEARNERS
-
     monkeypatch.setitem(LEARNERS._items, "intent-dagger", Nudge)
-    cfg = from_dict(LearningConfig, {
+    return from_dict(LearningConfig, {
         "name": "t", "env": {"scenarios": ["stalled_car"], "action_type": "discrete"},
         "supervisor": {"gate": "human", "gate_score": "ttc", "estimators": ["ttc"],
                        "human": "expert"},
         "learning": {"methods": ["intent-dagger"], "humans": ["expert"], "rounds": 3,
                      "episodes_per_round": 1, "eval_episodes": 1, "plain_episodes": 0,
-                     "eval_seed": 5000, "train_seed": 0, "keep_plain": 0.95}})
+                     "eval_seed": 5000, "train_seed": 0, "keep_plain": 0.95, **learning}})
+
+
+def test_arm_keeps_a_rounds_update_only_if_it_wins_on_validation(monkeypatch, tmp_path):
+    """``learning.keep_best``: an update that does not raise agent-alone hazard arrival on
+    the validation block (training-stream seeds), or that raises it but drops plain-traffic
+    arrival below ``keep_plain``, is put back, exactly; one that does neither is kept."""
+    from takeover.experiments import rounds as R
+
+    V = R.Validation
+    # the start, then after rounds 0, 1 and 2's updates
+    scores = iter([V(0.3, 1.0), V(0.2, 1.0), V(0.5, 0.9), V(0.5, 0.95)])
+    monkeypatch.setattr(R, "validation_score", lambda agent, cfg, env, block=0: next(scores))
+    weights: list = []
+    cfg = _nudged_arm_config(monkeypatch, weights)
     agent_seen = []
     real = R.starting_agent
 
@@ -372,29 +377,7 @@ def test_fresh_validation_pits_each_update_against_the_agent_it_would_replace(mo
         return next(scores)
 
     monkeypatch.setattr(R, "validation_score", score)
-
-    class Nudge:  # a learner that moves the intent net's first weight by +1
-        agent_kind = "intent"
-
-        def start(self, agent):
-            pass
-
-        def update(self, agent, episodes, *, seed):
-            with torch.no_grad():
-                next(agent.net.parameters()).add_(1.0)
-            return {"samples": 1.0}
-
-    from takeover.agents.learners import LEARNERS
-
-    monkeypatch.setitem(LEARNERS._items, "intent-dagger", Nudge)
-    cfg = from_dict(LearningConfig, {
-        "name": "t", "env": {"scenarios": ["stalled_car"], "action_type": "discrete"},
-        "supervisor": {"gate": "human", "gate_score": "ttc", "estimators": ["ttc"],
-                       "human": "expert"},
-        "learning": {"methods": ["intent-dagger"], "humans": ["expert"], "rounds": 3,
-                     "episodes_per_round": 1, "eval_episodes": 1, "plain_episodes": 0,
-                     "eval_seed": 5000, "train_seed": 0, "keep_plain": 0.95,
-                     "fresh_validation": True}})
+    cfg = _nudged_arm_config(monkeypatch, [], fresh_validation=True)
     rows = R.run_arm(cfg, "intent-dagger", "expert", 0, tmp_path, held_out_seeds(cfg))
     assert [r["update"]["kept"] for r in rows[:3]] == [False, False, True]
     assert [b for b, _ in calls] == [1, 1, 2, 2, 3, 3]
