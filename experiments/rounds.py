@@ -49,7 +49,7 @@ from takeover.experiments.config import (
 )
 from takeover.experiments.episodes import Condition
 from takeover.experiments.metrics import METRICS
-from takeover.experiments.stats import iqm_interval
+from takeover.experiments.stats import crossed_iqm_interval, iqm_interval
 from takeover.records import StepRecord
 from takeover.registry import closest
 from takeover.types import CloningLearner
@@ -482,7 +482,7 @@ def evaluate_alone(agent: Any, cfg: LearningConfig, seeds: Mapping[str, list[int
     from takeover.experiments.episodes import SCENARIO_IDS
 
     kw = (env or cfg.env).env_kwargs()
-    out: dict[str, Any] = {"arrived": {}, "safe": {}, "km": {}}
+    out: dict[str, Any] = {"arrived": {}, "safe": {}, "km": {}, "outcomes": {}}
     kept: list[Any] = []
     ensemble = (len(getattr(agent, "policies", [])) > 1
                 or getattr(getattr(agent, "spec", None), "members", 1) > 1)  # intent agent
@@ -491,6 +491,7 @@ def evaluate_alone(agent: Any, cfg: LearningConfig, seeds: Mapping[str, list[int
         eps = run_episodes(agent.predict, env_id, sd, keep_obs=ensemble and scen != "plain",
                            **kw)
         out["arrived"][scen] = float(np.mean([e.arrived for e in eps]))
+        out["outcomes"][scen] = [int(e.arrived) for e in eps]  # per seed: the crossed CIs
         out["safe"][scen] = float(np.mean([not e.failed for e in eps]))
         out["km"][scen] = float(np.mean([e.distance for e in eps]) / 1000.0)
         if ensemble and scen != "plain":
@@ -677,12 +678,19 @@ def summarize_learning(cfg: LearningConfig, rows: list[dict[str, Any]]) -> dict[
                         for k in ("arrived", "safe", "km")}
                 r0 = sorted((r for r in arm if r["round"] == 0), key=lambda r: r["ft_seed"])
                 gain = cell["arrived"] - np.array([[r["arrived"][s] for s in scen] for r in r0])
+                arrived = iqm_interval(cell["arrived"], **kw)
+                gained = iqm_interval(gain, **kw)
+                if all("outcomes" in r for r in rr + r0):  # the evaluation block redrawn too
+                    ep = np.array([[r["outcomes"][s] for s in scen] for r in rr], float)
+                    ep0 = np.array([[r["outcomes"][s] for s in scen] for r in r0], float)
+                    arrived = crossed_iqm_interval(ep, **kw)
+                    gained = crossed_iqm_interval(ep - ep0, **kw)
                 entry: dict[str, Any] = {
                     "round": rnd,
-                    "arrived": iqm_interval(cell["arrived"], **kw).as_dict(),
+                    "arrived": arrived.as_dict(),
                     "safe": iqm_interval(cell["safe"], **kw).as_dict(),
                     "km": iqm_interval(cell["km"], **kw).as_dict(),
-                    "gain": iqm_interval(gain, **kw).as_dict(),
+                    "gain": gained.as_dict(),
                     "human_minutes": float(np.mean([r["human_minutes"] for r in rr])),
                     "interventions": float(np.mean([r["interventions"] for r in rr])),
                     "arrived_mean": float(cell["arrived"].mean()),

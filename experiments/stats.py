@@ -33,9 +33,9 @@ import numpy as np
 
 from takeover.agents.scoring import Interval, auc_interval, percentile_ci, resample_weights
 
-__all__ = ["Difference", "IQMInterval", "Interval", "auc_interval", "intervals", "iqm",
-           "iqm_interval", "lead_time", "p_value", "paired", "percentile_ci", "resample_weights", "summarize",
-           "wilson"]
+__all__ = ["Difference", "IQMInterval", "Interval", "auc_interval", "crossed_iqm_interval",
+           "intervals", "iqm", "iqm_interval", "lead_time", "p_value", "paired", "percentile_ci",
+           "resample_weights", "summarize", "wilson"]
 
 Stat = Callable[[np.ndarray], Mapping[str, np.ndarray]]
 """Column sums ``(..., C)`` -> metric name -> value(s) ``(...)``."""
@@ -204,6 +204,42 @@ def iqm_interval(scores: np.ndarray, *, reps: int = 2000, confidence: float = 0.
     vals = trim_mean(boot.reshape(reps, -1), 0.25, axis=1)
     lo, hi = percentile_ci(vals, confidence)
     return IQMInterval(point, mean, lo, hi, scores.size)
+
+
+def crossed_iqm_interval(episodes: np.ndarray, *, reps: int = 2000, confidence: float = 0.95,
+                         seed: int = 0) -> IQMInterval:
+    """IQM over ``(runs, tasks)`` cells of per-episode scores ``(runs, tasks, episodes)``
+    whose episode ``k`` of a task is the same evaluation seed in every run (a shared
+    evaluation block), with a bootstrap that redraws both factors: the runs within each task
+    (as :func:`iqm_interval`) and the task's episodes, the same draw for every run.
+
+    Why: :func:`iqm_interval` on the cell means treats the evaluation block as fixed, so an
+    easy or hard block moves every run together and its sampling error is not in the CI
+    (measured: the same fine-tuned agents gained +0.265 [0.245, 0.29] on one block of 40
+    episodes per scenario and +0.145 [0.115, 0.215] on another). For a paired gain pass the
+    per-episode differences of two rounds on the same seeds."""
+    x = np.asarray(episodes, dtype=float)
+    if x.ndim != 3:
+        raise ValueError(f"episodes must be a (runs, tasks, episodes) array, got {x.shape}")
+    if x.size == 0 or not np.all(np.isfinite(x)):
+        return NAN_IQM
+    cells = x.mean(axis=2)
+    point, mean = iqm(cells.ravel()), float(cells.mean())
+    runs, tasks, n = x.shape
+    if np.all(x == x.flat[0]):
+        return IQMInterval(point, mean, point, point, cells.size)
+    from scipy.stats import trim_mean
+
+    rng = np.random.default_rng(seed)
+    run_idx = rng.integers(0, runs, size=(reps, runs, tasks))
+    boot = np.empty((reps, runs, tasks))
+    for t in range(tasks):
+        eps = rng.integers(0, n, size=(reps, n))  # one draw of the block per replicate
+        means = x[:, t, :][:, eps].mean(axis=2)  # (runs, reps): every run on that draw
+        boot[:, :, t] = means[run_idx[:, :, t], np.arange(reps)[:, None]]
+    vals = trim_mean(boot.reshape(reps, -1), 0.25, axis=1)
+    lo, hi = percentile_ci(vals, confidence)
+    return IQMInterval(point, mean, lo, hi, cells.size)
 
 
 def summarize(cells: Mapping[str, np.ndarray], *, reps: int = 2000, confidence: float = 0.95,

@@ -11,6 +11,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from takeover.experiments.stats import (
     auc_interval,
+    crossed_iqm_interval,
     intervals,
     iqm,
     iqm_interval,
@@ -148,3 +149,22 @@ def test_iqm_interval_is_seeded_and_brackets_the_point():
     with pytest.raises(ValueError, match="runs, tasks"):
         iqm_interval(np.ones(3))
     assert summarize({"a": np.ones((2, 2))}, reps=20)["a"].iqm == 1.0
+
+
+def test_the_crossed_interval_carries_the_shared_evaluation_blocks_sampling_error():
+    """Three runs scored on the same 40 evaluation seeds per task: when the runs agree, the
+    runs-only bootstrap gives a zero-width CI, but the block itself is a sample (about
+    +-0.15 at p = 0.5 and 40 episodes); the crossed bootstrap keeps that width. The point
+    estimate is the IQM of the cell means either way."""
+    rng = np.random.default_rng(0)
+    block = (rng.random((2, 40)) < 0.5).astype(float)  # two tasks' evaluation episodes
+    eps = np.repeat(block[None], 3, axis=0)  # every run scores each seed the same
+    runs_only = iqm_interval(eps.mean(axis=2), reps=1000)
+    crossed = crossed_iqm_interval(eps, reps=1000)
+    assert runs_only.lo == runs_only.hi
+    assert crossed.iqm == runs_only.iqm
+    # binomial sd of the mean of 80 episodes at p ~ 0.5: 0.056, so a 95% CI of ~0.22 wide
+    assert 0.12 < crossed.hi - crossed.lo < 0.35
+    assert crossed.lo < crossed.iqm < crossed.hi
+    with pytest.raises(ValueError, match="runs, tasks, episodes"):
+        crossed_iqm_interval(eps.mean(axis=2))
