@@ -30,7 +30,8 @@ is bit-exact:
 ``python -m takeover.experiments.benchmarks.kernel_ab <checkout>`` times a change against
 another checkout in one process and checks the bits. ``step_batch_threads`` steps blocks of
 worlds on numba's threads (``Batch(..., threads=T)`` keeps one scratch per block): on the idle
-2-core machine 1.9x the serial kernel at 256 worlds; next to another busy process, no gain.
+2-core machine 1.9x the serial kernel at 256 worlds; next to another busy process, no
+gain or a loss.
 
 References: Treiber, Hennecke & Helbing 2000 (IDM); Kesting, Treiber & Helbing 2007 (MOBIL);
 Kong et al. 2015 (kinematic bicycle model).
@@ -1366,7 +1367,7 @@ class Batch:
                  rp: np.ndarray, threads: int = 1) -> None:
         if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or not (
                 1 <= threads <= n):
-            raise ValueError(f"threads must be an integer in 1..{n} (the number of worlds), "
+            raise ValueError(f"threads must be an integer in 1..{n} (at most one per world), "
                              f"got {threads!r}")
         off = _offsets(n, slots, obs_rows, act_cols, rp.size)
         ints, floats = _scratch_size(p, slots)  # the kernels' scratches, after the arrays

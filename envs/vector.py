@@ -78,10 +78,6 @@ class HighwayVectorEnv(VectorEnv):
                  threads: int = 1, **kwargs: Any) -> None:
         if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
-        if not isinstance(threads, (int, np.integer)) or isinstance(threads, bool) or not (
-                1 <= threads <= num_envs):
-            raise ValueError(f"threads must be an integer in 1..num_envs ({num_envs}), got "
-                             f"{threads!r}")
         self.config = cfg = make_config(config, **kwargs)
         self.num_envs = n = int(num_envs)
         act_cols = 1 if cfg.action_type == "discrete" else 2
@@ -91,7 +87,7 @@ class HighwayVectorEnv(VectorEnv):
         # valid, so snapshots need not hold it); ``_rng`` each world's counter-based RNG
         # (streams.KEY, EPISODE), keyed from entropy until reset(seed=...)
         self._batch = b = Batch(n, cfg.slots, cfg.obs_rows, act_cols, cfg.params(),
-                                reset_params(cfg), threads=int(threads))
+                                reset_params(cfg), threads=threads)  # (Batch checks it)
         # threads > 1: the worlds in that many blocks stepped in parallel, the same bits
         self._step = step_batch if threads == 1 else step_batch_threads
         self._veh, self._wld, self._obs, self._info, self._act = b.veh, b.wld, b.obs, b.info, b.act

@@ -116,11 +116,10 @@ def main(seconds: float = 1.0, repeats: int = 5, sizes: tuple[int, ...] = SIZES,
         step, env, _ = batched_env(n)
         subjects[f"batched_{n}"], per_step[f"batched_{n}"] = step, 1.0 / env.config.dt
     threads = numba.get_num_threads()  # the cores numba may use (2 on the CI machine)
-    for n in sizes if threads > 1 else ():  # the same worlds in `threads` blocks at once
-        if n >= 16:
-            step, env, _ = batched_env(n, threads=threads)
-            key = f"batched_{n}_threads{threads}"
-            subjects[key], per_step[key] = step, 1.0 / env.config.dt
+    for n in [n for n in sizes if n >= 16 and threads > 1]:  # in `threads` blocks at once
+        step, env, _ = batched_env(n, threads=threads)
+        key = f"batched_{n}_threads{threads}"
+        subjects[key], per_step[key] = step, 1.0 / env.config.dt
     headline = HEADLINE if HEADLINE in sizes else sizes[-1]
     step, env, _ = batched_env(headline, control_hz=1.0, substeps=5)
     subjects[f"batched_{headline}_matched"] = step
