@@ -47,6 +47,7 @@ from takeover.agents.arrays import _layers, _mlp
 from takeover.atomic import atomic_write_bytes, atomic_write_text
 from takeover.envs import layout as L
 from takeover.envs.controllers import speed_meta_action_batch
+from takeover.envs.lane_view import GAP_SCALE
 from takeover.types import AgentOutput, AgentOutputs
 
 FORMAT = "takeover-intent-agent"
@@ -70,6 +71,9 @@ class IntentSpec:
         v_scale: m/s per unit of the ego row's speed features (the env's 20).
         speed_max: m/s, the setpoint's cap (``speed_max`` of the env).
         accel_max: m/s^2, the speed controller's strongest acceleration.
+        lane_gap: ``(ahead m, behind m, follower braking m/s^2)``: the gap a lane change
+            needs, read from the target lane's row (``gap_accepted``); ``()``: none (the
+            lane head alone decides, as the checkpoints before it did).
     """
 
     obs_shape: tuple[int, int]
@@ -81,6 +85,7 @@ class IntentSpec:
     v_scale: float = 20.0
     speed_max: float = 40.0
     accel_max: float = 4.0
+    lane_gap: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.obs_shape) != 2 or min(self.obs_shape) < 1:
@@ -91,6 +96,10 @@ class IntentSpec:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name}={v!r} must be a positive number")
+        if self.lane_gap and (len(self.lane_gap) != 3 or not all(
+                math.isfinite(v) and v >= 0 for v in self.lane_gap)):
+            raise ValueError(f"lane_gap={self.lane_gap!r} must be () or (ahead m, behind m, "
+                             "follower braking m/s^2), each >= 0, e.g. (5.0, 1.5, 5.0)")
 
     @classmethod
     def for_env(cls, env: Any, **kwargs: Any) -> IntentSpec:
@@ -109,9 +118,9 @@ class IntentSpec:
         if not isinstance(d, dict) or set(d) - names or "obs_shape" not in d:
             raise ValueError(f"an intent spec needs obs_shape and only the keys {sorted(names)};"
                              f" got {sorted(d) if isinstance(d, dict) else type(d).__name__}")
-        return cls(**cast("dict[str, Any]", {k: tuple(int(x) for x in v)
-                                              if isinstance(v, list) else v
-                                              for k, v in d.items()}))
+        return cls(**cast("dict[str, Any]", {
+            k: (tuple(float(x) for x in v) if k == "lane_gap" else tuple(int(x) for x in v))
+            if isinstance(v, list) else v for k, v in d.items()}))
 
 
 class IntentNet(nn.Module):
@@ -150,14 +159,55 @@ def ego_state(obs: np.ndarray, spec: IntentSpec) -> tuple[np.ndarray, np.ndarray
     return v, target, lane
 
 
+CLOSING_TIME = 1.5
+"""s of the target lane's follower's closing speed the gap behind must add (the scripted
+humans' ``supervisor.humans.driving.CLOSING_TIME``)."""
+
+
+def gap_accepted(obs: np.ndarray, side: int, spec: IntentSpec) -> np.ndarray:
+    """``(N,)`` whether the lane on ``side`` (-1 left, +1 right) has a gap ``spec.lane_gap``
+    accepts, read from its lane row (``takeover.envs.lane_view``): room ahead of
+    ``gap_ahead`` m plus 1 s of closing speed, room behind of ``gap_behind`` m plus
+    ``CLOSING_TIME`` s of the follower's closing speed, and a follower that can match the
+    ego's speed braking at most ``follower_brake`` (a standing one needs only 2 m); at a
+    standstill a lane change is always taken (it does not move the car: it asks the lane
+    to let it in, as the humans signal). The scripted humans' rule
+    (``room_behind`` and the ahead test of ``supervisor.humans.driving``), on what the
+    observation shows instead of the true world.
+
+    Why: a net's lane head says *that* a driver wants the lane, and is wrong near the
+    boundary of *when*; the fine-tuned agents' plain-traffic failures were all collisions
+    from lane changes into traffic (README, "Learning")."""
+    o = np.asarray(obs, np.float64)
+    if not spec.lane_gap:
+        return np.ones(len(o), bool)
+    ahead, behind, brake = spec.lane_gap
+    row = o[:, spec.obs_shape[0] - 2 + side]  # the lane rows: left, own, right
+    v = o[:, 0, 3] * spec.v_scale
+    g_ahead = row[:, 1] * GAP_SCALE
+    ok_ahead = g_ahead >= ahead + np.maximum(0.0, -row[:, 2] * spec.v_scale)
+    g_back = row[:, 3] * GAP_SCALE
+    closing = np.maximum(0.0, row[:, 4] * spec.v_scale)
+    room = g_back - behind
+    standing = v + row[:, 4] * spec.v_scale < 0.5
+    ok_back = np.where(standing, g_back > 2.0,
+                       (room >= closing * CLOSING_TIME) & (closing * closing <= 2.0 * brake * room))
+    ok_back |= g_back >= GAP_SCALE  # no follower within sight
+    return (row[:, 0] > 0.5) & ((ok_ahead & ok_back) | (v < 0.5))
+
+
 def meta_actions(obs: np.ndarray, acc: np.ndarray, lane_offset: np.ndarray,
                  spec: IntentSpec) -> np.ndarray:
     """``(N,)`` int64 meta-actions realising intent ``acc`` (m/s^2) and ``lane_offset``
-    (-1 left, 0 keep, +1 right) from each row's observation."""
+    (-1 left, 0 keep, +1 right) from each row's observation: a lane change only into a
+    lane that exists and (``spec.lane_gap``) has a gap the agent accepts."""
     v, target, lane = ego_state(obs, spec)
     speed = speed_meta_action_batch(v, target, np.asarray(acc, np.float64), spec.desired_speed)
     left = (lane_offset < 0) & (lane > 0)
     right = (lane_offset > 0) & (lane < spec.lanes - 1)
+    if spec.lane_gap:
+        left &= gap_accepted(obs, -1, spec)
+        right &= gap_accepted(obs, 1, spec)
     return np.where(left, L.LANE_LEFT, np.where(right, L.LANE_RIGHT, speed)).astype(np.int64)
 
 

@@ -697,7 +697,11 @@ def summarize_learning(cfg: LearningConfig, rows: list[dict[str, Any]]) -> dict[
                 }
                 if all("plain" in r["arrived"] for r in rr):
                     plain = np.array([[r["arrived"]["plain"]] for r in rr])
-                    entry["plain_arrived"] = iqm_interval(plain, **kw).as_dict()
+                    pl = iqm_interval(plain, **kw)
+                    if all("plain" in r.get("outcomes", {}) for r in rr):  # block redrawn
+                        pl = crossed_iqm_interval(
+                            np.array([[r["outcomes"]["plain"]] for r in rr], float), **kw)
+                    entry["plain_arrived"] = pl.as_dict()
                 aucs = [r["disagreement_auroc"]["auroc"] for r in rr
                         if "disagreement_auroc" in r]
                 if aucs:

@@ -390,3 +390,26 @@ def test_fresh_validation_refuses_more_seeds_than_its_block_holds():
     with pytest.raises(ConfigError, match="fresh_validation.*lower rounds"):
         from_dict(LearningConfig, {"learning": {"fresh_validation": True, "rounds": 9,
                                                 "validation_episodes": 101}})
+
+
+def test_the_summary_redraws_the_evaluation_block_for_plain_arrival_too():
+    """Fine-tuning seeds that agree episode for episode give a zero-width CI over seeds
+    alone; the summary's plain arrival (like hazard arrival) also redraws the shared plain
+    episodes, so its CI carries that block's sampling error (8 of 10 arrived: a binomial
+    95% interval of about +-0.25; asserted > 0.2 wide)."""
+    from takeover.experiments.rounds import summarize_learning
+
+    cfg = from_dict(LearningConfig, {
+        "name": "t", "env": {"scenarios": ["stalled_car"], "action_type": "discrete"},
+        "learning": {"methods": ["hg-dagger"], "humans": ["expert"], "rounds": 1,
+                     "finetune_seeds": 3}, "stats": {"bootstrap": 400}})
+    plain = [1] * 8 + [0] * 2
+    rows = [{"method": "hg-dagger", "human": "expert", "round": rnd, "ft_seed": s,
+             "arrived": {"stalled_car": 0.5, "plain": 0.8}, "safe": {"stalled_car": 0.5},
+             "km": {"stalled_car": 0.3}, "human_minutes": float(rnd), "interventions": rnd,
+             "outcomes": {"stalled_car": [1, 0] * 5, "plain": plain}}
+            for rnd in (0, 1) for s in range(3)]
+    pl = summarize_learning(cfg, rows)["curves"]["hg-dagger/expert"]["rounds"][1][
+        "plain_arrived"]
+    assert pl["iqm"] == pytest.approx(0.8)
+    assert pl["hi"] - pl["lo"] > 0.2
