@@ -159,6 +159,10 @@ def ego_state(obs: np.ndarray, spec: IntentSpec) -> tuple[np.ndarray, np.ndarray
     return v, target, lane
 
 
+EXPERT_LANE_GAP = (5.0, 1.5, 5.0)
+"""The expert scripted human's ``(gap_ahead, gap_behind, follower_brake)``
+(``supervisor.humans.params``; ``tests/test_intent.py`` checks they agree): the gap the
+shipped ``novice-intent`` accepts."""
 CLOSING_TIME = 1.5
 """s of the target lane's follower's closing speed the gap behind must add (the scripted
 humans' ``supervisor.humans.driving.CLOSING_TIME``)."""
@@ -495,18 +499,22 @@ DISTILL_SEED0 = 140_000
 
 
 def distill_novice(teacher: Any, *, episodes: int = 30, epochs: int = 200, members: int = 1,
-                   seed: int = 0, desired_speed: float = 25.0) -> IntentAgent:
+                   seed: int = 0, desired_speed: float = 25.0,
+                   lane_gap: tuple[float, ...] = EXPERT_LANE_GAP) -> IntentAgent:
     """An intent agent that drives like ``teacher`` (an agent reading the K nearest rows;
     its ``predict`` sees the first ``observe + 1`` rows): fitted to the realised intent of
     its meta-actions (``realised_intent``) on ``episodes`` seeds of each of
     ``DISTILL_ENVS``. Measured (session 7, 30 episodes, 32k labels): it arrives like its
-    teacher (plain 1.00, hazard mean 0.276 against the novice's 0.92 / 0.276)."""
+    teacher (plain 1.00, hazard mean 0.276 against the novice's 0.92 / 0.276). It changes
+    lanes only into gaps ``lane_gap`` accepts (the expert human's; the teacher's own lane
+    changes are not checked, so the labels and weights do not depend on it)."""
     import gymnasium as gym
 
     import takeover.envs  # noqa: F401  (registers the ids)
 
     env = gym.make(DISTILL_ENVS[0], observe_lanes=True, action_type="discrete")
-    spec = IntentSpec.for_env(env, members=members, desired_speed=desired_speed)
+    spec = IntentSpec.for_env(env, members=members, desired_speed=desired_speed,
+                              lane_gap=tuple(lane_gap))
     env.close()
     rows = spec.obs_shape[0] - 3
     obs, act = [], []

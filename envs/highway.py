@@ -428,7 +428,8 @@ class HighwayEnv(gym.Env):
 
     def step(self, action):
         if self._ended:
-            raise RuntimeError("the episode has ended: call reset() before step()")
+            raise RuntimeError("no episode is running (the env was never reset, or its episode "
+                               "ended): call reset() before step()")
         check_action(action, self.action_space, self._act0)
         b = self._batch
         step_batch(b.f64, b.f32, b.i64, False)

@@ -771,7 +771,8 @@ def write_learning_report(run_dir: Path, cfg: LearningConfig, summary: Mapping[s
                    f": {lc.eval_episodes} per scenario, "
                    f"{lc.plain_episodes} in plain traffic). Values: IQM "
                    f"[{cfg.stats.confidence:.0%} stratified bootstrap CI] over fine-tuning "
-                   f"seeds x scenarios. Human-minutes: simulated time under human control. "
+                   f"seeds x scenarios; arrival, gains and plain arrival also redraw the "
+                   f"shared evaluation episodes (one draw for every seed). Human-minutes: simulated time under human control. "
                    f"Arrival: the world's `arrived` outcome where it reports one, else "
                    f"arrived-like (no collision / off-road, final speed > 5 m/s, >= 300 m "
                    f"driven). Wall time {seconds / 60:.1f} min."),

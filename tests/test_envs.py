@@ -256,6 +256,22 @@ def test_registration_is_idempotent():
     assert all(env_id in gym.registry for env_id in ENV_IDS)
 
 
+def test_make_gives_the_env_itself_which_enforces_the_step_order():
+    """``gymnasium.make`` adds no pass-through wrappers (the env enforces what they
+    would): stepping before ``reset`` or after the episode's end raises and names the fix."""
+    env = gym.make("takeover/StalledCar-v2", duration=1.0)
+    assert type(env) is takeover.envs.HighwayEnv
+    with pytest.raises(RuntimeError, match=r"call reset\(\) before step\(\)"):
+        env.step(np.zeros(2, np.float32))
+    env.reset(seed=0)
+    done = False
+    while not done:
+        _, _, term, trunc, _ = env.step(np.zeros(2, np.float32))
+        done = term or trunc
+    with pytest.raises(RuntimeError, match="never reset, or its episode ended"):
+        env.step(np.zeros(2, np.float32))
+
+
 @pytest.mark.parametrize("action_type", ACTION_TYPES)
 def test_vector_world_i_matches_single_env_seeded_s_plus_i(action_type):
     n = 3

@@ -134,31 +134,34 @@ def test_intent_dagger_improves_the_novice_intent(tmp_path):
     """HG-DAgger on the expert's logged intent, from the shipped novice-intent, one round
     of 8 supervised stalled-car episodes (its arms observe the lane rows)."""
     # keep_plain off: this judges the learner on the hazard, not the plain-traffic
-    # safeguard (measured: this update's plain validation is 0.75, so keep_plain 0.95 puts
+    # safeguard (measured: this update's plain validation is 0.70, so keep_plain 0.95 puts
     # it back; test_arm_keeps_a_rounds_update_only_if_it_wins_on_validation checks that)
-    rows = arm(tmp_path, "intent-dagger", episodes=8, learning={"keep_plain": 0.0})
+    rows = arm(tmp_path, "intent-dagger", episodes=8, anchor=False,
+               learning={"keep_plain": 0.0})
     gain, safe, dist, minutes = gains(rows)
-    # measured (dev seeds 5000..5019): arrival 0.10 -> 0.45, safe 0.10 -> 0.50, km x1.24,
-    # 1.0 human-min; every label the human's logged intent. 0.15 is the measured 0.35 less
-    # four arrivals of 20
+    # measured (dev seeds 5000..5019; the shipped setting: the novice-intent accepting the
+    # expert's gaps, no anchors; session 13): arrival gain +0.25, safe +0.20, km x1.10,
+    # 1.0 human-min; every label the human's logged intent (with the anchors +0.20; before
+    # the gap check, with them, +0.35). 0.15 is the measured 0.25 less two arrivals of 20
     assert gain >= 0.15
     assert dist >= 0.9  # arriving, not stopping: the distance grows
     assert 0.0 < minutes < 2.0
     update = rows[-2]["update"]  # the stats of the last round's fine-tuning
-    assert update["logged_intent"] == update["samples"] > 0
+    assert update["logged_intent"] == update["samples"] > 0 and update["anchors"] == 0
 
 
 def test_intent_dagger_plain_anchors_keep_plain_driving(tmp_path):
-    """The same update with the starting agent's own plain-traffic states as anchors
-    (``plain_anchors``): plain driving holds, so keep_plain (0.95) keeps the update."""
-    rows = arm(tmp_path, "intent-dagger", episodes=8, plain_anchors=30)
+    """The same update with the starting agent's own plain-traffic states as its only
+    anchors (``plain_anchors``, ``anchor=False``): plain driving holds, so keep_plain (0.95)
+    keeps the update."""
+    rows = arm(tmp_path, "intent-dagger", episodes=8, anchor=False, plain_anchors=30)
     update = rows[-2]["update"]
-    # measured: 7316 anchors, plain validation 1.0 (0.75 without them), kept, stalled-car
-    # arrival 0.10 -> 0.25 (hazard validation 0.25, 0.40 without). Margins: one plain
-    # arrival of 20, one hazard arrival of 20
-    assert update["validation_plain"] >= 0.95
+    # measured (session 13): 6397 anchors, all plain; plain validation 0.95 (0.70 without
+    # them), kept, stalled-car arrival gain +0.10 (hazard validation 0.30, 0.50 without).
+    # Margins: none on plain (the keep_plain line itself), one arrival of 20 on the hazard
+    assert update["anchors"] > 0 and update["validation_plain"] >= 0.95
     assert update["kept"]
-    assert gains(rows)[0] >= 0.10
+    assert gains(rows)[0] >= 0.05
 
 
 CLONE_REASON = (
