@@ -182,6 +182,8 @@ def gap_accepted(obs: np.ndarray, side: int, spec: IntentSpec) -> np.ndarray:
     Why: a net's lane head says *that* a driver wants the lane, and is wrong near the
     boundary of *when*; the fine-tuned agents' plain-traffic failures were all collisions
     from lane changes into traffic (README, "Learning")."""
+    if side not in (-1, 1):
+        raise ValueError(f"side={side!r} must be -1 (the lane left) or +1 (the lane right)")
     o = np.asarray(obs, np.float64)
     if not spec.lane_gap:
         return np.ones(len(o), bool)

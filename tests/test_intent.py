@@ -226,3 +226,7 @@ def test_without_an_accepted_gap_the_agent_keeps_its_lane():
     assert (meta_actions(obs, np.zeros(3), left, gated) == L.LANE_LEFT).all()
     with pytest.raises(ValueError, match="lane_gap"):
         IntentSpec(obs_shape=(12, 7), lane_gap=(5.0, 1.5))
+    from takeover.agents.intent import gap_accepted
+
+    with pytest.raises(ValueError, match="side=0"):
+        gap_accepted(obs, 0, gated)
