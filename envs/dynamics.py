@@ -1412,15 +1412,19 @@ def step_batch_threads(f64, f32, i64, autoreset):
     """``step_batch`` on ``Batch(..., threads=T)``'s buffers: the worlds in ``T`` contiguous
     blocks stepped in parallel (numba ``prange``), each block with its own scratch.
 
-    Worlds share nothing but the scratch, so every bit equals ``step_batch``'s; the
-    autoreset hands its queued episodes out in world order between the two parallel
-    passes (step, then reset the worlds that ended), as ``step_worlds_autoreset`` does.
+    Worlds share nothing but the scratch, so every bit equals ``step_batch``'s. With
+    episodes queued (``set_next_seeds``) the autoreset hands them out in world order
+    between two parallel passes (step, then reset the worlds that ended), as
+    ``step_worlds_autoreset`` does; without (the common case) each block resets its own
+    ended worlds as it goes, in one pass: the second pass's fork and join, and the wait
+    for the block with the most resets, cost more than the step of 16 worlds gains.
     Numba's threads must not run before a ``fork`` (GNU OpenMP's are not fork-safe): the
     experiments' worker processes use ``step_batch``."""
     (veh, wld, info, finfo, act, rew, p, rp, obs, fobs, status, order, rank, ended, codes,
      rng, queue, took, queued) = _views(f64, f32, i64)
     nt, n = i64[THREADS], veh.shape[0]
     _check_room(f64, i64, p, nt)
+    inline = autoreset and queued[0] == 0  # reset within the step pass: no queue to hand out
     for t in prange(nt):
         near, near_d, lead = _scratch_at(f64, i64, p, t)
         for w in range(n * t // nt, n * (t + 1) // nt):
@@ -1428,8 +1432,14 @@ def step_batch_threads(f64, f32, i64, autoreset):
                                               order[w], rank[w], near, near_d, lead)
             rew[w] = reward_w
             if autoreset:
-                ended[w] = _ends(wld[w], status[w], rp)
-    if not autoreset:
+                e = _ends(wld[w], status[w], rp)
+                ended[w] = e
+                if inline:
+                    took[w] = -1
+                    if e:
+                        _end_or_reset(veh[w], wld[w], p, obs[w], info[w], status[w], rng[w],
+                                      rp, fobs[w], finfo[w], near, near_d)
+    if not autoreset or inline:
         return
     q, nq = 0, queued[0]
     for w in range(n):

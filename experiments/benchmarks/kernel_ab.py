@@ -9,7 +9,8 @@ timing the two in separate processes scatters by 30% or more. Both batches must 
 bit-identical (a speedup must not change a single bit), which the report checks (the
 worlds' arrays; not the scratch room after them).
 
-    python -m takeover.experiments.benchmarks.kernel_ab /tmp/ref [--sizes 1,16,256,4096] [--json]
+    python -m takeover.experiments.benchmarks.kernel_ab /tmp/ref [--sizes 1,16,256,4096]
+        [--threads T] [--json]
 
 The reference's ``envs/dynamics.py`` is loaded as a second module over this checkout's
 ``layout``, ``controllers`` and ``scenarios``, so only a change within ``dynamics`` (and the
@@ -72,13 +73,15 @@ def reference_kernel(tree: str | Path) -> Iterator[ModuleType]:
             sys.modules.pop(spec.name, None)
 
 
-def compare(reference: ModuleType, worlds: int, rounds: int = 300, warmup: int = 20_000) -> dict:
+def compare(reference: ModuleType, worlds: int, rounds: int = 300, warmup: int = 20_000,
+            threads: int = 1) -> dict:
     """Median (and 10th / 90th percentile) of this kernel's time over the reference's, per
-    pair of neighbouring windows, and each one's median us per world-step."""
-    from takeover.envs.dynamics import _offsets, step_batch
+    pair of neighbouring windows, and each one's median us per world-step; ``threads`` > 1
+    compares ``step_batch_threads`` on that many blocks."""
+    from takeover.envs.dynamics import _offsets, step_batch, step_batch_threads
     from takeover.envs.vector import make_vector_env
 
-    env = make_vector_env("takeover/Highway-v2", worlds)
+    env = make_vector_env("takeover/Highway-v2", worlds, threads=threads)
     env.reset(seed=0)
     actions = np.zeros((worlds, 2))
     for _ in range(max(50, warmup // worlds)):
@@ -91,7 +94,9 @@ def compare(reference: ModuleType, worlds: int, rounds: int = 300, warmup: int =
     ref = (f64, f32, i64)
     new = (f64.copy(), f32.copy(), i64.copy())
     calls = max(1, 400 // worlds)  # a window: a few hundred world-steps
-    kernels: tuple[Callable[..., None], ...] = (reference.step_batch, step_batch)
+    kernels: tuple[Callable[..., None], ...] = (
+        (reference.step_batch, step_batch) if threads == 1
+        else (reference.step_batch_threads, step_batch_threads))
     for kernel, bufs in zip(kernels, (ref, new)):
         kernel(*bufs, True)  # compile
     laps = np.zeros((rounds, 2))
@@ -107,7 +112,7 @@ def compare(reference: ModuleType, worlds: int, rounds: int = 300, warmup: int =
     ends = (off[8], off[11], off[-1])
     ratio = laps[:, 1] / laps[:, 0]
     us = laps / (calls * worlds) * 1e6
-    return {"worlds": worlds, "ratio": float(np.median(ratio)),
+    return {"worlds": worlds, "threads": threads, "ratio": float(np.median(ratio)),
             "ratio_p10": float(np.percentile(ratio, 10)),
             "ratio_p90": float(np.percentile(ratio, 90)),
             "ref_us": float(np.median(us[:, 0])), "new_us": float(np.median(us[:, 1])),
@@ -123,13 +128,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--rounds", type=int, default=300, help="window pairs per size")
     parser.add_argument("--warmup", type=int, default=20_000,
                         help="world-steps of traffic before the timing")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="compare the threaded kernels on this many blocks")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON list of the results instead of lines")
     args = parser.parse_args(argv)
     out = []
     with reference_kernel(args.reference) as reference:
         for n in (int(s) for s in args.sizes.split(",")):
-            res = compare(reference, n, args.rounds, args.warmup)
+            res = compare(reference, n, args.rounds, args.warmup, args.threads)
             out.append(res)
             if not args.json:
                 print(f"{n:5d} worlds: this / reference {res['ratio']:.3f} (p10-p90 "
