@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import TYPE_CHECKING, Any, cast
 
 import gymnasium as gym
+import numba
 import numpy as np
 from gymnasium import spaces
 
@@ -192,6 +193,16 @@ class NotYet(float):
 
 NOT_YET = NotYet()
 _ZERO = np.zeros(1, dtype=np.int64)  # the single env's world index
+
+
+def bound_kernel(kernel: Any, *args: Any) -> Any:
+    """``kernel`` (a numba dispatcher) compiled for ``args`` and bound to them, called
+    through its compiled entry point: that skips the dispatcher's resolution of the
+    arguments' types on every call (0.11 us of the single env's ~6 us step). Only for
+    arguments whose types never change, such as a ``Batch``'s own buffers."""
+    sig = tuple(numba.typeof(a) for a in args)
+    kernel.compile(sig)  # (loaded from numba's disk cache when it is there)
+    return functools.partial(kernel.overloads[sig].entry_point, *args)
 
 
 _REASONS = {o: reason(o) for o in STATUS_NAMES}
@@ -403,6 +414,7 @@ class HighwayEnv(gym.Env):
         self._act0, self._obs0, self._info0 = view(b.act[0]), b.obs[0], b.info[0]
         self._status0, self._rew0, self._wld0 = view(b.status), view(b.rew), view(b.wld[0])
         self._max_steps = cfg.max_steps
+        self._step_kernel = bound_kernel(step_batch, b.f64, b.f32, b.i64, False)
         self._rng[0, KEY] = entropy_keys(1)[0]  # until reset(seed=...)
         self.observation_space = spaces.Box(-1.0, 1.0, self._obs.shape[1:], dtype=np.float32)
         if cfg.action_type == "discrete":
@@ -431,8 +443,7 @@ class HighwayEnv(gym.Env):
             raise RuntimeError("no episode is running (the env was never reset, or its episode "
                                "ended): call reset() before step()")
         check_action(action, self.action_space, self._act0)
-        b = self._batch
-        step_batch(b.f64, b.f32, b.i64, False)
+        self._step_kernel()
         status = self._status0[0]
         terminated = status != 0
         truncated = not terminated and self._wld0[L.STEP] >= self._max_steps
