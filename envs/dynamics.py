@@ -1005,9 +1005,10 @@ def _end_step(vw, ww, p):
     ww[STEP] += 1.0
     ww[JERK] = (ww[EGO_ACC] - ww[PREV_ACC]) / p[DT]
     ww[PREV_ACC] = ww[EGO_ACC]
-    for i in range(1, vw.shape[0]):
-        if vw[i, LC_TIMER] > 0.0:
-            vw[i, LC_TIMER] -= p[DT]
+    dt = p[DT]
+    for i in range(1, vw.shape[0]):  # a select, not a branch: which drivers cool down
+        t = vw[i, LC_TIMER]          # differs from world to world (it was mispredicted)
+        vw[i, LC_TIMER] = t - dt if t > 0.0 else t
 
 
 @njit(cache=True, error_model="numpy", inline="always")
