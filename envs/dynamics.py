@@ -875,9 +875,17 @@ def _observe_within(vw, ww, p, ob, inf, near, near_d, bound):
             continue
         dx = vw[j, X] - xe
         dy = vw[j, Y] - ye
-        if abs(dx) < min_dist + hx0 + 10.0 and abs(dy) < min_dist + hy0 + 10.0:
-            hx, hy = _half_extents(vw, j)
-            min_dist = min(min_dist, max(abs(dx) - hx0 - hx, abs(dy) - hy0 - hy, 0.0))
+        # one cos / sin per vehicle for its box and its speed along the road (at heading
+        # 0 they are 1 and 0, and these expressions give ``_half_extents`` and ``_vx``
+        # bit for bit); the candidate distance is computed for every vehicle and kept by a
+        # select on the same test as before (a branch on it was mispredicted)
+        cj, sj = _cos_sin(vw[j, PSI])
+        ac, asn = abs(cj), abs(sj)
+        hx = 0.5 * vw[j, LEN] * ac + 0.5 * vw[j, WID] * asn
+        hy = 0.5 * vw[j, LEN] * asn + 0.5 * vw[j, WID] * ac
+        near_box = (abs(dx) < min_dist + hx0 + 10.0) & (abs(dy) < min_dist + hy0 + 10.0)
+        cand = max(abs(dx) - hx0 - hx, abs(dy) - hy0 - hy, 0.0)
+        min_dist = min(min_dist, cand) if near_box else min_dist
         d = dx * dx + dy * dy
         cs[c] = j
         near_d[c] = d
@@ -888,18 +896,22 @@ def _observe_within(vw, ww, p, ob, inf, near, near_d, bound):
         # lateral clearance have closed). Every candidate is computed and the right one
         # selected, with no branch: which vehicles are ahead, beside or closing differs
         # from world to world, so the branches were mispredicted (about 60% of this
-        # phase at 256 worlds); the values taken are the same expressions, bit for bit
+        # phase at 256 worlds); the values taken are the same expressions, bit for bit.
+        # The selects pick the divisions' operands, not their results: LLVM turns a
+        # select of a division's result back into a branch around the division. Not
+        # taken, a candidate is inf / 1 (and -inf / 1 for the cut-in's term, which the
+        # max then ignores), which leaves the min as it is
         gap = max(dx - 0.5 * (vw[j, LEN] + vw[0, LEN]), 0.0)
         side = abs(dy) - 0.5 * (vw[j, WID] + vw[0, WID]) - 0.3  # lateral clearance
-        closing = vxe - _vx(vw, j)
+        closing = vxe - vw[j, V] * cj
         closing_y = (vye - vw[j, VY]) if dy > 0.0 else (vw[j, VY] - vye)
-        t_gap = gap / closing
-        t_cut = max(t_gap, side / closing_y)
         corridor = side <= 0.0
         use = (dx > 0.0) & (closing > 1e-6) & (corridor | (closing_y > 1e-6))
-        t = t_gap if corridor else t_cut
-        ttc = min(ttc, t) if use else ttc
-        gap_ahead = min(gap_ahead, gap) if (dx > 0.0) & corridor & (ve > 0.1) else gap_ahead
+        cut = use & (not corridor)
+        t_gap = (gap if use else math.inf) / (closing if use else 1.0)
+        t = max(t_gap, (side if cut else -math.inf) / (closing_y if cut else 1.0))
+        ttc = min(ttc, t)
+        gap_ahead = min(gap_ahead, gap if (dx > 0.0) & corridor & (ve > 0.1) else math.inf)
     # one division, not one per vehicle: x / ve is monotonic in x, so the smallest gap
     # gives the smallest headway, bit for bit (no gap ahead: inf / ve = inf)
     headway = min(TTC_MAX, gap_ahead / ve)
@@ -993,9 +1005,10 @@ def _end_step(vw, ww, p):
     ww[STEP] += 1.0
     ww[JERK] = (ww[EGO_ACC] - ww[PREV_ACC]) / p[DT]
     ww[PREV_ACC] = ww[EGO_ACC]
-    for i in range(1, vw.shape[0]):
-        if vw[i, LC_TIMER] > 0.0:
-            vw[i, LC_TIMER] -= p[DT]
+    dt = p[DT]
+    for i in range(1, vw.shape[0]):  # a select, not a branch: which drivers cool down
+        t = vw[i, LC_TIMER]          # differs from world to world (it was mispredicted)
+        vw[i, LC_TIMER] = t - dt if t > 0.0 else t
 
 
 @njit(cache=True, error_model="numpy", inline="always")
