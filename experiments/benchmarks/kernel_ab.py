@@ -14,7 +14,11 @@ worlds' arrays; not the scratch room after them).
 
 The reference's ``envs/dynamics.py`` is loaded as a second module over this checkout's
 ``layout``, ``controllers`` and ``scenarios``, so only a change within ``dynamics`` (and the
-three-buffer ``Batch`` layout both share) can be compared this way. Run it as its own
+three-buffer ``Batch`` layout both share) can be compared this way. This checkout's kernel
+is loaded the same way, as a fresh copy compiled in this process, and the two batches trade
+kernels every other round: with this checkout's cached kernel on one copy of the batch
+against the reference compiled afresh on the other, the same kernel on both sides measured
+0.94-0.96 (the kernels' and the buffers' places in memory); now 1.00 +- 0.02. Run it as its own
 process (as the test does): a second kernel compiled into a process that goes on to use the
 first is not something the rest of the code base expects, so ``reference_kernel`` takes the
 module out of ``sys.modules`` again when the comparison is done.
@@ -41,10 +45,12 @@ SPARE = 4096
 REFERENCE = "takeover.envs._reference_dynamics"
 """The name the reference's ``dynamics`` is loaded under (numba needs the module in
 ``sys.modules`` while it compiles the module's functions)."""
+THIS = "takeover.envs._this_dynamics"
+"""The name this checkout's ``dynamics`` copy is loaded under."""
 
 
 @contextlib.contextmanager
-def reference_kernel(tree: str | Path) -> Iterator[ModuleType]:
+def reference_kernel(tree: str | Path, name: str = REFERENCE) -> Iterator[ModuleType]:
     """The ``dynamics`` module of the checkout at ``tree``, as a module of its own, for the
     duration of the ``with``; afterwards it is no longer in ``sys.modules``.
 
@@ -62,7 +68,7 @@ def reference_kernel(tree: str | Path) -> Iterator[ModuleType]:
     with tempfile.TemporaryDirectory(prefix="kernel_ab_") as tmp:
         copy = Path(tmp) / "dynamics.py"
         shutil.copyfile(path, copy)
-        spec = importlib.util.spec_from_file_location(REFERENCE, copy)
+        spec = importlib.util.spec_from_file_location(name, copy)
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
@@ -74,11 +80,13 @@ def reference_kernel(tree: str | Path) -> Iterator[ModuleType]:
 
 
 def compare(reference: ModuleType, worlds: int, rounds: int = 300, warmup: int = 20_000,
-            threads: int = 1) -> dict:
-    """Median (and 10th / 90th percentile) of this kernel's time over the reference's, per
-    pair of neighbouring windows, and each one's median us per world-step; ``threads`` > 1
-    compares ``step_batch_threads`` on that many blocks."""
-    from takeover.envs.dynamics import _offsets, step_batch, step_batch_threads
+            threads: int = 1, this: ModuleType | None = None) -> dict:
+    """Median (and 10th / 90th percentile) of this kernel's time (module ``this``; default
+    the installed ``takeover.envs.dynamics``) over the reference's, per pair of neighbouring
+    windows, and each one's median us per world-step; ``threads`` > 1 compares
+    ``step_batch_threads`` on that many blocks."""
+    from takeover.envs import dynamics
+    from takeover.envs.dynamics import _offsets
     from takeover.envs.vector import make_vector_env
 
     env = make_vector_env("takeover/Highway-v2", worlds, threads=threads)
@@ -95,14 +103,16 @@ def compare(reference: ModuleType, worlds: int, rounds: int = 300, warmup: int =
     new = (f64.copy(), f32.copy(), i64.copy())
     calls = max(1, 400 // worlds)  # a window: a few hundred world-steps
     kernels: tuple[Callable[..., None], ...] = (
-        (reference.step_batch, step_batch) if threads == 1
-        else (reference.step_batch_threads, step_batch_threads))
+        (reference.step_batch, (this or dynamics).step_batch) if threads == 1
+        else (reference.step_batch_threads, (this or dynamics).step_batch_threads))
     for kernel, bufs in zip(kernels, (ref, new)):
         kernel(*bufs, True)  # compile
     laps = np.zeros((rounds, 2))
     for r in range(rounds):
         for side in ((0, 1) if r % 2 else (1, 0)):
-            kernel, bufs = kernels[side], (ref, new)[side]
+            # the two copies trade kernels every other round: a copy's place in memory
+            # alone made one kernel 4-6% faster than the same kernel on the other copy
+            kernel, bufs = kernels[side], (ref, new)[side ^ (r // 2) % 2]
             t = time.perf_counter()
             for _ in range(calls):
                 kernel(*bufs, True)
@@ -134,9 +144,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                         help="print one JSON list of the results instead of lines")
     args = parser.parse_args(argv)
     out = []
-    with reference_kernel(args.reference) as reference:
+    from takeover.envs import dynamics
+
+    here = Path(dynamics.__file__).resolve().parents[1]  # this checkout (or installed tree)
+    with reference_kernel(args.reference) as reference, reference_kernel(here, THIS) as this:
         for n in (int(s) for s in args.sizes.split(",")):
-            res = compare(reference, n, args.rounds, args.warmup, args.threads)
+            res = compare(reference, n, args.rounds, args.warmup, args.threads, this)
             out.append(res)
             if not args.json:
                 print(f"{n:5d} worlds: this / reference {res['ratio']:.3f} (p10-p90 "
