@@ -934,7 +934,9 @@ def _observe_within(vw, ww, p, ob, inf, near, near_d, bound):
         hy = 0.5 * vw[j, LEN] * asn + 0.5 * vw[j, WID] * ac
         near_box = (abs(dx) < min_dist + hx0 + 10.0) & (abs(dy) < min_dist + hy0 + 10.0)
         cand = max(abs(dx) - hx0 - hx, abs(dy) - hy0 - hy, 0.0)
-        min_dist = min(min_dist, cand) if near_box else min_dist
+        # (a select of constants, then max / min: a select of cand itself, LLVM made a
+        # branch around its computation again; max(cand, -inf) is cand, min(., inf) a no-op)
+        min_dist = min(min_dist, max(cand, -math.inf if near_box else math.inf))
         d = dx * dx + dy * dy
         cs[c] = j
         near_d[c] = d
