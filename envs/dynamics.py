@@ -21,9 +21,15 @@ world to the next: the traffic IDM's leaders (``_lane_leaders``) and the observa
 nearest K are found with selects and counts instead. LLVM turns a select back into a
 branch around the computation of its operand when that is a division or more than a few
 instructions (it did so in ``_observe_within``), so the selects there pick the divisions'
-operands, or constants that a ``min`` / ``max`` then applies (``kernel_ab``: 0.93 and 0.965
-of the step at 256 worlds, no change at 1 world). The batch kernels borrow the
-``Batch``'s buffers (``_borrow``: numba's reference counting of every array passed to a
+operands, or constants that a ``min`` / ``max`` then applies; with the lane-change
+cooldowns run down by a select in ``_mobil``'s first pass, which marks the drivers mid
+change in a bit mask, that took the step to 0.90 of what it was at 256 worlds (``kernel_ab``;
+no change at 1 world, where the branches were predicted). The traffic sub-step's scalar
+loops are near their floor: IDM inputs copied into columns for a vectorised IDM, the lane
+sweep packed into one register, a multiplication for its division by the lane width, a
+second pass for ``atan2`` and ten other restructurings all measured 1.00-1.37x the step
+(each extra pass cost more than the divisions or branches it saved). The batch kernels
+borrow the ``Batch``'s buffers (``_borrow``: numba's reference counting of every array passed to a
 helper was 43% of the step in a ``perf`` profile), keep their scratch after the buffers'
 ends, and prefetch the next world's arrays while they step one. Every shortcut here (no
 trigonometry at heading 0, the incremental neighbour order, the leader sweep, the counted
