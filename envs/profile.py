@@ -46,9 +46,9 @@ PHASES = ("sort", "hazards", "idm", "ego", "traffic", "collision", "bookkeeping"
           "recycle", "observe", "reward", "reset")
 """Kernel phases in step order: neighbour order (sort by x), hazard triggers, traffic IDM
 with its neighbour search, ego meta-action + controls + bicycle, traffic motion, collision
-and road-edge tests, jerk and cooldowns, MOBIL, recycling traffic around the ego,
-observation + ground truth + shaping, reward and outcome, the autoreset of ended worlds
-(done flags, new episode, its first observation)."""
+and road-edge tests, step count and jerk, MOBIL (and the lane-change cooldowns), recycling
+traffic around the ego, observation + ground truth + shaping, reward and outcome, the
+autoreset of ended worlds (done flags, new episode, its first observation)."""
 PYTHON = ("py_actions", "py_info")
 """The Python side of ``env.step``: checking the actions, building ``info`` (done flags,
 the ended worlds' final observation and info)."""
