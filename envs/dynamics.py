@@ -725,30 +725,26 @@ def _mobil(vw, ww, p, order, rank):
     which drivers cool down differs from world to world), in the pass that marks the
     drivers mid change in a bit mask (the same test, without a branch per driver: 2-3 of
     20 are mid change, different ones in each world, and the branch was mispredicted);
-    the backing out then visits the marked slots only, in slot order."""
+    the backing out then visits the marked slots only. The order of the backing out does
+    not matter: a driver's writes only its own ``LANE`` and ``LC_TIMER``, and reads the
+    others' positions and sizes."""
     w = p[LANE_W]
     n = p[N_LANES]
     m = vw.shape[0]
     dt = p[DT]
-    if m <= 64:
-        mid = 0
-        for i in range(1, m):
-            t = vw[i, LC_TIMER]
-            vw[i, LC_TIMER] = t - dt if t > 0.0 else t
-            on = ((vw[i, KIND] == CAR) & (vw[i, MODE] == NORMAL)
-                  & (abs(vw[i, Y] - vw[i, LANE] * w) > 0.2))
+    mid = 0  # slots 1..62 mid change, as bits (slots past 62, in worlds that big: at once)
+    for i in range(1, m):
+        t = vw[i, LC_TIMER]
+        vw[i, LC_TIMER] = t - dt if t > 0.0 else t
+        on = ((vw[i, KIND] == CAR) & (vw[i, MODE] == NORMAL)
+              & (abs(vw[i, Y] - vw[i, LANE] * w) > 0.2))
+        if i < 63:
             mid |= np.int64(on) << i
-        for _ in range(_popcount(mid)):
-            _abort_if_blocked(vw, _ctz(mid), order, rank, w)
-            mid &= mid - 1
-    else:
-        for i in range(1, m):
-            t = vw[i, LC_TIMER]
-            vw[i, LC_TIMER] = t - dt if t > 0.0 else t
-        for i in range(1, m):
-            if (vw[i, KIND] == CAR and vw[i, MODE] == NORMAL
-                    and abs(vw[i, Y] - vw[i, LANE] * w) > 0.2):
-                _abort_if_blocked(vw, i, order, rank, w)
+        elif on:
+            _abort_if_blocked(vw, i, order, rank, w)
+    for _ in range(_popcount(mid)):
+        _abort_if_blocked(vw, _ctz(mid), order, rank, w)
+        mid &= mid - 1
     period = max(int(round(1.0 / p[DT])), 1)
     turn = int(ww[STEP]) % period
     asked = _yield_request(vw, ww, p, order, rank)
