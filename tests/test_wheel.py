@@ -5,6 +5,7 @@ and configs must come along as package data."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -30,9 +31,15 @@ print(agent.metadata["path"])
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> tuple[Path, Path]:
     out = tmp_path_factory.mktemp("wheel")
-    res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                          "--no-build-isolation", "-q", "-w", str(out / "dist"), str(ROOT)],
-                         capture_output=True, text=True, cwd=out)
+    # setuptools builds in the checkout's own build/ folder: two pytest-xdist workers that
+    # each run this fixture at once collide there ("File exists: build/bdist..."), so the
+    # builds take turns on a lock in the folder the workers' temporary folders share
+    lock = tmp_path_factory.getbasetemp().parent / "takeover-wheel-build.lock"
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                              "--no-build-isolation", "-q", "-w", str(out / "dist"),
+                              str(ROOT)], capture_output=True, text=True, cwd=out)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "warning" not in res.stderr.lower(), res.stderr[-3000:]  # e.g. undeclared data
     (whl,) = (out / "dist").glob("takeover-*.whl")
